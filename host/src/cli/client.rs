@@ -1,0 +1,103 @@
+//! The HTTP client the CLI uses, including starting a local server when none answers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::{ClientArgs, ServerArgs};
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// Connects to the server of `args`, starting a local one in the background when the URL is loopback and
+    /// nothing answers (and saying so in one line on stderr).
+    pub async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+        let base = args.server.trim_end_matches('/').to_string();
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        let client = Client { http, base, token: args.token.clone() };
+        if client.answers().await {
+            return Ok(client);
+        }
+        let Some(bind) = loopback_addr(&client.base) else {
+            bail!("no omnigent server answers at {}", client.base);
+        };
+        let server_args = ServerArgs {
+            bind,
+            database_url: std::env::var("DATABASE_URL").ok(),
+            data_dir: args.data_dir.clone(),
+            auth_token: args.token.clone(),
+            max_body_bytes: 4 * 1024 * 1024,
+        };
+        let (pid, url) = super::daemon::spawn_background(&server_args).await?;
+        eprintln!(
+            "omnigent: no server answered at {}; started one in the background (pid {pid}, {url}, log {})",
+            client.base,
+            args.data_dir.join("server.log").display()
+        );
+        Ok(client)
+    }
+
+    async fn answers(&self) -> bool {
+        let probe = self.http.get(format!("{}/health", self.base)).timeout(Duration::from_secs(2)).send().await;
+        probe.is_ok_and(|r| r.status().is_success())
+    }
+
+    /// Sends a request and returns the JSON answer, turning the API's error envelope into a readable error.
+    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| format!("{method} {path} failed"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            return serde_json::from_str(&text).with_context(|| format!("the server sent invalid JSON for {path}"));
+        }
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| text.trim().to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(anyhow!("{message} (pass --token or set OMNIGENT_AUTH_TOKEN)"));
+        }
+        Err(anyhow!("{message} (HTTP {})", status.as_u16()))
+    }
+}
+
+/// The socket address to start a server on, when `url` names a loopback host.
+fn loopback_addr(url: &str) -> Option<SocketAddr> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>().ok())).unwrap_or((authority, Some(80)));
+    let ip: IpAddr = match host.trim_matches(['[', ']']) {
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        other => other.parse().ok()?,
+    };
+    ip.is_loopback().then_some(SocketAddr::new(ip, port?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_addr;
+
+    #[test]
+    fn only_loopback_urls_get_a_local_server() {
+        assert_eq!(loopback_addr("http://127.0.0.1:6767").unwrap().port(), 6767);
+        assert_eq!(loopback_addr("http://localhost:7000/").unwrap().port(), 7000);
+        assert!(loopback_addr("http://[::1]:7000").unwrap().ip().is_loopback());
+        assert!(loopback_addr("http://10.0.0.5:6767").is_none());
+        assert!(loopback_addr("https://127.0.0.1:6767").is_none());
+        assert!(loopback_addr("http://example.com:6767").is_none());
+    }
+}

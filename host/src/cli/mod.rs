@@ -1,0 +1,170 @@
+//! The `omnigent` command line.
+
+mod client;
+mod daemon;
+mod sessions;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::Client;
+
+/// Default address of the local server (and of the web UI).
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:6767";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "omnigent",
+    version,
+    about = "A host for AI coding agent sessions: durable history, live streams, WASM harnesses and policies.",
+    long_about = "A host for AI coding agent sessions.\n\n\
+        `omnigent server` runs the host; client commands (`sessions …`) talk to it over HTTP and start a local \
+        server in the background when none answers on a loopback address."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the host server in the foreground, or manage a background one (start | status | stop).
+    Server(ServerCommand),
+    /// List, show and delete sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = false)]
+struct ServerCommand {
+    #[command(subcommand)]
+    action: Option<ServerAction>,
+    #[command(flatten)]
+    options: ServerArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum ServerAction {
+    /// Start a server in the background (pid file and log under the data dir) and wait until it answers.
+    Start,
+    /// Say whether the background server of this data dir is running, and where.
+    Status,
+    /// Stop the background server of this data dir (SIGTERM, then SIGKILL after 15 s).
+    Stop,
+}
+
+/// Where the server listens and keeps its data.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on. Anything but loopback requires --auth-token.
+    #[arg(long, env = "OMNIGENT_BIND", default_value = "127.0.0.1:6767", global = true)]
+    bind: SocketAddr,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: SQLite in the data dir.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Directory for the SQLite database, pid file and server log.
+    #[arg(long, env = "OMNIGENT_DATA_DIR", default_value_os_t = daemon::default_data_dir(), global = true)]
+    data_dir: PathBuf,
+    /// Bearer token clients must send. Required when --bind is not a loopback address.
+    #[arg(long, env = "OMNIGENT_AUTH_TOKEN", hide_env_values = true, global = true)]
+    auth_token: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, global = true)]
+    max_body_bytes: usize,
+}
+
+/// How client commands reach the server.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Server URL. A loopback URL that nobody answers gets a background server started for it.
+    #[arg(long, env = "OMNIGENT_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// Bearer token for servers that require one.
+    #[arg(long, env = "OMNIGENT_AUTH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Data dir for a server started in the background (its database, pid file and log).
+    #[arg(long, env = "OMNIGENT_DATA_DIR", default_value_os_t = daemon::default_data_dir())]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionsCommand {
+    /// List sessions, newest first.
+    List {
+        /// Only sessions in this state (idle, running, failed, paused).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many to show (1..1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one session: state, last error and transcript.
+    Show {
+        /// Session id (conv_… or bare hex).
+        id: String,
+        /// Print the API's JSON snapshot.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a session and its history.
+    Delete {
+        /// Session id (conv_… or bare hex).
+        id: String,
+        /// Print the API's JSON answer.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_server = matches!(&cli.command, Command::Server(ServerCommand { action: None, .. }));
+    init_tracing(if is_server { "info,sqlx=warn" } else { "warn" });
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("omnigent: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("omnigent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Server(ServerCommand { action, options }) => match action {
+            None => daemon::serve_foreground(options).await,
+            Some(ServerAction::Start) => daemon::start(&options).await,
+            Some(ServerAction::Status) => daemon::status(&options).await,
+            Some(ServerAction::Stop) => daemon::stop(&options).await,
+        },
+        Command::Sessions(cmd) => sessions::run(cmd).await,
+    }
+}

@@ -1,0 +1,85 @@
+//! Identifiers: session ids are `conv_<32 lowercase hex>` (the seed's form); bare hex is accepted on input.
+
+use std::fmt;
+
+/// A session id in canonical form (`conv_` + 32 lowercase hex digits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is not a session id: expected conv_<32 hex digits> or 32 hex digits")]
+pub struct BadSessionId(pub String);
+
+impl SessionId {
+    pub fn new() -> Self {
+        SessionId(format!("conv_{}", random_hex()))
+    }
+
+    /// Parses `conv_<hex>` or bare `<hex>` (any case); the result is canonical.
+    pub fn parse(input: &str) -> Result<Self, BadSessionId> {
+        let hex = input.strip_prefix("conv_").unwrap_or(input);
+        if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(SessionId(format!("conv_{}", hex.to_ascii_lowercase())))
+        } else {
+            Err(BadSessionId(truncate(input, 80)))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// 32 lowercase hex digits from 128 random bits.
+pub fn random_hex() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A prefixed random id, e.g. `msg_<32 hex>`.
+pub fn prefixed(prefix: &str) -> String {
+    format!("{prefix}_{}", random_hex())
+}
+
+/// Shortens user input quoted back in error messages.
+pub fn truncate(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max_chars).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_prefixed_and_bare_hex_and_canonicalizes() {
+        let id = SessionId::new();
+        assert_eq!(SessionId::parse(id.as_str()).unwrap(), id);
+        let bare = &id.as_str()[5..];
+        assert_eq!(SessionId::parse(bare).unwrap(), id);
+        assert_eq!(SessionId::parse(&bare.to_uppercase()).unwrap(), id);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in ["", "conv_", "conv_xyz", "conv_0123", &"a".repeat(33), "../etc/passwd"] {
+            assert!(SessionId::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! omnigent: a host for AI coding agent sessions.
+//!
+//! Data flows one way: HTTP/CLI input → the session's actor (its only writer) → the event log (store) → the
+//! live channel → SSE subscribers. See `session` for the actor, `store` for the log and `stream` for replay.
+
+pub mod cli;
+pub mod ids;
+pub mod model;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod stream;

@@ -1,0 +1,159 @@
+//! Session domain types shared by the store, the session actors and the API.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::ids::SessionId;
+
+/// The seed's lifecycle states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// Ready; no turn is running.
+    Idle,
+    /// A turn is in progress.
+    Running,
+    /// The last turn ended with an error (see `last_task_error`).
+    Failed,
+    /// A policy asked a human and the turn waits for the answer.
+    Paused,
+}
+
+impl SessionStatus {
+    pub const ALL: [SessionStatus; 4] = [Self::Idle, Self::Running, Self::Failed, Self::Paused];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Running => "running",
+            Self::Failed => "failed",
+            Self::Paused => "paused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Why the last turn failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One session as stored: the cached fold of its event log.
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+    pub title: Option<String>,
+    pub labels: Map<String, Value>,
+    pub status: SessionStatus,
+    pub last_task_error: Option<TaskError>,
+    /// The session config (Omnigent's agent YAML, as JSON).
+    pub config: Value,
+    pub agent_id: Option<String>,
+    pub kind: String,
+    pub parent_session_id: Option<SessionId>,
+    /// Sequence number of the newest event in the log (0 when empty).
+    pub last_seq: i64,
+}
+
+impl SessionRecord {
+    pub fn new(config: Value, title: Option<String>, labels: Map<String, Value>, now_us: i64) -> Self {
+        SessionRecord {
+            id: SessionId::new(),
+            created_at_us: now_us,
+            updated_at_us: now_us,
+            title,
+            labels,
+            status: SessionStatus::Idle,
+            last_task_error: None,
+            config,
+            agent_id: None,
+            kind: "default".into(),
+            parent_session_id: None,
+            last_seq: 0,
+        }
+    }
+}
+
+/// An event in a session's log. `data` is the full wire payload and carries `type`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event_type: String,
+    pub data: Value,
+    pub created_at_us: i64,
+}
+
+/// A transcript item (message, function call, …): a fold of the events that produced it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Item {
+    pub id: String,
+    /// Sequence number of the event that last wrote this item; orders the transcript.
+    pub position: i64,
+    pub response_id: Option<String>,
+    pub item_type: String,
+    pub status: String,
+    pub created_at_us: i64,
+    pub data: Value,
+    pub created_by: Option<String>,
+}
+
+impl Item {
+    /// Omnigent's flat rendering (`/items`, `response.output_item.done.item`): `data` spread over the common fields.
+    pub fn flat(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("id".into(), self.id.clone().into());
+        out.insert("object".into(), "conversation.item".into());
+        out.insert("type".into(), self.item_type.clone().into());
+        out.insert("status".into(), self.status.clone().into());
+        out.insert("response_id".into(), opt(&self.response_id));
+        out.insert("created_at".into(), secs(self.created_at_us).into());
+        if let Some(by) = &self.created_by {
+            out.insert("created_by".into(), by.clone().into());
+        }
+        if let Value::Object(data) = &self.data {
+            for (k, v) in data {
+                let key = if k == "agent" { "model".to_string() } else { k.clone() };
+                out.entry(key).or_insert_with(|| v.clone());
+            }
+        }
+        Value::Object(out)
+    }
+
+    /// Omnigent's nested rendering (snapshot `items`).
+    pub fn nested(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "type": self.item_type,
+            "status": self.status,
+            "response_id": self.response_id,
+            "created_at": secs(self.created_at_us),
+            "data": self.data,
+            "created_by": self.created_by,
+        })
+    }
+}
+
+fn opt(v: &Option<String>) -> Value {
+    v.clone().map(Value::String).unwrap_or(Value::Null)
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Wire timestamps are unix seconds.
+pub fn secs(us: i64) -> i64 {
+    us.div_euclid(1_000_000)
+}

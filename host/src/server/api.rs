@@ -1,0 +1,450 @@
+//! Session API handlers: parse → call the session layer → render Omnigent's JSON shapes.
+
+use std::convert::Infallible;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::error::{ApiError, ErrorEnvelope};
+use crate::ids::SessionId;
+use crate::model::{SessionRecord, SessionStatus, secs};
+use crate::session::{Ack, EventInput, Input, NewSession, Patch};
+use crate::store::Page;
+use crate::stream::{Frame, follow};
+
+/// JSON body whose rejections render as the API's error envelope.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// Query string whose rejections render as the API's error envelope.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(raw).map_err(|e| ApiError::not_found(format!("no session '{}': {e}", crate::ids::truncate(raw, 80))))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Wire shapes
+
+/// `POST /v1/sessions`
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionRequest {
+    pub title: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub labels: Map<String, Value>,
+    /// The session config inline (Omnigent's agent YAML as JSON: `name`, `prompt`, `executor{harness, model}`, …).
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+    /// Not yet supported: agents cannot be registered on this server yet; send `config` inline.
+    pub agent_id: Option<String>,
+    /// Events applied right after creation, usually one user message (which starts a turn).
+    #[serde(default)]
+    pub initial_items: Vec<EventInput>,
+}
+
+/// `PATCH /v1/sessions/{id}`
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSessionRequest {
+    /// A new title; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub title: Option<Option<String>>,
+    /// Merged into the labels; a `null` value removes that label.
+    #[schema(value_type = Option<Object>)]
+    pub labels: Option<Map<String, Value>>,
+}
+
+/// Distinguishes an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A session snapshot (`GET /v1/sessions/{id}`).
+#[derive(Serialize, ToSchema)]
+pub struct SessionResponse {
+    pub id: String,
+    pub object: &'static str,
+    pub status: SessionStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub title: Option<String>,
+    #[schema(value_type = Object)]
+    pub labels: Map<String, Value>,
+    pub kind: String,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub harness: Option<String>,
+    pub llm_model: Option<String>,
+    pub parent_session_id: Option<String>,
+    /// Set only while `status` is `failed`.
+    pub last_task_error: Option<crate::model::TaskError>,
+    /// Full `response.elicitation_request` events still waiting for an answer.
+    #[schema(value_type = Vec<Object>)]
+    pub pending_elicitations: Vec<Value>,
+    pub active_response_id: Option<String>,
+    /// Sequence number of the newest event; a stream resumed with `Last-Event-ID: <last_seq>` continues from here.
+    pub last_seq: i64,
+    /// Transcript items, nested form (`data` holds the type-specific fields).
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+}
+
+/// One row of `GET /v1/sessions`.
+#[derive(Serialize, ToSchema)]
+pub struct SessionListItem {
+    pub id: String,
+    pub object: &'static str,
+    pub status: SessionStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub title: Option<String>,
+    #[schema(value_type = Object)]
+    pub labels: Map<String, Value>,
+    pub kind: String,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub parent_session_id: Option<String>,
+    pub last_task_error: Option<crate::model::TaskError>,
+    pub pending_elicitations_count: usize,
+}
+
+/// Omnigent's paginated list envelope.
+#[derive(Serialize, ToSchema)]
+pub struct ListResponse<T> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+    pub has_more: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeletedResponse {
+    pub id: String,
+    pub object: &'static str,
+    pub deleted: bool,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListSessionsQuery {
+    /// 1..1000, default 20.
+    pub limit: Option<u32>,
+    /// Session id: return sessions after this one in the chosen order.
+    pub after: Option<String>,
+    /// Session id: return sessions before this one in the chosen order.
+    pub before: Option<String>,
+    /// `desc` (newest first, default) or `asc`.
+    pub order: Option<String>,
+    /// Only sessions in this state: `idle`, `running`, `failed` or `paused`.
+    pub status: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListItemsQuery {
+    /// 1..1000, default 100.
+    pub limit: Option<u32>,
+    /// Item id cursor.
+    pub after: Option<String>,
+    /// Item id cursor.
+    pub before: Option<String>,
+    /// `asc` (log order, default) or `desc`.
+    pub order: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotQuery {
+    /// Include the transcript (default true).
+    pub include_items: Option<bool>,
+    /// Accepted for Omnigent compatibility.
+    pub include_liveness: Option<bool>,
+    /// Accepted for Omnigent compatibility.
+    pub refresh_state: Option<bool>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Replay every event with a sequence number above this one, then continue live (same as `Last-Event-ID`).
+    pub after: Option<String>,
+    /// Accepted for Omnigent compatibility (presence flag).
+    pub idle: Option<bool>,
+}
+
+fn page(limit: Option<u32>, default_limit: u32, after: Option<String>, before: Option<String>, order: Option<String>, default_desc: bool) -> Result<Page, ApiError> {
+    let limit = limit.unwrap_or(default_limit);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(format!("limit must be between 1 and 1000, got {limit}")));
+    }
+    if after.is_some() && before.is_some() {
+        return Err(ApiError::invalid("give either 'after' or 'before', not both"));
+    }
+    let descending = match order.as_deref() {
+        None => default_desc,
+        Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => return Err(ApiError::invalid(format!("order must be 'asc' or 'desc', got '{}'", crate::ids::truncate(other, 40)))),
+    };
+    Ok(Page { limit, after, before, descending })
+}
+
+fn config_str(config: &Value, pointer: &str) -> Option<String> {
+    config.pointer(pointer).and_then(Value::as_str).map(str::to_string)
+}
+
+fn snapshot(record: SessionRecord, items: Vec<Value>) -> SessionResponse {
+    SessionResponse {
+        id: record.id.to_string(),
+        object: "session",
+        status: record.status,
+        created_at: secs(record.created_at_us),
+        updated_at: secs(record.updated_at_us),
+        agent_name: config_str(&record.config, "/name"),
+        harness: config_str(&record.config, "/executor/harness"),
+        llm_model: config_str(&record.config, "/executor/model"),
+        title: record.title,
+        labels: record.labels,
+        kind: record.kind,
+        agent_id: record.agent_id,
+        parent_session_id: record.parent_session_id.map(|p| p.to_string()),
+        last_task_error: record.last_task_error,
+        pending_elicitations: Vec::new(),
+        active_response_id: None,
+        last_seq: record.last_seq,
+        items,
+    }
+}
+
+fn list_item(record: SessionRecord) -> SessionListItem {
+    SessionListItem {
+        id: record.id.to_string(),
+        object: "session",
+        status: record.status,
+        created_at: secs(record.created_at_us),
+        updated_at: secs(record.updated_at_us),
+        agent_name: config_str(&record.config, "/name"),
+        title: record.title,
+        labels: record.labels,
+        kind: record.kind,
+        agent_id: record.agent_id,
+        parent_session_id: record.parent_session_id.map(|p| p.to_string()),
+        last_task_error: record.last_task_error,
+        pending_elicitations_count: 0,
+    }
+}
+
+fn list<T>(data: Vec<T>, has_more: bool, id_of: impl Fn(&T) -> String) -> ListResponse<T> {
+    ListResponse {
+        object: "list",
+        first_id: data.first().map(&id_of),
+        last_id: data.last().map(&id_of),
+        data,
+        has_more,
+    }
+}
+
+async fn render_snapshot(state: &AppState, record: SessionRecord, include_items: bool) -> Result<SessionResponse, ApiError> {
+    let mut items = Vec::new();
+    if include_items {
+        let mut page = Page { limit: 1000, after: None, before: None, descending: false };
+        loop {
+            let (batch, more) = state.sessions.items(&record.id, &page).await?;
+            page.after = batch.last().map(|i| i.id.clone());
+            items.extend(batch.iter().map(|i| i.nested()));
+            if !more {
+                break;
+            }
+        }
+    }
+    Ok(snapshot(record, items))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handlers
+
+/// Liveness and basic facts about this server.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "The server is up", body = Object)))]
+pub async fn health(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": match state.sessions.store().kind() {
+            crate::store::BackendKind::Sqlite => "sqlite",
+            crate::store::BackendKind::Postgres => "postgres",
+        },
+        "live_sessions": state.sessions.live_count(),
+    }))
+}
+
+/// Create a session.
+#[utoipa::path(post, path = "/v1/sessions", request_body = CreateSessionRequest,
+    responses((status = 201, body = SessionResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn create_session(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateSessionRequest>,
+) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
+    if let Some(agent) = req.agent_id {
+        return Err(ApiError::not_found(format!(
+            "no agent '{}': this server has no agent registry yet; send the session config inline as 'config'",
+            crate::ids::truncate(&agent, 80)
+        )));
+    }
+    let config = match req.config {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(c @ Value::Object(_)) => c,
+        Some(_) => return Err(ApiError::invalid("'config' must be a JSON object (the session config)")),
+    };
+    let initial_items = req
+        .initial_items
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| Input::parse(raw).map_err(|e| ApiError::invalid(format!("initial_items[{i}]: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let record = state
+        .sessions
+        .create(NewSession { title: req.title, labels: req.labels, config, agent_id: None, initial_items })
+        .await?;
+    let body = render_snapshot(&state, record, true).await?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// List sessions, newest first by default.
+#[utoipa::path(get, path = "/v1/sessions", params(ListSessionsQuery),
+    responses((status = 200, body = ListResponse<SessionListItem>), (status = 400, body = ErrorEnvelope)))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListSessionsQuery>,
+) -> Result<Json<ListResponse<SessionListItem>>, ApiError> {
+    let page = page(q.limit, 20, q.after, q.before, q.order, true)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(SessionStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(format!("status must be one of idle, running, failed, paused; got '{}'", crate::ids::truncate(s, 40)))
+        })?),
+    };
+    let (rows, has_more) = state.sessions.list(&page, status).await?;
+    Ok(Json(list(rows.into_iter().map(list_item).collect(), has_more, |s| s.id.clone())))
+}
+
+/// A session's snapshot: state, pending elicitations and (by default) its items.
+#[utoipa::path(get, path = "/v1/sessions/{id}", params(("id" = String, Path), SnapshotQuery),
+    responses((status = 200, body = SessionResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SnapshotQuery>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let id = session_id(&id)?;
+    let record = state.sessions.get(&id).await?;
+    Ok(Json(render_snapshot(&state, record, q.include_items.unwrap_or(true)).await?))
+}
+
+/// Change a session's title or labels.
+#[utoipa::path(patch, path = "/v1/sessions/{id}", params(("id" = String, Path)), request_body = UpdateSessionRequest,
+    responses((status = 200, body = SessionResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn update_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateSessionRequest>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let id = session_id(&id)?;
+    let record = state.sessions.patch(&id, Patch { title: req.title, labels: req.labels }).await?;
+    Ok(Json(render_snapshot(&state, record, true).await?))
+}
+
+/// Delete a session and its history. Open streams end with `[DONE]`.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeletedResponse>, ApiError> {
+    let id = session_id(&id)?;
+    state.sessions.delete(&id).await?;
+    Ok(Json(DeletedResponse { id: id.to_string(), object: "conversation.deleted", deleted: true }))
+}
+
+/// A page of the transcript as flat items, in log order by default.
+#[utoipa::path(get, path = "/v1/sessions/{id}/items", params(("id" = String, Path), ListItemsQuery),
+    responses((status = 200, body = ListResponse<Object>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_items(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListItemsQuery>,
+) -> Result<Json<ListResponse<Value>>, ApiError> {
+    let id = session_id(&id)?;
+    let page = page(q.limit, 100, q.after, q.before, q.order, false)?;
+    let (items, has_more) = state.sessions.items(&id, &page).await?;
+    let flat = items.iter().map(|i| i.flat()).collect();
+    Ok(Json(list(flat, has_more, |v: &Value| v["id"].as_str().unwrap_or_default().to_string())))
+}
+
+/// Send input to a session: `message`, `function_call_output`, `interrupt` or `approval`.
+#[utoipa::path(post, path = "/v1/sessions/{id}/events", params(("id" = String, Path)), request_body = EventInput,
+    responses((status = 202, body = Ack), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn post_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(raw): ApiJson<EventInput>,
+) -> Result<(StatusCode, Json<Ack>), ApiError> {
+    let id = session_id(&id)?;
+    let input = Input::parse(raw).map_err(ApiError::invalid)?;
+    let ack = state.sessions.post(&id, input).await?;
+    Ok((StatusCode::ACCEPTED, Json(ack)))
+}
+
+/// Server-Sent Events: every event of the session, each persisted one with `id: <seq>`. Reconnect with
+/// `Last-Event-ID` (or `?after=<seq>`) to receive everything missed, in order, then live.
+#[utoipa::path(get, path = "/v1/sessions/{id}/stream", params(("id" = String, Path), StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number")),
+    responses((status = 200, content_type = "text/event-stream", body = String), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let id = session_id(&id)?;
+    // A browser's EventSource reconnects to the same URL (with its ?after=) and adds Last-Event-ID, which is newer.
+    let cursor = match headers.get("last-event-id") {
+        Some(v) => Some(parse_cursor(v.to_str().unwrap_or("\u{fffd}"), "Last-Event-ID")?),
+        None => q.after.as_deref().map(|a| parse_cursor(a, "after")).transpose()?,
+    };
+    let frames = follow(&state.sessions, &id, cursor, state.heartbeat).await?;
+    let events = frames.map(|frame| Ok::<_, Infallible>(sse_event(frame)));
+    let mut response = Sse::new(events).into_response();
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+fn parse_cursor(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| ApiError::invalid(format!("{what} must be a non-negative event sequence number, got '{}'", crate::ids::truncate(raw, 40))))
+}
+
+fn sse_event(frame: Frame) -> SseEvent {
+    match frame {
+        Frame::Heartbeat => SseEvent::default().event("session.heartbeat").data(
+            json!({"type": "session.heartbeat", "sequence_number": null, "server_time": secs(crate::model::now_us())})
+                .to_string(),
+        ),
+        Frame::Event(e) => SseEvent::default().id(e.seq.to_string()).event(&e.event_type).data(e.data.to_string()),
+        Frame::Done => SseEvent::default().data("[DONE]"),
+    }
+}

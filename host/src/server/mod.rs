@@ -1,0 +1,193 @@
+//! The HTTP server: routes, auth, limits, OpenAPI, graceful shutdown.
+
+pub mod api;
+pub mod error;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+
+use crate::session::Sessions;
+use crate::store::Store;
+use error::ApiError;
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Bearer token every request (but `/health`) must carry; required for a non-loopback bind.
+    pub auth_token: Option<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Idle keep-alive period on streams.
+    pub heartbeat: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { auth_token: None, max_body_bytes: 4 * 1024 * 1024, heartbeat: crate::stream::HEARTBEAT }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub sessions: Sessions,
+    pub heartbeat: Duration,
+    auth_token: Option<Arc<str>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "refusing to listen on {0} without an auth token: anyone who can reach that address could drive your \
+         agents. Set --auth-token (or OMNIGENT_AUTH_TOKEN), or bind to 127.0.0.1"
+    )]
+    NeedsToken(SocketAddr),
+    #[error("the auth token is empty")]
+    EmptyToken,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "omnigent", description = "Agent sessions: durable history, live SSE streams with replay."),
+    paths(
+        api::health,
+        api::create_session,
+        api::list_sessions,
+        api::get_session,
+        api::update_session,
+        api::delete_session,
+        api::list_items,
+        api::post_event,
+        api::stream,
+    ),
+    components(schemas(crate::session::EventInput, crate::session::Ack, error::ErrorEnvelope)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Checks the bind/token combination before anything listens.
+pub fn check_exposure(addr: SocketAddr, options: &ServerOptions) -> Result<(), StartError> {
+    match options.auth_token.as_deref() {
+        Some("") => Err(StartError::EmptyToken),
+        None if !addr.ip().is_loopback() => Err(StartError::NeedsToken(addr)),
+        _ => Ok(()),
+    }
+}
+
+pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
+    let state = AppState {
+        sessions,
+        heartbeat: options.heartbeat,
+        auth_token: options.auth_token.as_deref().map(Arc::from),
+    };
+    let v1 = Router::new()
+        .route("/sessions", get(api::list_sessions).post(api::create_session))
+        .route("/sessions/{id}", get(api::get_session).patch(api::update_session).delete(api::delete_session))
+        .route("/sessions/{id}/items", get(api::list_items))
+        .route("/sessions/{id}/events", axum::routing::post(api::post_event))
+        .route("/sessions/{id}/stream", get(api::stream));
+    let guarded = Router::new()
+        .nest("/v1", v1)
+        .route("/openapi.json", get(openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(api::health))
+        .merge(guarded)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .with_state(state)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.auth_token {
+        let presented = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Constant-time: the comparison must not reveal how much of a guess was right.
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// A server bound to a listener, ready to run.
+pub struct Server {
+    pub sessions: Sessions,
+    pub listener: TcpListener,
+    pub options: ServerOptions,
+    pub shutdown: CancellationToken,
+}
+
+impl Server {
+    /// Opens the store and prepares the server on an already-bound listener (tests bind 127.0.0.1:0).
+    pub async fn new(
+        store: Store,
+        listener: TcpListener,
+        options: ServerOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
+        check_exposure(listener.local_addr().expect("bound listener has an address"), &options)?;
+        let sessions = Sessions::new(store, shutdown.clone());
+        Ok(Server { sessions, listener, options, shutdown })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled; open streams then end with `[DONE]`.
+    pub async fn run(self) -> std::io::Result<()> {
+        let app = router(self.sessions.clone(), &self.options);
+        let token = self.shutdown.clone();
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+        self.sessions.store().close().await;
+        result
+    }
+}
