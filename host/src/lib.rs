@@ -10,3 +10,10 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod stream;
+
+/// A reqwest client builder with the process's TLS crypto provider (ring) installed.
+pub fn http_client() -> reqwest::ClientBuilder {
+    // Idempotent: the first caller installs it, later calls are no-ops.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}

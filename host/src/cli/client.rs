@@ -20,7 +20,7 @@ impl Client {
     /// nothing answers (and saying so in one line on stderr).
     pub async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
         let base = args.server.trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        let http = crate::http_client().connect_timeout(Duration::from_secs(5)).build()?;
         let client = Client { http, base, token: args.token.clone() };
         if client.answers().await {
             return Ok(client);

@@ -176,7 +176,7 @@ pub async fn spawn_background(args: &ServerArgs) -> anyhow::Result<(u32, String)
     }
     let mut child = command.spawn().context("cannot start the background server")?;
     let url = url_for(args.bind);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+    let client = crate::http_client().timeout(Duration::from_secs(1)).build()?;
     let deadline = Instant::now() + START_WAIT;
     loop {
         if let Some(status) = child.try_wait()? {
@@ -206,7 +206,7 @@ pub async fn status(args: &ServerArgs) -> anyhow::Result<ExitCode> {
         println!("omnigent server is not running (data dir {})", args.data_dir.display());
         return Ok(ExitCode::from(3));
     };
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let client = crate::http_client().timeout(Duration::from_secs(2)).build()?;
     match client.get(format!("{}/health", p.url)).send().await {
         Ok(r) if r.status().is_success() => {
             let health: serde_json::Value = r.json().await.unwrap_or_default();

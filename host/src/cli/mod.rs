@@ -133,7 +133,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_server = matches!(&cli.command, Command::Server(ServerCommand { action: None, .. }));
     init_tracing(if is_server { "info,sqlx=warn" } else { "warn" });
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,0 +1,500 @@
+//! The session API over real HTTP against an in-process server on 127.0.0.1:0, on both backends.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use omnigent::ids::SessionId;
+use omnigent::server::{Server, ServerOptions};
+use omnigent::session::{Input, Sessions};
+use omnigent::store::Store;
+use omnigent_testkit::{Api, Sse, TestDb, databases};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct TestServer {
+    api: Api,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    async fn start(db: &TestDb, options: ServerOptions) -> TestServer {
+        let store = Store::connect(&db.url).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let server = Server::new(store, listener, options, shutdown.clone()).await.unwrap();
+        let api = Api::new(format!("http://{}", server.local_addr()));
+        let task = tokio::spawn(server.run());
+        TestServer { api, shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn msg(text: &str) -> Value {
+    json!({"type": "message", "data": {"role": "user", "content": text}})
+}
+
+const HARNESS_CONFIG: &str = r#"{"name": "helper", "executor": {"harness": "agent", "model": "gpt-test"}}"#;
+
+#[tokio::test]
+async fn session_lifecycle_create_list_snapshot_patch_delete() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = &srv.api;
+        let (status, created) = api
+            .post("/v1/sessions", json!({"title": "debug auth", "labels": {"env": "test"}, "config": serde_json::from_str::<Value>(HARNESS_CONFIG).unwrap()}))
+            .await;
+        assert_eq!(status, 201, "{}: {created}", db.label);
+        let id = created["id"].as_str().unwrap().to_string();
+        assert!(id.starts_with("conv_") && id.len() == 37, "{id}");
+        assert_eq!(created["status"], "idle");
+        assert_eq!(created["agent_name"], "helper");
+        assert_eq!(created["harness"], "agent");
+        assert_eq!(created["llm_model"], "gpt-test");
+        assert_eq!(created["labels"], json!({"env": "test"}));
+        assert_eq!(created["pending_elicitations"], json!([]));
+
+        // Bare hex is accepted on input.
+        let (status, snap) = api.get(&format!("/v1/sessions/{}", &id[5..])).await;
+        assert_eq!(status, 200);
+        assert_eq!(snap["id"], id.as_str());
+
+        let (_, list) = api.get("/v1/sessions").await;
+        assert_eq!(list["object"], "list");
+        assert_eq!(list["data"][0]["id"], id.as_str());
+        assert_eq!(list["first_id"], id.as_str());
+
+        let (status, patched) = api
+            .call(Method::PATCH, &format!("/v1/sessions/{id}"), Some(json!({"title": "renamed", "labels": {"env": null, "team": "core"}})))
+            .await;
+        assert_eq!(status, 200, "{patched}");
+        assert_eq!(patched["title"], "renamed");
+        assert_eq!(patched["labels"], json!({"team": "core"}));
+        let (_, patched) = api.call(Method::PATCH, &format!("/v1/sessions/{id}"), Some(json!({"title": null}))).await;
+        assert_eq!(patched["title"], Value::Null);
+        assert_eq!(patched["labels"], json!({"team": "core"}), "absent labels stay as they are");
+
+        let (status, deleted) = api.call(Method::DELETE, &format!("/v1/sessions/{id}"), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(deleted, json!({"id": id, "object": "conversation.deleted", "deleted": true}));
+        let (status, err) = api.get(&format!("/v1/sessions/{id}")).await;
+        assert_eq!(status, 404);
+        assert_eq!(err["error"]["code"], "not_found");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_is_persisted_and_a_turn_without_a_harness_fails_with_a_reason() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = &srv.api;
+        // Through initial_items: the item lands and the turn fails before any model runs.
+        let (status, created) = api.post("/v1/sessions", json!({"title": "x", "initial_items": [msg("hello")]})).await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["status"], "failed", "{}", db.label);
+        assert_eq!(created["last_task_error"]["code"], "no_harness");
+        assert_eq!(created["items"][0]["type"], "message");
+        assert_eq!(created["items"][0]["data"]["content"][0]["text"], "hello");
+        let id = created["id"].as_str().unwrap();
+
+        let cfg: Value = serde_json::from_str(HARNESS_CONFIG).unwrap();
+        let other = api.create(json!({"config": cfg})).await;
+        let ack = api.message(&other, "hi there").await;
+        assert_eq!(ack["queued"], true);
+        let item_id = ack["item_id"].as_str().unwrap();
+        let (_, items) = api.get(&format!("/v1/sessions/{other}/items")).await;
+        let item = &items["data"][0];
+        assert_eq!(item["id"], item_id);
+        assert_eq!(item["role"], "user", "flat items spread data: {item}");
+        assert_eq!(item["content"][0]["text"], "hi there");
+        let (_, snap) = api.get(&format!("/v1/sessions/{other}")).await;
+        assert_eq!(snap["status"], "failed");
+        assert_eq!(snap["last_task_error"]["code"], "harness_not_found");
+        assert!(snap["last_task_error"]["message"].as_str().unwrap().contains("'agent'"));
+
+        let (_, failed) = api.get("/v1/sessions?status=failed").await;
+        assert_eq!(failed["data"].as_array().unwrap().len(), 2);
+        let (_, idle) = api.get("/v1/sessions?status=idle").await;
+        assert_eq!(idle["data"].as_array().unwrap().len(), 0);
+
+        // Interrupting an idle session is a no-op; approving nothing is a 404.
+        let (status, ack) = api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "interrupt"})).await;
+        assert_eq!((status, ack), (202, json!({"queued": false})));
+        let (status, err) = api
+            .post(&format!("/v1/sessions/{id}/events"), json!({"type": "approval", "data": {"elicitation_id": "elicit_x", "action": "accept"}}))
+            .await;
+        assert_eq!(status, 404);
+        assert!(err["error"]["message"].as_str().unwrap().contains("elicit_x"));
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
+    let db = omnigent_testkit::sqlite_db();
+    let srv = TestServer::start(&db, ServerOptions { max_body_bytes: 64 * 1024, ..ServerOptions::default() }).await;
+    let api = &srv.api;
+    let id = api.create(json!({})).await;
+    let events = format!("/v1/sessions/{id}/events");
+
+    let raw = |body: &'static str, ctype: &'static str| {
+        let api = api.clone();
+        let events = events.clone();
+        async move {
+            let r = api.req(Method::POST, &events).header("content-type", ctype).body(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let cases: Vec<(u16, Value, &str)> = vec![
+        {
+            let (s, v) = raw("{\"type\": ", "application/json").await;
+            (s, v, "invalid JSON body")
+        },
+        {
+            let (s, v) = raw("{\"type\":\"message\"}", "text/plain").await;
+            (s, v, "Content-Type: application/json")
+        },
+        {
+            let (s, v) = raw("{\"type\":\"message\",\"data\":{\"content\":\"x\"},\"bogus\":1}", "application/json").await;
+            (s, v, "unknown field `bogus`")
+        },
+        {
+            let (s, v) = api.post(&events, json!({"type": "dance"})).await;
+            (s, v, "allowed types: message, function_call_output, interrupt, approval")
+        },
+        {
+            let (s, v) = api.post(&events, json!({"type": "message", "data": {"content": []}})).await;
+            (s, v, "content is empty")
+        },
+        {
+            let (s, v) = api.post(&events, json!({"type": "message", "data": "hi"})).await;
+            (s, v, "'data' must be a JSON object")
+        },
+        {
+            let (s, v) = api.post("/v1/sessions", json!({"config": [1]})).await;
+            (s, v, "'config' must be a JSON object")
+        },
+        {
+            let (s, v) = api.post("/v1/sessions", json!({"initial_items": [{"type": "nope"}]})).await;
+            (s, v, "initial_items[0]")
+        },
+        {
+            let (s, v) = api.post("/v1/sessions", json!({"agent_id": "abc"})).await;
+            (s, v, "no agent 'abc'")
+        },
+        {
+            let (s, v) = api.get("/v1/sessions?limit=0").await;
+            (s, v, "limit must be between 1 and 1000")
+        },
+        {
+            let (s, v) = api.get("/v1/sessions?order=sideways").await;
+            (s, v, "order must be 'asc' or 'desc'")
+        },
+        {
+            let (s, v) = api.get("/v1/sessions?status=sleeping").await;
+            (s, v, "status must be one of")
+        },
+        {
+            let (s, v) = api.get("/v1/sessions?after=conv_00000000000000000000000000000000").await;
+            (s, v, "unknown pagination cursor")
+        },
+        {
+            let (s, v) = api.get("/v1/sessions?colour=red").await;
+            (s, v, "unknown field `colour`")
+        },
+        {
+            let (s, v) = api.get(&format!("/v1/sessions/{}", SessionId::new())).await;
+            (s, v, "no session conv_")
+        },
+        {
+            let (s, v) = api.get("/v1/sessions/not-an-id").await;
+            (s, v, "not a session id")
+        },
+        {
+            let (s, v) = api.post(&format!("/v1/sessions/{}/events", SessionId::new()), msg("x")).await;
+            (s, v, "no session conv_")
+        },
+        {
+            let (s, v) = api.get(&format!("/v1/sessions/{id}/items?after=msg_nope")).await;
+            (s, v, "unknown pagination cursor")
+        },
+        {
+            let (s, v) = api.get("/v1/nothing-here").await;
+            (s, v, "no route for GET /v1/nothing-here")
+        },
+        {
+            let (s, v) = api.call(Method::PUT, "/v1/sessions", None).await;
+            (s, v, "PUT is not allowed")
+        },
+        {
+            let big = "x".repeat(100 * 1024);
+            let (s, v) = api.post(&events, json!({"type": "message", "data": {"content": big}})).await;
+            (s, v, "larger than this server accepts")
+        },
+    ];
+    let expected_status = [400, 415, 400, 400, 400, 400, 400, 400, 404, 400, 400, 400, 400, 400, 404, 404, 404, 400, 404, 405, 413];
+    for ((status, body, needle), want) in cases.iter().zip(expected_status) {
+        assert_eq!(*status, want, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("no error envelope: {body}"));
+        assert!(message.contains(needle), "expected '{needle}' in '{message}'");
+        assert!(body["error"]["code"].is_string());
+    }
+    // None of that touched the session.
+    let (_, snap) = api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["last_seq"], 0);
+    assert_eq!(snap["status"], "idle");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn stream_sends_heartbeat_then_events_with_ids_and_done_on_delete() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = &srv.api;
+        let id = api.create(json!({})).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        let hello = sse.next().await.unwrap();
+        assert_eq!(hello.event.as_deref(), Some("session.heartbeat"));
+        assert_eq!(hello.json()["type"], "session.heartbeat");
+        assert_eq!(hello.id, None, "heartbeats are not in the log");
+
+        let ack = api.message(&id, "one").await;
+        let consumed = sse.next_event().await.unwrap();
+        assert_eq!(consumed.event.as_deref(), Some("session.input.consumed"), "{}", db.label);
+        assert_eq!(consumed.seq(), Some(1));
+        let data = consumed.json();
+        assert_eq!(data["type"], "session.input.consumed");
+        assert_eq!(data["data"]["item_id"], ack["item_id"]);
+        assert_eq!(data["data"]["data"]["content"][0]["text"], "one");
+        let status = sse.next_event().await.unwrap();
+        assert_eq!((status.event.as_deref(), status.seq()), (Some("session.status"), Some(2)));
+        assert_eq!(status.json()["status"], "failed");
+        assert_eq!(status.json()["error"]["code"], "no_harness");
+
+        api.call(Method::DELETE, &format!("/v1/sessions/{id}"), None).await;
+        let done = sse.next_event().await.unwrap();
+        assert!(done.is_done(), "{done:?}");
+        assert_eq!(done.event, None, "[DONE] is a bare data line");
+        assert!(sse.next().await.is_none(), "the response ends after [DONE]");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn reconnecting_with_last_event_id_replays_every_missed_event_once_then_goes_live() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = &srv.api;
+        let id = api.create(json!({})).await;
+        let url = format!("{}/v1/sessions/{id}/stream", api.base);
+        for i in 0..5 {
+            api.message(&id, &format!("m{i}")).await; // two events each
+        }
+        // A client that saw up to seq 3 reconnects.
+        let mut sse = Sse::open(&url, &[("Last-Event-ID", "3")]).await;
+        assert_eq!(sse.next().await.unwrap().event.as_deref(), Some("session.heartbeat"));
+        let mut seqs = Vec::new();
+        for _ in 4..=10 {
+            seqs.push(sse.next_event().await.unwrap().seq().unwrap());
+        }
+        assert_eq!(seqs, (4..=10).collect::<Vec<_>>(), "{}", db.label);
+        api.message(&id, "live").await;
+        assert_eq!(sse.next_event().await.unwrap().seq(), Some(11));
+        assert_eq!(sse.next_event().await.unwrap().seq(), Some(12));
+        drop(sse);
+
+        // ?after= works the same; Last-Event-ID wins when both are sent (a browser reconnecting to the same URL).
+        let mut sse = Sse::open(&format!("{url}?after=10"), &[]).await;
+        assert_eq!(sse.next_event().await.unwrap().seq(), Some(11));
+        let mut sse2 = Sse::open(&format!("{url}?after=0"), &[("Last-Event-ID", "11")]).await;
+        assert_eq!(sse2.next_event().await.unwrap().seq(), Some(12));
+        // A cursor at the head replays nothing; the next frame is live.
+        let mut at_head = Sse::open(&url, &[("Last-Event-ID", "12")]).await;
+        at_head.next().await.unwrap();
+        assert!(at_head.next_within(Duration::from_millis(300)).await.is_err(), "nothing to replay");
+
+        // Bad cursors are refused before streaming.
+        for (header, needle) in [("abc", "non-negative"), ("-1", "non-negative"), ("13", "beyond the newest event")] {
+            let r = Sse::request(&url, &[("Last-Event-ID", header)]).await;
+            assert_eq!(r.status().as_u16(), 400, "{header}");
+            let body: Value = r.json().await.unwrap();
+            assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{body}");
+        }
+        let r = Sse::request(&format!("{}/v1/sessions/{}/stream", api.base, SessionId::new()), &[]).await;
+        assert_eq!(r.status().as_u16(), 404);
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_posts_to_one_session_get_gap_free_sequence_numbers() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let id = srv.api.create(json!({})).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.api.base), &[]).await;
+        sse.next().await.unwrap();
+        let posts = futures::future::join_all((0..40).map(|i| {
+            let api = srv.api.clone();
+            let id = id.clone();
+            async move { api.message(&id, &format!("c{i}")).await["item_id"].as_str().unwrap().to_string() }
+        }))
+        .await;
+        let mut seen = Vec::new();
+        let mut consumed_items = Vec::new();
+        while seen.len() < 80 {
+            let f = sse.next_event().await.unwrap();
+            seen.push(f.seq().unwrap());
+            if f.event.as_deref() == Some("session.input.consumed") {
+                consumed_items.push(f.json()["data"]["item_id"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(seen, (1..=80).collect::<Vec<_>>(), "{}", db.label);
+        let (_, items) = srv.api.get(&format!("/v1/sessions/{id}/items?limit=1000")).await;
+        let stored: Vec<String> = items["data"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(stored, consumed_items, "items are in log order");
+        let mut acked = posts.clone();
+        acked.sort();
+        let mut stored_sorted = stored.clone();
+        stored_sorted.sort();
+        assert_eq!(acked, stored_sorted, "every acknowledged input is stored, once");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_far_behind_is_caught_up_from_the_log() {
+    let db = omnigent_testkit::sqlite_db();
+    let store = Store::connect(&db.url).await.unwrap();
+    let sessions = Sessions::new(store, CancellationToken::new());
+    let record = sessions.create(Default::default()).await.unwrap();
+    let id = record.id.clone();
+    let stream = omnigent::stream::follow(&sessions, &id, None, Duration::from_secs(15)).await.unwrap();
+    let mut stream = Box::pin(stream);
+    // Far more events than the live channel holds, while the subscriber reads nothing.
+    let n = omnigent::session::BROADCAST_CAPACITY + 300;
+    for i in 0..n / 2 {
+        let input = Input::Message { content: vec![json!({"type": "input_text", "text": format!("{i}")})], created_by: None };
+        sessions.post(&id, input).await.unwrap();
+    }
+    let total = (n / 2 * 2) as i64;
+    let mut expect = 1;
+    while expect <= total {
+        match tokio::time::timeout(Duration::from_secs(20), stream.next()).await.unwrap().unwrap() {
+            omnigent::stream::Frame::Heartbeat => {}
+            omnigent::stream::Frame::Event(e) => {
+                assert_eq!(e.seq, expect, "events arrive in order with no gap or duplicate");
+                expect += 1;
+            }
+            omnigent::stream::Frame::Done => panic!("stream ended early"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_event_reaches_many_subscribers() {
+    let db = omnigent_testkit::sqlite_db();
+    let srv = TestServer::start(&db, ServerOptions::default()).await;
+    let id = srv.api.create(json!({})).await;
+    let url = format!("{}/v1/sessions/{id}/stream", srv.api.base);
+    let mut subs = Vec::new();
+    for _ in 0..50 {
+        let mut s = Sse::open(&url, &[]).await;
+        s.next().await.unwrap();
+        subs.push(s);
+    }
+    srv.api.message(&id, "fan out").await;
+    for s in &mut subs {
+        assert_eq!(s.next_event().await.unwrap().seq(), Some(1));
+    }
+    // On shutdown every open stream ends with [DONE].
+    srv.shutdown.cancel();
+    for s in &mut subs {
+        loop {
+            let f = s.next().await.expect("stream ended without [DONE]");
+            if f.is_done() {
+                break;
+            }
+        }
+    }
+    srv.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn state_is_the_same_in_list_snapshot_and_stream_after_a_restart() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let id = srv.api.create(json!({"title": "keep me"})).await;
+        srv.api.message(&id, "before restart").await;
+        srv.stop().await;
+
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let (_, snap) = srv.api.get(&format!("/v1/sessions/{id}")).await;
+        assert_eq!(snap["status"], "failed", "{}", db.label);
+        assert_eq!(snap["title"], "keep me");
+        assert_eq!(snap["items"][0]["data"]["content"][0]["text"], "before restart");
+        let (_, list) = srv.api.get("/v1/sessions?status=failed").await;
+        assert_eq!(list["data"][0]["id"], id.as_str());
+        assert_eq!(list["data"][0]["last_task_error"], snap["last_task_error"]);
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.api.base), &[("Last-Event-ID", "0")]).await;
+        let first = sse.next_event().await.unwrap();
+        let last = sse.next_event().await.unwrap();
+        assert_eq!(first.event.as_deref(), Some("session.input.consumed"));
+        assert_eq!(last.json()["status"], snap["status"]);
+        assert_eq!(last.seq(), snap["last_seq"].as_i64());
+        // New events continue the numbering.
+        srv.api.message(&id, "after restart").await;
+        assert_eq!(sse.next_event().await.unwrap().seq(), Some(3));
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_is_required_on_every_api_and_stream_request_when_configured() {
+    let db = omnigent_testkit::sqlite_db();
+    let options = ServerOptions { auth_token: Some("s3cret-token".into()), ..ServerOptions::default() };
+    let srv = TestServer::start(&db, options).await;
+    let anon = Api::new(srv.api.base.clone());
+    let wrong = Api::new(srv.api.base.clone()).with_token("s3cret-tokeX");
+    let good = Api::new(srv.api.base.clone()).with_token("s3cret-token");
+
+    assert_eq!(anon.get("/health").await.0, 200, "health stays open for probes");
+    for api in [&anon, &wrong] {
+        let (status, body) = api.get("/v1/sessions").await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["code"], "unauthorized");
+        assert_eq!(api.post("/v1/sessions", json!({})).await.0, 401);
+        assert_eq!(api.get("/openapi.json").await.0, 401);
+    }
+    let id = good.create(json!({})).await;
+    let url = format!("{}/v1/sessions/{id}/stream", srv.api.base);
+    assert_eq!(Sse::request(&url, &[]).await.status().as_u16(), 401);
+    let mut sse = Sse::open(&url, &[("Authorization", "Bearer s3cret-token")]).await;
+    assert_eq!(sse.next().await.unwrap().event.as_deref(), Some("session.heartbeat"));
+    srv.stop().await;
+
+    // Binding beyond loopback without a token is refused before anything listens.
+    let err = omnigent::server::check_exposure("0.0.0.0:6767".parse().unwrap(), &ServerOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("--auth-token"), "{err}");
+    let with_token = ServerOptions { auth_token: Some("t".into()), ..ServerOptions::default() };
+    assert!(omnigent::server::check_exposure("0.0.0.0:6767".parse().unwrap(), &with_token).is_ok());
+}
+
+#[tokio::test]
+async fn openapi_describes_the_session_api() {
+    let db = omnigent_testkit::sqlite_db();
+    let srv = TestServer::start(&db, ServerOptions::default()).await;
+    let (status, doc) = srv.api.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in ["/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/events", "/v1/sessions/{id}/stream", "/v1/sessions/{id}/items"] {
+        assert!(doc["paths"][path].is_object(), "missing {path}");
+    }
+    assert!(doc["components"]["schemas"]["SessionResponse"].is_object());
+    srv.stop().await;
+}
