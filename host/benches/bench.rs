@@ -1,1 +1,221 @@
-fn main(){}
+//! `cargo bench -p omnigent --bench bench`: runs the real `omnigent` server binary (release build) and measures
+//! it over HTTP from this process, on SQLite and — when TEST_DATABASE_URL is set — on Postgres. Prints a table.
+//!
+//! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use omnigent_testkit::{Api, ServerProcess, Sse, TestDb, free_port, postgres_db, sqlite_db};
+use serde_json::json;
+
+struct Row {
+    metric: String,
+    backend: &'static str,
+    value: String,
+    target: &'static str,
+}
+
+fn quick() -> bool {
+    std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+fn n(full: usize) -> usize {
+    if quick() { (full / 20).max(5) } else { full }
+}
+
+fn pct(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn fmt(d: Duration) -> String {
+    if d < Duration::from_millis(1) { format!("{:.0} µs", d.as_secs_f64() * 1e6) } else { format!("{:.2} ms", d.as_secs_f64() * 1e3) }
+}
+
+fn p50_p99(samples: &mut [Duration]) -> String {
+    format!("p50 {} / p99 {}", fmt(pct(samples, 0.50)), fmt(pct(samples, 0.99)))
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn raise_fd_limit() {
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+async fn suite(db: TestDb, rows: &mut Vec<Row>) {
+    let backend = db.label;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_omnigent"));
+    let server = ServerProcess::start(&bin, dir.path(), &db.url, free_port(), &[]).await;
+    let pid = server.pid();
+    let api = Api::new(server.url.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut row = |metric: &str, value: String, target: &'static str| {
+        eprintln!("  {backend:<8} {metric}: {value}");
+        rows.push(Row { metric: metric.to_string(), backend, value, target });
+    };
+    row("server RSS, idle", format!("{:.1} MB", rss_mb(pid)), "< 40 MB");
+
+    // Session create, one at a time.
+    let mut samples = Vec::new();
+    for _ in 0..n(2000) {
+        let t = Instant::now();
+        api.create(json!({"title": "bench"})).await;
+        samples.push(t.elapsed());
+    }
+    row("session create (POST /v1/sessions)", p50_p99(&mut samples), "< 1 ms p50");
+
+    // POST …/events → the matching event at an SSE subscriber.
+    let id = api.create(json!({})).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+    sse.next().await.unwrap();
+    let mut samples = Vec::new();
+    for i in 0..n(1000) {
+        let t = Instant::now();
+        let ack = api.message(&id, &format!("m{i}")).await;
+        loop {
+            let f = sse.next_event().await.unwrap();
+            if f.event.as_deref() == Some("session.input.consumed") && f.json()["data"]["item_id"] == ack["item_id"] {
+                break;
+            }
+        }
+        samples.push(t.elapsed());
+    }
+    row("POST event → SSE subscriber", p50_p99(&mut samples), "< 2 ms p50");
+    drop(sse);
+
+    // One event fanned out to 1,000 subscribers of one session: time until the last one has it.
+    let subscribers = n(1000);
+    let id = api.create(json!({})).await;
+    let mut streams = Vec::new();
+    for _ in 0..subscribers {
+        let mut s = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        s.next().await.unwrap();
+        streams.push(s);
+    }
+    let mut samples = Vec::new();
+    for round in 0..n(20) {
+        let barrier = Arc::new(tokio::sync::Barrier::new(subscribers + 1));
+        let mut tasks = Vec::new();
+        for mut s in streams.drain(..) {
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                // Each message yields two events; wait for the input.consumed one.
+                loop {
+                    let f = s.next_event().await.unwrap();
+                    if f.event.as_deref() == Some("session.input.consumed") {
+                        return (Instant::now(), s);
+                    }
+                }
+            }));
+        }
+        barrier.wait().await;
+        let t = Instant::now();
+        api.message(&id, &format!("fan {round}")).await;
+        let mut last = t;
+        for task in tasks {
+            let (at, s) = task.await.unwrap();
+            last = last.max(at);
+            streams.push(s);
+        }
+        samples.push(last - t);
+    }
+    row(&format!("fan-out to {subscribers} subscribers (last one has it)"), p50_p99(&mut samples), "< 50 ms");
+    drop(streams);
+
+    // Sustained durable writes: many posters into one session, then one poster per session across 100.
+    for (label, sessions, posters) in [("into 1 session (32 posters)", 1, 32), ("across 100 sessions", 100, 100)] {
+        let mut ids = Vec::new();
+        for _ in 0..sessions {
+            ids.push(api.create(json!({})).await);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for p in 0..posters {
+            let (api, id, stop, count) = (api.clone(), ids[p % sessions].clone(), stop.clone(), count.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    api.message(&id, "load").await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        let window = if quick() { Duration::from_millis(500) } else { Duration::from_secs(5) };
+        tokio::time::sleep(window).await;
+        stop.store(true, Ordering::Relaxed);
+        let inputs = count.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Each acknowledged message is two durable events (input.consumed + the turn's status).
+        row(&format!("durable events/s {label}"), format!("{:.0} events/s ({:.0} inputs/s)", inputs * 2.0, inputs), "");
+    }
+
+    // Fill up to 10,000 stored sessions, then open 1,000 streams on distinct sessions.
+    let target = n(10_000);
+    let mut created = n(2000) + 3 + 101;
+    while created < target {
+        let batch: Vec<_> = (0..16.min(target - created)).map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { api.create(json!({"title": "filler"})).await })
+        }).collect();
+        created += batch.len();
+        for b in batch {
+            b.await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    row(&format!("server RSS, {target} stored sessions"), format!("{:.1} MB", rss_mb(pid)), "");
+    let mut streams = Vec::new();
+    for _ in 0..n(1000) {
+        let id = api.create(json!({})).await;
+        let mut s = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        s.next().await.unwrap();
+        streams.push(s);
+    }
+    row(&format!("server RSS, + {} open streams (distinct sessions)", streams.len()), format!("{:.1} MB", rss_mb(pid)), "");
+    drop(streams);
+    drop(server);
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes --bench; this binary takes no other arguments.
+    raise_fd_limit();
+    let mut rows = Vec::new();
+    eprintln!("omnigent bench (release server binary, {} cores){}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), if quick() { " — BENCH_QUICK" } else { "" });
+    suite(sqlite_db(), &mut rows).await;
+    if let Some(pg) = postgres_db().await {
+        suite(pg, &mut rows).await;
+    } else {
+        eprintln!("(set TEST_DATABASE_URL=postgres://… to measure Postgres too)");
+    }
+    let w = rows.iter().map(|r| r.metric.len()).max().unwrap_or(10);
+    let v = rows.iter().map(|r| r.value.chars().count()).max().unwrap_or(10);
+    println!("\n| {:<w$} | backend  | {:<v$} | target |", "metric", "result");
+    println!("|{}|----------|{}|--------|", "-".repeat(w + 2), "-".repeat(v + 2));
+    for r in &rows {
+        println!("| {:<w$} | {:<8} | {:<v$} | {} |", r.metric, r.backend, r.value, r.target);
+    }
+}
