@@ -16,7 +16,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
 use crate::ids::SessionId;
 use crate::model::{SessionRecord, SessionStatus, secs};
-use crate::session::{Ack, EventInput, Input, NewSession, Patch};
+use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError};
 use crate::store::Page;
 use crate::stream::{Frame, follow};
 
@@ -261,10 +261,11 @@ fn list<T>(data: Vec<T>, has_more: bool, id_of: impl Fn(&T) -> String) -> ListRe
 
 async fn render_snapshot(state: &AppState, record: SessionRecord, include_items: bool) -> Result<SessionResponse, ApiError> {
     let mut items = Vec::new();
-    if include_items {
+    // A session with an empty log has no items: skip the query.
+    if include_items && record.last_seq > 0 {
         let mut page = Page { limit: 1000, after: None, before: None, descending: false };
         loop {
-            let (batch, more) = state.sessions.items(&record.id, &page).await?;
+            let (batch, more) = state.sessions.store().list_items(&record.id, &page).await.map_err(SessionError::from)?;
             page.after = batch.last().map(|i| i.id.clone());
             items.extend(batch.iter().map(|i| i.nested()));
             if !more {

@@ -147,6 +147,9 @@ impl Sessions {
         record.agent_id = new.agent_id;
         self.inner.store.create_session(&record).await?;
         tracing::info!(session = %record.id, "session created");
+        if new.initial_items.is_empty() {
+            return Ok(record);
+        }
         for input in new.initial_items {
             self.post(&record.id, input).await?;
         }
