@@ -20,7 +20,7 @@ use crate::store::{Commit, Page, Store, StoreError};
 pub use input::{EventInput, Input};
 
 /// How many published events a subscriber may fall behind before it is caught up from the log instead.
-pub const BROADCAST_CAPACITY: usize = 1024;
+pub const BROADCAST_CAPACITY: usize = 256;
 /// Most input events one transaction takes (group commit under load).
 const MAX_BATCH: usize = 128;
 
