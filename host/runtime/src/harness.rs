@@ -1,0 +1,215 @@
+//! The harness world (`omnigent:harness@0.1.0`): bindings, the host side of its imports, and running a turn.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::LoadError;
+
+wasmtime::component::bindgen!({
+    path: "../../wit/harness",
+    world: "harness",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use omnigent::harness::session::LogLevel;
+pub use omnigent::harness::types::{Message, Role, ToolCall, ToolSpec};
+pub use omnigent::harness::{llm, tools};
+
+/// The most memory any harness may be configured to use (the pooling allocator's slot size).
+pub const MAX_MEMORY_CEILING: usize = 1 << 30;
+
+/// What a turn may use.
+#[derive(Clone, Copy, Debug)]
+pub struct TurnLimits {
+    /// Linear memory cap for the instance.
+    pub memory_bytes: usize,
+    /// Wall-clock deadline for the whole turn, model calls included.
+    pub deadline: Duration,
+}
+
+impl Default for TurnLimits {
+    fn default() -> Self {
+        TurnLimits { memory_bytes: 256 << 20, deadline: Duration::from_secs(30 * 60) }
+    }
+}
+
+/// Why a turn did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum TurnFailure {
+    /// The harness returned an error (e.g. the model failed, max steps, cancelled).
+    #[error("{}: {}", .0.code, .0.message)]
+    Harness(Error),
+    #[error("the harness ran past its turn deadline of {0:?} and was stopped")]
+    Deadline(Duration),
+    #[error("the harness tried to use more than its memory limit of {} MiB and was stopped", .0 >> 20)]
+    OutOfMemory(usize),
+    #[error("the harness crashed (trap: {0})")]
+    Trap(String),
+    #[error("the harness could not be started: {0}")]
+    Instantiate(String),
+}
+
+impl TurnFailure {
+    /// The `last_task_error.code` for this failure.
+    pub fn code(&self) -> &str {
+        match self {
+            TurnFailure::Harness(e) => &e.code,
+            TurnFailure::Deadline(_) => "harness_timeout",
+            TurnFailure::OutOfMemory(_) => "harness_out_of_memory",
+            TurnFailure::Trap(_) => "harness_trap",
+            TurnFailure::Instantiate(_) => "harness_instantiate_failed",
+        }
+    }
+}
+
+/// The host side of a turn: the session, its model provider and its tools. Implemented by the server.
+#[async_trait::async_trait]
+pub trait TurnHost: Send + Sync {
+    async fn complete(&self, request: llm::Request) -> Result<llm::Completion, Error>;
+    async fn tools(&self) -> Vec<ToolSpec>;
+    async fn call_tool(&self, call_id: String, name: String, arguments: String) -> tools::ToolResult;
+    async fn history(&self) -> Vec<Message>;
+    async fn steering(&self) -> Vec<String>;
+    fn cancelled(&self) -> bool;
+    async fn write_file(&self, name: String, content: Vec<u8>) -> Result<String, Error>;
+    fn log(&self, level: LogLevel, message: String);
+}
+
+/// Per-store state: WASI (empty: no files, env, sockets), limits, and the turn's host.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    host: Arc<dyn TurnHost>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl omnigent::harness::types::Host for HostState {}
+
+impl omnigent::harness::llm::Host for HostState {
+    async fn complete(&mut self, request: llm::Request) -> wasmtime::Result<Result<llm::Completion, Error>> {
+        Ok(self.host.complete(request).await)
+    }
+}
+
+impl omnigent::harness::tools::Host for HostState {
+    async fn available(&mut self) -> wasmtime::Result<Vec<ToolSpec>> {
+        Ok(self.host.tools().await)
+    }
+
+    async fn call(&mut self, call_id: String, name: String, arguments: String) -> wasmtime::Result<tools::ToolResult> {
+        Ok(self.host.call_tool(call_id, name, arguments).await)
+    }
+}
+
+impl omnigent::harness::session::Host for HostState {
+    async fn history(&mut self) -> wasmtime::Result<Vec<Message>> {
+        Ok(self.host.history().await)
+    }
+
+    async fn steering(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(self.host.steering().await)
+    }
+
+    async fn cancelled(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.host.cancelled())
+    }
+
+    async fn write_file(&mut self, name: String, content: Vec<u8>) -> wasmtime::Result<Result<String, Error>> {
+        Ok(self.host.write_file(name, content).await)
+    }
+
+    async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        // Bound what a guest can push into the server log.
+        let message: String = message.chars().take(4096).collect();
+        self.host.log(level, message);
+        Ok(())
+    }
+}
+
+pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    // Rust's std makes every wasip2 component import WASI; the context it gets grants nothing.
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Harness::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// A compiled, pre-linked harness component: instantiating it is a fresh Store and ~20 µs.
+pub struct HarnessComponent {
+    pre: HarnessPre<HostState>,
+}
+
+impl HarnessComponent {
+    pub(crate) fn new(linker: &Linker<HostState>, component: &Component) -> Result<Self, LoadError> {
+        let pre = linker.instantiate_pre(component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = HarnessPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        Ok(HarnessComponent { pre })
+    }
+
+    /// Runs one turn in a fresh instance under `limits`.
+    pub async fn run_turn(
+        &self,
+        host: Arc<dyn TurnHost>,
+        input: TurnInput,
+        limits: TurnLimits,
+    ) -> Result<TurnOutput, TurnFailure> {
+        let memory = limits.memory_bytes.min(MAX_MEMORY_CEILING);
+        let state = HostState {
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(memory).instances(64).tables(64).trap_on_grow_failure(true).build(),
+            host,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        let deadline = Instant::now() + limits.deadline;
+        // Yield to the executor every tick (a looping guest never starves other sessions); past the deadline, trap.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // tokio's yield_now lets the timer and IO drivers run before this task resumes.
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
+        let classify = |e: wasmtime::Error| classify(e, memory, limits.deadline);
+        let run = async {
+            let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| match classify(e) {
+                TurnFailure::Trap(m) => TurnFailure::Instantiate(m),
+                other => other,
+            })?;
+            match instance.call_run_turn(&mut store, input).await {
+                Ok(Ok(output)) => Ok(output),
+                Ok(Err(e)) => Err(TurnFailure::Harness(e)),
+                Err(e) => Err(classify(e)),
+            }
+        };
+        // The epoch callback stops guest code; this also bounds time spent awaiting host calls.
+        match tokio::time::timeout(limits.deadline, run).await {
+            Ok(result) => result,
+            Err(_) => Err(TurnFailure::Deadline(limits.deadline)),
+        }
+    }
+}
+
+fn classify(error: wasmtime::Error, memory: usize, deadline: Duration) -> TurnFailure {
+    let text = format!("{error:#}");
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => TurnFailure::Deadline(deadline),
+        _ if text.contains("memory") && (text.contains("limit") || text.contains("grow")) => TurnFailure::OutOfMemory(memory),
+        Some(trap) => TurnFailure::Trap(trap.to_string()),
+        None => TurnFailure::Trap(text.lines().next().unwrap_or("unknown").to_string()),
+    }
+}
