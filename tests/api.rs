@@ -39,7 +39,7 @@ fn msg(text: &str) -> Value {
     json!({"type": "message", "data": {"role": "user", "content": text}})
 }
 
-const HARNESS_CONFIG: &str = r#"{"name": "helper", "executor": {"harness": "agent", "model": "gpt-test"}}"#;
+const HARNESS_CONFIG: &str = r#"{"name": "helper", "executor": {"harness": "/nonexistent/helper.wasm", "model": "gpt-test"}}"#;
 
 #[tokio::test]
 async fn session_lifecycle_create_list_snapshot_patch_delete() {
@@ -54,7 +54,7 @@ async fn session_lifecycle_create_list_snapshot_patch_delete() {
         assert!(id.starts_with("conv_") && id.len() == 37, "{id}");
         assert_eq!(created["status"], "idle");
         assert_eq!(created["agent_name"], "helper");
-        assert_eq!(created["harness"], "agent");
+        assert_eq!(created["harness"], "/nonexistent/helper.wasm");
         assert_eq!(created["llm_model"], "gpt-test");
         assert_eq!(created["labels"], json!({"env": "test"}));
         assert_eq!(created["pending_elicitations"], json!([]));
@@ -105,7 +105,11 @@ async fn a_message_is_persisted_and_a_turn_without_a_harness_fails_with_a_reason
 
         let cfg: Value = serde_json::from_str(HARNESS_CONFIG).unwrap();
         let other = api.create(json!({"config": cfg})).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{other}/stream", api.base), &[]).await;
         let ack = api.message(&other, "hi there").await;
+        // The turn starts, then fails when the harness cannot be loaded.
+        let statuses = sse.statuses_until_settled().await;
+        assert_eq!(statuses, vec!["running", "failed"], "{}", db.label);
         assert_eq!(ack["queued"], true);
         let item_id = ack["item_id"].as_str().unwrap();
         let (_, items) = api.get(&format!("/v1/sessions/{other}/items")).await;
@@ -116,7 +120,7 @@ async fn a_message_is_persisted_and_a_turn_without_a_harness_fails_with_a_reason
         let (_, snap) = api.get(&format!("/v1/sessions/{other}")).await;
         assert_eq!(snap["status"], "failed");
         assert_eq!(snap["last_task_error"]["code"], "harness_not_found");
-        assert!(snap["last_task_error"]["message"].as_str().unwrap().contains("'agent'"));
+        assert!(snap["last_task_error"]["message"].as_str().unwrap().contains("/nonexistent/helper.wasm"));
 
         let (_, failed) = api.get("/v1/sessions?status=failed").await;
         assert_eq!(failed["data"].as_array().unwrap().len(), 2);
@@ -372,7 +376,8 @@ async fn concurrent_posts_to_one_session_get_gap_free_sequence_numbers() {
 async fn a_subscriber_that_falls_far_behind_is_caught_up_from_the_log() {
     let db = omnigent_testkit::sqlite_db();
     let store = Store::connect(&db.url).await.unwrap();
-    let sessions = Sessions::new(store, CancellationToken::new());
+    let turns = omnigent::turn::TurnEnv::new(None).unwrap();
+    let sessions = Sessions::new(store, CancellationToken::new(), turns);
     let record = sessions.create(Default::default()).await.unwrap();
     let id = record.id.clone();
     let stream = omnigent::stream::follow(&sessions, &id, None, Duration::from_secs(15)).await.unwrap();

@@ -128,17 +128,18 @@ async fn items_page_in_log_order_and_upsert_in_place() {
         for i in 1..=5 {
             append(&store, &mut s, &["x"], &[mk(&format!("fc_{i}"), i, "completed")]).await;
         }
-        // Re-writing an item moves it to its newest position and replaces its fields.
+        // Re-writing an item replaces its fields and keeps its place in the transcript.
         append(&store, &mut s, &["x"], &[mk("fc_2", 6, "action_required")]).await;
         let (all, _) = store.list_items(&s.id, &page(100, None, None, false)).await.unwrap();
         let order: Vec<_> = all.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(order, vec!["fc_1", "fc_3", "fc_4", "fc_5", "fc_2"], "{}", db.label);
-        assert_eq!(all[4].status, "action_required");
-        let (p, more) = store.list_items(&s.id, &page(2, Some("fc_3"), None, false)).await.unwrap();
-        assert_eq!(p.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec!["fc_4", "fc_5"]);
+        assert_eq!(order, vec!["fc_1", "fc_2", "fc_3", "fc_4", "fc_5"], "{}", db.label);
+        assert_eq!(all[1].status, "action_required");
+        assert_eq!(all[1].position, 2);
+        let (p, more) = store.list_items(&s.id, &page(2, Some("fc_2"), None, false)).await.unwrap();
+        assert_eq!(p.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec!["fc_3", "fc_4"]);
         assert!(more);
         let (p, _) = store.list_items(&s.id, &page(2, None, None, true)).await.unwrap();
-        assert_eq!(p.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec!["fc_2", "fc_5"]);
+        assert_eq!(p.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec!["fc_5", "fc_4"]);
         assert!(matches!(
             store.list_items(&s.id, &page(2, Some("fc_404"), None, false)).await,
             Err(StoreError::UnknownCursor(_))

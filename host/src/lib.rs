@@ -4,12 +4,16 @@
 //! live channel → SSE subscribers. See `session` for the actor, `store` for the log and `stream` for replay.
 
 pub mod cli;
+pub mod config;
 pub mod ids;
+pub mod llm;
 pub mod model;
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod stream;
+pub mod tools;
+pub mod turn;
 
 /// A reqwest client builder with the process's TLS crypto provider (ring) installed.
 pub fn http_client() -> reqwest::ClientBuilder {

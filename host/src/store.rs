@@ -367,7 +367,8 @@ impl Store {
                         .push_bind(&it.created_by);
                 });
                 upsert.push(
-                    " ON CONFLICT (session_id, id) DO UPDATE SET position = excluded.position, \
+                    // An update (e.g. a call's status) keeps the item where it first appeared in the transcript.
+                    " ON CONFLICT (session_id, id) DO UPDATE SET \
                      response_id = excluded.response_id, type = excluded.type, status = excluded.status, \
                      data = excluded.data, created_by = excluded.created_by",
                 );

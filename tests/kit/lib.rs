@@ -139,6 +139,34 @@ impl Sse {
         }
     }
 
+    /// Reads until the session settles (a `session.status` other than `running`); returns every status seen.
+    pub async fn statuses_until_settled(&mut self) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let frame = self.next_event().await.expect("stream ended before the session settled");
+            if frame.event.as_deref() == Some("session.status") {
+                let status = frame.json()["status"].as_str().unwrap_or_default().to_string();
+                seen.push(status.clone());
+                if status != "running" {
+                    return seen;
+                }
+            }
+        }
+    }
+
+    /// Reads events until one of type `event_type` arrives, returning every event read (it included).
+    pub async fn until(&mut self, event_type: &str) -> Vec<Frame> {
+        let mut seen = Vec::new();
+        loop {
+            let frame = self.next_event().await.unwrap_or_else(|| panic!("stream ended before {event_type}"));
+            let done = frame.event.as_deref() == Some(event_type);
+            seen.push(frame);
+            if done {
+                return seen;
+            }
+        }
+    }
+
     /// The next frame that is not a heartbeat.
     pub async fn next_event(&mut self) -> Option<Frame> {
         loop {

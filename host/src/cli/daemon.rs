@@ -71,6 +71,7 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let options = ServerOptions {
         auth_token: args.auth_token.clone(),
         max_body_bytes: args.max_body_bytes,
+        cache_dir: Some(args.data_dir.join("cache")),
         ..ServerOptions::default()
     };
     check_exposure(args.bind, &options)?;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::session::Sessions;
+use crate::turn::TurnEnv;
 use crate::store::Store;
 use error::ApiError;
 
@@ -31,11 +32,18 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// Idle keep-alive period on streams.
     pub heartbeat: Duration,
+    /// Where compiled WASM components are cached across restarts (None: compile on every start).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { auth_token: None, max_body_bytes: 4 * 1024 * 1024, heartbeat: crate::stream::HEARTBEAT }
+        ServerOptions {
+            auth_token: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            heartbeat: crate::stream::HEARTBEAT,
+            cache_dir: None,
+        }
     }
 }
 
@@ -55,6 +63,10 @@ pub enum StartError {
     NeedsToken(SocketAddr),
     #[error("the auth token is empty")]
     EmptyToken,
+    #[error("cannot start the WebAssembly runtime: {0}")]
+    Runtime(String),
+    #[error("cannot recover sessions interrupted by the last shutdown: {0}")]
+    Recover(String),
 }
 
 #[derive(OpenApi)]
@@ -172,7 +184,12 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         check_exposure(listener.local_addr().expect("bound listener has an address"), &options)?;
-        let sessions = Sessions::new(store, shutdown.clone());
+        let turns = TurnEnv::new(options.cache_dir.clone()).map_err(|e| StartError::Runtime(format!("{e:#}")))?;
+        let sessions = Sessions::new(store, shutdown.clone(), turns);
+        let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
+        if recovered > 0 {
+            tracing::warn!(sessions = recovered, "marked sessions whose turn was cut short by the last shutdown as failed");
+        }
         Ok(Server { sessions, listener, options, shutdown })
     }
 

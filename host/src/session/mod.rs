@@ -14,9 +14,11 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::SessionConfig;
 use crate::ids::{SessionId, prefixed};
-use crate::model::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, now_us};
+use crate::model::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, now_us, secs};
 use crate::store::{Commit, Page, Store, StoreError};
+use crate::turn::{TurnEnv, TurnOutcome, TurnShared};
 pub use input::{EventInput, Input};
 
 /// How many published events a subscriber may fall behind before it is caught up from the log instead.
@@ -95,10 +97,19 @@ pub struct NewSession {
     pub initial_items: Vec<Input>,
 }
 
+/// A client tool call waiting for its `function_call_output`: (call id, where to deliver the output).
+pub type OutputWaiter = (String, oneshot::Sender<String>);
+
 enum Command {
     Post { input: Input, reply: oneshot::Sender<Result<Ack, SessionError>> },
     Patch { patch: Patch, reply: oneshot::Sender<Result<SessionRecord, SessionError>> },
     Delete { reply: oneshot::Sender<Result<(), SessionError>> },
+    /// Events from the running turn (and client tool calls to wait for).
+    Emit { events: Vec<(&'static str, Value)>, waiters: Vec<OutputWaiter>, reply: oneshot::Sender<Result<(), SessionError>> },
+    /// The running turn finished.
+    EndTurn { response_id: String, outcome: TurnOutcome, reply: oneshot::Sender<Result<(), SessionError>> },
+    /// The server restarted while this session was running: record that the turn was lost.
+    Recover { reply: oneshot::Sender<Result<(), SessionError>> },
 }
 
 #[derive(Clone)]
@@ -118,15 +129,48 @@ struct Inner {
     live: Mutex<HashMap<SessionId, Handle>>,
     shutdown: CancellationToken,
     idle_timeout: Duration,
+    turns: TurnEnv,
 }
 
 impl Sessions {
-    pub fn new(store: Store, shutdown: CancellationToken) -> Self {
-        Self::with_idle_timeout(store, shutdown, Duration::from_secs(60))
+    pub fn new(store: Store, shutdown: CancellationToken, turns: TurnEnv) -> Self {
+        let idle_timeout = Duration::from_secs(60);
+        Sessions { inner: Arc::new(Inner { store, live: Mutex::default(), shutdown, idle_timeout, turns }) }
     }
 
-    pub fn with_idle_timeout(store: Store, shutdown: CancellationToken, idle_timeout: Duration) -> Self {
-        Sessions { inner: Arc::new(Inner { store, live: Mutex::default(), shutdown, idle_timeout }) }
+    pub fn turn_env(&self) -> &TurnEnv {
+        &self.inner.turns
+    }
+
+    /// Appends events for a running turn (through the actor, the session's only writer).
+    pub async fn emit(&self, id: &SessionId, events: Vec<(&'static str, Value)>, waiters: Vec<OutputWaiter>) -> Result<(), SessionError> {
+        self.call(id, |reply| Command::Emit { events, waiters, reply }).await
+    }
+
+    /// Records how a turn ended.
+    pub async fn end_turn(&self, id: &SessionId, response_id: &str, outcome: TurnOutcome) -> Result<(), SessionError> {
+        let response_id = response_id.to_string();
+        self.call(id, |reply| Command::EndTurn { response_id, outcome, reply }).await
+    }
+
+    /// After a restart: every session still marked running lost its turn with the old process. Marks each
+    /// failed with a reason, so none stays stuck in `running`.
+    pub async fn recover_interrupted(&self) -> Result<usize, SessionError> {
+        let mut recovered = 0;
+        for status in [SessionStatus::Running, SessionStatus::Paused] {
+            loop {
+                let page = Page { limit: 100, after: None, before: None, descending: false };
+                let (batch, _) = self.inner.store.list_sessions(&page, Some(status)).await?;
+                if batch.is_empty() {
+                    break;
+                }
+                for record in batch {
+                    self.call(&record.id, |reply| Command::Recover { reply }).await?;
+                    recovered += 1;
+                }
+            }
+        }
+        Ok(recovered)
     }
 
     pub fn store(&self) -> &Store {
@@ -248,7 +292,7 @@ impl Sessions {
         let handle = Handle { commands, events: events.clone() };
         live.insert(id.clone(), handle.clone());
         let span = tracing::info_span!("session", id = %id);
-        let actor = Actor { sessions: self.clone(), record, mailbox, events };
+        let actor = Actor { sessions: self.clone(), record, mailbox, events, turn: None };
         tokio::spawn(tracing::Instrument::instrument(actor.run(), span));
         Ok(handle)
     }
@@ -266,6 +310,25 @@ struct Actor {
     record: SessionRecord,
     mailbox: mpsc::Receiver<Command>,
     events: broadcast::Sender<Published>,
+    turn: Option<ActiveTurn>,
+}
+
+/// The turn this session is running.
+struct ActiveTurn {
+    response_id: String,
+    model: String,
+    created_at_us: i64,
+    shared: TurnShared,
+    /// Client tool calls waiting for their output.
+    waiters: HashMap<String, oneshot::Sender<String>>,
+}
+
+/// What a committed batch of inputs sets in motion.
+enum Effect {
+    StartTurn { response_id: String, model: String, config: Box<SessionConfig> },
+    Steer(String),
+    Deliver { call_id: String, output: String },
+    Cancel,
 }
 
 impl Actor {
@@ -313,6 +376,38 @@ impl Actor {
                         return;
                     }
                 }
+                Command::Emit { events, waiters, reply } => {
+                    let mut draft = Draft::new(&self.record);
+                    for (event_type, payload) in events {
+                        draft.emit(event_type, payload);
+                    }
+                    let result = self.commit(draft).await;
+                    if result.is_ok()
+                        && let Some(turn) = &mut self.turn
+                    {
+                        turn.waiters.extend(waiters);
+                    }
+                    let _ = reply.send(result);
+                }
+                Command::EndTurn { response_id, outcome, reply } => {
+                    let result = self.end_turn(&response_id, outcome).await;
+                    let _ = reply.send(result);
+                }
+                Command::Recover { reply } => {
+                    let mut draft = Draft::new(&self.record);
+                    if self.turn.is_none() && matches!(self.record.status, SessionStatus::Running | SessionStatus::Paused) {
+                        draft.set_status(
+                            SessionStatus::Failed,
+                            Some(TaskError {
+                                code: "server_restarted".into(),
+                                message: "the server stopped while this turn was running; what it did until then is in \
+                                          the transcript. Send a message to continue."
+                                    .into(),
+                            }),
+                        );
+                    }
+                    let _ = reply.send(self.commit(draft).await);
+                }
                 Command::Delete { reply } => {
                     let result = self.sessions.inner.store.delete_session(&self.record.id).await;
                     match result {
@@ -334,12 +429,16 @@ impl Actor {
     /// Applies a batch of inputs in one transaction. Returns true when the session turned out to be gone.
     async fn post_batch(&mut self, batch: Vec<(Input, oneshot::Sender<Result<Ack, SessionError>>)>) -> bool {
         let mut draft = Draft::new(&self.record);
+        let mut effects = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         for (input, reply) in batch {
-            outcomes.push((draft.input(input), reply));
+            outcomes.push((self.input(&mut draft, &mut effects, input), reply));
         }
         match self.commit(draft).await {
             Ok(()) => {
+                for effect in effects {
+                    self.apply(effect);
+                }
                 for (outcome, reply) in outcomes {
                     let _ = reply.send(outcome);
                 }
@@ -357,6 +456,121 @@ impl Actor {
                 gone
             }
         }
+    }
+
+    /// Writes one input into the draft; what it sets in motion waits in `effects` until the commit succeeds.
+    fn input(&self, draft: &mut Draft, effects: &mut Vec<Effect>, input: Input) -> Result<Ack, SessionError> {
+        let running = self.turn.is_some() || effects.iter().any(|e| matches!(e, Effect::StartTurn { .. }));
+        match input {
+            Input::Message { content, created_by } => {
+                let item_id = prefixed("msg");
+                let text = content.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
+                draft.consume(&item_id, "message", json!({"role": "user", "content": content}), created_by);
+                if running {
+                    effects.push(Effect::Steer(text));
+                } else {
+                    draft.start_turn(effects);
+                }
+                Ok(Ack { queued: true, item_id: Some(item_id) })
+            }
+            Input::FunctionCallOutput { call_id, output, created_by } => {
+                let item_id = prefixed("fco");
+                draft.consume(&item_id, "function_call_output", json!({"call_id": call_id, "output": output}), created_by);
+                effects.push(Effect::Deliver { call_id, output });
+                Ok(Ack { queued: true, item_id: Some(item_id) })
+            }
+            Input::Interrupt => {
+                if running {
+                    effects.push(Effect::Cancel);
+                }
+                Ok(Ack { queued: false, item_id: None })
+            }
+            Input::Approval { elicitation_id, .. } => Err(SessionError::NoSuchElicitation(elicitation_id)),
+        }
+    }
+
+    fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::StartTurn { response_id, model, config } => {
+                let shared = TurnShared::default();
+                self.turn = Some(ActiveTurn {
+                    response_id: response_id.clone(),
+                    model,
+                    created_at_us: now_us(),
+                    shared: shared.clone(),
+                    waiters: HashMap::new(),
+                });
+                let task = crate::turn::run(self.sessions.clone(), self.record.id.clone(), response_id, *config, shared);
+                tokio::spawn(tracing::Instrument::instrument(task, tracing::info_span!("turn", session = %self.record.id)));
+            }
+            Effect::Steer(text) => {
+                if let Some(turn) = &self.turn {
+                    turn.shared.steering.lock().unwrap().push_back(text);
+                }
+            }
+            Effect::Deliver { call_id, output } => {
+                if let Some(waiter) = self.turn.as_mut().and_then(|t| t.waiters.remove(&call_id)) {
+                    let _ = waiter.send(output);
+                }
+            }
+            Effect::Cancel => {
+                if let Some(turn) = &self.turn {
+                    turn.shared.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    /// Records the end of the running turn; starts the next one if messages came in that the harness did not take.
+    async fn end_turn(&mut self, response_id: &str, outcome: TurnOutcome) -> Result<(), SessionError> {
+        let Some(turn) = self.turn.take_if(|t| t.response_id == response_id) else {
+            return Ok(()); // a stale report (the turn was already ended)
+        };
+        let mut draft = Draft::new(&self.record);
+        let response = |status: &str| {
+            json!({"id": turn.response_id, "object": "response", "status": status, "model": turn.model,
+                   "created_at": secs(turn.created_at_us), "output": [], "background": false, "store": true,
+                   "conversation": {"id": self.record.id.as_str()}})
+        };
+        let conversation = self.record.id.as_str();
+        match outcome {
+            TurnOutcome::Completed { usage, model, .. } => {
+                let total = usage.input_tokens + usage.output_tokens;
+                let usage_json = json!({"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                    "total_tokens": total, "output_tokens_details": {"reasoning_tokens": 0},
+                    "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, "model": model});
+                let mut r = response("completed");
+                r["completed_at"] = secs(now_us()).into();
+                r["usage"] = usage_json.clone();
+                draft.emit("response.completed", json!({"response": r}));
+                draft.emit("session.usage", json!({"conversation_id": conversation, "context_tokens": total,
+                    "usage_by_model": {model: usage_json}}));
+                draft.set_status(SessionStatus::Idle, None);
+            }
+            TurnOutcome::Interrupted => {
+                let mut r = response("incomplete");
+                r["incomplete_details"] = json!({"reason": "user_interrupt"});
+                draft.emit("response.incomplete", json!({"response": r}));
+                draft.emit("session.interrupted", json!({"data": {"requested_at": secs(now_us()), "response_id": turn.response_id}}));
+                draft.set_status(SessionStatus::Idle, None);
+            }
+            TurnOutcome::Failed { code, message } => {
+                let mut r = response("failed");
+                r["error"] = json!({"code": code, "message": message});
+                draft.emit("response.failed", json!({"response": r}));
+                draft.set_status(SessionStatus::Failed, Some(TaskError { code, message }));
+            }
+        }
+        let leftover = !turn.shared.steering.lock().unwrap().is_empty();
+        let mut effects = Vec::new();
+        if leftover && !turn.shared.cancel.is_cancelled() {
+            draft.start_turn(&mut effects);
+        }
+        self.commit(draft).await?;
+        for effect in effects {
+            self.apply(effect);
+        }
+        Ok(())
     }
 
     /// Persists a draft, then publishes its events. On a conflict the actor reloads; a vanished session closes.
@@ -407,8 +621,7 @@ impl Actor {
     /// Leaves the registry if nobody listens and nothing is queued.
     fn try_retire(&self) -> bool {
         let mut live = self.sessions.inner.live.lock().unwrap();
-        if self.events.receiver_count() == 0 && self.mailbox.is_empty() && self.record.status != SessionStatus::Running
-        {
+        if self.events.receiver_count() == 0 && self.mailbox.is_empty() && self.turn.is_none() {
             live.remove(&self.record.id);
             true
         } else {
@@ -456,25 +669,6 @@ impl Draft {
         self.emit("session.status", payload);
     }
 
-    fn input(&mut self, input: Input) -> Result<Ack, SessionError> {
-        match input {
-            Input::Message { content, created_by } => {
-                let item_id = prefixed("msg");
-                self.consume(&item_id, "message", json!({"role": "user", "content": content}), created_by);
-                self.start_turn();
-                Ok(Ack { queued: true, item_id: Some(item_id) })
-            }
-            Input::FunctionCallOutput { call_id, output, created_by } => {
-                let item_id = prefixed("fco");
-                self.consume(&item_id, "function_call_output", json!({"call_id": call_id, "output": output}), created_by);
-                Ok(Ack { queued: true, item_id: Some(item_id) })
-            }
-            // No turn runs without a harness runtime, so there is nothing to interrupt.
-            Input::Interrupt => Ok(Ack { queued: false, item_id: None }),
-            Input::Approval { elicitation_id, .. } => Err(SessionError::NoSuchElicitation(elicitation_id)),
-        }
-    }
-
     fn consume(&mut self, item_id: &str, item_type: &str, data: Value, created_by: Option<String>) {
         let mut inner = json!({"item_id": item_id, "type": item_type, "data": data});
         if let Some(by) = created_by {
@@ -483,22 +677,36 @@ impl Draft {
         self.emit("session.input.consumed", json!({"data": inner}));
     }
 
-    /// A message starts a turn with the session's harness. Resolving the harness is the first step of every turn;
-    /// a session whose harness cannot be resolved fails the turn before any model is called, as Omnigent does.
-    fn start_turn(&mut self) {
-        let error = match harness_name(&self.record.config) {
-            None => TaskError {
+    /// A message starts a turn with the session's harness. A session whose config cannot run a turn fails it
+    /// before any model is called, as Omnigent does.
+    fn start_turn(&mut self, effects: &mut Vec<Effect>) {
+        if harness_name(&self.record.config).is_none() {
+            let error = TaskError {
                 code: "no_harness".into(),
                 message: "this session's config names no executor.harness, so no turn can run; create the session \
                           with a config that sets executor.harness"
                     .into(),
-            },
-            Some(name) => TaskError {
-                code: "harness_not_found".into(),
-                message: format!("harness '{name}' is not available on this server (available harnesses: none)"),
-            },
+            };
+            self.set_status(SessionStatus::Failed, Some(error));
+            return;
+        }
+        let config: SessionConfig = match serde_json::from_value(self.record.config.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                let error = TaskError { code: "invalid_config".into(), message: format!("the session config is invalid: {e}") };
+                self.set_status(SessionStatus::Failed, Some(error));
+                return;
+            }
         };
-        self.set_status(SessionStatus::Failed, Some(error));
+        let response_id = prefixed("resp");
+        let model = config.executor.model.clone().unwrap_or_else(|| "scripted".into());
+        self.set_status(SessionStatus::Running, None);
+        let response = json!({"id": response_id, "object": "response", "status": "in_progress", "model": model,
+            "created_at": secs(now_us()), "output": [], "background": false, "store": true,
+            "conversation": {"id": self.record.id.as_str()}});
+        self.emit("response.created", json!({"response": response}));
+        self.emit("response.in_progress", json!({"response": response}));
+        effects.push(Effect::StartTurn { response_id, model, config: Box::new(config) });
     }
 
     fn patch(&mut self, patch: Patch) {

@@ -1,0 +1,410 @@
+//! Session configs: Omnigent's single-file agent YAML, with our extensions (`executor.harness` names a builtin
+//! WASM harness or a `.wasm` path; `executor.provider`; the `scripted` demo provider).
+//!
+//! Structure errors carry `file:line:column`; `${VAR}` expands from the environment after the structure is known
+//! to be right, and an unset variable is reported where it is used.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Largest config file accepted.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// Builtin harness names.
+pub const BUILTIN_HARNESSES: [&str; 1] = ["agent"];
+
+/// A config error, rendered `file:line:column: message` when the position is known.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}{}: {message}", position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub origin: String,
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// The agent's name.
+    pub name: String,
+    /// System instructions (Omnigent: `prompt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// System instructions; wins over `prompt` (Omnigent allows a path here too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub executor: Executor,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, ToolConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_env: Option<OsEnv>,
+    /// Omnigent keys this server does not act on yet; accepted so Omnigent YAML loads, and reported by `check`.
+    #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
+    pub async_enabled: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellable: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminals: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Executor {
+    /// A builtin harness (`agent`) or a path to a `.wasm` harness component.
+    pub harness: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `openai` (Chat Completions), `anthropic` (Messages) or `scripted` (demo/test). Default: from `auth.type`,
+    /// then the model name (`claude-*` → anthropic), else openai.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// Replies of the `scripted` provider, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub script: Vec<ScriptStep>,
+    /// Most model calls in one turn (default 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u32>,
+    /// Wall-clock limit of a turn in seconds (default 1800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_timeout_s: Option<u64>,
+    /// Memory limit of the harness instance in MiB (default 256, at most 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    /// Legacy Omnigent key; accepted and unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Scripted,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// `api_key` (with `api_key` and optional `base_url`), `anthropic`/`openai` (same, naming the wire format),
+    /// or `scripted`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
+/// One reply of the scripted provider: text, tool calls, or both.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptStep {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call: Option<ScriptedCall>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ScriptedCall>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedCall {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    /// `builtin` (shell, read_file, write_file, list_dir — the map key picks which) or `function` (with
+    /// `runtime: client`: the client runs it and posts a `function_call_output`).
+    #[serde(rename = "type", default = "function_kind")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, alias = "input_schema", skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    /// `client` for tools the client implements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Omnigent's Python callable; not runnable here (reported as an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callable: Option<String>,
+    /// Builtin shell: seconds before the command is killed (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    /// Builtin tools: most bytes of output returned to the model (default 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<usize>,
+}
+
+fn function_kind() -> String {
+    "function".into()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OsEnv {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Working directory of the session's tools (relative paths are relative to the YAML file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Value>,
+}
+
+pub const BUILTIN_TOOLS: [&str; 4] = ["shell", "read_file", "write_file", "list_dir"];
+
+impl SessionConfig {
+    /// Parses YAML text. `origin` names the source in errors (a file path).
+    pub fn from_yaml(text: &str, origin: &str) -> Result<SessionConfig, ConfigError> {
+        let err = |position, message: String| ConfigError { origin: origin.to_string(), position, message };
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(err(None, format!("the file is larger than {} bytes", MAX_CONFIG_BYTES)));
+        }
+        // ${VAR} expands in the text before parsing, as Omnigent does (so `{api_key: ${KEY}}` works in flow
+        // style). Lines keep their numbers; a column after an expansion on the same line may shift.
+        let text = expand_env(text).map_err(|(var, at)| {
+            err(Some(line_col(text, at)), format!("environment variable {var} is not set (used as ${{{var}}})"))
+        })?;
+        let config: SessionConfig = serde_norway::from_str(&text).map_err(|e| yaml_error(e, origin))?;
+        config.validate().map_err(|m| err(None, m))?;
+        Ok(config)
+    }
+
+    /// Reads and parses a YAML file; relative `os_env.cwd` and `.wasm` paths become relative to the file.
+    pub fn from_file(path: &Path) -> Result<SessionConfig, ConfigError> {
+        let origin = path.display().to_string();
+        let meta = std::fs::metadata(path)
+            .map_err(|e| ConfigError { origin: origin.clone(), position: None, message: format!("cannot read: {e}") })?;
+        if meta.len() as usize > MAX_CONFIG_BYTES {
+            return Err(ConfigError { origin, position: None, message: format!("larger than {MAX_CONFIG_BYTES} bytes") });
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { origin: origin.clone(), position: None, message: format!("cannot read: {e}") })?;
+        let mut config = Self::from_yaml(&text, &origin)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = std::fs::canonicalize(&base).unwrap_or(base);
+        let cwd = config.os_env.as_ref().and_then(|o| o.cwd.clone()).unwrap_or_else(|| ".".into());
+        let resolved = base.join(&cwd);
+        config.os_env.get_or_insert(OsEnv { kind: None, cwd: None, sandbox: None }).cwd =
+            Some(std::fs::canonicalize(&resolved).unwrap_or(resolved).display().to_string());
+        if config.executor.harness.ends_with(".wasm") && !Path::new(&config.executor.harness).is_absolute() {
+            config.executor.harness = base.join(&config.executor.harness).display().to_string();
+        }
+        Ok(config)
+    }
+
+    /// The session config as stored with the session.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The system instructions, if any.
+    pub fn system_prompt(&self) -> Option<&str> {
+        self.instructions.as_deref().or(self.prompt.as_deref())
+    }
+
+    /// The provider this config talks to.
+    pub fn provider(&self) -> ProviderKind {
+        if let Some(p) = self.executor.provider {
+            return p;
+        }
+        match self.executor.auth.as_ref().map(|a| a.kind.as_str()) {
+            Some("anthropic") => return ProviderKind::Anthropic,
+            Some("openai") => return ProviderKind::Openai,
+            Some("scripted") => return ProviderKind::Scripted,
+            _ => {}
+        }
+        match self.executor.model.as_deref() {
+            Some("scripted") => ProviderKind::Scripted,
+            Some(m) if m.starts_with("claude") || m.starts_with("anthropic/") => ProviderKind::Anthropic,
+            _ => ProviderKind::Openai,
+        }
+    }
+
+    /// Keys accepted for Omnigent compatibility that this server does not act on.
+    pub fn unsupported_keys(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (present, key) in [
+            (self.policies.is_some(), "policies"),
+            (self.terminals.is_some(), "terminals"),
+            (self.params.is_some(), "params"),
+            (self.os_env.as_ref().is_some_and(|o| o.sandbox.is_some()), "os_env.sandbox"),
+        ] {
+            if present {
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("name must not be empty".into());
+        }
+        let harness = &self.executor.harness;
+        if !BUILTIN_HARNESSES.contains(&harness.as_str()) && !harness.ends_with(".wasm") {
+            return Err(format!(
+                "executor.harness '{harness}' is neither a builtin harness ({}) nor a path to a .wasm component",
+                BUILTIN_HARNESSES.join(", ")
+            ));
+        }
+        if let Some(mb) = self.executor.memory_mb
+            && !(16..=1024).contains(&mb)
+        {
+            return Err(format!("executor.memory_mb must be between 16 and 1024, got {mb}"));
+        }
+        if self.executor.max_steps == Some(0) {
+            return Err("executor.max_steps must be at least 1".into());
+        }
+        if self.provider() == ProviderKind::Scripted && self.executor.script.is_empty() {
+            return Err("the scripted provider needs executor.script (a list of replies)".into());
+        }
+        for (i, step) in self.executor.script.iter().enumerate() {
+            if step.text.is_none() && step.tool_call.is_none() && step.tool_calls.is_empty() {
+                return Err(format!("executor.script[{i}] needs text, tool_call or tool_calls"));
+            }
+        }
+        for (name, tool) in &self.tools {
+            match tool.kind.as_str() {
+                "builtin" if !BUILTIN_TOOLS.contains(&name.as_str()) => {
+                    return Err(format!("tools.{name}: no builtin tool '{name}'; builtins are {}", BUILTIN_TOOLS.join(", ")));
+                }
+                "builtin" => {}
+                "function" => {
+                    if tool.runtime.as_deref() != Some("client") {
+                        return Err(format!(
+                            "tools.{name}: function tools run on the client here (set runtime: client); Python \
+                             callables are not supported"
+                        ));
+                    }
+                    if let Some(p) = &tool.parameters
+                        && !p.is_object()
+                    {
+                        return Err(format!("tools.{name}.parameters must be a JSON Schema object"));
+                    }
+                }
+                other => {
+                    return Err(format!("tools.{name}: type '{other}' is not supported (use builtin or function)"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn yaml_error(e: serde_norway::Error, origin: &str) -> ConfigError {
+    let position = e.location().map(|l| (l.line(), l.column()));
+    let mut message = e.to_string();
+    // The position is in the prefix already; drop serde's " at line X column Y" tail.
+    if let Some(at) = message.find(" at line ") {
+        message.truncate(at);
+    }
+    ConfigError { origin: origin.to_string(), position, message }
+}
+
+fn line_col(text: &str, byte: usize) -> (usize, usize) {
+    let before = &text[..byte];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Replaces every `${VAR}`; an unset variable is an error with its name and byte offset.
+fn expand_env(text: &str) -> Result<String, (String, usize)> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else { break };
+        let var = &rest[start + 2..start + 2 + len];
+        let valid = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        out.push_str(&rest[..start]);
+        if valid {
+            let value = std::env::var(var).map_err(|_| (var.to_string(), offset + start))?;
+            out.push_str(&value);
+        } else {
+            out.push_str(&rest[start..start + 3 + len]);
+        }
+        offset += start + 3 + len;
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "name: helper\nprompt: Be brief.\nexecutor:\n  harness: agent\n  model: gpt-4o-mini\n  auth: {type: api_key, api_key: sk-test}\ntools:\n  shell: {type: builtin}\n";
+
+    #[test]
+    fn parses_omnigent_single_file_yaml() {
+        let c = SessionConfig::from_yaml(GOOD, "a.yaml").unwrap();
+        assert_eq!(c.name, "helper");
+        assert_eq!(c.system_prompt(), Some("Be brief."));
+        assert_eq!(c.provider(), ProviderKind::Openai);
+        assert!(c.tools.contains_key("shell"));
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_line_and_column() {
+        let text = "name: x\nexecutor:\n  harness: agent\n  modle: gpt\n";
+        let e = SessionConfig::from_yaml(text, "s.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("s.yaml:4:3: "), "{e}");
+        assert!(e.contains("unknown field `modle`") && e.contains("expected one of"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let e = SessionConfig::from_yaml("name: [unclosed\n", "s.yaml").unwrap_err();
+        assert!(e.position.is_some(), "{e}");
+        let e = SessionConfig::from_yaml("name: x\n", "s.yaml").unwrap_err().to_string();
+        assert!(e.contains("missing field `executor`"), "{e}");
+    }
+
+    #[test]
+    fn env_vars_expand_and_unset_ones_are_located() {
+        // SAFETY: a variable name private to this test.
+        unsafe { std::env::set_var("OMNIGENT_TEST_KEY_X1", "sk-from-env") };
+        let text = GOOD.replace("sk-test", "${OMNIGENT_TEST_KEY_X1}");
+        let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
+        assert_eq!(c.executor.auth.unwrap().api_key.as_deref(), Some("sk-from-env"));
+        let text = GOOD.replace("sk-test", "${OMNIGENT_SURELY_UNSET_VAR}");
+        let e = SessionConfig::from_yaml(&text, "a.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("a.yaml:6:") && e.contains("OMNIGENT_SURELY_UNSET_VAR is not set"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_say_what_was_expected() {
+        let e = SessionConfig::from_yaml(&GOOD.replace("harness: agent", "harness: nope"), "a").unwrap_err().to_string();
+        assert!(e.contains("neither a builtin harness"), "{e}");
+        let e = SessionConfig::from_yaml(&GOOD.replace("shell: {type: builtin}", "rm: {type: builtin}"), "a").unwrap_err().to_string();
+        assert!(e.contains("no builtin tool 'rm'"), "{e}");
+        let e = SessionConfig::from_yaml(&GOOD.replace("model: gpt-4o-mini", "provider: scripted"), "a").unwrap_err().to_string();
+        assert!(e.contains("needs executor.script"), "{e}");
+        let e = SessionConfig::from_yaml(&GOOD.replace("harness: agent", "harness: agent\n  memory_mb: 5000"), "a").unwrap_err().to_string();
+        assert!(e.contains("memory_mb"), "{e}");
+    }
+}

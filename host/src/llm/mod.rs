@@ -1,0 +1,167 @@
+//! Model providers: OpenAI-compatible Chat Completions, Anthropic Messages (both streaming, via reqwest) and the
+//! `scripted` demo/test provider. Rate limits and transient errors are retried with backoff.
+
+mod anthropic;
+mod openai;
+mod scripted;
+mod sse;
+
+use std::time::Duration;
+
+use omnigent_runtime::harness::{Message, ToolCall, ToolSpec, Usage, llm::Completion};
+
+use crate::config::{ProviderKind, SessionConfig};
+
+/// A request in provider-neutral form.
+#[derive(Clone, Debug)]
+pub struct ChatRequest {
+    pub model: String,
+    pub system: Option<String>,
+    pub messages: Vec<Message>,
+    pub tools: Vec<ToolSpec>,
+    pub max_tokens: Option<u32>,
+}
+
+/// Why a call failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LlmError {
+    /// 429: retried after `retry_after` (or backoff).
+    #[error("rate limited by the provider ({message})")]
+    RateLimited { retry_after: Option<Duration>, message: String },
+    /// 5xx, connection errors, a stream cut short: retried with backoff.
+    #[error("{message}")]
+    Transient { message: String },
+    /// Anything retrying cannot fix (bad key, bad request, unknown model).
+    #[error("{message}")]
+    Fatal { code: String, message: String },
+}
+
+impl LlmError {
+    pub fn code(&self) -> &str {
+        match self {
+            LlmError::RateLimited { .. } => "rate_limited",
+            LlmError::Transient { .. } => "llm_unavailable",
+            LlmError::Fatal { code, .. } => code,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        !matches!(self, LlmError::Fatal { .. })
+    }
+}
+
+/// A configured provider.
+pub enum Provider {
+    OpenAi(openai::OpenAi),
+    Anthropic(anthropic::Anthropic),
+    Scripted(scripted::Scripted),
+}
+
+/// How many times a call is attempted in all.
+pub const MAX_ATTEMPTS: u32 = 4;
+
+impl Provider {
+    /// Builds the provider a session config names. Keys come from `auth.api_key` or the usual env vars.
+    pub fn from_config(config: &SessionConfig, http: reqwest::Client) -> Result<Provider, LlmError> {
+        let auth = config.executor.auth.as_ref();
+        let base_url = auth.and_then(|a| a.base_url.clone());
+        let key = |var: &str| auth.and_then(|a| a.api_key.clone()).or_else(|| std::env::var(var).ok()).filter(|k| !k.is_empty());
+        let missing = |var: &str| LlmError::Fatal {
+            code: "missing_api_key".into(),
+            message: format!("no API key: set executor.auth.api_key in the session config or {var} in the server's environment"),
+        };
+        Ok(match config.provider() {
+            ProviderKind::Openai => Provider::OpenAi(openai::OpenAi {
+                http,
+                base_url: base_url.unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                api_key: key("OPENAI_API_KEY").ok_or_else(|| missing("OPENAI_API_KEY"))?,
+            }),
+            ProviderKind::Anthropic => Provider::Anthropic(anthropic::Anthropic {
+                http,
+                base_url: base_url.unwrap_or_else(|| "https://api.anthropic.com".into()),
+                api_key: key("ANTHROPIC_API_KEY").ok_or_else(|| missing("ANTHROPIC_API_KEY"))?,
+            }),
+            ProviderKind::Scripted => Provider::Scripted(scripted::Scripted { script: config.executor.script.clone() }),
+        })
+    }
+
+    /// One attempt: streams text deltas to `on_delta` as they arrive.
+    async fn attempt(&self, req: &ChatRequest, on_delta: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, LlmError> {
+        match self {
+            Provider::OpenAi(p) => p.complete(req, on_delta).await,
+            Provider::Anthropic(p) => p.complete(req, on_delta).await,
+            Provider::Scripted(p) => p.complete(req, on_delta).await,
+        }
+    }
+
+    /// Completes with bounded retries. `on_retry(attempt, delay, error)` is told before each wait. A retry after
+    /// text was already streamed starts the text over; `on_delta` sees it again (the caller resets on retry).
+    pub async fn complete(
+        &self,
+        req: &ChatRequest,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_retry: &mut (dyn FnMut(u32, Duration, &LlmError) + Send),
+    ) -> Result<Completion, LlmError> {
+        let mut attempt = 1;
+        loop {
+            match self.attempt(req, on_delta).await {
+                Ok(c) => return Ok(c),
+                Err(e) if e.retryable() && attempt < MAX_ATTEMPTS => {
+                    let backoff = Duration::from_millis(500 * 2u64.pow(attempt - 1));
+                    let delay = match &e {
+                        LlmError::RateLimited { retry_after: Some(d), .. } => (*d).min(Duration::from_secs(30)),
+                        _ => backoff,
+                    };
+                    on_retry(attempt, delay, &e);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Maps a non-success HTTP answer to an error.
+async fn http_error(response: reqwest::Response, provider: &str) -> LlmError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(Duration::from_secs_f64);
+    let body = response.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(300).collect());
+    let message = format!("{provider} answered HTTP {}: {detail}", status.as_u16());
+    match status.as_u16() {
+        429 => LlmError::RateLimited { retry_after, message },
+        500..=599 => LlmError::Transient { message },
+        401 | 403 => LlmError::Fatal { code: "llm_auth_failed".into(), message },
+        _ => LlmError::Fatal { code: "llm_error".into(), message },
+    }
+}
+
+fn transport_error(e: reqwest::Error, provider: &str) -> LlmError {
+    LlmError::Transient { message: format!("cannot reach {provider}: {e}") }
+}
+
+fn empty_usage() -> Usage {
+    Usage { input_tokens: 0, output_tokens: 0 }
+}
+
+/// Tool calls whose arguments are not a JSON object get `{}` so the harness and tools see valid JSON.
+fn normalize_calls(calls: Vec<ToolCall>) -> Vec<ToolCall> {
+    calls
+        .into_iter()
+        .map(|mut c| {
+            if c.arguments.trim().is_empty() {
+                c.arguments = "{}".into();
+            }
+            c
+        })
+        .collect()
+}
