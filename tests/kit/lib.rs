@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod mock_llm;
+
 use futures::StreamExt;
 use serde_json::Value;
 

@@ -49,6 +49,29 @@ impl Client {
         probe.is_ok_and(|r| r.status().is_success())
     }
 
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Opens an SSE stream (`GET path`), failing with the server's message on a non-200.
+    pub async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| format!("GET {path} failed"))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or(text);
+        Err(anyhow!("{message} (HTTP {})", status.as_u16()))
+    }
+
     /// Sends a request and returns the JSON answer, turning the API's error envelope into a readable error.
     pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));

@@ -2,6 +2,7 @@
 
 mod client;
 mod daemon;
+mod run;
 mod sessions;
 
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Start a session from a YAML config (-f) or a harness name and talk to it here.
+    Run(run::RunArgs),
     /// Run the host server in the foreground, or manage a background one (start | status | stop).
     Server(ServerCommand),
     /// List, show and delete sessions.
@@ -165,5 +168,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(ServerAction::Stop) => daemon::stop(&options).await,
         },
         Command::Sessions(cmd) => sessions::run(cmd).await,
+        Command::Run(args) => run::run(args).await,
     }
 }

@@ -1,0 +1,300 @@
+//! `omnigent run`: create a session from a YAML file (or a harness name) and talk to it in the terminal.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+use super::ClientArgs;
+use super::client::Client;
+use crate::config::{Executor, SessionConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Quick start without a YAML file: a builtin harness (`agent`) or a path to a .wasm harness.
+    #[arg(value_name = "HARNESS", conflicts_with = "file")]
+    harness: Option<String>,
+    /// Session config (Omnigent's single-file agent YAML).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Run one turn with this prompt, print it, and exit (0 if the turn succeeded).
+    #[arg(short = 'p', long = "prompt")]
+    prompt: Option<String>,
+    /// Model for the quick start (e.g. gpt-4o-mini, claude-sonnet-4-5); overrides the YAML's model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Title of the new session.
+    #[arg(long)]
+    title: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Read and check the config before anything starts: a bad file starts nothing.
+    let mut config = match (&args.file, &args.harness) {
+        (Some(path), _) => match SessionConfig::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("omnigent: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        (None, harness) => quick_config(harness.clone().unwrap_or_else(|| "agent".into()), args.model.clone()),
+    };
+    if args.file.is_some()
+        && let Some(model) = &args.model
+    {
+        config.executor.model = Some(model.clone());
+    }
+    for key in config.unsupported_keys() {
+        eprintln!("omnigent: note: `{key}` in the config is not supported yet and is ignored");
+    }
+    let client = Client::connect(&args.client).await?;
+    let title = args.title.clone().or_else(|| Some(config.name.clone()));
+    let created = client.request(Method::POST, "/v1/sessions", Some(&json!({"title": title, "config": config.to_json()}))).await?;
+    let id = created["id"].as_str().context("the server's answer has no session id")?.to_string();
+    eprintln!("session {id}  ({}/v1/sessions/{id})", client.base());
+    let mut chat = Chat::open(&client, &id).await?;
+    match &args.prompt {
+        Some(prompt) => {
+            let ok = chat.turn(prompt).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        None => chat.interactive().await,
+    }
+}
+
+/// The config `omnigent run <harness> [--model M]` uses.
+fn quick_config(harness: String, model: Option<String>) -> SessionConfig {
+    SessionConfig {
+        name: "quickstart".into(),
+        prompt: None,
+        instructions: None,
+        description: None,
+        executor: Executor {
+            harness,
+            model: Some(model.unwrap_or_else(|| "gpt-4o-mini".into())),
+            provider: None,
+            auth: None,
+            script: Vec::new(),
+            max_steps: None,
+            turn_timeout_s: None,
+            memory_mb: None,
+            profile: None,
+        },
+        tools: Default::default(),
+        os_env: std::env::current_dir().ok().map(|d| crate::config::OsEnv { kind: None, cwd: Some(d.display().to_string()), sandbox: None }),
+        async_enabled: None,
+        cancellable: None,
+        policies: None,
+        terminals: None,
+        params: None,
+        labels: None,
+        metadata: None,
+    }
+}
+
+/// A terminal conversation with one session.
+struct Chat<'a> {
+    client: &'a Client,
+    id: String,
+    events: EventReader,
+}
+
+impl<'a> Chat<'a> {
+    async fn open(client: &'a Client, id: &str) -> anyhow::Result<Chat<'a>> {
+        let response = client.stream(&format!("/v1/sessions/{id}/stream")).await?;
+        let mut events = EventReader::new(response);
+        // The first frame is the ready heartbeat: after it, nothing we cause can be missed.
+        events.next().await?.context("the stream closed before it was ready")?;
+        Ok(Chat { client, id: id.to_string(), events })
+    }
+
+    /// Sends one message and renders the turn. Returns whether it ended well.
+    async fn turn(&mut self, text: &str) -> anyhow::Result<bool> {
+        let message = json!({"type": "message", "data": {"role": "user", "content": text}});
+        self.client.request(Method::POST, &format!("/v1/sessions/{}/events", self.id), Some(&message)).await?;
+        let interrupt = tokio::signal::ctrl_c();
+        tokio::pin!(interrupt);
+        let mut interrupted = false;
+        let mut renderer = Renderer::default();
+        loop {
+            let event = tokio::select! {
+                e = self.events.next() => e?,
+                _ = &mut interrupt, if !interrupted => {
+                    interrupted = true;
+                    eprintln!("\n(interrupting…)");
+                    let body = json!({"type": "interrupt"});
+                    self.client.request(Method::POST, &format!("/v1/sessions/{}/events", self.id), Some(&body)).await?;
+                    continue;
+                }
+            };
+            let Some((event_type, data)) = event else { bail!("the server closed the stream") };
+            if let Some(done) = renderer.show(&event_type, &data, self).await? {
+                return Ok(done);
+            }
+        }
+    }
+
+    async fn interactive(&mut self) -> anyhow::Result<ExitCode> {
+        eprintln!("type a message and press Enter; Ctrl-C interrupts a turn, Ctrl-D leaves");
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            eprint!("› ");
+            let _ = std::io::stderr().flush();
+            let line = tokio::select! {
+                l = lines.next_line() => l?,
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            let Some(line) = line else {
+                eprintln!();
+                return Ok(ExitCode::SUCCESS);
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            self.turn(&line).await?;
+        }
+    }
+}
+
+/// Prints a turn's events compactly; tells when the turn is over.
+#[derive(Default)]
+struct Renderer {
+    started: bool,
+    mid_line: bool,
+}
+
+impl Renderer {
+    fn newline(&mut self) {
+        if self.mid_line {
+            println!();
+            self.mid_line = false;
+        }
+    }
+
+    /// Some(true/false) when the turn ended well/badly.
+    async fn show(&mut self, event_type: &str, data: &Value, chat: &Chat<'_>) -> anyhow::Result<Option<bool>> {
+        let mut out = std::io::stdout();
+        match event_type {
+            "response.output_text.delta" => {
+                print!("{}", data["delta"].as_str().unwrap_or(""));
+                let _ = out.flush();
+                self.mid_line = true;
+            }
+            "response.output_item.done" => {
+                let item = &data["item"];
+                match item["type"].as_str().unwrap_or("") {
+                    "function_call" if item["status"] == "action_required" => {
+                        self.newline();
+                        let name = item["name"].as_str().unwrap_or("?");
+                        println!("→ {name}({}) — a client tool; this terminal cannot run it", short(item["arguments"].as_str().unwrap_or(""), 200));
+                        let body = json!({"type": "function_call_output", "data": {"call_id": item["call_id"],
+                            "output": format!("error: the omnigent CLI cannot run the client tool '{name}'")}});
+                        chat.client.request(Method::POST, &format!("/v1/sessions/{}/events", chat.id), Some(&body)).await?;
+                    }
+                    "function_call" if item["status"] == "completed" => {
+                        self.newline();
+                        println!("→ {}({})", item["name"].as_str().unwrap_or("?"), short(item["arguments"].as_str().unwrap_or(""), 200));
+                    }
+                    "function_call_output" => {
+                        self.newline();
+                        let output = item["output"].as_str().unwrap_or("");
+                        let lines: Vec<&str> = output.lines().collect();
+                        let shown: Vec<&str> = lines.iter().take(6).copied().collect();
+                        println!("← {}", shown.join("\n  "));
+                        if lines.len() > 6 {
+                            println!("  … ({} more lines)", lines.len() - 6);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "response.retry" => {
+                self.newline();
+                eprintln!(
+                    "(retrying: {}; attempt {}/{} in {:.1}s)",
+                    data["error"]["message"].as_str().unwrap_or("error"),
+                    data["attempt"],
+                    data["max_attempts"],
+                    data["delay_seconds"].as_f64().unwrap_or(0.0)
+                );
+            }
+            "response.error" => {
+                self.newline();
+                eprintln!("error ({}): {}", data["source"].as_str().unwrap_or("?"), data["error"]["message"].as_str().unwrap_or(""));
+            }
+            "response.incomplete" => {
+                self.newline();
+                eprintln!("(interrupted)");
+            }
+            "session.status" => match data["status"].as_str().unwrap_or("") {
+                "running" => self.started = true,
+                "idle" if self.started => {
+                    self.newline();
+                    return Ok(Some(true));
+                }
+                "failed" => {
+                    self.newline();
+                    let e = &data["error"];
+                    eprintln!("turn failed: {}: {}", e["code"].as_str().unwrap_or("error"), e["message"].as_str().unwrap_or(""));
+                    return Ok(Some(false));
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        Ok(None)
+    }
+}
+
+fn short(s: &str, max: usize) -> String {
+    crate::ids::truncate(&s.replace('\n', " "), max)
+}
+
+/// Reads `(event type, data)` pairs from an SSE response; `[DONE]` ends it.
+struct EventReader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl EventReader {
+    fn new(response: reqwest::Response) -> Self {
+        EventReader { body: response.bytes_stream().boxed(), buf: String::new() }
+    }
+
+    async fn next(&mut self) -> anyhow::Result<Option<(String, Value)>> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if data == "[DONE]" {
+                    return Ok(None);
+                }
+                let Some(event) = event else { continue };
+                let value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                return Ok(Some((event, value)));
+            }
+            match tokio::time::timeout(Duration::from_secs(60), self.body.next()).await {
+                Ok(Some(chunk)) => self.buf.push_str(&String::from_utf8_lossy(&chunk.context("reading the stream")?)),
+                Ok(None) => return Ok(None),
+                Err(_) => bail!("no event (not even a heartbeat) from the server for 60 s"),
+            }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! A mock LLM vendor on 127.0.0.1: speaks OpenAI Chat Completions (`POST /v1/chat/completions`) and Anthropic
+//! Messages (`POST /v1/messages`, query string allowed), streaming and not, from a script of replies. It records
+//! every request so tests can check what the product sent. The product cannot tell it from the vendor.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// One scripted answer.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// Assistant text, streamed in small chunks.
+    Text(String),
+    /// Tool calls `(name, arguments JSON)`, optionally after some text.
+    Tools { text: String, calls: Vec<(String, Value)> },
+    /// An HTTP error with this status and message.
+    Error(u16, String),
+    /// 429 with `retry-after` seconds.
+    RateLimited(f64),
+    /// Text streamed one chunk per `delay` (for interrupt tests).
+    Slow { chunks: Vec<String>, delay: Duration },
+}
+
+impl Reply {
+    pub fn text(t: &str) -> Reply {
+        Reply::Text(t.to_string())
+    }
+
+    pub fn tool(name: &str, arguments: Value) -> Reply {
+        Reply::Tools { text: String::new(), calls: vec![(name.to_string(), arguments)] }
+    }
+}
+
+/// A request the mock received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct MockState {
+    replies: Mutex<VecDeque<Reply>>,
+    requests: Mutex<Vec<Recorded>>,
+}
+
+pub struct MockLlm {
+    /// `http://127.0.0.1:<port>`: OpenAI base_url is `{url}/v1`, Anthropic base_url is `{url}`.
+    pub url: String,
+    state: Arc<MockState>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl MockLlm {
+    pub async fn start(replies: Vec<Reply>) -> MockLlm {
+        let state = Arc::new(MockState { replies: Mutex::new(replies.into()), requests: Mutex::default() });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(openai))
+            .route("/v1/messages", post(anthropic))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        MockLlm { url, state, _server: server }
+    }
+
+    pub fn push(&self, reply: Reply) {
+        self.state.replies.lock().unwrap().push_back(reply);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn openai_base(&self) -> String {
+        format!("{}/v1", self.url)
+    }
+}
+
+async fn take(state: &MockState, request: Request) -> Result<(Value, Reply), Response> {
+    let path = request.uri().to_string();
+    let headers = request.headers().clone();
+    let bytes = axum::body::to_bytes(request.into_body(), 16 << 20).await.unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    state.requests.lock().unwrap().push(Recorded { path, headers, body: body.clone() });
+    let reply = state.replies.lock().unwrap().pop_front();
+    match reply {
+        Some(r) => Ok((body, r)),
+        None => Err((StatusCode::INTERNAL_SERVER_ERROR, "mock LLM: no scripted reply left").into_response()),
+    }
+}
+
+fn error_response(reply: &Reply, anthropic: bool) -> Option<Response> {
+    let (status, message, retry) = match reply {
+        Reply::Error(s, m) => (*s, m.clone(), None),
+        Reply::RateLimited(after) => (429, "rate limit reached".to_string(), Some(*after)),
+        _ => return None,
+    };
+    let body = if anthropic {
+        json!({"type": "error", "error": {"type": if status == 429 { "rate_limit_error" } else { "api_error" }, "message": message}})
+    } else {
+        json!({"error": {"message": message, "type": "error", "code": status}})
+    };
+    let mut resp = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
+    if let Some(after) = retry {
+        resp.headers_mut().insert("retry-after", after.to_string().parse().unwrap());
+    }
+    Some(resp)
+}
+
+fn chunks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    for piece in chars.chunks(4) {
+        out.push(piece.iter().collect());
+    }
+    out
+}
+
+fn sse(frames: Vec<(Option<&'static str>, Value)>, done: bool, delay: Option<Duration>) -> Response {
+    let stream = async_stream::stream! {
+        for (event, data) in frames {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            let mut frame = String::new();
+            if let Some(e) = event {
+                frame.push_str(&format!("event: {e}\n"));
+            }
+            frame.push_str(&format!("data: {data}\n\n"));
+            yield Ok::<_, std::io::Error>(frame);
+        }
+        if done {
+            yield Ok("data: [DONE]\n\n".to_string());
+        }
+    };
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap()
+}
+
+async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (body, reply) = match take(&state, request).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Some(err) = error_response(&reply, false) {
+        return err;
+    }
+    let model = body["model"].as_str().unwrap_or("mock").to_string();
+    let (text_chunks, calls, delay) = match reply {
+        Reply::Text(t) => (chunks(&t), vec![], None),
+        Reply::Tools { text, calls } => (chunks(&text), calls, None),
+        Reply::Slow { chunks, delay } => (chunks, vec![], Some(delay)),
+        _ => unreachable!(),
+    };
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let full_text: String = text_chunks.concat();
+    if body["stream"] != true {
+        let tool_calls: Vec<Value> = calls.iter().enumerate().map(|(i, (n, a))| {
+            json!({"id": format!("call_mock_{i}"), "type": "function", "function": {"name": n, "arguments": a.to_string()}})
+        }).collect();
+        let mut message = json!({"role": "assistant", "content": full_text});
+        if !tool_calls.is_empty() {
+            message["tool_calls"] = tool_calls.into();
+        }
+        return axum::Json(json!({"id": "chatcmpl-mock", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" }}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})).into_response();
+    }
+    let mut frames = vec![(None, chunk(json!({"role": "assistant", "content": ""}), Value::Null))];
+    for c in &text_chunks {
+        frames.push((None, chunk(json!({"content": c}), Value::Null)));
+    }
+    for (i, (name, args)) in calls.iter().enumerate() {
+        frames.push((None, chunk(json!({"tool_calls": [{"index": i, "id": format!("call_mock_{i}"), "type": "function",
+            "function": {"name": name, "arguments": ""}}]}), Value::Null)));
+        let args = args.to_string();
+        let mid = args.len() / 2;
+        let (a, b) = args.split_at(args.char_indices().map(|(i, _)| i).find(|&i| i >= mid).unwrap_or(0));
+        for part in [a, b] {
+            frames.push((None, chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": part}}]}), Value::Null)));
+        }
+    }
+    let finish = if calls.is_empty() { "stop" } else { "tool_calls" };
+    frames.push((None, chunk(json!({}), finish.into())));
+    frames.push((None, json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})));
+    sse(frames, true, delay)
+}
+
+async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (body, reply) = match take(&state, request).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Some(err) = error_response(&reply, true) {
+        return err;
+    }
+    let model = body["model"].as_str().unwrap_or("mock").to_string();
+    let (text_chunks, calls, delay) = match reply {
+        Reply::Text(t) => (chunks(&t), vec![], None),
+        Reply::Tools { text, calls } => (chunks(&text), calls, None),
+        Reply::Slow { chunks, delay } => (chunks, vec![], Some(delay)),
+        _ => unreachable!(),
+    };
+    let stop = if calls.is_empty() { "end_turn" } else { "tool_use" };
+    if body["stream"] != true {
+        let mut content = Vec::new();
+        if !text_chunks.is_empty() {
+            content.push(json!({"type": "text", "text": text_chunks.concat()}));
+        }
+        for (i, (n, a)) in calls.iter().enumerate() {
+            content.push(json!({"type": "tool_use", "id": format!("toolu_mock_{i}"), "name": n, "input": a}));
+        }
+        return axum::Json(json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop, "usage": {"input_tokens": 13, "output_tokens": 5}})).into_response();
+    }
+    let mut frames: Vec<(Option<&'static str>, Value)> = vec![(Some("message_start"), json!({"type": "message_start", "message": {
+        "id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null,
+        "usage": {"input_tokens": 13, "output_tokens": 1}}}))];
+    let mut index = 0;
+    if !text_chunks.is_empty() {
+        frames.push((Some("content_block_start"), json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
+        for c in &text_chunks {
+            frames.push((Some("content_block_delta"), json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": c}})));
+        }
+        frames.push((Some("content_block_stop"), json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
+    for (i, (name, args)) in calls.iter().enumerate() {
+        frames.push((Some("content_block_start"), json!({"type": "content_block_start", "index": index,
+            "content_block": {"type": "tool_use", "id": format!("toolu_mock_{i}"), "name": name, "input": {}}})));
+        let args = args.to_string();
+        let mid = args.char_indices().map(|(i, _)| i).find(|&i| i >= args.len() / 2).unwrap_or(0);
+        for part in [&args[..mid], &args[mid..]] {
+            frames.push((Some("content_block_delta"), json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": part}})));
+        }
+        frames.push((Some("content_block_stop"), json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
+    frames.push((Some("message_delta"), json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}})));
+    frames.push((Some("message_stop"), json!({"type": "message_stop"})));
+    sse(frames, false, delay)
+}
