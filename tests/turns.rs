@@ -1,0 +1,356 @@
+//! Harness turns end to end: the real binary, real HTTP, the real `agent` harness component, and a mock LLM
+//! vendor speaking OpenAI and Anthropic wire formats on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use omnigent_testkit::mock_llm::{MockLlm, Reply};
+use omnigent_testkit::{Api, ServerProcess, Sse, TestDb, databases, free_port};
+use serde_json::{Value, json};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_omnigent"))
+}
+
+/// A work dir with a marker file the shell tool will list.
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("marker-7f3a.txt"), "hello").unwrap();
+    dir
+}
+
+fn yaml(provider: &str, base_url: &str, cwd: &Path, extra_executor: &str, tools: &str) -> String {
+    let model = if provider == "anthropic" { "claude-test" } else { "gpt-test" };
+    format!(
+        "name: tester\nprompt: You are terse.\nexecutor:\n  harness: agent\n  model: {model}\n  provider: {provider}\n  \
+         auth: {{type: api_key, api_key: test-key, base_url: \"{base_url}\"}}\n{extra_executor}tools:\n{tools}os_env:\n  cwd: {}\n",
+        cwd.display()
+    )
+}
+
+const SHELL: &str = "  shell: {type: builtin}\n";
+
+async fn server(db: &TestDb, dir: &Path) -> ServerProcess {
+    ServerProcess::start(&bin(), dir, &db.url, free_port(), &[]).await
+}
+
+/// Creates a session from YAML text through the API (the CLI path is tested separately).
+async fn create_from_yaml(api: &Api, text: &str, dir: &Path) -> String {
+    let path = dir.join(format!("s-{}.yaml", rand_suffix()));
+    std::fs::write(&path, text).unwrap();
+    let config = omnigent::config::SessionConfig::from_file(&path).unwrap();
+    api.create(json!({"config": config.to_json()})).await
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn types(frames: &[omnigent_testkit::Frame]) -> Vec<String> {
+    frames.iter().map(|f| f.event.clone().unwrap_or_default()).collect()
+}
+
+#[tokio::test]
+async fn a_turn_calls_the_shell_tool_and_answers_on_both_wire_formats_and_backends() {
+    for db in databases().await {
+        for provider in ["openai", "anthropic"] {
+            let work = workdir();
+            let mock = MockLlm::start(vec![
+                Reply::Tools { text: "Looking.".into(), calls: vec![("shell".into(), json!({"command": "ls"}))] },
+                Reply::text("There is one marker file."),
+            ])
+            .await;
+            let base = if provider == "openai" { mock.openai_base() } else { mock.url.clone() };
+            let srv = server(&db, work.path()).await;
+            let api = Api::new(srv.url.clone());
+            let id = create_from_yaml(&api, &yaml(provider, &base, work.path(), "", SHELL), work.path()).await;
+            let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+            sse.next().await.unwrap();
+            api.message(&id, "what files are here?").await;
+            let frames = sse.until("response.completed").await;
+            let seen = types(&frames);
+            let label = format!("{} / {provider}", db.label);
+            // Omnigent's sequence (reference §2.4).
+            let order = ["session.input.consumed", "session.status", "response.created", "response.in_progress",
+                "response.output_text.delta", "response.output_item.done", "response.completed"];
+            let mut at = 0;
+            for t in &seen {
+                if at < order.len() && t == order[at] {
+                    at += 1;
+                }
+            }
+            assert_eq!(at, order.len(), "{label}: events out of order: {seen:?}");
+            let items: Vec<Value> = frames
+                .iter()
+                .filter(|f| f.event.as_deref() == Some("response.output_item.done"))
+                .map(|f| f.json()["item"].clone())
+                .collect();
+            let kinds: Vec<&str> = items.iter().map(|i| i["type"].as_str().unwrap()).collect();
+            assert_eq!(kinds, vec!["message", "function_call", "function_call_output", "message"], "{label}");
+            assert_eq!(items[1]["name"], "shell");
+            assert!(items[2]["output"].as_str().unwrap().contains("marker-7f3a.txt"), "{label}: {}", items[2]);
+            assert_eq!(items[3]["content"][0]["text"], "There is one marker file.");
+            let deltas: String = frames
+                .iter()
+                .filter(|f| f.event.as_deref() == Some("response.output_text.delta"))
+                .map(|f| f.json()["delta"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(deltas, "Looking.There is one marker file.", "{label}");
+            let completed = frames.last().unwrap().json();
+            assert!(completed["response"]["usage"]["input_tokens"].as_u64().unwrap() > 0, "{label}: {completed}");
+            let settle = sse.statuses_until_settled().await;
+            assert_eq!(settle, vec!["idle"], "{label}");
+
+            // The same transcript in /items, in order, flat.
+            let (_, list) = api.get(&format!("/v1/sessions/{id}/items")).await;
+            let stored: Vec<&str> = list["data"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+            assert_eq!(stored, vec!["message", "message", "function_call", "function_call_output", "message"], "{label}");
+
+            // What the vendor received: the system prompt, the tools, then the tool result in its wire format.
+            let reqs = mock.requests();
+            assert_eq!(reqs.len(), 2, "{label}");
+            let second = &reqs[1].body;
+            assert_eq!(second["stream"], true);
+            if provider == "openai" {
+                assert!(reqs[0].path.starts_with("/v1/chat/completions"));
+                assert_eq!(reqs[0].headers["authorization"], "Bearer test-key");
+                assert_eq!(second["messages"][0], json!({"role": "system", "content": "You are terse."}));
+                assert_eq!(second["tools"][0]["function"]["name"], "shell");
+                let tool_msg = second["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").unwrap();
+                assert_eq!(tool_msg["tool_call_id"], "call_mock_0");
+                assert!(tool_msg["content"].as_str().unwrap().contains("marker-7f3a.txt"));
+            } else {
+                assert!(reqs[0].path.starts_with("/v1/messages"));
+                assert_eq!(reqs[0].headers["x-api-key"], "test-key");
+                assert_eq!(second["system"], "You are terse.");
+                assert_eq!(second["tools"][0]["input_schema"]["required"][0], "command");
+                let last = second["messages"].as_array().unwrap().last().unwrap();
+                assert_eq!(last["role"], "user");
+                assert_eq!(last["content"][0]["type"], "tool_result");
+                assert_eq!(last["content"][0]["tool_use_id"], "toolu_mock_0");
+            }
+        }
+    }
+}
+
+// Multi-threaded: the CLI runs as a blocking child process while the mock vendor answers on this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omnigent_run_prints_the_conversation_and_exits_by_outcome() {
+    let work = workdir();
+    let mock = MockLlm::start(vec![
+        Reply::tool("shell", json!({"command": "ls"})),
+        Reply::text("Found the marker."),
+        Reply::Error(400, "model `gpt-test` does not exist".into()),
+    ])
+    .await;
+    let file = work.path().join("session.yaml");
+    std::fs::write(&file, yaml("openai", &mock.openai_base(), work.path(), "", SHELL)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = format!("http://127.0.0.1:{}", free_port());
+    let run = |prompt: &str| {
+        Command::new(bin())
+            .args(["run", "-f"])
+            .arg(&file)
+            .args(["-p", prompt])
+            .env("OMNIGENT_SERVER", &server)
+            .env("OMNIGENT_DATA_DIR", data.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = run("look around");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("→ shell({\"command\":\"ls\"})"), "{stdout}");
+    assert!(stdout.contains("marker-7f3a.txt"), "{stdout}");
+    assert!(stdout.contains("Found the marker."), "{stdout}");
+    assert!(stderr.contains("session conv_"), "{stderr}");
+
+    // A turn the vendor refuses fails: non-zero exit and the reason in plain words.
+    let out = run("again");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("turn failed: llm_error") && stderr.contains("does not exist"), "{stderr}");
+    let stop = Command::new(bin()).args(["server", "stop"]).env("OMNIGENT_DATA_DIR", data.path()).output().unwrap();
+    assert!(stop.status.success());
+}
+
+#[tokio::test]
+async fn a_bad_yaml_file_reports_file_line_column_and_starts_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let cases = [
+        ("name: x\nexecutor:\n  harness: agent\n  modle: gpt\n", ":4:3: executor: unknown field `modle`, expected one of `harness`, `model`"),
+        ("name: x\nexecutor: [\n", ":2:11: executor: invalid type: sequence, expected struct Executor"),
+        ("name: x\n  bad indent: [\n", ":2:"),
+        ("name: x\nexecutor:\n  harness: agent\n  auth: {type: api_key, api_key: ${OMNIGENT_NOT_SET_ANYWHERE}}\n", ":4:34: environment variable OMNIGENT_NOT_SET_ANYWHERE is not set"),
+        ("name: x\nexecutor:\n  harness: agent\n  provider: scripted\n", "needs executor.script"),
+    ];
+    let port = free_port();
+    for (text, needle) in cases {
+        let file = work.path().join("bad.yaml");
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(bin())
+            .args(["run", "-f"])
+            .arg(&file)
+            .args(["-p", "hi"])
+            .env("OMNIGENT_SERVER", format!("http://127.0.0.1:{port}"))
+            .env("OMNIGENT_DATA_DIR", data.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("{}{needle}", file.display())) || (needle.starts_with("needs") && stderr.contains(needle)), "{needle}: {stderr}");
+    }
+    assert!(!data.path().join("server.pid").exists(), "nothing was started");
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_and_a_vendor_outage_fails_the_turn_with_a_reason() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let mock = MockLlm::start(vec![Reply::RateLimited(0.2), Reply::text("ok after a retry")]).await;
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "hi").await;
+    let frames = sse.until("response.completed").await;
+    let retry = frames.iter().find(|f| f.event.as_deref() == Some("response.retry")).expect("a response.retry event").json();
+    assert_eq!(retry["attempt"], 1);
+    assert_eq!(retry["error"]["code"], "rate_limited");
+    assert!((retry["delay_seconds"].as_f64().unwrap() - 0.2).abs() < 0.01, "retry-after honoured: {retry}");
+    assert_eq!(sse.statuses_until_settled().await, vec!["idle"]);
+
+    // Every attempt fails: bounded retries, then `failed` with last_task_error.
+    for _ in 0..omnigent::llm::MAX_ATTEMPTS {
+        mock.push(Reply::Error(503, "overloaded".into()));
+    }
+    api.message(&id, "again").await;
+    let statuses = sse.statuses_until_settled().await;
+    assert_eq!(statuses, vec!["running", "failed"]);
+    let (_, snap) = api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["last_task_error"]["code"], "llm_unavailable");
+    assert!(snap["last_task_error"]["message"].as_str().unwrap().contains("503"), "{snap}");
+    assert_eq!(mock.requests().len(), 2 + omnigent::llm::MAX_ATTEMPTS as usize);
+}
+
+#[tokio::test]
+async fn interrupt_cancels_a_running_turn() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let slow = Reply::Slow { chunks: (0..100).map(|i| format!("w{i} ")).collect(), delay: Duration::from_millis(100) };
+    let mock = MockLlm::start(vec![slow, Reply::text("fresh turn")]).await;
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "write a lot").await;
+    sse.until("response.output_text.delta").await;
+    let (status, ack) = api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "interrupt"})).await;
+    assert_eq!((status, ack), (202, json!({"queued": false})));
+    let frames = sse.until("session.status").await;
+    let seen = types(&frames);
+    assert!(seen.contains(&"response.incomplete".to_string()) && seen.contains(&"session.interrupted".to_string()), "{seen:?}");
+    let incomplete = frames.iter().find(|f| f.event.as_deref() == Some("response.incomplete")).unwrap().json();
+    assert_eq!(incomplete["response"]["incomplete_details"]["reason"], "user_interrupt");
+    assert_eq!(frames.last().unwrap().json()["status"], "idle");
+    // The session takes the next message normally.
+    api.message(&id, "hello again").await;
+    let frames = sse.until("response.completed").await;
+    assert!(types(&frames).contains(&"response.output_text.delta".to_string()));
+}
+
+#[tokio::test]
+async fn client_tools_wait_for_the_clients_output() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let mock = MockLlm::start(vec![Reply::tool("open_in_editor", json!({"path": "a.rs"})), Reply::text("Opened.")]).await;
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let tools = "  open_in_editor:\n    type: function\n    runtime: client\n    description: Open a file.\n    parameters: {type: object, properties: {path: {type: string}}}\n";
+    let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", tools), work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "open a.rs").await;
+    let call = loop {
+        let f = sse.next_event().await.unwrap();
+        if f.event.as_deref() == Some("response.output_item.done") && f.json()["item"]["type"] == "function_call" {
+            break f.json()["item"].clone();
+        }
+    };
+    assert_eq!(call["status"], "action_required");
+    let (status, _) = api
+        .post(&format!("/v1/sessions/{id}/events"), json!({"type": "function_call_output", "data": {"call_id": call["call_id"], "output": "opened a.rs at line 1"}}))
+        .await;
+    assert_eq!(status, 202);
+    let frames = sse.until("response.completed").await;
+    let done_call = frames.iter().find(|f| f.event.as_deref() == Some("response.output_item.done") && f.json()["item"]["type"] == "function_call").unwrap();
+    assert_eq!(done_call.json()["item"]["status"], "completed");
+    let reqs = mock.requests();
+    let tool_msg = reqs[1].body["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").cloned().unwrap();
+    assert_eq!(tool_msg["content"], "opened a.rs at line 1");
+}
+
+#[tokio::test]
+async fn hostile_harnesses_fail_their_own_turn_and_other_sessions_carry_on() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let hostile = format!("{}/hostile.wasm", omnigent_runtime::GUEST_DIR);
+    let mock = MockLlm::start(vec![Reply::text("still here")]).await;
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let hostile_yaml = format!(
+        "name: hostile\nexecutor:\n  harness: {hostile}\n  provider: scripted\n  script: [{{text: unused}}]\n  turn_timeout_s: 2\n  memory_mb: 64\n"
+    );
+    let mut bad = Vec::new();
+    for ask in ["loop", "alloc", "trap"] {
+        let id = create_from_yaml(&api, &hostile_yaml, work.path()).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        api.message(&id, ask).await;
+        bad.push((ask, id, sse));
+    }
+    // A normal session works while the hostile ones misbehave.
+    let good = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+    let mut good_sse = Sse::open(&format!("{}/v1/sessions/{good}/stream", srv.url), &[]).await;
+    good_sse.next().await.unwrap();
+    api.message(&good, "are you there?").await;
+    assert_eq!(good_sse.statuses_until_settled().await, vec!["running", "idle"]);
+    for (ask, id, mut sse) in bad {
+        assert_eq!(sse.statuses_until_settled().await, vec!["running", "failed"], "{ask}");
+        let (_, snap) = api.get(&format!("/v1/sessions/{id}")).await;
+        let code = snap["last_task_error"]["code"].as_str().unwrap().to_string();
+        let expected = match ask {
+            "loop" => "harness_timeout",
+            "alloc" => "harness_out_of_memory",
+            _ => "harness_trap",
+        };
+        assert_eq!(code, expected, "{ask}: {}", snap["last_task_error"]);
+    }
+    assert_eq!(api.get("/health").await.0, 200, "the server is fine");
+}
+
+#[tokio::test]
+async fn a_restart_mid_turn_leaves_the_session_failed_with_a_reason_not_stuck_running() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let slow = Reply::Slow { chunks: (0..200).map(|i| format!("w{i} ")).collect(), delay: Duration::from_millis(100) };
+    let mock = MockLlm::start(vec![slow]).await;
+    let mut srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "go").await;
+    sse.until("response.output_text.delta").await;
+    srv.kill9();
+    let srv = server(&db, work.path()).await;
+    let (_, snap) = Api::new(srv.url.clone()).get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["status"], "failed");
+    assert_eq!(snap["last_task_error"]["code"], "server_restarted");
+}
