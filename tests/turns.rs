@@ -354,3 +354,41 @@ async fn a_restart_mid_turn_leaves_the_session_failed_with_a_reason_not_stuck_ru
     assert_eq!(snap["status"], "failed");
     assert_eq!(snap["last_task_error"]["code"], "server_restarted");
 }
+
+// Multi-threaded: the CLI runs as a blocking child process while the mock vendor answers on this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_start_and_interactive_mode_work_without_a_yaml_file() {
+    let mock = MockLlm::start(vec![Reply::text("first answer"), Reply::text("second answer")]).await;
+    let data = tempfile::tempdir().unwrap();
+    let server = format!("http://127.0.0.1:{}", free_port());
+    // `omnigent run agent --model M`, fed two lines on stdin, then end of input (Ctrl-D).
+    let mut child = Command::new(bin())
+        .args(["run", "agent", "--model", "gpt-quick"])
+        .env("OMNIGENT_SERVER", &server)
+        .env("OMNIGENT_DATA_DIR", data.path())
+        .env("OPENAI_API_KEY", "quick-key")
+        .env("OPENAI_BASE_URL", mock.openai_base())
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\nand again\n").unwrap();
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("first answer") && stdout.contains("second answer"), "{stdout}");
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].body["model"], "gpt-quick");
+    assert_eq!(reqs[0].headers["authorization"], "Bearer quick-key");
+    // The second turn carries the first exchange.
+    let roles: Vec<&str> = reqs[1].body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, vec!["user", "assistant", "user"]);
+    Command::new(bin()).args(["server", "stop"]).env("OMNIGENT_DATA_DIR", data.path()).output().unwrap();
+}

@@ -20,6 +20,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
 
+    ensure_wasm_target();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let target_dir = guest_target_dir(&out_dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -51,6 +52,18 @@ fn main() {
             .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
     }
     println!("cargo:rustc-env=OMNIGENT_GUEST_DIR={}", out_dir.display());
+}
+
+/// Installs the wasm32-wasip2 standard library through rustup when it is missing, so a fresh clone builds.
+fn ensure_wasm_target() {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-wasip2"));
+    if let Ok(false) = installed {
+        println!("cargo:warning=installing the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
+        let _ = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+    }
 }
 
 /// `<target>/wasm-guests`, found from OUT_DIR (`<target>/<profile>/build/<pkg>-<hash>/out`).

@@ -64,6 +64,8 @@ impl Provider {
     /// Builds the provider a session config names. Keys come from `auth.api_key` or the usual env vars.
     pub fn from_config(config: &SessionConfig, http: reqwest::Client) -> Result<Provider, LlmError> {
         let auth = config.executor.auth.as_ref();
+        // The config's base_url wins; else the vendors' usual env vars, so gateways work without a YAML change.
+        let env_url = |var: &str| std::env::var(var).ok().filter(|u| !u.is_empty());
         let base_url = auth.and_then(|a| a.base_url.clone());
         let key = |var: &str| auth.and_then(|a| a.api_key.clone()).or_else(|| std::env::var(var).ok()).filter(|k| !k.is_empty());
         let missing = |var: &str| LlmError::Fatal {
@@ -73,12 +75,12 @@ impl Provider {
         Ok(match config.provider() {
             ProviderKind::Openai => Provider::OpenAi(openai::OpenAi {
                 http,
-                base_url: base_url.unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                base_url: base_url.or_else(|| env_url("OPENAI_BASE_URL")).unwrap_or_else(|| "https://api.openai.com/v1".into()),
                 api_key: key("OPENAI_API_KEY").ok_or_else(|| missing("OPENAI_API_KEY"))?,
             }),
             ProviderKind::Anthropic => Provider::Anthropic(anthropic::Anthropic {
                 http,
-                base_url: base_url.unwrap_or_else(|| "https://api.anthropic.com".into()),
+                base_url: base_url.or_else(|| env_url("ANTHROPIC_BASE_URL")).unwrap_or_else(|| "https://api.anthropic.com".into()),
                 api_key: key("ANTHROPIC_API_KEY").ok_or_else(|| missing("ANTHROPIC_API_KEY"))?,
             }),
             ProviderKind::Scripted => Provider::Scripted(scripted::Scripted { script: config.executor.script.clone() }),
