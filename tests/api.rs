@@ -186,6 +186,14 @@ async fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             (s, v, "'config' must be a JSON object")
         },
         {
+            let (s, v) = api.post("/v1/sessions", json!({"config": {"name": "x"}})).await;
+            (s, v, "config: missing field `executor`")
+        },
+        {
+            let (s, v) = api.post("/v1/sessions", json!({"config": {"name": "x", "executor": {"harness": "gpt"}}})).await;
+            (s, v, "neither a builtin harness")
+        },
+        {
             let (s, v) = api.post("/v1/sessions", json!({"initial_items": [{"type": "nope"}]})).await;
             (s, v, "initial_items[0]")
         },
@@ -243,7 +251,7 @@ async fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             (s, v, "larger than this server accepts")
         },
     ];
-    let expected_status = [400, 415, 400, 400, 400, 400, 400, 400, 404, 400, 400, 400, 400, 400, 404, 404, 404, 400, 404, 405, 413];
+    let expected_status = [400, 415, 400, 400, 400, 400, 400, 400, 400, 400, 404, 400, 400, 400, 400, 400, 404, 404, 404, 400, 404, 405, 413];
     for ((status, body, needle), want) in cases.iter().zip(expected_status) {
         assert_eq!(*status, want, "{body}");
         let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("no error envelope: {body}"));

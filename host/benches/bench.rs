@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use omnigent_runtime::harness::{Error, LogLevel, Message, Role, ToolSpec, TurnInput, Usage, llm, tools};
+use omnigent_runtime::{AGENT_HARNESS, GUEST_DIR, Runtime, TurnHost, TurnLimits};
+use omnigent_testkit::mock_llm::{MockLlm, Reply};
 use omnigent_testkit::{Api, ServerProcess, Sse, TestDb, free_port, postgres_db, sqlite_db};
 use serde_json::json;
 
@@ -199,12 +202,153 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
     drop(server);
 }
 
+/// A host whose model answers at once: what is left is the harness and host-call overhead.
+struct InstantHost;
+
+#[async_trait::async_trait]
+impl TurnHost for InstantHost {
+    async fn complete(&self, _: llm::Request) -> Result<llm::Completion, Error> {
+        Ok(llm::Completion { text: "done".into(), tool_calls: vec![], usage: Usage { input_tokens: 1, output_tokens: 1 }, stop_reason: "stop".into() })
+    }
+    async fn tools(&self) -> Vec<ToolSpec> {
+        vec![]
+    }
+    async fn call_tool(&self, _: String, _: String, _: String) -> tools::ToolResult {
+        tools::ToolResult { output: String::new(), is_error: true }
+    }
+    async fn history(&self) -> Vec<Message> {
+        vec![Message { role: Role::User, content: "hi".into(), tool_calls: vec![], tool_call_id: None }]
+    }
+    async fn steering(&self) -> Vec<String> {
+        vec![]
+    }
+    fn cancelled(&self) -> bool {
+        false
+    }
+    async fn write_file(&self, _: String, _: Vec<u8>) -> Result<String, Error> {
+        Err(Error { code: "unsupported".into(), message: String::new() })
+    }
+    fn log(&self, _: LogLevel, _: String) {}
+}
+
+/// The sandbox in this process: fresh instance + run-turn, with the model taken out.
+async fn runtime_suite(rows: &mut Vec<Row>) {
+    let rt = Runtime::new(None).unwrap();
+    let mut row = |metric: &str, value: String, target: &'static str| {
+        eprintln!("  runtime  {metric}: {value}");
+        rows.push(Row { metric: metric.to_string(), backend: "-", value, target });
+    };
+    row("pooling allocator", if rt.pooling() { "on".into() } else { "off (fallback)".into() }, "");
+    let t = Instant::now();
+    let agent = rt.load_harness(AGENT_HARNESS).unwrap();
+    row("compile the agent harness (no cache)", fmt(t.elapsed()), "");
+    let limits = TurnLimits::default();
+    let host: Arc<dyn TurnHost> = Arc::new(InstantHost);
+    let mut samples = Vec::new();
+    for _ in 0..n(5000) {
+        let t = Instant::now();
+        agent.run_turn(host.clone(), TurnInput { max_steps: 5 }, limits).await.unwrap();
+        samples.push(t.elapsed());
+    }
+    row("agent turn overhead: instantiate + run-turn + 3 host calls (no LLM)", p50_p99(&mut samples), "< 2 ms p50");
+    let bytes = std::fs::read(format!("{GUEST_DIR}/hostile.wasm")).unwrap();
+    let minimal = rt.load_harness(&bytes).unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..n(5000) {
+        let t = Instant::now();
+        minimal.run_turn(host.clone(), TurnInput { max_steps: 1 }, limits).await.unwrap();
+        samples.push(t.elapsed());
+    }
+    row("fresh instance + minimal turn (1 host call)", p50_p99(&mut samples), "< 100 µs p50");
+}
+
+/// Turns through the real server against the mock vendor.
+async fn turn_suite(rows: &mut Vec<Row>) {
+    let db = sqlite_db();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_omnigent"));
+    let server = ServerProcess::start(&bin, dir.path(), &db.url, free_port(), &[]).await;
+    let pid = server.pid();
+    let api = Api::new(server.url.clone());
+    let mock = MockLlm::start(vec![]).await;
+    let config = json!({"name": "bench", "executor": {"harness": "agent", "model": "gpt-bench", "provider": "openai",
+        "auth": {"type": "api_key", "api_key": "k", "base_url": mock.openai_base()}}});
+    let mut row = |metric: &str, value: String, target: &'static str| {
+        eprintln!("  sqlite   {metric}: {value}");
+        rows.push(Row { metric: metric.to_string(), backend: "sqlite", value, target });
+    };
+
+    // One-turn exchange: POST message → response.completed at a subscriber.
+    let id = api.create(json!({"config": config})).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+    sse.next().await.unwrap();
+    let mut samples = Vec::new();
+    for i in 0..n(300) {
+        mock.push(Reply::text("ok"));
+        let t = Instant::now();
+        api.message(&id, &format!("q{i}")).await;
+        sse.until("response.completed").await;
+        samples.push(t.elapsed());
+        sse.statuses_until_settled().await;
+    }
+    row("one-turn exchange vs mock LLM (POST → response.completed)", p50_p99(&mut samples), "");
+    drop(sse);
+
+    // 100 sessions running a turn at once.
+    let sessions = n(100);
+    let mut streams = Vec::new();
+    for _ in 0..sessions {
+        let id = api.create(json!({"config": config})).await;
+        let mut s = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        s.next().await.unwrap();
+        streams.push((id, s));
+        mock.push(Reply::text("parallel"));
+    }
+    let t = Instant::now();
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|(id, mut s)| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                api.message(&id, "go").await;
+                s.until("response.completed").await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let took = t.elapsed();
+    row(&format!("{sessions} sessions running a turn concurrently (all completed)"), format!("{} ({:.0} turns/s)", fmt(took), sessions as f64 / took.as_secs_f64()), "");
+
+    // RSS per live harness instance: turns held open by a slow model.
+    let before = rss_mb(pid);
+    let live = n(100);
+    let mut held = Vec::new();
+    for _ in 0..live {
+        mock.push(Reply::Slow { chunks: vec!["a".into(), "b".into()], delay: Duration::from_secs(3) });
+        let id = api.create(json!({"config": config})).await;
+        let mut s = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        s.next().await.unwrap();
+        api.message(&id, "hold").await;
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let during = rss_mb(pid);
+    row(&format!("server RSS with {live} live harness instances"), format!("{during:.1} MB (+{:.0} KB per turn)", (during - before) * 1024.0 / live as f64), "");
+    for mut s in held {
+        s.until("response.completed").await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; this binary takes no other arguments.
     raise_fd_limit();
     let mut rows = Vec::new();
     eprintln!("omnigent bench (release server binary, {} cores){}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), if quick() { " — BENCH_QUICK" } else { "" });
+    runtime_suite(&mut rows).await;
+    turn_suite(&mut rows).await;
     suite(sqlite_db(), &mut rows).await;
     if let Some(pg) = postgres_db().await {
         suite(pg, &mut rows).await;

@@ -191,6 +191,13 @@ impl SessionConfig {
         Ok(config)
     }
 
+    /// Reads a config sent as JSON (the API's `config`), with the same checks as YAML.
+    pub fn from_json(value: Value) -> Result<SessionConfig, String> {
+        let config: SessionConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Reads and parses a YAML file; relative `os_env.cwd` and `.wasm` paths become relative to the file.
     pub fn from_file(path: &Path) -> Result<SessionConfig, ConfigError> {
         let origin = path.display().to_string();

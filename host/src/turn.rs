@@ -100,7 +100,14 @@ async fn run_inner(
         deadline: config.executor.turn_timeout_s.map(Duration::from_secs).unwrap_or(TurnLimits::default().deadline),
     };
     let model = config.executor.model.clone().unwrap_or_else(|| "scripted".into());
-    let cwd = config.os_env.as_ref().and_then(|o| o.cwd.clone()).map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir());
+    // Without os_env.cwd, tools run where the server runs (a background server inherits its starter's directory).
+    let cwd = config
+        .os_env
+        .as_ref()
+        .and_then(|o| o.cwd.clone())
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(std::env::temp_dir);
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let host = Arc::new(Host {
         sessions: sessions.clone(),
@@ -129,7 +136,16 @@ async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<omnig
     let failed = |code: &str, message: String| TurnOutcome::Failed { code: code.into(), message };
     let harness = config.executor.harness.clone();
     let bytes: Vec<u8> = match harness.as_str() {
-        "agent" => omnigent_runtime::AGENT_HARNESS.to_vec(),
+        "agent" => {
+            if let Some(loaded) = env.runtime.agent() {
+                return Ok(loaded);
+            }
+            let runtime = env.runtime.clone();
+            return tokio::task::spawn_blocking(move || runtime.load_agent())
+                .await
+                .map_err(|e| failed("harness_invalid", format!("loading the harness panicked: {e}")))?
+                .map_err(|e| failed("harness_invalid", format!("the builtin agent harness: {e}")));
+        }
         path if path.ends_with(".wasm") => {
             let meta = tokio::fs::metadata(path).await.map_err(|e| failed("harness_not_found", format!("cannot read harness {path}: {e}")))?;
             if meta.len() > MAX_COMPONENT_BYTES {

@@ -50,6 +50,7 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     pooling: bool,
     loaded: Mutex<HashMap<[u8; 32], Arc<HarnessComponent>>>,
+    agent: std::sync::OnceLock<Arc<HarnessComponent>>,
 }
 
 impl Runtime {
@@ -69,7 +70,7 @@ impl Runtime {
         {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot create the component cache dir; compiling without it");
         }
-        Ok(Arc::new(Runtime { engine, harness_linker, cache_dir, pooling, loaded: Mutex::default() }))
+        Ok(Arc::new(Runtime { engine, harness_linker, cache_dir, pooling, loaded: Mutex::default(), agent: Default::default() }))
     }
 
     pub fn engine(&self) -> &Engine {
@@ -78,6 +79,20 @@ impl Runtime {
 
     pub fn pooling(&self) -> bool {
         self.pooling
+    }
+
+    /// The builtin agent harness, if it was loaded already (no hashing on the hot path).
+    pub fn agent(&self) -> Option<Arc<HarnessComponent>> {
+        self.agent.get().cloned()
+    }
+
+    /// Loads the builtin agent harness (compiling it, or reading the disk cache, the first time).
+    pub fn load_agent(&self) -> Result<Arc<HarnessComponent>, LoadError> {
+        if let Some(a) = self.agent.get() {
+            return Ok(a.clone());
+        }
+        let loaded = self.load_harness(AGENT_HARNESS)?;
+        Ok(self.agent.get_or_init(|| loaded).clone())
     }
 
     /// Compiles (or fetches from the caches) a harness component and pre-links it.

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
+use crate::config::SessionConfig;
 use crate::ids::SessionId;
 use crate::model::{SessionRecord, SessionStatus, secs};
 use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError};
@@ -308,7 +309,10 @@ pub async fn create_session(
     }
     let config = match req.config {
         None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(c @ Value::Object(_)) => c,
+        Some(c @ Value::Object(_)) => {
+            let checked = SessionConfig::from_json(c).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
+            checked.to_json()
+        }
         Some(_) => return Err(ApiError::invalid("'config' must be a JSON object (the session config)")),
     };
     let initial_items = req

@@ -409,6 +409,9 @@ impl Actor {
                     let _ = reply.send(self.commit(draft).await);
                 }
                 Command::Delete { reply } => {
+                    if let Some(turn) = &self.turn {
+                        turn.shared.cancel.cancel();
+                    }
                     let result = self.sessions.inner.store.delete_session(&self.record.id).await;
                     match result {
                         Ok(_) => {
