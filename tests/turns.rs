@@ -333,6 +333,18 @@ async fn hostile_harnesses_fail_their_own_turn_and_other_sessions_carry_on() {
         assert_eq!(code, expected, "{ask}: {}", snap["last_task_error"]);
     }
     assert_eq!(api.get("/health").await.0, 200, "the server is fine");
+
+    // A harness may publish its own `harness.*` events, but not forge the host's.
+    let id = create_from_yaml(&api, &hostile_yaml, work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "emit").await;
+    let frames = sse.until("response.completed").await;
+    let custom = frames.iter().find(|f| f.event.as_deref() == Some("harness.progress")).expect("the custom event");
+    assert_eq!(custom.json()["pct"], 50);
+    assert!(custom.seq().is_some(), "persisted like every event");
+    let statuses: Vec<_> = frames.iter().filter(|f| f.event.as_deref() == Some("session.status")).map(|f| f.json()["status"].clone()).collect();
+    assert_eq!(statuses, vec![json!("running")], "no forged status");
 }
 
 #[tokio::test]

@@ -225,6 +225,9 @@ impl TurnHost for InstantHost {
     fn cancelled(&self) -> bool {
         false
     }
+    async fn emit(&self, _: String, _: String) -> Result<(), Error> {
+        Ok(())
+    }
     async fn write_file(&self, _: String, _: Vec<u8>) -> Result<String, Error> {
         Err(Error { code: "unsupported".into(), message: String::new() })
     }

@@ -27,6 +27,9 @@ const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 /// Text deltas are coalesced into one event per this period.
 const DELTA_FLUSH: Duration = Duration::from_millis(25);
 const DEFAULT_MAX_STEPS: u32 = 25;
+/// Event types a harness may emit itself (besides `harness.<name>`).
+const HARNESS_EVENTS: [&str; 3] = ["response.reasoning.started", "response.reasoning_text.delta", "response.reasoning_summary_text.delta"];
+const MAX_EMIT_BYTES: usize = 64 * 1024;
 
 /// What every turn needs from the server.
 #[derive(Clone)]
@@ -179,6 +182,7 @@ struct Host {
 
 impl Host {
     async fn emit(&self, events: Vec<(&'static str, Value)>) {
+        let events = events.into_iter().map(|(t, v)| (t.to_string(), v)).collect();
         if let Err(e) = self.sessions.emit(&self.id, events, Vec::new()).await {
             tracing::warn!(session = %self.id, error = %e, "could not record turn events");
         }
@@ -240,7 +244,7 @@ impl TurnHost for Host {
         if !completion.text.is_empty() {
             let content = json!([{"type": "output_text", "text": completion.text, "annotations": []}]);
             let item = self.item(&message_id, "message", "completed", json!({"role": "assistant", "content": content, "model": self.model}));
-            events.push(("response.output_item.done", json!({"item": item})));
+            events.push(("response.output_item.done".to_string(), json!({"item": item})));
         }
         let mut waiters = Vec::new();
         for call in &completion.tool_calls {
@@ -248,7 +252,7 @@ impl TurnHost for Host {
             let item_id = prefixed("fc");
             let status = if client { "action_required" } else { "completed" };
             let item = self.item(&item_id, "function_call", status, json!({"name": call.name, "arguments": call.arguments, "call_id": call.id, "model": self.model}));
-            events.push(("response.output_item.done", json!({"item": item})));
+            events.push(("response.output_item.done".to_string(), json!({"item": item})));
             if client {
                 let (tx, rx) = oneshot::channel();
                 waiters.push((call.id.clone(), tx));
@@ -328,6 +332,26 @@ impl TurnHost for Host {
 
     fn cancelled(&self) -> bool {
         self.shared.cancel.is_cancelled()
+    }
+
+    async fn emit(&self, event_type: String, data: String) -> Result<(), HarnessError> {
+        let invalid = |message: String| HarnessError { code: "invalid_request".into(), message };
+        let allowed = HARNESS_EVENTS.contains(&event_type.as_str())
+            || event_type.strip_prefix("harness.").is_some_and(|n| !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+        if !allowed {
+            return Err(invalid(format!("a harness may not emit '{}'; allowed: {} or harness.<name>", crate::ids::truncate(&event_type, 80), HARNESS_EVENTS.join(", "))));
+        }
+        if data.len() > MAX_EMIT_BYTES {
+            return Err(invalid(format!("event data is {} bytes; the limit is {MAX_EMIT_BYTES}", data.len())));
+        }
+        let payload: Value = serde_json::from_str(&data).map_err(|e| invalid(format!("event data is not JSON: {e}")))?;
+        if !payload.is_object() {
+            return Err(invalid("event data must be a JSON object".into()));
+        }
+        self.sessions
+            .emit(&self.id, vec![(event_type, payload)], Vec::new())
+            .await
+            .map_err(|e| HarnessError { code: "emit_failed".into(), message: e.to_string() })
     }
 
     async fn write_file(&self, name: String, _content: Vec<u8>) -> Result<String, HarnessError> {

@@ -76,6 +76,7 @@ pub trait TurnHost: Send + Sync {
     async fn history(&self) -> Vec<Message>;
     async fn steering(&self) -> Vec<String>;
     fn cancelled(&self) -> bool;
+    async fn emit(&self, event_type: String, data: String) -> Result<(), Error>;
     async fn write_file(&self, name: String, content: Vec<u8>) -> Result<String, Error>;
     fn log(&self, level: LogLevel, message: String);
 }
@@ -123,6 +124,10 @@ impl omnigent::harness::session::Host for HostState {
 
     async fn cancelled(&mut self) -> wasmtime::Result<bool> {
         Ok(self.host.cancelled())
+    }
+
+    async fn emit(&mut self, event_type: String, data: String) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.host.emit(event_type, data).await)
     }
 
     async fn write_file(&mut self, name: String, content: Vec<u8>) -> wasmtime::Result<Result<String, Error>> {

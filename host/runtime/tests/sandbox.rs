@@ -30,6 +30,9 @@ impl TurnHost for OneMessage {
     fn cancelled(&self) -> bool {
         false
     }
+    async fn emit(&self, _: String, _: String) -> Result<(), Error> {
+        Ok(())
+    }
     async fn write_file(&self, _: String, _: Vec<u8>) -> Result<String, Error> {
         Err(Error { code: "unsupported".into(), message: "no files here".into() })
     }

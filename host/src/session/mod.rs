@@ -105,7 +105,7 @@ enum Command {
     Patch { patch: Patch, reply: oneshot::Sender<Result<SessionRecord, SessionError>> },
     Delete { reply: oneshot::Sender<Result<(), SessionError>> },
     /// Events from the running turn (and client tool calls to wait for).
-    Emit { events: Vec<(&'static str, Value)>, waiters: Vec<OutputWaiter>, reply: oneshot::Sender<Result<(), SessionError>> },
+    Emit { events: Vec<(String, Value)>, waiters: Vec<OutputWaiter>, reply: oneshot::Sender<Result<(), SessionError>> },
     /// The running turn finished.
     EndTurn { response_id: String, outcome: TurnOutcome, reply: oneshot::Sender<Result<(), SessionError>> },
     /// The server restarted while this session was running: record that the turn was lost.
@@ -143,7 +143,7 @@ impl Sessions {
     }
 
     /// Appends events for a running turn (through the actor, the session's only writer).
-    pub async fn emit(&self, id: &SessionId, events: Vec<(&'static str, Value)>, waiters: Vec<OutputWaiter>) -> Result<(), SessionError> {
+    pub async fn emit(&self, id: &SessionId, events: Vec<(String, Value)>, waiters: Vec<OutputWaiter>) -> Result<(), SessionError> {
         self.call(id, |reply| Command::Emit { events, waiters, reply }).await
     }
 
@@ -379,7 +379,7 @@ impl Actor {
                 Command::Emit { events, waiters, reply } => {
                     let mut draft = Draft::new(&self.record);
                     for (event_type, payload) in events {
-                        draft.emit(event_type, payload);
+                        draft.emit(&event_type, payload);
                     }
                     let result = self.commit(draft).await;
                     if result.is_ok()
