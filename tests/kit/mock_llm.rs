@@ -101,6 +101,28 @@ async fn take(state: &MockState, request: Request) -> Result<(Value, Reply), Res
     }
 }
 
+/// What a successful reply streams.
+struct Script {
+    text_chunks: Vec<String>,
+    calls: Vec<(String, Value)>,
+    delay: Option<Duration>,
+}
+
+/// Records the request and takes the next reply: an error reply becomes the vendor's error response.
+async fn next(state: &MockState, request: Request, anthropic: bool) -> Result<(Value, Script), Response> {
+    let (body, reply) = take(state, request).await?;
+    if let Some(err) = error_response(&reply, anthropic) {
+        return Err(err);
+    }
+    let script = match reply {
+        Reply::Text(t) => Script { text_chunks: chunks(&t), calls: vec![], delay: None },
+        Reply::Tools { text, calls } => Script { text_chunks: chunks(&text), calls, delay: None },
+        Reply::Slow { chunks, delay } => Script { text_chunks: chunks, calls: vec![], delay: Some(delay) },
+        Reply::Error(..) | Reply::RateLimited(_) => unreachable!("handled by error_response"),
+    };
+    Ok((body, script))
+}
+
 fn error_response(reply: &Reply, anthropic: bool) -> Option<Response> {
     let (status, message, retry) = match reply {
         Reply::Error(s, m) => (*s, m.clone(), None),
@@ -149,20 +171,11 @@ fn sse(frames: Vec<(Option<&'static str>, Value)>, done: bool, delay: Option<Dur
 }
 
 async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Response {
-    let (body, reply) = match take(&state, request).await {
+    let (body, Script { text_chunks, calls, delay }) = match next(&state, request, false).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if let Some(err) = error_response(&reply, false) {
-        return err;
-    }
     let model = body["model"].as_str().unwrap_or("mock").to_string();
-    let (text_chunks, calls, delay) = match reply {
-        Reply::Text(t) => (chunks(&t), vec![], None),
-        Reply::Tools { text, calls } => (chunks(&text), calls, None),
-        Reply::Slow { chunks, delay } => (chunks, vec![], Some(delay)),
-        _ => unreachable!(),
-    };
     let chunk = |delta: Value, finish: Value| {
         json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
@@ -202,20 +215,11 @@ async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Respon
 }
 
 async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Response {
-    let (body, reply) = match take(&state, request).await {
+    let (body, Script { text_chunks, calls, delay }) = match next(&state, request, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if let Some(err) = error_response(&reply, true) {
-        return err;
-    }
     let model = body["model"].as_str().unwrap_or("mock").to_string();
-    let (text_chunks, calls, delay) = match reply {
-        Reply::Text(t) => (chunks(&t), vec![], None),
-        Reply::Tools { text, calls } => (chunks(&text), calls, None),
-        Reply::Slow { chunks, delay } => (chunks, vec![], Some(delay)),
-        _ => unreachable!(),
-    };
     let stop = if calls.is_empty() { "end_turn" } else { "tool_use" };
     if body["stream"] != true {
         let mut content = Vec::new();

@@ -74,9 +74,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// A session snapshot (`GET /v1/sessions/{id}`).
+/// The fields a session's list row and its snapshot share.
 #[derive(Serialize, ToSchema)]
-pub struct SessionResponse {
+pub struct SessionSummary {
     pub id: String,
     pub object: &'static str,
     pub status: SessionStatus,
@@ -88,11 +88,18 @@ pub struct SessionResponse {
     pub kind: String,
     pub agent_id: Option<String>,
     pub agent_name: Option<String>,
-    pub harness: Option<String>,
-    pub llm_model: Option<String>,
     pub parent_session_id: Option<String>,
     /// Set only while `status` is `failed`.
     pub last_task_error: Option<crate::model::TaskError>,
+}
+
+/// A session snapshot (`GET /v1/sessions/{id}`).
+#[derive(Serialize, ToSchema)]
+pub struct SessionResponse {
+    #[serde(flatten)]
+    pub summary: SessionSummary,
+    pub harness: Option<String>,
+    pub llm_model: Option<String>,
     /// Full `response.elicitation_request` events still waiting for an answer.
     #[schema(value_type = Vec<Object>)]
     pub pending_elicitations: Vec<Value>,
@@ -107,19 +114,8 @@ pub struct SessionResponse {
 /// One row of `GET /v1/sessions`.
 #[derive(Serialize, ToSchema)]
 pub struct SessionListItem {
-    pub id: String,
-    pub object: &'static str,
-    pub status: SessionStatus,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub title: Option<String>,
-    #[schema(value_type = Object)]
-    pub labels: Map<String, Value>,
-    pub kind: String,
-    pub agent_id: Option<String>,
-    pub agent_name: Option<String>,
-    pub parent_session_id: Option<String>,
-    pub last_task_error: Option<crate::model::TaskError>,
+    #[serde(flatten)]
+    pub summary: SessionSummary,
     pub pending_elicitations_count: usize,
 }
 
@@ -209,45 +205,37 @@ fn config_str(config: &Value, pointer: &str) -> Option<String> {
     config.pointer(pointer).and_then(Value::as_str).map(str::to_string)
 }
 
-fn snapshot(record: SessionRecord, items: Vec<Value>) -> SessionResponse {
-    SessionResponse {
+fn summary(record: SessionRecord) -> SessionSummary {
+    SessionSummary {
         id: record.id.to_string(),
         object: "session",
         status: record.status,
         created_at: secs(record.created_at_us),
         updated_at: secs(record.updated_at_us),
         agent_name: config_str(&record.config, "/name"),
-        harness: config_str(&record.config, "/executor/harness"),
-        llm_model: config_str(&record.config, "/executor/model"),
         title: record.title,
         labels: record.labels,
         kind: record.kind,
         agent_id: record.agent_id,
         parent_session_id: record.parent_session_id.map(|p| p.to_string()),
         last_task_error: record.last_task_error,
+    }
+}
+
+fn snapshot(record: SessionRecord, items: Vec<Value>) -> SessionResponse {
+    SessionResponse {
+        harness: config_str(&record.config, "/executor/harness"),
+        llm_model: config_str(&record.config, "/executor/model"),
         pending_elicitations: Vec::new(),
         active_response_id: None,
         last_seq: record.last_seq,
         items,
+        summary: summary(record),
     }
 }
 
 fn list_item(record: SessionRecord) -> SessionListItem {
-    SessionListItem {
-        id: record.id.to_string(),
-        object: "session",
-        status: record.status,
-        created_at: secs(record.created_at_us),
-        updated_at: secs(record.updated_at_us),
-        agent_name: config_str(&record.config, "/name"),
-        title: record.title,
-        labels: record.labels,
-        kind: record.kind,
-        agent_id: record.agent_id,
-        parent_session_id: record.parent_session_id.map(|p| p.to_string()),
-        last_task_error: record.last_task_error,
-        pending_elicitations_count: 0,
-    }
+    SessionListItem { summary: summary(record), pending_elicitations_count: 0 }
 }
 
 fn list<T>(data: Vec<T>, has_more: bool, id_of: impl Fn(&T) -> String) -> ListResponse<T> {
@@ -344,7 +332,7 @@ pub async fn list_sessions(
         })?),
     };
     let (rows, has_more) = state.sessions.list(&page, status).await?;
-    Ok(Json(list(rows.into_iter().map(list_item).collect(), has_more, |s| s.id.clone())))
+    Ok(Json(list(rows.into_iter().map(list_item).collect(), has_more, |s| s.summary.id.clone())))
 }
 
 /// A session's snapshot: state, pending elicitations and (by default) its items.
