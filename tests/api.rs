@@ -199,7 +199,7 @@ async fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
         },
         {
             let (s, v) = api.post("/v1/sessions", json!({"agent_id": "abc"})).await;
-            (s, v, "no agent 'abc'")
+            (s, v, "no agent 'abc' (register one with POST /v1/agents)")
         },
         {
             let (s, v) = api.get("/v1/sessions?limit=0").await;
@@ -510,4 +510,42 @@ async fn openapi_describes_the_session_api() {
     }
     assert!(doc["components"]["schemas"]["SessionResponse"].is_object());
     srv.stop().await;
+}
+
+#[tokio::test]
+async fn agents_are_named_configs_that_sessions_start_from() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = &srv.api;
+        let config: Value = serde_json::from_str(HARNESS_CONFIG).unwrap();
+        let (status, agent) = api.post("/v1/agents", json!({"config": config})).await;
+        assert_eq!(status, 201, "{}: {agent}", db.label);
+        assert_eq!(agent["name"], "helper");
+        let agent_id = agent["id"].as_str().unwrap();
+        assert!(agent_id.starts_with("ag_"));
+
+        let (status, dup) = api.post("/v1/agents", json!({"config": config})).await;
+        assert_eq!(status, 409);
+        assert_eq!(dup["error"]["code"], "already_exists");
+        let (status, bad) = api.post("/v1/agents", json!({"config": {"name": "x"}})).await;
+        assert_eq!(status, 400);
+        assert!(bad["error"]["message"].as_str().unwrap().contains("missing field `executor`"));
+
+        let (_, list) = api.get("/v1/agents").await;
+        assert_eq!(list["data"][0]["id"], agent_id);
+        assert_eq!(api.get("/v1/agents/helper").await.1["id"], agent_id);
+        assert_eq!(api.get("/v1/agents/nobody").await.0, 404);
+
+        // By id and by name; the session carries the agent's config.
+        for key in [agent_id, "helper"] {
+            let (status, s) = api.post("/v1/sessions", json!({"agent_id": key})).await;
+            assert_eq!(status, 201, "{s}");
+            assert_eq!(s["agent_id"], agent_id);
+            assert_eq!(s["agent_name"], "helper");
+            assert_eq!(s["llm_model"], "gpt-test");
+        }
+        let (status, both) = api.post("/v1/sessions", json!({"agent_id": agent_id, "config": config})).await;
+        assert_eq!(status, 400, "{both}");
+        srv.stop().await;
+    }
 }

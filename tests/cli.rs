@@ -65,7 +65,7 @@ async fn client_commands_start_a_local_server_once_and_manage_sessions() {
 
     let out = omnigent(dir.path(), &server, &["server", "status"]);
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains(&format!("running (pid")), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("running (pid"), "{}", text(&out.stdout));
 
     let out = omnigent(dir.path(), &server, &["sessions", "delete", &id]);
     assert!(out.status.success());

@@ -33,6 +33,8 @@ pub enum StoreError {
     Conflict(SessionId),
     #[error("unknown cursor '{0}'")]
     UnknownCursor(String),
+    #[error("an agent named '{0}' already exists")]
+    NameTaken(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -66,17 +68,24 @@ struct Migration {
     sql: &'static str,
 }
 
-const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "sessions",
-    sql: include_str!("../../migrations/sqlite/0001_sessions.sql"),
-}];
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "sessions", sql: include_str!("../../migrations/sqlite/0001_sessions.sql") },
+    Migration { version: 2, name: "agents", sql: include_str!("../../migrations/sqlite/0002_agents.sql") },
+];
 
-const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "sessions",
-    sql: include_str!("../../migrations/postgres/0001_sessions.sql"),
-}];
+const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "sessions", sql: include_str!("../../migrations/postgres/0001_sessions.sql") },
+    Migration { version: 2, name: "agents", sql: include_str!("../../migrations/postgres/0002_agents.sql") },
+];
+
+/// A named session config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub config: Value,
+    pub created_at_us: i64,
+}
 
 /// Which sessions to list, and in which order.
 #[derive(Clone, Debug, Default)]
@@ -433,6 +442,53 @@ impl Store {
         });
         let (rows, has_more) = finish_page(rows, page);
         Ok((rows.into_iter().map(item_from_tuple).collect::<Result<_>>()?, has_more))
+    }
+
+    /// Registers a named config. Fails with `NameTaken` when the name is in use.
+    pub async fn create_agent(&self, agent: &Agent) -> Result<()> {
+        let _turn = self.write_turn().await;
+        let exists = self.get_agent(&agent.name).await?.is_some();
+        if exists {
+            return Err(StoreError::NameTaken(agent.name.clone()));
+        }
+        let result = on_pool!(self, pool => {
+            sqlx::query("INSERT INTO agents (id, name, config, created_at_us) VALUES ($1, $2, $3, $4)")
+                .bind(&agent.id)
+                .bind(&agent.name)
+                .bind(json_text(&agent.config))
+                .bind(agent.created_at_us)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        });
+        match result {
+            Ok(_) => Ok(()),
+            // Lost a race with another writer (Postgres, several servers).
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::NameTaken(agent.name.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An agent by id or by name.
+    pub async fn get_agent(&self, id_or_name: &str) -> Result<Option<Agent>> {
+        let row: Option<(String, String, String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, name, config, created_at_us FROM agents WHERE id = $1 OR name = $1")
+                .bind(id_or_name)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|(id, name, config, created_at_us)| Ok(Agent { id, name, config: parse_json(&config, "agents.config")?, created_at_us }))
+            .transpose()
+    }
+
+    /// Every agent, by name.
+    pub async fn list_agents(&self) -> Result<Vec<Agent>> {
+        let rows: Vec<(String, String, String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, name, config, created_at_us FROM agents ORDER BY name").fetch_all(pool).await?
+        });
+        rows.into_iter()
+            .map(|(id, name, config, created_at_us)| Ok(Agent { id, name, config: parse_json(&config, "agents.config")?, created_at_us }))
+            .collect()
     }
 
     /// Number of stored sessions.

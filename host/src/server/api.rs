@@ -49,7 +49,7 @@ pub struct CreateSessionRequest {
     /// The session config inline (Omnigent's agent YAML as JSON: `name`, `prompt`, `executor{harness, model}`, …).
     #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
-    /// Not yet supported: agents cannot be registered on this server yet; send `config` inline.
+    /// A registered agent (id or name) whose config the session uses, instead of `config`.
     pub agent_id: Option<String>,
     /// Events applied right after creation, usually one user message (which starts a turn).
     #[serde(default)]
@@ -289,13 +289,21 @@ pub async fn create_session(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateSessionRequest>,
 ) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
-    if let Some(agent) = req.agent_id {
-        return Err(ApiError::not_found(format!(
-            "no agent '{}': this server has no agent registry yet; send the session config inline as 'config'",
-            crate::ids::truncate(&agent, 80)
-        )));
-    }
-    let config = match req.config {
+    let mut agent_id = None;
+    let config = match (req.agent_id, req.config) {
+        (Some(_), Some(c)) if !c.is_null() => {
+            return Err(ApiError::invalid("give either 'agent_id' or 'config', not both"));
+        }
+        (Some(wanted), _) => {
+            let agent = state.sessions.store().get_agent(&wanted).await.map_err(SessionError::from)?.ok_or_else(|| {
+                ApiError::not_found(format!("no agent '{}' (register one with POST /v1/agents)", crate::ids::truncate(&wanted, 80)))
+            })?;
+            agent_id = Some(agent.id);
+            Some(agent.config)
+        }
+        (None, config) => config,
+    };
+    let config = match config {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(c @ Value::Object(_)) => {
             let checked = SessionConfig::from_json(c).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
@@ -311,7 +319,7 @@ pub async fn create_session(
         .collect::<Result<Vec<_>, _>>()?;
     let record = state
         .sessions
-        .create(NewSession { title: req.title, labels: req.labels, config, agent_id: None, initial_items })
+        .create(NewSession { title: req.title, labels: req.labels, config, agent_id, initial_items })
         .await?;
     let body = render_snapshot(&state, record, true).await?;
     Ok((StatusCode::CREATED, Json(body)))
@@ -440,4 +448,64 @@ fn sse_event(frame: Frame) -> SseEvent {
         Frame::Event(e) => SseEvent::default().id(e.seq.to_string()).event(&e.event_type).data(e.data.to_string()),
         Frame::Done => SseEvent::default().data("[DONE]"),
     }
+}
+
+/// `POST /v1/agents`
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentRequest {
+    /// The session config (Omnigent's agent YAML as JSON). Its `name` names the agent.
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+/// A registered agent: a named session config.
+#[derive(Serialize, ToSchema)]
+pub struct AgentObject {
+    pub id: String,
+    pub object: &'static str,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub config: Value,
+    pub created_at: i64,
+}
+
+fn agent_object(a: crate::store::Agent) -> AgentObject {
+    AgentObject { id: a.id, object: "agent", name: a.name, config: a.config, created_at: secs(a.created_at_us) }
+}
+
+/// Register a named session config; sessions can then be created with `agent_id` = its id or name.
+#[utoipa::path(post, path = "/v1/agents", request_body = CreateAgentRequest,
+    responses((status = 201, body = AgentObject), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn create_agent(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateAgentRequest>,
+) -> Result<(StatusCode, Json<AgentObject>), ApiError> {
+    let config = SessionConfig::from_json(req.config).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
+    let agent = crate::store::Agent {
+        id: format!("ag_{}", crate::ids::random_hex()),
+        name: config.name.clone(),
+        config: config.to_json(),
+        created_at_us: crate::model::now_us(),
+    };
+    match state.sessions.store().create_agent(&agent).await {
+        Ok(()) => Ok((StatusCode::CREATED, Json(agent_object(agent)))),
+        Err(e @ crate::store::StoreError::NameTaken(_)) => Err(ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string())),
+        Err(e) => Err(SessionError::from(e).into()),
+    }
+}
+
+/// Registered agents, by name.
+#[utoipa::path(get, path = "/v1/agents", responses((status = 200, body = ListResponse<AgentObject>)))]
+pub async fn list_agents(State(state): State<AppState>) -> Result<Json<ListResponse<AgentObject>>, ApiError> {
+    let agents = state.sessions.store().list_agents().await.map_err(SessionError::from)?;
+    Ok(Json(list(agents.into_iter().map(agent_object).collect(), false, |a| a.id.clone())))
+}
+
+/// One agent, by id or name.
+#[utoipa::path(get, path = "/v1/agents/{id}", params(("id" = String, Path, description = "Agent id or name")),
+    responses((status = 200, body = AgentObject), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AgentObject>, ApiError> {
+    let agent = state.sessions.store().get_agent(&id).await.map_err(SessionError::from)?;
+    agent.map(|a| Json(agent_object(a))).ok_or_else(|| ApiError::not_found(format!("no agent '{}'", crate::ids::truncate(&id, 80))))
 }

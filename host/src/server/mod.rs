@@ -82,6 +82,9 @@ pub enum StartError {
         api::list_items,
         api::post_event,
         api::stream,
+        api::create_agent,
+        api::list_agents,
+        api::get_agent,
     ),
     components(schemas(crate::session::EventInput, crate::session::Ack, error::ErrorEnvelope)),
     modifiers(&BearerAuth)
@@ -121,7 +124,9 @@ pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
         .route("/sessions/{id}", get(api::get_session).patch(api::update_session).delete(api::delete_session))
         .route("/sessions/{id}/items", get(api::list_items))
         .route("/sessions/{id}/events", axum::routing::post(api::post_event))
-        .route("/sessions/{id}/stream", get(api::stream));
+        .route("/sessions/{id}/stream", get(api::stream))
+        .route("/agents", get(api::list_agents).post(api::create_agent))
+        .route("/agents/{id}", get(api::get_agent));
     let guarded = Router::new()
         .nest("/v1", v1)
         .route("/openapi.json", get(openapi))
