@@ -404,3 +404,37 @@ async fn quick_start_and_interactive_mode_work_without_a_yaml_file() {
     assert_eq!(roles, vec!["user", "assistant", "user"]);
     Command::new(bin()).args(["server", "stop"]).env("OMNIGENT_DATA_DIR", data.path()).output().unwrap();
 }
+
+#[tokio::test]
+async fn a_stream_cut_short_is_retried_and_its_partial_text_keeps_its_own_message_id() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    for provider in ["openai", "anthropic"] {
+        let mock = MockLlm::start(vec![Reply::Cut("Partial answ".into()), Reply::text("Full answer.")]).await;
+        let base = if provider == "openai" { mock.openai_base() } else { mock.url.clone() };
+        let srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        let id = create_from_yaml(&api, &yaml(provider, &base, work.path(), "", ""), work.path()).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        api.message(&id, "answer").await;
+        let frames = sse.until("response.completed").await;
+        let mut by_message: Vec<(String, String)> = Vec::new();
+        for f in frames.iter().filter(|f| f.event.as_deref() == Some("response.output_text.delta")) {
+            let d = f.json();
+            let mid = d["message_id"].as_str().unwrap().to_string();
+            match by_message.last_mut() {
+                Some((m, text)) if *m == mid => text.push_str(d["delta"].as_str().unwrap()),
+                _ => by_message.push((mid, d["delta"].as_str().unwrap().to_string())),
+            }
+        }
+        assert_eq!(by_message.len(), 2, "{provider}: {by_message:?}");
+        assert_eq!(by_message[0].1, "Partial answ");
+        assert_eq!(by_message[1].1, "Full answer.");
+        let retry = frames.iter().find(|f| f.event.as_deref() == Some("response.retry")).expect("a retry").json();
+        assert_eq!(retry["error"]["code"], "llm_unavailable", "{provider}");
+        let item = frames.iter().rev().find(|f| f.event.as_deref() == Some("response.output_item.done")).unwrap().json();
+        assert_eq!(item["item"]["id"].as_str().unwrap(), by_message[1].0, "the final message is the retried one");
+        assert_eq!(item["item"]["content"][0]["text"], "Full answer.");
+    }
+}

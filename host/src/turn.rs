@@ -166,6 +166,12 @@ async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<omnig
         .map_err(|e| failed("harness_invalid", format!("harness {harness}: {e}")))
 }
 
+/// A retry announced by the provider, with the text its failed attempt had streamed.
+struct Retry {
+    stale_text: String,
+    event: Value,
+}
+
 /// The host side of one turn.
 struct Host {
     sessions: Sessions,
@@ -214,14 +220,18 @@ impl TurnHost for Host {
             tools: request.tools,
             max_tokens: request.max_tokens,
         };
-        let message_id = prefixed("msg");
+        let mut message_id = prefixed("msg");
         let pending = Arc::new(Mutex::new(String::new()));
-        let retries: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let retries: Arc<Mutex<Vec<Retry>>> = Arc::default();
         let (p, r) = (pending.clone(), retries.clone());
         let mut on_delta = move |d: &str| p.lock().unwrap().push_str(d);
+        let p = pending.clone();
         let mut on_retry = move |attempt: u32, delay: Duration, e: &LlmError| {
-            r.lock().unwrap().push(json!({"source": "llm", "attempt": attempt, "max_attempts": crate::llm::MAX_ATTEMPTS,
-                "delay_seconds": delay.as_secs_f64(), "error": {"code": e.code(), "message": e.to_string()}}));
+            // Text the failed attempt streamed stays with its own message id; the retry streams under a new one.
+            let stale_text = std::mem::take(&mut *p.lock().unwrap());
+            let event = json!({"source": "llm", "attempt": attempt, "max_attempts": crate::llm::MAX_ATTEMPTS,
+                "delay_seconds": delay.as_secs_f64(), "error": {"code": e.code(), "message": e.to_string()}});
+            r.lock().unwrap().push(Retry { stale_text, event });
         };
         let call = self.provider.complete(&req, &mut on_delta, &mut on_retry);
         tokio::pin!(call);
@@ -229,10 +239,10 @@ impl TurnHost for Host {
         let result = loop {
             tokio::select! {
                 r = &mut call => break r,
-                _ = tick.tick() => self.flush(&pending, &retries, &message_id).await,
+                _ = tick.tick() => self.flush(&pending, &retries, &mut message_id).await,
             }
         };
-        self.flush(&pending, &retries, &message_id).await;
+        self.flush(&pending, &retries, &mut message_id).await;
         let completion = match result {
             Ok(c) => c,
             Err(e) => {
@@ -373,10 +383,15 @@ impl TurnHost for Host {
 }
 
 impl Host {
-    async fn flush(&self, pending: &Mutex<String>, retries: &Mutex<Vec<Value>>, message_id: &str) {
+    /// Publishes buffered text deltas and retries. Each retry closes the message id its attempt streamed under.
+    async fn flush(&self, pending: &Mutex<String>, retries: &Mutex<Vec<Retry>>, message_id: &mut String) {
         let mut events = Vec::new();
         for retry in retries.lock().unwrap().drain(..) {
-            events.push(("response.retry", retry));
+            if !retry.stale_text.is_empty() {
+                events.push(("response.output_text.delta", json!({"delta": retry.stale_text, "message_id": message_id})));
+            }
+            events.push(("response.retry", retry.event));
+            *message_id = prefixed("msg");
         }
         let text = std::mem::take(&mut *pending.lock().unwrap());
         if !text.is_empty() {

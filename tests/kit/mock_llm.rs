@@ -27,6 +27,8 @@ pub enum Reply {
     RateLimited(f64),
     /// Text streamed one chunk per `delay` (for interrupt tests).
     Slow { chunks: Vec<String>, delay: Duration },
+    /// Some text, then the stream ends before the response finished (a dropped connection).
+    Cut(String),
 }
 
 impl Reply {
@@ -106,6 +108,8 @@ struct Script {
     text_chunks: Vec<String>,
     calls: Vec<(String, Value)>,
     delay: Option<Duration>,
+    /// End the stream before the response finishes.
+    cut: bool,
 }
 
 /// Records the request and takes the next reply: an error reply becomes the vendor's error response.
@@ -115,9 +119,10 @@ async fn next(state: &MockState, request: Request, anthropic: bool) -> Result<(V
         return Err(err);
     }
     let script = match reply {
-        Reply::Text(t) => Script { text_chunks: chunks(&t), calls: vec![], delay: None },
-        Reply::Tools { text, calls } => Script { text_chunks: chunks(&text), calls, delay: None },
-        Reply::Slow { chunks, delay } => Script { text_chunks: chunks, calls: vec![], delay: Some(delay) },
+        Reply::Text(t) => Script { text_chunks: chunks(&t), calls: vec![], delay: None, cut: false },
+        Reply::Tools { text, calls } => Script { text_chunks: chunks(&text), calls, delay: None, cut: false },
+        Reply::Slow { chunks, delay } => Script { text_chunks: chunks, calls: vec![], delay: Some(delay), cut: false },
+        Reply::Cut(t) => Script { text_chunks: chunks(&t), calls: vec![], delay: None, cut: true },
         Reply::Error(..) | Reply::RateLimited(_) => unreachable!("handled by error_response"),
     };
     Ok((body, script))
@@ -171,7 +176,7 @@ fn sse(frames: Vec<(Option<&'static str>, Value)>, done: bool, delay: Option<Dur
 }
 
 async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Response {
-    let (body, Script { text_chunks, calls, delay }) = match next(&state, request, false).await {
+    let (body, Script { text_chunks, calls, delay, cut }) = match next(&state, request, false).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -207,6 +212,9 @@ async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Respon
             frames.push((None, chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": part}}]}), Value::Null)));
         }
     }
+    if cut {
+        return sse(frames, false, delay);
+    }
     let finish = if calls.is_empty() { "stop" } else { "tool_calls" };
     frames.push((None, chunk(json!({}), finish.into())));
     frames.push((None, json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [],
@@ -215,7 +223,7 @@ async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Respon
 }
 
 async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Response {
-    let (body, Script { text_chunks, calls, delay }) = match next(&state, request, true).await {
+    let (body, Script { text_chunks, calls, delay, cut }) = match next(&state, request, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -255,6 +263,9 @@ async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Res
         }
         frames.push((Some("content_block_stop"), json!({"type": "content_block_stop", "index": index})));
         index += 1;
+    }
+    if cut {
+        return sse(frames, false, delay);
     }
     frames.push((Some("message_delta"), json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}})));
     frames.push((Some("message_stop"), json!({"type": "message_stop"})));
