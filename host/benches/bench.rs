@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use omnigent_runtime::harness::{Error, LogLevel, Message, Role, ToolSpec, TurnInput, Usage, llm, tools};
+use omnigent_runtime::harness::TurnInput;
+use omnigent_runtime::testing::FixedHost;
 use omnigent_runtime::{AGENT_HARNESS, GUEST_DIR, Runtime, TurnHost, TurnLimits};
 use omnigent_testkit::mock_llm::{MockLlm, Reply};
 use omnigent_testkit::{Api, ServerProcess, Sse, TestDb, free_port, postgres_db, sqlite_db};
@@ -202,38 +203,6 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
     drop(server);
 }
 
-/// A host whose model answers at once: what is left is the harness and host-call overhead.
-struct InstantHost;
-
-#[async_trait::async_trait]
-impl TurnHost for InstantHost {
-    async fn complete(&self, _: llm::Request) -> Result<llm::Completion, Error> {
-        Ok(llm::Completion { text: "done".into(), tool_calls: vec![], usage: Usage { input_tokens: 1, output_tokens: 1 }, stop_reason: "stop".into() })
-    }
-    async fn tools(&self) -> Vec<ToolSpec> {
-        vec![]
-    }
-    async fn call_tool(&self, _: String, _: String, _: String) -> tools::ToolResult {
-        tools::ToolResult { output: String::new(), is_error: true }
-    }
-    async fn history(&self) -> Vec<Message> {
-        vec![Message { role: Role::User, content: "hi".into(), tool_calls: vec![], tool_call_id: None }]
-    }
-    async fn steering(&self) -> Vec<String> {
-        vec![]
-    }
-    fn cancelled(&self) -> bool {
-        false
-    }
-    async fn emit(&self, _: String, _: String) -> Result<(), Error> {
-        Ok(())
-    }
-    async fn write_file(&self, _: String, _: Vec<u8>) -> Result<String, Error> {
-        Err(Error { code: "unsupported".into(), message: String::new() })
-    }
-    fn log(&self, _: LogLevel, _: String) {}
-}
-
 /// The sandbox in this process: fresh instance + run-turn, with the model taken out.
 async fn runtime_suite(rows: &mut Vec<Row>) {
     let rt = Runtime::new(None).unwrap();
@@ -246,7 +215,8 @@ async fn runtime_suite(rows: &mut Vec<Row>) {
     let agent = rt.load_harness(AGENT_HARNESS).unwrap();
     row("compile the agent harness (no cache)", fmt(t.elapsed()), "");
     let limits = TurnLimits::default();
-    let host: Arc<dyn TurnHost> = Arc::new(InstantHost);
+    // The model answers at once: what is left is the harness and host-call overhead.
+    let host: Arc<dyn TurnHost> = Arc::new(FixedHost::new("hi", "done"));
     let mut samples = Vec::new();
     for _ in 0..n(5000) {
         let t = Instant::now();

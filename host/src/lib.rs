@@ -10,6 +10,7 @@ pub mod llm;
 pub mod model;
 pub mod server;
 pub mod session;
+pub mod sse;
 pub mod store;
 pub mod stream;
 pub mod tools;

@@ -10,6 +10,7 @@
 //!   cause; the host and every other session carry on.
 
 pub mod harness;
+pub mod testing;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

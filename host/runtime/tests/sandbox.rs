@@ -4,40 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omnigent_runtime::harness::{Error, LogLevel, Message, Role, ToolSpec, TurnInput, Usage, llm, tools};
-use omnigent_runtime::{GUEST_DIR, Runtime, TurnFailure, TurnHost, TurnLimits};
-
-/// The host side for these tests: a conversation with one user message, no model, no tools.
-struct OneMessage(&'static str);
-
-#[async_trait::async_trait]
-impl TurnHost for OneMessage {
-    async fn complete(&self, _: llm::Request) -> Result<llm::Completion, Error> {
-        Ok(llm::Completion { text: "hi".into(), tool_calls: vec![], usage: Usage { input_tokens: 1, output_tokens: 1 }, stop_reason: "stop".into() })
-    }
-    async fn tools(&self) -> Vec<ToolSpec> {
-        vec![]
-    }
-    async fn call_tool(&self, _: String, _: String, _: String) -> tools::ToolResult {
-        tools::ToolResult { output: "no tools".into(), is_error: true }
-    }
-    async fn history(&self) -> Vec<Message> {
-        vec![Message { role: Role::User, content: self.0.into(), tool_calls: vec![], tool_call_id: None }]
-    }
-    async fn steering(&self) -> Vec<String> {
-        vec![]
-    }
-    fn cancelled(&self) -> bool {
-        false
-    }
-    async fn emit(&self, _: String, _: String) -> Result<(), Error> {
-        Ok(())
-    }
-    async fn write_file(&self, _: String, _: Vec<u8>) -> Result<String, Error> {
-        Err(Error { code: "unsupported".into(), message: "no files here".into() })
-    }
-    fn log(&self, _: LogLevel, _: String) {}
-}
+use omnigent_runtime::harness::TurnInput;
+use omnigent_runtime::testing::FixedHost;
+use omnigent_runtime::{GUEST_DIR, Runtime, TurnFailure, TurnLimits};
 
 fn hostile() -> Vec<u8> {
     std::fs::read(format!("{GUEST_DIR}/hostile.wasm")).expect("the build script puts hostile.wasm in GUEST_DIR")
@@ -45,7 +14,7 @@ fn hostile() -> Vec<u8> {
 
 async fn turn(rt: &Runtime, ask: &'static str, limits: TurnLimits) -> Result<String, TurnFailure> {
     let component = rt.load_harness(&hostile()).unwrap();
-    component.run_turn(Arc::new(OneMessage(ask)), TurnInput { max_steps: 5 }, limits).await.map(|o| o.text)
+    component.run_turn(Arc::new(FixedHost::new(ask, "hi")), TurnInput { max_steps: 5 }, limits).await.map(|o| o.text)
 }
 
 #[tokio::test]
@@ -79,7 +48,7 @@ async fn a_looping_guest_does_not_starve_other_work_on_the_executor() {
     let component = rt.load_harness(&hostile()).unwrap();
     // One worker thread: if the guest never yielded, the ticker below could not run until the deadline.
     let looping = tokio::spawn(async move {
-        component.run_turn(Arc::new(OneMessage("loop")), TurnInput { max_steps: 5 }, limits).await
+        component.run_turn(Arc::new(FixedHost::new("loop", "hi")), TurnInput { max_steps: 5 }, limits).await
     });
     let ticks = tokio::spawn(async {
         let mut n = 0;

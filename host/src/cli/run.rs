@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
@@ -259,42 +258,27 @@ fn short(s: &str, max: usize) -> String {
     crate::ids::truncate(&s.replace('\n', " "), max)
 }
 
-/// Reads `(event type, data)` pairs from an SSE response; `[DONE]` ends it.
-struct EventReader {
-    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: String,
-}
+/// Reads `(event type, data)` pairs from our SSE stream; `[DONE]` ends it.
+struct EventReader(crate::sse::SseReader);
 
 impl EventReader {
     fn new(response: reqwest::Response) -> Self {
-        EventReader { body: response.bytes_stream().boxed(), buf: String::new() }
+        EventReader(crate::sse::SseReader::new(response))
     }
 
     async fn next(&mut self) -> anyhow::Result<Option<(String, Value)>> {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut event = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        event = Some(v.to_string());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push_str(v);
-                    }
-                }
-                if data == "[DONE]" {
-                    return Ok(None);
-                }
-                let Some(event) = event else { continue };
-                let value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                return Ok(Some((event, value)));
-            }
-            match tokio::time::timeout(Duration::from_secs(60), self.body.next()).await {
-                Ok(Some(chunk)) => self.buf.push_str(&String::from_utf8_lossy(&chunk.context("reading the stream")?)),
-                Ok(None) => return Ok(None),
+            // Heartbeats arrive at least every 15 s; a minute of silence means the connection is gone.
+            let frame = match tokio::time::timeout(Duration::from_secs(60), self.0.next()).await {
+                Ok(frame) => frame.context("reading the stream")?,
                 Err(_) => bail!("no event (not even a heartbeat) from the server for 60 s"),
+            };
+            let Some(frame) = frame else { return Ok(None) };
+            if frame.data == "[DONE]" {
+                return Ok(None);
             }
+            let Some(event) = frame.event else { continue };
+            return Ok(Some((event, serde_json::from_str(&frame.data).unwrap_or(Value::Null))));
         }
     }
 }

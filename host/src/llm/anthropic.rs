@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::sse::SseReader;
+use crate::sse::SseReader;
 use super::{ChatRequest, LlmError, empty_usage, http_error, normalize_calls, transport_error};
 use omnigent_runtime::harness::{Role, ToolCall, llm::Completion};
 

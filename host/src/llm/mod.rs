@@ -4,7 +4,6 @@
 mod anthropic;
 mod openai;
 mod scripted;
-mod sse;
 
 use std::time::Duration;
 

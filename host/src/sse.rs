@@ -1,4 +1,4 @@
-//! Reading a provider's Server-Sent Events response, frame by frame.
+//! Reading a Server-Sent Events response frame by frame (model providers' streams, and our own in the CLI).
 
 use futures::StreamExt;
 
