@@ -438,3 +438,86 @@ async fn a_stream_cut_short_is_retried_and_its_partial_text_keeps_its_own_messag
         assert_eq!(item["item"]["content"][0]["text"], "Full answer.");
     }
 }
+
+// Multi-threaded: the CLI runs as a blocking child process while the mock vendor answers on this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forks_copy_history_whole_or_through_a_response_and_stay_independent() {
+    for db in databases().await {
+        let work = workdir();
+        let mock = MockLlm::start(vec![Reply::text("Answer one."), Reply::text("Answer two.")]).await;
+        let srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        let source = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{source}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        let mut responses = Vec::new();
+        for q in ["first", "second"] {
+            api.message(&source, q).await;
+            let done = sse.until("response.completed").await;
+            responses.push(done.last().unwrap().json()["response"]["id"].as_str().unwrap().to_string());
+            sse.statuses_until_settled().await;
+        }
+        let texts = |snap: &Value| -> Vec<String> {
+            snap["items"].as_array().unwrap().iter().map(|i| i["data"]["content"][0]["text"].as_str().unwrap_or("").to_string()).collect()
+        };
+        let (_, src_snap) = api.get(&format!("/v1/sessions/{source}")).await;
+        let label = db.label;
+
+        // Whole history.
+        let (status, whole) = api.post(&format!("/v1/sessions/{source}/fork"), json!({})).await;
+        assert_eq!(status, 201, "{label}: {whole}");
+        assert_ne!(whole["id"], src_snap["id"]);
+        assert_eq!(whole["status"], "idle");
+        assert_eq!(texts(&whole), texts(&src_snap), "{label}");
+        assert_eq!(whole["title"], format!("Fork of {source}"));
+        // Through the first response only.
+        let (status, early) = api
+            .post(&format!("/v1/sessions/{source}/fork"), json!({"title": "try again", "up_to_response_id": responses[0]}))
+            .await;
+        assert_eq!(status, 201, "{early}");
+        assert_eq!(texts(&early), vec!["first", "Answer one."], "{label}");
+        assert_eq!(early["title"], "try again");
+        assert_eq!(early["llm_model"], "gpt-test", "the fork has the source's config");
+
+        // Continue the early fork from the terminal: its model sees only the copied history.
+        mock.push(Reply::text("Answer three."));
+        let early_id = early["id"].as_str().unwrap().to_string();
+        let out = Command::new(bin())
+            .args(["run", "--fork", &early_id, "-p", "third"])
+            .env("OMNIGENT_SERVER", &srv.url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Answer three."));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("forked {early_id} → session conv_")));
+        let last = mock.requests().last().unwrap().body.clone();
+        let contents: Vec<&str> = last["messages"].as_array().unwrap().iter().filter_map(|m| m["content"].as_str()).collect();
+        assert_eq!(contents, vec!["You are terse.", "first", "Answer one.", "third"], "{label}");
+
+        // Writing to a fork changes neither the source nor the other fork, and the reverse.
+        mock.push(Reply::text("Answer four."));
+        let whole_id = whole["id"].as_str().unwrap().to_string();
+        let mut wsse = Sse::open(&format!("{}/v1/sessions/{whole_id}/stream", srv.url), &[]).await;
+        wsse.next().await.unwrap();
+        api.message(&whole_id, "fourth").await;
+        assert_eq!(wsse.statuses_until_settled().await, vec!["running", "idle"]);
+        let (_, src_after) = api.get(&format!("/v1/sessions/{source}")).await;
+        assert_eq!(texts(&src_after), texts(&src_snap), "{label}: the source is untouched");
+        let (_, early_after) = api.get(&format!("/v1/sessions/{early_id}")).await;
+        assert_eq!(texts(&early_after), vec!["first", "Answer one."], "{label}");
+        api.call(reqwest::Method::DELETE, &format!("/v1/sessions/{source}"), None).await;
+        let (status, whole_after) = api.get(&format!("/v1/sessions/{whole_id}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(texts(&whole_after).len(), 6, "{label}: deleting the source leaves the fork");
+
+        // Bad forks are refused with a reason.
+        let (status, err) = api.post(&format!("/v1/sessions/{whole_id}/fork"), json!({"up_to_response_id": "resp_nope"})).await;
+        assert_eq!(status, 400);
+        assert!(err["error"]["message"].as_str().unwrap().contains("has no response 'resp_nope'"), "{err}");
+        let (status, _) = api.post(&format!("/v1/sessions/{source}/fork"), json!({})).await;
+        assert_eq!(status, 404);
+        let (status, err) = api.post(&format!("/v1/sessions/{whole_id}/fork"), json!({"titel": "x"})).await;
+        assert_eq!(status, 400);
+        assert!(err["error"]["message"].as_str().unwrap().contains("unknown field `titel`"), "{err}");
+    }
+}

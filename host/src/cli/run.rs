@@ -31,11 +31,26 @@ pub struct RunArgs {
     /// Title of the new session.
     #[arg(long)]
     title: Option<String>,
+    /// Fork this stored session and continue the copy here (the source is not changed).
+    #[arg(long, value_name = "SESSION_ID", conflicts_with_all = ["file", "harness", "model"])]
+    fork: Option<String>,
+    /// With --fork: copy the history only through this response (resp_…).
+    #[arg(long, value_name = "RESPONSE_ID", requires = "fork")]
+    at: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(source) = &args.fork {
+        let client = Client::connect(&args.client).await?;
+        let body = json!({"title": args.title, "up_to_response_id": args.at});
+        let path = format!("/v1/sessions/{}/fork", super::sessions::encode(source));
+        let fork = client.request(Method::POST, &path, Some(&body)).await?;
+        let id = fork["id"].as_str().context("the server's answer has no session id")?.to_string();
+        eprintln!("forked {source} → session {id}  ({}/v1/sessions/{id})", client.base());
+        return converse(&client, &id, args.prompt.as_deref()).await;
+    }
     // Read and check the config before anything starts: a bad file starts nothing.
     let mut config = match (&args.file, &args.harness) {
         (Some(path), _) => match SessionConfig::from_file(path) {
@@ -60,8 +75,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let created = client.request(Method::POST, "/v1/sessions", Some(&json!({"title": title, "config": config.to_json()}))).await?;
     let id = created["id"].as_str().context("the server's answer has no session id")?.to_string();
     eprintln!("session {id}  ({}/v1/sessions/{id})", client.base());
-    let mut chat = Chat::open(&client, &id).await?;
-    match &args.prompt {
+    converse(&client, &id, args.prompt.as_deref()).await
+}
+
+/// One turn with `prompt` (exit status by its outcome), or the interactive prompt.
+async fn converse(client: &Client, id: &str, prompt: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut chat = Chat::open(client, id).await?;
+    match prompt {
         Some(prompt) => {
             let ok = chat.turn(prompt).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })

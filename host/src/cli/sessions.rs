@@ -46,7 +46,7 @@ pub(super) async fn run(cmd: SessionsCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Percent-encodes a path or query component.
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

@@ -509,3 +509,32 @@ pub async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) ->
     let agent = state.sessions.store().get_agent(&id).await.map_err(SessionError::from)?;
     agent.map(|a| Json(agent_object(a))).ok_or_else(|| ApiError::not_found(format!("no agent '{}'", crate::ids::truncate(&id, 80))))
 }
+
+/// `POST /v1/sessions/{id}/fork`
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkRequest {
+    /// Default: "Fork of <source title>".
+    pub title: Option<String>,
+    /// Copy the history only through the end of this response (`resp_…`).
+    pub up_to_response_id: Option<String>,
+}
+
+/// Fork a session: an independent, idle copy of its history (all of it, or through one response).
+#[utoipa::path(post, path = "/v1/sessions/{id}/fork", params(("id" = String, Path)), request_body = ForkRequest,
+    responses((status = 201, body = SessionResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn fork_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
+    let id = session_id(&id)?;
+    // The body is optional: an empty POST forks everything.
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        ForkRequest { title: None, up_to_response_id: None }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
+    };
+    let record = state.sessions.fork(&id, req.title, req.up_to_response_id.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(render_snapshot(&state, record, true).await?)))
+}

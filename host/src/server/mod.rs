@@ -82,6 +82,7 @@ pub enum StartError {
         api::list_items,
         api::post_event,
         api::stream,
+        api::fork_session,
         api::create_agent,
         api::list_agents,
         api::get_agent,
@@ -125,6 +126,7 @@ pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
         .route("/sessions/{id}/items", get(api::list_items))
         .route("/sessions/{id}/events", axum::routing::post(api::post_event))
         .route("/sessions/{id}/stream", get(api::stream))
+        .route("/sessions/{id}/fork", axum::routing::post(api::fork_session))
         .route("/agents", get(api::list_agents).post(api::create_agent))
         .route("/agents/{id}", get(api::get_agent));
     let guarded = Router::new()

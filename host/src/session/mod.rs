@@ -200,6 +200,51 @@ impl Sessions {
         self.get(&record.id).await
     }
 
+    /// Forks a session: a new, idle session whose log begins as a copy of the source's — all of it, or through the
+    /// end of the response `up_to_response_id`. The two are independent from then on.
+    pub async fn fork(&self, source: &SessionId, title: Option<String>, up_to_response_id: Option<&str>) -> Result<SessionRecord, SessionError> {
+        let src = self.get(source).await?;
+        let mut events = Vec::new();
+        loop {
+            let after = events.last().map(|e: &StoredEvent| e.seq).unwrap_or(0);
+            let page = self.inner.store.events_after(source, after, Some(src.last_seq), 1000).await?;
+            if page.is_empty() {
+                break;
+            }
+            events.extend(page);
+        }
+        if let Some(wanted) = up_to_response_id {
+            let end = events.iter().rposition(|e| response_id_of(e) == Some(wanted)).ok_or_else(|| {
+                SessionError::Invalid(format!("session {source} has no response '{}'", crate::ids::truncate(wanted, 80)))
+            })?;
+            events.truncate(end + 1);
+        }
+        let title = title.unwrap_or_else(|| format!("Fork of {}", src.title.as_deref().unwrap_or(src.id.as_str())));
+        let mut record = SessionRecord::new(src.config.clone(), Some(title.clone()), src.labels.clone(), now_us());
+        record.agent_id = src.agent_id.clone();
+        self.inner.store.create_session(&record).await?;
+        let mut draft = Draft::new(&record);
+        for event in events {
+            // The copy speaks of the fork, not the source.
+            let text = event.data.to_string().replace(source.as_str(), record.id.as_str());
+            draft.emit_at(&event.event_type, serde_json::from_str(&text).unwrap_or(Value::Null), event.created_at_us);
+        }
+        if draft.record.title.as_deref() != Some(title.as_str()) {
+            draft.emit("session.title", json!({"conversation_id": record.id.as_str(), "title": title}));
+        }
+        if draft.record.status != SessionStatus::Idle {
+            draft.set_status(SessionStatus::Idle, None);
+        }
+        let commit = Commit { expected_last_seq: 0, session: &draft.record, events: &draft.events, items: &draft.items };
+        if let Err(e) = self.inner.store.commit(&commit).await {
+            // Leave no half-made fork behind.
+            let _ = self.inner.store.delete_session(&record.id).await;
+            return Err(e.into());
+        }
+        tracing::info!(session = %record.id, source = %source, "session forked");
+        Ok(draft.record)
+    }
+
     /// The session's current state (read from the store, which the actor updates with every commit).
     pub async fn get(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
         self.inner.store.get_session(id).await?.ok_or_else(|| SessionError::NotFound(id.clone()))
@@ -647,8 +692,12 @@ impl Draft {
 
     /// Appends an event: numbers it, folds it into the session and its items.
     fn emit(&mut self, event_type: &str, payload: Value) {
+        self.emit_at(event_type, payload, now_us());
+    }
+
+    /// Appends an event that happened at `at` (a fork copies history with its times).
+    fn emit_at(&mut self, event_type: &str, payload: Value, now: i64) {
         let seq = self.record.last_seq + 1;
-        let now = now_us();
         let mut data = match payload {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -761,6 +810,12 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
         }
         _ => {}
     }
+}
+
+/// The response an event belongs to, if any.
+fn response_id_of(event: &StoredEvent) -> Option<&str> {
+    let d = &event.data;
+    d.pointer("/response/id").or_else(|| d.pointer("/item/response_id")).and_then(Value::as_str)
 }
 
 /// The transcript item an event creates or updates, if any.
