@@ -521,3 +521,113 @@ async fn forks_copy_history_whole_or_through_a_response_and_stay_independent() {
         assert!(err["error"]["message"].as_str().unwrap().contains("unknown field `titel`"), "{err}");
     }
 }
+
+/// Reads a child's stdout lines until one contains `needle` (or fails after the kit's wait).
+async fn read_until(lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(omnigent_testkit::WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let hit = line.contains(needle);
+            seen.push(line);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(found, Ok(true)), "never saw '{needle}' in: {seen:?}");
+    seen
+}
+
+#[tokio::test]
+async fn attach_co_drives_a_live_session_and_fails_loudly_when_there_is_nothing_to_join() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let mock = MockLlm::start(vec![Reply::text("Reply to the teammate."), Reply::text("Reply to the attacher.")]).await;
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(bin())
+        .args(["attach", &id])
+        .env("OMNIGENT_SERVER", &srv.url)
+        .env("OMNIGENT_DATA_DIR", data.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut errs = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait until attach is live (it says so on stderr) before driving the session from elsewhere.
+    tokio::time::timeout(omnigent_testkit::WAIT, async {
+        while let Ok(Some(line)) = errs.next_line().await {
+            if line.starts_with("live:") {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // A teammate drives the session through the API; the attached terminal sees it all.
+    api.message(&id, "from the teammate").await;
+    read_until(&mut lines, "user: from the teammate").await;
+    read_until(&mut lines, "Reply to the teammate.").await;
+    // What the attached user types goes to the same session.
+    stdin.write_all(b"from the attacher\n").await.unwrap();
+    read_until(&mut lines, "Reply to the attacher.").await;
+    drop(stdin); // Ctrl-D
+    let status = tokio::time::timeout(omnigent_testkit::WAIT, child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+    let (_, snap) = api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["items"].as_array().unwrap().len(), 4);
+
+    // Nothing to join: one clear line, non-zero, and never a server of its own.
+    let out = Command::new(bin()).args(["attach", "conv_00000000000000000000000000000000"]).env("OMNIGENT_SERVER", &srv.url).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no session conv_00000000000000000000000000000000"), "{stderr}");
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let out = Command::new(bin()).args(["attach", &id]).env("OMNIGENT_SERVER", &nowhere).env("OMNIGENT_DATA_DIR", data.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no omnigent server answers"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!data.path().join("server.pid").exists(), "attach started nothing");
+}
+
+// Multi-threaded: the CLI runs as a blocking child process while the mock vendor answers on this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_reopens_a_stored_session_after_a_restart() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let mock = MockLlm::start(vec![Reply::text("Before the restart."), Reply::text("After the restart.")]).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut srv = ServerProcess::start(&bin(), data.path(), &db.url, free_port(), &[]).await;
+    let api = Api::new(srv.url.clone());
+    let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "hello").await;
+    sse.statuses_until_settled().await;
+    assert!(srv.terminate().success());
+
+    // `omnigent run -r` starts a server on the same data (none runs now) and continues the conversation.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = Command::new(bin())
+        .args(["run", "-r", &id, "-p", "still there?"])
+        .env("OMNIGENT_SERVER", &url)
+        .env("OMNIGENT_DATA_DIR", data.path())
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("assistant: Before the restart."), "history first: {stdout}");
+    assert!(stdout.contains("After the restart."), "{stdout}");
+    let roles: Vec<String> = mock.requests()[1].body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_string()).collect();
+    assert_eq!(roles, vec!["system", "user", "assistant", "user"]);
+    Command::new(bin()).args(["server", "stop"]).env("OMNIGENT_DATA_DIR", data.path()).output().unwrap();
+}

@@ -19,9 +19,7 @@ impl Client {
     /// Connects to the server of `args`, starting a local one in the background when the URL is loopback and
     /// nothing answers (and saying so in one line on stderr).
     pub async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
-        let base = args.server.trim_end_matches('/').to_string();
-        let http = crate::http_client().connect_timeout(Duration::from_secs(5)).build()?;
-        let client = Client { http, base, token: args.token.clone() };
+        let client = Self::new(args)?;
         if client.answers().await {
             return Ok(client);
         }
@@ -42,6 +40,21 @@ impl Client {
             args.data_dir.join("server.log").display()
         );
         Ok(client)
+    }
+
+    /// Connects to a server that must already be running (`attach` never starts one).
+    pub async fn connect_existing(args: &ClientArgs) -> anyhow::Result<Client> {
+        let client = Self::new(args)?;
+        if !client.answers().await {
+            bail!("no omnigent server answers at {} (attach never starts one; use `omnigent resume` to reopen a stored session)", client.base);
+        }
+        Ok(client)
+    }
+
+    fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        let base = args.server.trim_end_matches('/').to_string();
+        let http = crate::http_client().connect_timeout(Duration::from_secs(5)).build()?;
+        Ok(Client { http, base, token: args.token.clone() })
     }
 
     async fn answers(&self) -> bool {

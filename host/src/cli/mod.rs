@@ -34,6 +34,11 @@ pub struct Cli {
 enum Command {
     /// Start a session from a YAML config (-f) or a harness name and talk to it here.
     Run(run::RunArgs),
+    /// Join a live session as a thin client: recent history, live events, your lines as messages. Never starts a
+    /// server; fails if the session or the server is not there.
+    Attach(run::JoinArgs),
+    /// Reopen a stored session (after a restart, too) and continue it; starts a local server if needed.
+    Resume(run::JoinArgs),
     /// Run the host server in the foreground, or manage a background one (start | status | stop).
     Server(ServerCommand),
     /// List, show and delete sessions.
@@ -169,5 +174,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Sessions(cmd) => sessions::run(cmd).await,
         Command::Run(args) => run::run(args).await,
+        Command::Attach(args) => {
+            if args.prompt_given() {
+                anyhow::bail!("attach is interactive; use `omnigent resume <id> -p …` for one turn");
+            }
+            run::join(args, false).await
+        }
+        Command::Resume(args) => run::join(args, true).await,
     }
 }

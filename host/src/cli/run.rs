@@ -37,11 +37,17 @@ pub struct RunArgs {
     /// With --fork: copy the history only through this response (resp_…).
     #[arg(long, value_name = "RESPONSE_ID", requires = "fork")]
     at: Option<String>,
+    /// Reopen this stored session and continue it (same as `omnigent resume ID`).
+    #[arg(short = 'r', long = "resume", value_name = "SESSION_ID", conflicts_with_all = ["file", "harness", "model", "fork"])]
+    resume: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(id) = args.resume {
+        return join(JoinArgs { id, prompt: args.prompt, history: 20, client: args.client }, true).await;
+    }
     if let Some(source) = &args.fork {
         let client = Client::connect(&args.client).await?;
         let body = json!({"title": args.title, "up_to_response_id": args.at});
@@ -76,6 +82,48 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let id = created["id"].as_str().context("the server's answer has no session id")?.to_string();
     eprintln!("session {id}  ({}/v1/sessions/{id})", client.base());
     converse(&client, &id, args.prompt.as_deref()).await
+}
+
+/// `omnigent attach <id>` / `omnigent resume <id>`: join an existing session.
+#[derive(clap::Args, Debug)]
+pub struct JoinArgs {
+    /// Session id (conv_… or bare hex).
+    id: String,
+    /// Run one turn with this prompt and exit (resume only).
+    #[arg(short = 'p', long = "prompt")]
+    prompt: Option<String>,
+    /// How many recent transcript items to show first.
+    #[arg(long, default_value_t = 20)]
+    history: usize,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+impl JoinArgs {
+    pub fn prompt_given(&self) -> bool {
+        self.prompt.is_some()
+    }
+}
+
+/// Joins a live session as a thin client. `start_server`: resume may start a local server; attach never does.
+pub async fn join(args: JoinArgs, start_server: bool) -> anyhow::Result<ExitCode> {
+    let client = if start_server { Client::connect(&args.client).await? } else { Client::connect_existing(&args.client).await? };
+    let path = format!("/v1/sessions/{}", super::sessions::encode(&args.id));
+    let snapshot = client.request(Method::GET, &path, None).await.with_context(|| format!("cannot join session {}", args.id))?;
+    let id = snapshot["id"].as_str().context("the server's answer has no session id")?.to_string();
+    let items = snapshot["items"].as_array().cloned().unwrap_or_default();
+    eprintln!("session {id}: {} ({} items)", snapshot["status"].as_str().unwrap_or("?"), items.len());
+    for item in &items[items.len().saturating_sub(args.history)..] {
+        println!("  {}", super::sessions::item_line(item));
+    }
+    if let Some(error) = snapshot["last_task_error"].as_object() {
+        eprintln!("last turn failed: {}", error.get("message").and_then(Value::as_str).unwrap_or(""));
+    }
+    if args.prompt.is_some() {
+        return converse(&client, &id, args.prompt.as_deref()).await;
+    }
+    let mut chat = Chat::open(&client, &id).await?;
+    chat.live().await
 }
 
 /// One turn with `prompt` (exit status by its outcome), or the interactive prompt.
@@ -158,6 +206,50 @@ impl<'a> Chat<'a> {
             let Some((event_type, data)) = event else { bail!("the server closed the stream") };
             if let Some(done) = renderer.show(&event_type, &data, self).await? {
                 return Ok(done);
+            }
+        }
+    }
+
+    /// Co-driving: everything that happens in the session prints as it happens (whoever caused it), and each line
+    /// typed is sent as a message. Ctrl-C interrupts a running turn; Ctrl-D leaves.
+    async fn live(&mut self) -> anyhow::Result<ExitCode> {
+        eprintln!("live: type a message and press Enter; Ctrl-C interrupts the running turn, Ctrl-D leaves");
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let mut renderer = Renderer::default();
+        let mut running = false;
+        loop {
+            tokio::select! {
+                line = lines.next_line() => {
+                    let Some(line) = line? else { return Ok(ExitCode::SUCCESS) };
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let message = json!({"type": "message", "data": {"role": "user", "content": line}});
+                    self.client.request(Method::POST, &format!("/v1/sessions/{}/events", self.id), Some(&message)).await?;
+                }
+                event = self.events.next() => {
+                    let Some((event_type, data)) = event? else {
+                        eprintln!("the session ended (deleted, or the server stopped)");
+                        return Ok(ExitCode::FAILURE);
+                    };
+                    if event_type == "session.status" {
+                        running = data["status"] == "running";
+                    }
+                    if event_type == "session.input.consumed" && data["data"]["type"] == "message" {
+                        renderer.newline();
+                        let text: Vec<&str> = data["data"]["data"]["content"].as_array().map(|p| p.iter().filter_map(|c| c["text"].as_str()).collect()).unwrap_or_default();
+                        println!("user: {}", text.join(" "));
+                    }
+                    renderer.show(&event_type, &data, self).await?;
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    if !running {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    eprintln!("\n(interrupting…)");
+                    let body = json!({"type": "interrupt"});
+                    self.client.request(Method::POST, &format!("/v1/sessions/{}/events", self.id), Some(&body)).await?;
+                }
             }
         }
     }

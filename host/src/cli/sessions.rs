@@ -100,7 +100,7 @@ fn print_snapshot(s: &Value) {
 }
 
 /// One transcript item in a line: who said what.
-fn item_line(item: &Value) -> String {
+pub(super) fn item_line(item: &Value) -> String {
     let data = &item["data"];
     match item["type"].as_str().unwrap_or("") {
         "message" => {
