@@ -549,3 +549,68 @@ async fn agents_are_named_configs_that_sessions_start_from() {
         srv.stop().await;
     }
 }
+
+/// A multipart/form-data body with one `file` part.
+fn multipart(name: &str, content_type: &str, content: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "omnigent-test-boundary-7d1";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn files_upload_list_download_and_delete_with_limits() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = &srv.api;
+        let id = api.create(json!({})).await;
+        let files = format!("/v1/sessions/{id}/resources/files");
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        sse.next().await.unwrap();
+        let upload = |name: &str, ctype: &str, content: Vec<u8>| {
+            let (header, body) = multipart(name, ctype, &content);
+            api.req(Method::POST, &files).header("content-type", header).body(body).send()
+        };
+        let r = upload("notes.md", "text/markdown", b"# hello".to_vec()).await.unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{}", db.label);
+        let file: Value = r.json().await.unwrap();
+        assert_eq!(file["object"], "session.resource");
+        assert_eq!(file["metadata"]["bytes"], 7);
+        let fid = file["id"].as_str().unwrap().to_string();
+        let created = sse.next_event().await.unwrap();
+        assert_eq!(created.event.as_deref(), Some("session.resource.created"));
+        assert_eq!(created.json()["resource"]["id"], fid.as_str());
+
+        let (_, list) = api.get(&files).await;
+        assert_eq!(list["data"][0]["id"], fid.as_str());
+        let (status, one) = api.get(&format!("{files}/{fid}")).await;
+        assert_eq!((status, one["name"].as_str()), (200, Some("notes.md")));
+        let r = api.req(Method::GET, &format!("{files}/{fid}/content")).send().await.unwrap();
+        assert_eq!(r.headers()["content-type"], "text/markdown");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"# hello");
+
+        // Limits: size, type, name; and files of unknown sessions.
+        let r = upload("big.bin", "application/octet-stream", vec![0u8; omnigent::files::MAX_FILE_BYTES + 1]).await.unwrap();
+        assert_eq!(r.status().as_u16(), 413);
+        let r = upload("setup.exe", "application/x-msdownload", b"MZ".to_vec()).await.unwrap();
+        assert_eq!(r.status().as_u16(), 415);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("not accepted"), "{body}");
+        let (header, body) = multipart("x.txt", "text/plain", b"x");
+        let r = api.req(Method::POST, &format!("/v1/sessions/{}/resources/files", SessionId::new())).header("content-type", header).body(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        assert_eq!(api.get(&format!("{files}/file_nope")).await.0, 404);
+
+        let (status, deleted) = api.call(Method::DELETE, &format!("{files}/{fid}"), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(deleted["deleted"], true);
+        assert_eq!(api.call(Method::DELETE, &format!("{files}/{fid}"), None).await.0, 404);
+        let gone = sse.next_event().await.unwrap();
+        assert_eq!(gone.event.as_deref(), Some("session.resource.deleted"));
+        srv.stop().await;
+    }
+}

@@ -345,6 +345,18 @@ async fn hostile_harnesses_fail_their_own_turn_and_other_sessions_carry_on() {
     assert!(custom.seq().is_some(), "persisted like every event");
     let statuses: Vec<_> = frames.iter().filter(|f| f.event.as_deref() == Some("session.status")).map(|f| f.json()["status"].clone()).collect();
     assert_eq!(statuses, vec![json!("running")], "no forged status");
+
+    // A harness writes a file artifact: announced on the stream, listed and downloadable.
+    api.message(&id, "file").await;
+    let frames = sse.until("response.completed").await;
+    let done = frames.iter().find(|f| f.event.as_deref() == Some("response.output_file.done")).expect("the artifact event").json();
+    assert_eq!(done["filename"], "report.txt");
+    assert_eq!(done["content_type"], "text/plain");
+    let fid = done["file_id"].as_str().unwrap();
+    let content = omnigent_testkit::http().get(format!("{}/v1/sessions/{id}/resources/files/{fid}/content", srv.url)).send().await.unwrap();
+    assert_eq!(content.text().await.unwrap(), "the harness wrote this");
+    let (_, list) = api.get(&format!("/v1/sessions/{id}/resources/files")).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "the refused name stored nothing");
 }
 
 #[tokio::test]

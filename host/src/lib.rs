@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod files;
 pub mod ids;
 pub mod llm;
 pub mod model;

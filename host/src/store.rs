@@ -71,12 +71,33 @@ struct Migration {
 const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "sessions", sql: include_str!("../../migrations/sqlite/0001_sessions.sql") },
     Migration { version: 2, name: "agents", sql: include_str!("../../migrations/sqlite/0002_agents.sql") },
+    Migration { version: 3, name: "files", sql: include_str!("../../migrations/sqlite/0003_files.sql") },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "sessions", sql: include_str!("../../migrations/postgres/0001_sessions.sql") },
     Migration { version: 2, name: "agents", sql: include_str!("../../migrations/postgres/0002_agents.sql") },
+    Migration { version: 3, name: "files", sql: include_str!("../../migrations/postgres/0003_files.sql") },
 ];
+
+/// A session file's metadata (its content is read separately).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileMeta {
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub bytes: i64,
+    /// `upload` or `harness`.
+    pub source: String,
+    pub created_at_us: i64,
+}
+
+type FileTuple = (String, String, String, i64, String, i64);
+const FILE_COLUMNS: &str = "id, name, content_type, bytes, source, created_at_us";
+
+fn file_from_tuple((id, name, content_type, bytes, source, created_at_us): FileTuple) -> FileMeta {
+    FileMeta { id, name, content_type, bytes, source, created_at_us }
+}
 
 /// A named session config.
 #[derive(Clone, Debug, PartialEq)]
@@ -312,6 +333,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Children first, so large logs go in the same transaction whatever the FK settings.
+            sqlx::query("DELETE FROM files WHERE session_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM items WHERE session_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM events WHERE session_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
             let done = sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
@@ -489,6 +511,83 @@ impl Store {
         rows.into_iter()
             .map(|(id, name, config, created_at_us)| Ok(Agent { id, name, config: parse_json(&config, "agents.config")?, created_at_us }))
             .collect()
+    }
+
+    /// Stores a file of a session.
+    pub async fn put_file(&self, session: &SessionId, meta: &FileMeta, content: &[u8]) -> Result<()> {
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO files (session_id, id, name, content_type, bytes, content, source, created_at_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(session.as_str())
+            .bind(&meta.id)
+            .bind(&meta.name)
+            .bind(&meta.content_type)
+            .bind(meta.bytes)
+            .bind(content)
+            .bind(&meta.source)
+            .bind(meta.created_at_us)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    pub async fn get_file(&self, session: &SessionId, id: &str) -> Result<Option<FileMeta>> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE session_id = $1 AND id = $2");
+        let row: Option<FileTuple> = on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(session.as_str()).bind(id).fetch_optional(pool).await?
+        });
+        Ok(row.map(file_from_tuple))
+    }
+
+    pub async fn file_content(&self, session: &SessionId, id: &str) -> Result<Option<Vec<u8>>> {
+        let row: Option<(Vec<u8>,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT content FROM files WHERE session_id = $1 AND id = $2")
+                .bind(session.as_str())
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(c,)| c))
+    }
+
+    /// A page of a session's files, newest first by default.
+    pub async fn list_files(&self, session: &SessionId, page: &Page) -> Result<(Vec<FileMeta>, bool)> {
+        let cursor = match (&page.after, &page.before) {
+            (Some(c), _) | (None, Some(c)) => {
+                let found = self.get_file(session, c).await?.ok_or_else(|| StoreError::UnknownCursor(c.clone()))?;
+                Some((found.created_at_us, found.id))
+            }
+            (None, None) => None,
+        };
+        let (cmp, scan_desc) = page_direction(page);
+        let filter = if cursor.is_some() { format!("AND (created_at_us, id) {cmp} ($2, $3)") } else { String::new() };
+        let dir = if scan_desc { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE session_id = $1 {filter} ORDER BY created_at_us {dir}, id {dir} LIMIT {}",
+            page.limit as i64 + 1
+        );
+        let rows: Vec<FileTuple> = on_pool!(self, pool => {
+            let mut q = sqlx::query_as(AssertSqlSafe(sql)).bind(session.as_str());
+            if let Some((at, id)) = &cursor {
+                q = q.bind(*at).bind(id.clone());
+            }
+            q.fetch_all(pool).await?
+        });
+        let (rows, has_more) = finish_page(rows, page);
+        Ok((rows.into_iter().map(file_from_tuple).collect(), has_more))
+    }
+
+    /// Deletes a file; false when there was none.
+    pub async fn delete_file(&self, session: &SessionId, id: &str) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM files WHERE session_id = $1 AND id = $2").bind(session.as_str()).bind(id).execute(pool).await?.rows_affected()
+        });
+        Ok(done > 0)
     }
 
     /// Number of stored sessions.

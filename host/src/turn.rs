@@ -364,11 +364,11 @@ impl TurnHost for Host {
             .map_err(|e| HarnessError { code: "emit_failed".into(), message: e.to_string() })
     }
 
-    async fn write_file(&self, name: String, _content: Vec<u8>) -> Result<String, HarnessError> {
-        Err(HarnessError {
-            code: "unsupported".into(),
-            message: format!("cannot store '{name}': session file artifacts are not available on this server yet"),
-        })
+    async fn write_file(&self, name: String, content: Vec<u8>) -> Result<String, HarnessError> {
+        crate::files::add(&self.sessions, &self.id, &name, None, &content, crate::files::Source::Harness)
+            .await
+            .map(|meta| meta.id)
+            .map_err(|e| HarnessError { code: "file_error".into(), message: e.to_string() })
     }
 
     fn log(&self, level: LogLevel, message: String) {

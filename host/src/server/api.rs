@@ -31,7 +31,7 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+pub(super) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).map_err(|e| ApiError::not_found(format!("no session '{}': {e}", crate::ids::truncate(raw, 80))))
 }
 
@@ -184,7 +184,7 @@ pub struct StreamQuery {
     pub idle: Option<bool>,
 }
 
-fn page(limit: Option<u32>, default_limit: u32, after: Option<String>, before: Option<String>, order: Option<String>, default_desc: bool) -> Result<Page, ApiError> {
+pub(super) fn page(limit: Option<u32>, default_limit: u32, after: Option<String>, before: Option<String>, order: Option<String>, default_desc: bool) -> Result<Page, ApiError> {
     let limit = limit.unwrap_or(default_limit);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be between 1 and 1000, got {limit}")));
@@ -238,7 +238,7 @@ fn list_item(record: SessionRecord) -> SessionListItem {
     SessionListItem { summary: summary(record), pending_elicitations_count: 0 }
 }
 
-fn list<T>(data: Vec<T>, has_more: bool, id_of: impl Fn(&T) -> String) -> ListResponse<T> {
+pub(super) fn list<T>(data: Vec<T>, has_more: bool, id_of: impl Fn(&T) -> String) -> ListResponse<T> {
     ListResponse {
         object: "list",
         first_id: data.first().map(&id_of),

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod error;
+mod files;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,6 +84,11 @@ pub enum StartError {
         api::post_event,
         api::stream,
         api::fork_session,
+        files::upload,
+        files::list,
+        files::get,
+        files::content,
+        files::delete,
         api::create_agent,
         api::list_agents,
         api::get_agent,
@@ -127,6 +133,15 @@ pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
         .route("/sessions/{id}/events", axum::routing::post(api::post_event))
         .route("/sessions/{id}/stream", get(api::stream))
         .route("/sessions/{id}/fork", axum::routing::post(api::fork_session))
+        .route(
+            "/sessions/{id}/resources/files",
+            get(files::list)
+                .post(files::upload)
+                // Uploads may be larger than other bodies (the file limit plus multipart framing).
+                .layer(DefaultBodyLimit::max(crate::files::MAX_FILE_BYTES + 64 * 1024)),
+        )
+        .route("/sessions/{id}/resources/files/{fid}", get(files::get).delete(files::delete))
+        .route("/sessions/{id}/resources/files/{fid}/content", get(files::content))
         .route("/agents", get(api::list_agents).post(api::create_agent))
         .route("/agents/{id}", get(api::get_agent));
     let guarded = Router::new()
