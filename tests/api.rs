@@ -614,3 +614,63 @@ async fn files_upload_list_download_and_delete_with_limits() {
         srv.stop().await;
     }
 }
+
+#[tokio::test]
+async fn comments_are_events_and_survive_a_restart() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = &srv.api;
+        let id = api.create(json!({})).await;
+        let base = format!("/v1/sessions/{id}/comments");
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        sse.next().await.unwrap();
+        let (status, first) = api
+            .post(&base, json!({"path": "src/main.rs", "body": "Handle the error here.", "start_index": 10, "end_index": 20, "anchor_content": "unwrap()"}))
+            .await;
+        assert_eq!(status, 200, "{}: {first}", db.label);
+        assert_eq!(first["status"], "draft");
+        assert_eq!(first["conversation_id"], id.as_str());
+        let event = sse.next_event().await.unwrap();
+        assert_eq!(event.event.as_deref(), Some("session.comment.created"));
+        assert_eq!(event.json()["comment"]["id"], first["id"]);
+        let (_, second) = api.post(&base, json!({"path": "README.md", "body": "Typo."})).await;
+        let (c1, c2) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
+
+        let (_, all) = api.get(&base).await;
+        assert_eq!(all.as_array().unwrap().len(), 2);
+        let (_, only) = api.get(&format!("{base}?path=README.md")).await;
+        assert_eq!(only.as_array().unwrap().len(), 1);
+
+        let (status, patched) = api.call(Method::PATCH, &format!("{base}/{c2}"), Some(json!({"body": "Typo in line 3."}))).await;
+        assert_eq!((status, patched["body"].as_str()), (200, Some("Typo in line 3.")));
+        let (status, err) = api.call(Method::PATCH, &format!("{base}/{c2}"), Some(json!({"status": "done"}))).await;
+        assert_eq!(status, 400);
+        assert!(err["error"]["message"].as_str().unwrap().contains("'draft' or 'addressed'"));
+        assert_eq!(api.post(&base, json!({"path": "x", "body": "  "})).await.0, 400);
+
+        let (status, sent) = api.post(&format!("{base}/send"), json!({"comment_ids": [c1, c2]})).await;
+        assert_eq!(status, 200, "{sent}");
+        let text = sent["formatted_message"].as_str().unwrap();
+        assert!(text.contains("On src/main.rs [10–20]: \"unwrap()\"\nHandle the error here."), "{text}");
+        assert!(text.contains("Typo in line 3."), "{text}");
+        assert_eq!(api.post(&format!("{base}/send"), json!({"comment_ids": ["cmt_nope"]})).await.0, 404);
+        srv.stop().await;
+
+        // The fold is durable: a restarted server has the same comments.
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = &srv.api;
+        let (_, all) = api.get(&base).await;
+        let statuses: Vec<&str> = all.as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, vec!["addressed", "addressed"], "{}", db.label);
+        let (status, _) = api.call(Method::DELETE, &format!("{base}/{c1}"), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(api.call(Method::DELETE, &format!("{base}/{c1}"), None).await.0, 404);
+        assert_eq!(api.get(&base).await.1.as_array().unwrap().len(), 1);
+        // A comment on a deleted session is a clear 404.
+        api.call(Method::DELETE, &format!("/v1/sessions/{id}"), None).await;
+        let (status, err) = api.post(&base, json!({"path": "x", "body": "late"})).await;
+        assert_eq!(status, 404);
+        assert!(err["error"]["message"].as_str().unwrap().contains("no session"), "{err}");
+        srv.stop().await;
+    }
+}

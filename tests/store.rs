@@ -25,7 +25,7 @@ async fn append(store: &Store, s: &mut SessionRecord, types: &[&str], items: &[I
     let events: Vec<_> = types.iter().enumerate().map(|(i, t)| event(expected + 1 + i as i64, t)).collect();
     let mut next = s.clone();
     next.last_seq = expected + types.len() as i64;
-    store.commit(&Commit { expected_last_seq: expected, session: &next, events: &events, items }).await.unwrap();
+    store.commit(&Commit { expected_last_seq: expected, session: &next, events: &events, items, comments: &[] }).await.unwrap();
     *s = next;
 }
 
@@ -104,7 +104,7 @@ async fn commits_append_events_and_fold_state_atomically() {
         assert_eq!(items, vec![item]);
 
         // A writer with a stale view writes nothing.
-        let stale = Commit { expected_last_seq: 2, session: &s, events: &[event(3, "dup")], items: &[] };
+        let stale = Commit { expected_last_seq: 2, session: &s, events: &[event(3, "dup")], items: &[], comments: &[] };
         assert!(matches!(store.commit(&stale).await, Err(StoreError::Conflict(_))), "{}", db.label);
         assert_eq!(store.events_after(&s.id, 0, None, 100).await.unwrap().len(), 4);
     }
@@ -161,7 +161,7 @@ async fn delete_removes_the_session_its_log_and_items() {
         assert!(store.get_session(&keep.id).await.unwrap().is_some());
         // Writing to a deleted session is a conflict, not a resurrection.
         let next = SessionRecord { last_seq: 3, ..s.clone() };
-        let late = Commit { expected_last_seq: 2, session: &next, events: &[event(3, "late")], items: &[] };
+        let late = Commit { expected_last_seq: 2, session: &next, events: &[event(3, "late")], items: &[], comments: &[] };
         assert!(matches!(store.commit(&late).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.count_sessions().await.unwrap(), 1);
     }

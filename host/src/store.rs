@@ -72,12 +72,14 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "sessions", sql: include_str!("../../migrations/sqlite/0001_sessions.sql") },
     Migration { version: 2, name: "agents", sql: include_str!("../../migrations/sqlite/0002_agents.sql") },
     Migration { version: 3, name: "files", sql: include_str!("../../migrations/sqlite/0003_files.sql") },
+    Migration { version: 4, name: "comments", sql: include_str!("../../migrations/sqlite/0004_comments.sql") },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "sessions", sql: include_str!("../../migrations/postgres/0001_sessions.sql") },
     Migration { version: 2, name: "agents", sql: include_str!("../../migrations/postgres/0002_agents.sql") },
     Migration { version: 3, name: "files", sql: include_str!("../../migrations/postgres/0003_files.sql") },
+    Migration { version: 4, name: "comments", sql: include_str!("../../migrations/postgres/0004_comments.sql") },
 ];
 
 /// A session file's metadata (its content is read separately).
@@ -126,6 +128,16 @@ pub struct Commit<'a> {
     pub events: &'a [StoredEvent],
     /// Items created or updated by these events.
     pub items: &'a [Item],
+    /// Comments created, changed or deleted by these events.
+    pub comments: &'a [CommentChange],
+}
+
+/// A change to the comments fold.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommentChange {
+    /// The comment's full current form (`data` is the wire dict).
+    Upsert { id: String, path: String, data: Value, created_at_us: i64 },
+    Delete { id: String },
 }
 
 #[derive(Clone)]
@@ -334,6 +346,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             // Children first, so large logs go in the same transaction whatever the FK settings.
             sqlx::query("DELETE FROM files WHERE session_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM comments WHERE session_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM items WHERE session_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM events WHERE session_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
             let done = sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
@@ -404,6 +417,30 @@ impl Store {
                      data = excluded.data, created_by = excluded.created_by",
                 );
                 upsert.build().execute(&mut *tx).await?;
+            }
+            for change in c.comments {
+                match change {
+                    CommentChange::Upsert { id, path, data, created_at_us } => {
+                        sqlx::query(
+                            "INSERT INTO comments (session_id, id, path, data, created_at_us) VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT (session_id, id) DO UPDATE SET path = excluded.path, data = excluded.data",
+                        )
+                        .bind(s.id.as_str())
+                        .bind(id)
+                        .bind(path)
+                        .bind(json_text(data))
+                        .bind(*created_at_us)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    CommentChange::Delete { id } => {
+                        sqlx::query("DELETE FROM comments WHERE session_id = $1 AND id = $2")
+                            .bind(s.id.as_str())
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
             }
             tx.commit().await?;
             Ok(())
@@ -588,6 +625,27 @@ impl Store {
             sqlx::query("DELETE FROM files WHERE session_id = $1 AND id = $2").bind(session.as_str()).bind(id).execute(pool).await?.rows_affected()
         });
         Ok(done > 0)
+    }
+
+    /// A session's comments, oldest first, optionally only those on `path`.
+    pub async fn list_comments(&self, session: &SessionId, path: Option<&str>) -> Result<Vec<Value>> {
+        let rows: Vec<(String,)> = on_pool!(self, pool => {
+            match path {
+                Some(p) => sqlx::query_as("SELECT data FROM comments WHERE session_id = $1 AND path = $2 ORDER BY created_at_us, id")
+                    .bind(session.as_str()).bind(p).fetch_all(pool).await?,
+                None => sqlx::query_as("SELECT data FROM comments WHERE session_id = $1 ORDER BY created_at_us, id")
+                    .bind(session.as_str()).fetch_all(pool).await?,
+            }
+        });
+        rows.into_iter().map(|(d,)| parse_json(&d, "comments.data")).collect()
+    }
+
+    pub async fn get_comment(&self, session: &SessionId, id: &str) -> Result<Option<Value>> {
+        let row: Option<(String,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT data FROM comments WHERE session_id = $1 AND id = $2")
+                .bind(session.as_str()).bind(id).fetch_optional(pool).await?
+        });
+        row.map(|(d,)| parse_json(&d, "comments.data")).transpose()
     }
 
     /// Number of stored sessions.

@@ -1,6 +1,7 @@
 //! The HTTP server: routes, auth, limits, OpenAPI, graceful shutdown.
 
 pub mod api;
+mod comments;
 pub mod error;
 mod files;
 
@@ -89,6 +90,11 @@ pub enum StartError {
         files::get,
         files::content,
         files::delete,
+        comments::create,
+        comments::list,
+        comments::update,
+        comments::delete,
+        comments::send,
         api::create_agent,
         api::list_agents,
         api::get_agent,
@@ -141,6 +147,9 @@ pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
                 .layer(DefaultBodyLimit::max(crate::files::MAX_FILE_BYTES + 64 * 1024)),
         )
         .route("/sessions/{id}/resources/files/{fid}", get(files::get).delete(files::delete))
+        .route("/sessions/{id}/comments", get(comments::list).post(comments::create))
+        .route("/sessions/{id}/comments/send", axum::routing::post(comments::send))
+        .route("/sessions/{id}/comments/{cid}", axum::routing::patch(comments::update).delete(comments::delete))
         .route("/sessions/{id}/resources/files/{fid}/content", get(files::content))
         .route("/agents", get(api::list_agents).post(api::create_agent))
         .route("/agents/{id}", get(api::get_agent));

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SessionConfig;
 use crate::ids::{SessionId, prefixed};
 use crate::model::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, now_us, secs};
-use crate::store::{Commit, Page, Store, StoreError};
+use crate::store::{CommentChange, Commit, Page, Store, StoreError};
 use crate::turn::{TurnEnv, TurnOutcome, TurnShared};
 pub use input::{EventInput, Input};
 
@@ -235,7 +235,13 @@ impl Sessions {
         if draft.record.status != SessionStatus::Idle {
             draft.set_status(SessionStatus::Idle, None);
         }
-        let commit = Commit { expected_last_seq: 0, session: &draft.record, events: &draft.events, items: &draft.items };
+        let commit = Commit {
+            expected_last_seq: 0,
+            session: &draft.record,
+            events: &draft.events,
+            items: &draft.items,
+            comments: &draft.comments,
+        };
         if let Err(e) = self.inner.store.commit(&commit).await {
             // Leave no half-made fork behind.
             let _ = self.inner.store.delete_session(&record.id).await;
@@ -631,6 +637,7 @@ impl Actor {
             session: &draft.record,
             events: &draft.events,
             items: &draft.items,
+            comments: &draft.comments,
         };
         match self.sessions.inner.store.commit(&commit).await {
             Ok(()) => {
@@ -683,11 +690,12 @@ struct Draft {
     record: SessionRecord,
     events: Vec<StoredEvent>,
     items: Vec<Item>,
+    comments: Vec<CommentChange>,
 }
 
 impl Draft {
     fn new(record: &SessionRecord) -> Self {
-        Draft { record: record.clone(), events: Vec::new(), items: Vec::new() }
+        Draft { record: record.clone(), events: Vec::new(), items: Vec::new(), comments: Vec::new() }
     }
 
     /// Appends an event: numbers it, folds it into the session and its items.
@@ -709,6 +717,9 @@ impl Draft {
         if let Some(item) = item_of(&event) {
             self.items.retain(|i| i.id != item.id);
             self.items.push(item);
+        }
+        if let Some(change) = comment_change_of(&event) {
+            self.comments.push(change);
         }
         self.events.push(event);
     }
@@ -809,6 +820,22 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
             }
         }
         _ => {}
+    }
+}
+
+/// The change to the comments fold an event makes, if any.
+pub fn comment_change_of(event: &StoredEvent) -> Option<CommentChange> {
+    let comment = event.data.get("comment")?;
+    let id = comment.get("id")?.as_str()?.to_string();
+    match event.event_type.as_str() {
+        "session.comment.created" | "session.comment.updated" => Some(CommentChange::Upsert {
+            path: comment.get("path").and_then(Value::as_str).unwrap_or_default().to_string(),
+            created_at_us: event.created_at_us,
+            data: comment.clone(),
+            id,
+        }),
+        "session.comment.deleted" => Some(CommentChange::Delete { id }),
+        _ => None,
     }
 }
 
