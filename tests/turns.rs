@@ -643,3 +643,63 @@ async fn resume_reopens_a_stored_session_after_a_restart() {
     assert_eq!(roles, vec!["system", "user", "assistant", "user"]);
     Command::new(bin()).args(["server", "stop"]).env("OMNIGENT_DATA_DIR", data.path()).output().unwrap();
 }
+
+#[tokio::test]
+async fn sub_agents_run_as_child_sessions_in_parallel_and_report_back_exactly_once() {
+    for db in databases().await {
+        let work = workdir();
+        let mock = MockLlm::start(vec![
+            Reply::Tools { text: String::new(), calls: vec![("alpha".into(), json!({"task": "task A"})), ("beta".into(), json!({"task": "task B"}))] },
+            Reply::text("Both done."),
+            Reply::tool("broken", json!({"task": "task C"})),
+            Reply::text("The broken one failed."),
+        ])
+        .await;
+        let srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        let child = |name: &str, harness: &str| {
+            format!("  {name}:\n    type: agent\n    description: The {name} worker.\n    prompt: You are {name}.\n    executor:\n      harness: {harness}\n      provider: scripted\n      script: [{{text: \"{name} says: done\"}}]\n")
+        };
+        let tools = format!("{}{}{}", child("alpha", "agent"), child("beta", "agent"), child("broken", "/nonexistent/broken.wasm"));
+        let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", &tools), work.path()).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        api.message(&id, "delegate").await;
+        let frames = sse.until("response.completed").await;
+        let label = db.label;
+        let created: Vec<String> = frames.iter().filter(|f| f.event.as_deref() == Some("session.created"))
+            .map(|f| f.json()["child_session_id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(created.len(), 2, "{label}");
+        for child_id in &created {
+            let settled = frames.iter().any(|f| f.event.as_deref() == Some("session.child_session.updated")
+                && f.json()["child_session_id"] == child_id.as_str() && f.json()["child"]["current_task_status"] == "idle");
+            assert!(settled, "{label}: the parent saw {child_id} finish");
+        }
+        let outputs: Vec<String> = frames.iter().filter(|f| f.event.as_deref() == Some("response.output_item.done") && f.json()["item"]["type"] == "function_call_output")
+            .map(|f| f.json()["item"]["output"].as_str().unwrap().to_string()).collect();
+        assert_eq!(outputs, vec!["alpha says: done", "beta says: done"], "{label}: each result once");
+        let tool_msgs: Vec<String> = mock.requests()[1].body["messages"].as_array().unwrap().iter()
+            .filter(|m| m["role"] == "tool").map(|m| m["content"].as_str().unwrap().to_string()).collect();
+        assert_eq!(tool_msgs, outputs, "{label}");
+
+        let (_, children) = api.get(&format!("/v1/sessions/{id}/child_sessions")).await;
+        let rows = children["data"].as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|c| c["kind"] == "sub_agent" && c["parent_session_id"] == id.as_str()), "{children}");
+        let (_, child) = api.get(&format!("/v1/sessions/{}", created[0])).await;
+        assert_eq!(child["parent_session_id"], id.as_str());
+        assert_eq!(child["kind"], "sub_agent");
+        let texts: Vec<&str> = child["items"].as_array().unwrap().iter().map(|i| i["data"]["content"][0]["text"].as_str().unwrap()).collect();
+        assert!(texts[0].starts_with("task ") && texts[1].ends_with("says: done"), "{texts:?}");
+        sse.statuses_until_settled().await;
+
+        // A child that fails reports the failure to the parent's model; the parent carries on.
+        api.message(&id, "delegate again").await;
+        let frames = sse.until("response.completed").await;
+        let output = frames.iter().find(|f| f.event.as_deref() == Some("response.output_item.done") && f.json()["item"]["type"] == "function_call_output").unwrap().json();
+        assert!(output["item"]["output"].as_str().unwrap().contains("failed: harness_not_found"), "{label}: {output}");
+        assert_eq!(sse.statuses_until_settled().await, vec!["idle"]);
+        let (_, children) = api.get(&format!("/v1/sessions/{id}/child_sessions")).await;
+        assert_eq!(children["data"][0]["current_task_status"], "failed");
+    }
+}

@@ -134,8 +134,9 @@ pub struct ScriptedCall {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ToolConfig {
-    /// `builtin` (shell, read_file, write_file, list_dir — the map key picks which) or `function` (with
-    /// `runtime: client`: the client runs it and posts a `function_call_output`).
+    /// `builtin` (shell, read_file, write_file, list_dir — the map key picks which), `function` (with
+    /// `runtime: client`: the client runs it and posts a `function_call_output`) or `agent` (a sub-agent that runs
+    /// each call as a child session).
     #[serde(rename = "type", default = "function_kind")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +155,15 @@ pub struct ToolConfig {
     /// Builtin tools: most bytes of output returned to the model (default 65536).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<usize>,
+    /// Sub-agent (`type: agent`): its instructions.
+    #[serde(default, alias = "instructions", skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Sub-agent: its own harness and model (default: the parent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Executor>,
+    /// Sub-agent: its own tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<BTreeMap<String, ToolConfig>>,
 }
 
 fn function_kind() -> String {
@@ -249,6 +259,27 @@ impl SessionConfig {
         }
     }
 
+    /// The config of the child session a sub-agent tool runs as: its own prompt, tools and executor (default:
+    /// this config's executor), in this config's working directory.
+    pub fn sub_agent(&self, name: &str, tool: &ToolConfig) -> SessionConfig {
+        SessionConfig {
+            name: name.to_string(),
+            prompt: tool.prompt.clone().or_else(|| tool.description.clone()),
+            instructions: None,
+            description: tool.description.clone(),
+            executor: tool.executor.clone().unwrap_or_else(|| self.executor.clone()),
+            tools: tool.tools.clone().unwrap_or_default(),
+            os_env: self.os_env.clone(),
+            async_enabled: None,
+            cancellable: None,
+            policies: None,
+            terminals: None,
+            params: None,
+            labels: None,
+            metadata: None,
+        }
+    }
+
     /// Keys accepted for Omnigent compatibility that this server does not act on.
     pub fn unsupported_keys(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
@@ -311,8 +342,15 @@ impl SessionConfig {
                         return Err(format!("tools.{name}.parameters must be a JSON Schema object"));
                     }
                 }
+                "agent" => {
+                    if tool.description.as_deref().is_none_or(str::is_empty) {
+                        return Err(format!("tools.{name}: a sub-agent needs a description (the parent's model reads it)"));
+                    }
+                    let child = self.sub_agent(name, tool);
+                    child.validate().map_err(|e| format!("tools.{name}: {e}"))?;
+                }
                 other => {
-                    return Err(format!("tools.{name}: type '{other}' is not supported (use builtin or function)"));
+                    return Err(format!("tools.{name}: type '{other}' is not supported (use builtin, function or agent)"));
                 }
             }
         }

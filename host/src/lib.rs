@@ -14,6 +14,7 @@ pub mod session;
 pub mod sse;
 pub mod store;
 pub mod stream;
+pub mod subagent;
 pub mod tools;
 pub mod turn;
 

@@ -73,6 +73,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "agents", sql: include_str!("../../migrations/sqlite/0002_agents.sql") },
     Migration { version: 3, name: "files", sql: include_str!("../../migrations/sqlite/0003_files.sql") },
     Migration { version: 4, name: "comments", sql: include_str!("../../migrations/sqlite/0004_comments.sql") },
+    Migration { version: 5, name: "children", sql: include_str!("../../migrations/sqlite/0005_children.sql") },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -80,6 +81,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "agents", sql: include_str!("../../migrations/postgres/0002_agents.sql") },
     Migration { version: 3, name: "files", sql: include_str!("../../migrations/postgres/0003_files.sql") },
     Migration { version: 4, name: "comments", sql: include_str!("../../migrations/postgres/0004_comments.sql") },
+    Migration { version: 5, name: "children", sql: include_str!("../../migrations/postgres/0005_children.sql") },
 ];
 
 /// A session file's metadata (its content is read separately).
@@ -337,6 +339,17 @@ impl Store {
         });
         let (rows, has_more) = finish_page(rows, page);
         Ok((rows.into_iter().map(session_from_tuple).collect::<Result<_>>()?, has_more))
+    }
+
+    /// A session's child sessions (sub-agents), newest first.
+    pub async fn list_children(&self, parent: &SessionId, limit: u32) -> Result<Vec<SessionRecord>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE parent_session_id = $1 ORDER BY created_at_us DESC, id DESC LIMIT {limit}"
+        );
+        let rows: Vec<SessionTuple> = on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(parent.as_str()).fetch_all(pool).await?
+        });
+        rows.into_iter().map(session_from_tuple).collect()
     }
 
     /// Deletes a session with its log and items. Returns false when it did not exist.

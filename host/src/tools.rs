@@ -157,7 +157,18 @@ mod tests {
     use super::*;
 
     fn cfg(timeout_s: Option<u64>, max: Option<usize>) -> ToolConfig {
-        ToolConfig { kind: "builtin".into(), description: None, parameters: None, runtime: None, callable: None, timeout_s, max_output_bytes: max }
+        ToolConfig {
+            kind: "builtin".into(),
+            description: None,
+            parameters: None,
+            runtime: None,
+            callable: None,
+            timeout_s,
+            max_output_bytes: max,
+            prompt: None,
+            executor: None,
+            tools: None,
+        }
     }
 
     #[tokio::test]

@@ -122,6 +122,7 @@ async fn run_inner(
         cwd,
         shared: shared.clone(),
         client_calls: Mutex::default(),
+        children: Mutex::default(),
     });
     let run = component.run_turn(host, TurnInput { max_steps }, limits);
     let result = tokio::select! {
@@ -184,6 +185,9 @@ struct Host {
     shared: TurnShared,
     /// Client-side tool calls waiting for the client's `function_call_output`.
     client_calls: Mutex<HashMap<String, (String, oneshot::Receiver<String>)>>,
+    /// Sub-agent calls: their child sessions start as soon as the model asks (so several run in parallel) and
+    /// `call_tool` collects each result once.
+    children: Mutex<HashMap<String, oneshot::Receiver<Result<String, String>>>>,
 }
 
 impl Host {
@@ -269,6 +273,23 @@ impl TurnHost for Host {
                 self.client_calls.lock().unwrap().insert(call.id.clone(), (item_id, rx));
             }
         }
+        for call in &completion.tool_calls {
+            if let Some(tool) = self.tool_config(&call.name).filter(|t| t.kind == "agent") {
+                let (tx, rx) = oneshot::channel();
+                self.children.lock().unwrap().insert(call.id.clone(), rx);
+                let child = crate::subagent::Child {
+                    sessions: self.sessions.clone(),
+                    parent: self.id.clone(),
+                    config: self.config.sub_agent(&call.name, tool),
+                    title: format!("{}:{}", self.config.name, call.name),
+                    arguments: call.arguments.clone(),
+                    cancel: self.shared.cancel.clone(),
+                };
+                tokio::spawn(async move {
+                    let _ = tx.send(child.run().await);
+                });
+            }
+        }
         if let Err(e) = self.sessions.emit(&self.id, events, waiters).await {
             tracing::warn!(session = %self.id, error = %e, "could not record a model response");
         }
@@ -283,6 +304,8 @@ impl TurnHost for Host {
                 let (description, parameters) = if t.kind == "builtin" {
                     let (d, p) = crate::tools::spec(name);
                     (t.description.clone().unwrap_or_else(|| d.to_string()), p)
+                } else if t.kind == "agent" {
+                    (t.description.clone().unwrap_or_default(), crate::subagent::parameters())
                 } else {
                     (t.description.clone().unwrap_or_default(), t.parameters.clone().unwrap_or(json!({"type": "object"})))
                 };
@@ -302,6 +325,19 @@ impl TurnHost for Host {
             self.record_output(&call_id, &result.output).await;
             return result;
         };
+        if tool.kind == "agent" {
+            let waiting = self.children.lock().unwrap().remove(&call_id);
+            let result = match waiting {
+                Some(rx) => match rx.await {
+                    Ok(Ok(output)) => wit_tools::ToolResult { output, is_error: false },
+                    Ok(Err(message)) => fail(message),
+                    Err(_) => fail("the sub-agent's task was abandoned".into()),
+                },
+                None => fail(format!("sub-agent call {call_id} was not announced by the model")),
+            };
+            self.record_output(&call_id, &result.output).await;
+            return result;
+        }
         if tool.runtime.as_deref() == Some("client") {
             let waiting = self.client_calls.lock().unwrap().remove(&call_id);
             let Some((item_id, rx)) = waiting else {

@@ -319,7 +319,7 @@ pub async fn create_session(
         .collect::<Result<Vec<_>, _>>()?;
     let record = state
         .sessions
-        .create(NewSession { title: req.title, labels: req.labels, config, agent_id, initial_items })
+        .create(NewSession { title: req.title, labels: req.labels, config, agent_id, initial_items, parent: None })
         .await?;
     let body = render_snapshot(&state, record, true).await?;
     Ok((StatusCode::CREATED, Json(body)))
@@ -537,4 +537,15 @@ pub async fn fork_session(
     };
     let record = state.sessions.fork(&id, req.title, req.up_to_response_id.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(render_snapshot(&state, record, true).await?)))
+}
+
+/// A session's sub-agent child sessions, newest first.
+#[utoipa::path(get, path = "/v1/sessions/{id}/child_sessions", params(("id" = String, Path)),
+    responses((status = 200, body = ListResponse<Object>), (status = 404, body = ErrorEnvelope)))]
+pub async fn child_sessions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ListResponse<Value>>, ApiError> {
+    let id = session_id(&id)?;
+    state.sessions.get(&id).await?;
+    let children = state.sessions.store().list_children(&id, 1000).await.map_err(SessionError::from)?;
+    let data: Vec<Value> = children.iter().map(crate::subagent::summary).collect();
+    Ok(Json(list(data, false, |v| v["id"].as_str().unwrap_or_default().to_string())))
 }

@@ -85,6 +85,7 @@ pub enum StartError {
         api::post_event,
         api::stream,
         api::fork_session,
+        api::child_sessions,
         files::upload,
         files::list,
         files::get,
@@ -139,6 +140,7 @@ pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
         .route("/sessions/{id}/events", axum::routing::post(api::post_event))
         .route("/sessions/{id}/stream", get(api::stream))
         .route("/sessions/{id}/fork", axum::routing::post(api::fork_session))
+        .route("/sessions/{id}/child_sessions", get(api::child_sessions))
         .route(
             "/sessions/{id}/resources/files",
             get(files::list)

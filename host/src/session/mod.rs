@@ -95,6 +95,8 @@ pub struct NewSession {
     pub config: Value,
     pub agent_id: Option<String>,
     pub initial_items: Vec<Input>,
+    /// For a sub-agent's child session: its parent (the session is then of kind `sub_agent`).
+    pub parent: Option<SessionId>,
 }
 
 /// A client tool call waiting for its `function_call_output`: (call id, where to deliver the output).
@@ -189,6 +191,10 @@ impl Sessions {
     pub async fn create(&self, new: NewSession) -> Result<SessionRecord, SessionError> {
         let mut record = SessionRecord::new(new.config, new.title, new.labels, now_us());
         record.agent_id = new.agent_id;
+        if let Some(parent) = new.parent {
+            record.kind = "sub_agent".into();
+            record.parent_session_id = Some(parent);
+        }
         self.inner.store.create_session(&record).await?;
         tracing::info!(session = %record.id, "session created");
         if new.initial_items.is_empty() {
