@@ -90,6 +90,23 @@ pub struct Executor {
     pub profile: Option<String>,
 }
 
+impl Executor {
+    /// `harness` with `model` and every other setting at its default.
+    pub fn new(harness: &str, model: Option<String>) -> Executor {
+        Executor {
+            harness: harness.to_string(),
+            model,
+            provider: None,
+            auth: None,
+            script: Vec::new(),
+            max_steps: None,
+            turn_timeout_s: None,
+            memory_mb: None,
+            profile: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
@@ -259,17 +276,16 @@ impl SessionConfig {
         }
     }
 
-    /// The config of the child session a sub-agent tool runs as: its own prompt, tools and executor (default:
-    /// this config's executor), in this config's working directory.
-    pub fn sub_agent(&self, name: &str, tool: &ToolConfig) -> SessionConfig {
+    /// A config with only a name and an executor (no prompt, no tools).
+    pub fn new(name: &str, executor: Executor) -> SessionConfig {
         SessionConfig {
             name: name.to_string(),
-            prompt: tool.prompt.clone().or_else(|| tool.description.clone()),
+            prompt: None,
             instructions: None,
-            description: tool.description.clone(),
-            executor: tool.executor.clone().unwrap_or_else(|| self.executor.clone()),
-            tools: tool.tools.clone().unwrap_or_default(),
-            os_env: self.os_env.clone(),
+            description: None,
+            executor,
+            tools: BTreeMap::new(),
+            os_env: None,
             async_enabled: None,
             cancellable: None,
             policies: None,
@@ -277,6 +293,18 @@ impl SessionConfig {
             params: None,
             labels: None,
             metadata: None,
+        }
+    }
+
+    /// The config of the child session a sub-agent tool runs as: its own prompt, tools and executor (default:
+    /// this config's executor), in this config's working directory.
+    pub fn sub_agent(&self, name: &str, tool: &ToolConfig) -> SessionConfig {
+        SessionConfig {
+            prompt: tool.prompt.clone().or_else(|| tool.description.clone()),
+            description: tool.description.clone(),
+            tools: tool.tools.clone().unwrap_or_default(),
+            os_env: self.os_env.clone(),
+            ..SessionConfig::new(name, tool.executor.clone().unwrap_or_else(|| self.executor.clone()))
         }
     }
 

@@ -273,6 +273,10 @@ impl TurnHost for Host {
                 self.client_calls.lock().unwrap().insert(call.id.clone(), (item_id, rx));
             }
         }
+        if let Err(e) = self.sessions.emit(&self.id, events, waiters).await {
+            tracing::warn!(session = %self.id, error = %e, "could not record a model response");
+        }
+        // Sub-agent calls start now, after their function_call items are in the log, so several run in parallel.
         for call in &completion.tool_calls {
             if let Some(tool) = self.tool_config(&call.name).filter(|t| t.kind == "agent") {
                 let (tx, rx) = oneshot::channel();
@@ -289,9 +293,6 @@ impl TurnHost for Host {
                     let _ = tx.send(child.run().await);
                 });
             }
-        }
-        if let Err(e) = self.sessions.emit(&self.id, events, waiters).await {
-            tracing::warn!(session = %self.id, error = %e, "could not record a model response");
         }
         Ok(completion)
     }

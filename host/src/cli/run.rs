@@ -138,34 +138,11 @@ async fn converse(client: &Client, id: &str, prompt: Option<&str>) -> anyhow::Re
     }
 }
 
-/// The config `omnigent run <harness> [--model M]` uses.
+/// The config `omnigent run <harness> [--model M]` uses: tools run in the current directory.
 fn quick_config(harness: String, model: Option<String>) -> SessionConfig {
-    SessionConfig {
-        name: "quickstart".into(),
-        prompt: None,
-        instructions: None,
-        description: None,
-        executor: Executor {
-            harness,
-            model: Some(model.unwrap_or_else(|| "gpt-4o-mini".into())),
-            provider: None,
-            auth: None,
-            script: Vec::new(),
-            max_steps: None,
-            turn_timeout_s: None,
-            memory_mb: None,
-            profile: None,
-        },
-        tools: Default::default(),
-        os_env: std::env::current_dir().ok().map(|d| crate::config::OsEnv { kind: None, cwd: Some(d.display().to_string()), sandbox: None }),
-        async_enabled: None,
-        cancellable: None,
-        policies: None,
-        terminals: None,
-        params: None,
-        labels: None,
-        metadata: None,
-    }
+    let executor = Executor::new(&harness, Some(model.unwrap_or_else(|| "gpt-4o-mini".into())));
+    let cwd = std::env::current_dir().ok().map(|d| crate::config::OsEnv { kind: None, cwd: Some(d.display().to_string()), sandbox: None });
+    SessionConfig { os_env: cwd, ..SessionConfig::new("quickstart", executor) }
 }
 
 /// A terminal conversation with one session.
