@@ -89,7 +89,13 @@ pub async fn content(State(state): State<AppState>, Path((id, fid)): Path<(Strin
     let bytes = state.sessions.store().file_content(&id, &meta.id).await.map_err(SessionError::from)?;
     let bytes = bytes.ok_or_else(|| ApiError::not_found(format!("no file '{fid}' in session {id}")))?;
     let disposition = format!("attachment; filename=\"{}\"", meta.name.replace(['"', '\\'], "_"));
-    Ok(([(header::CONTENT_TYPE, meta.content_type), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response())
+    // Served as a download and never sniffed: an uploaded HTML file must not run as a page of this origin.
+    let headers = [
+        (header::CONTENT_TYPE, meta.content_type),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+    ];
+    Ok((headers, bytes).into_response())
 }
 
 /// Delete a file.
