@@ -546,6 +546,19 @@ async fn agents_are_named_configs_that_sessions_start_from() {
         }
         let (status, both) = api.post("/v1/sessions", json!({"agent_id": agent_id, "config": config})).await;
         assert_eq!(status, 400, "{both}");
+
+        // The list filters Omnigent clients send.
+        api.create(json!({})).await;
+        let count = |v: &Value| v["data"].as_array().unwrap().len();
+        assert_eq!(count(&api.get("/v1/sessions?agent_name=helper").await.1), 2, "{}", db.label);
+        assert_eq!(count(&api.get(&format!("/v1/sessions?agent_id={agent_id}")).await.1), 2);
+        assert_eq!(count(&api.get("/v1/sessions?agent_name=nobody").await.1), 0);
+        assert_eq!(count(&api.get("/v1/sessions?kind=default&sort_by=created_at&visibility=all").await.1), 3);
+        assert_eq!(count(&api.get("/v1/sessions?kind=sub_agent").await.1), 0);
+        assert_eq!(count(&api.get("/v1/sessions?visibility=archived&include_archived=true").await.1), 0);
+        let (status, err) = api.get("/v1/sessions?sort_by=updated_at").await;
+        assert_eq!(status, 400);
+        assert!(err["error"]["message"].as_str().unwrap().contains("use created_at"), "{err}");
         srv.stop().await;
     }
 }

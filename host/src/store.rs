@@ -121,6 +121,21 @@ pub struct Page {
     pub descending: bool,
 }
 
+/// Which sessions a list returns.
+#[derive(Clone, Debug, Default)]
+pub struct SessionFilter {
+    pub status: Option<SessionStatus>,
+    /// `default` or `sub_agent`; None for both.
+    pub kind: Option<String>,
+    pub agent_id: Option<String>,
+}
+
+impl From<Option<SessionStatus>> for SessionFilter {
+    fn from(status: Option<SessionStatus>) -> Self {
+        SessionFilter { status, ..SessionFilter::default() }
+    }
+}
+
 /// One transaction's worth of writes to one session, produced by its actor.
 pub struct Commit<'a> {
     /// The session's `last_seq` as the writer knows it; the commit fails with `Conflict` if it moved.
@@ -293,13 +308,10 @@ impl Store {
         row.map(session_from_tuple).transpose()
     }
 
-    /// Lists sessions by creation time (then id), optionally only those in `status`. Returns the page and
-    /// whether more rows lie beyond it.
-    pub async fn list_sessions(
-        &self,
-        page: &Page,
-        status: Option<SessionStatus>,
-    ) -> Result<(Vec<SessionRecord>, bool)> {
+    /// Lists sessions by creation time (then id), optionally filtered. Returns the page and whether more rows lie
+    /// beyond it.
+    pub async fn list_sessions(&self, page: &Page, filter: impl Into<SessionFilter>) -> Result<(Vec<SessionRecord>, bool)> {
+        let SessionFilter { status, kind, agent_id } = filter.into();
         let cursor = match (&page.after, &page.before) {
             (Some(c), _) | (None, Some(c)) => {
                 let sql = "SELECT created_at_us, id FROM sessions WHERE id = $1";
@@ -318,8 +330,11 @@ impl Store {
             conditions.push(format!("(created_at_us, id) {cmp} ($1, $2)"));
             n = 2;
         }
-        if status.is_some() {
-            conditions.push(format!("status = ${}", n + 1));
+        for (present, column) in [(status.is_some(), "status"), (kind.is_some(), "kind"), (agent_id.is_some(), "agent_id")] {
+            if present {
+                n += 1;
+                conditions.push(format!("{column} = ${n}"));
+            }
         }
         let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let dir = if scan_desc { "DESC" } else { "ASC" };
@@ -334,6 +349,12 @@ impl Store {
             }
             if let Some(s) = status {
                 q = q.bind(s.as_str());
+            }
+            if let Some(k) = &kind {
+                q = q.bind(k.clone());
+            }
+            if let Some(a) = &agent_id {
+                q = q.bind(a.clone());
             }
             q.fetch_all(pool).await?
         });

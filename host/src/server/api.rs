@@ -149,6 +149,18 @@ pub struct ListSessionsQuery {
     pub order: Option<String>,
     /// Only sessions in this state: `idle`, `running`, `failed` or `paused`.
     pub status: Option<String>,
+    /// `created_at` (the only order supported so far).
+    pub sort_by: Option<String>,
+    /// `default` (top-level sessions), `sub_agent` (children) or `any` (default).
+    pub kind: Option<String>,
+    /// Only sessions created from this agent (id).
+    pub agent_id: Option<String>,
+    /// Only sessions created from this agent (name).
+    pub agent_name: Option<String>,
+    /// `all` or `mine` (the same on a single-user server); `shared` and `archived` are empty here.
+    pub visibility: Option<String>,
+    /// Accepted for Omnigent compatibility (nothing is archived on this server).
+    pub include_archived: Option<bool>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -339,7 +351,31 @@ pub async fn list_sessions(
             ApiError::invalid(format!("status must be one of idle, running, failed, paused; got '{}'", crate::ids::truncate(s, 40)))
         })?),
     };
-    let (rows, has_more) = state.sessions.list(&page, status).await?;
+    if let Some(sort) = q.sort_by.as_deref().filter(|s| *s != "created_at") {
+        return Err(ApiError::invalid(format!("sort_by '{}' is not supported; use created_at", crate::ids::truncate(sort, 40))));
+    }
+    let kind = match q.kind.as_deref() {
+        None | Some("any") => None,
+        Some(k @ ("default" | "sub_agent")) => Some(k.to_string()),
+        Some(other) => return Err(ApiError::invalid(format!("kind must be default, sub_agent or any; got '{}'", crate::ids::truncate(other, 40)))),
+    };
+    let empty = match q.visibility.as_deref() {
+        None | Some("all") | Some("mine") => false,
+        Some("shared") | Some("archived") => true,
+        Some(other) => return Err(ApiError::invalid(format!("visibility must be all, mine, shared or archived; got '{}'", crate::ids::truncate(other, 40)))),
+    };
+    let mut agent_id = q.agent_id;
+    if let Some(name) = &q.agent_name {
+        match state.sessions.store().get_agent(name).await.map_err(SessionError::from)? {
+            Some(agent) if agent_id.as_ref().is_none_or(|id| *id == agent.id) => agent_id = Some(agent.id),
+            _ => return Ok(Json(list(Vec::new(), false, |s: &SessionListItem| s.summary.id.clone()))),
+        }
+    }
+    if empty {
+        return Ok(Json(list(Vec::new(), false, |s: &SessionListItem| s.summary.id.clone())));
+    }
+    let filter = crate::store::SessionFilter { status, kind, agent_id };
+    let (rows, has_more) = state.sessions.list(&page, filter).await?;
     Ok(Json(list(rows.into_iter().map(list_item).collect(), has_more, |s| s.summary.id.clone())))
 }
 

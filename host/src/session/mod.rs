@@ -265,9 +265,9 @@ impl Sessions {
     pub async fn list(
         &self,
         page: &Page,
-        status: Option<SessionStatus>,
+        filter: crate::store::SessionFilter,
     ) -> Result<(Vec<SessionRecord>, bool), SessionError> {
-        Ok(self.inner.store.list_sessions(page, status).await?)
+        Ok(self.inner.store.list_sessions(page, filter).await?)
     }
 
     pub async fn items(&self, id: &SessionId, page: &Page) -> Result<(Vec<Item>, bool), SessionError> {
