@@ -47,3 +47,35 @@ async def main(base: str) -> None:
 
 
 asyncio.run(main(sys.argv[1]))
+
+
+async def legacy_session_path(base: str) -> None:
+    """`client.session(model=…)` + `session.query(…)`: the path that needs POST /v1/responses."""
+    config = {
+        "name": "sdk-demo",
+        "executor": {"harness": "agent", "provider": "scripted",
+                     "script": [{"text": "First answer."}, {"text": "Second answer, streamed."}]},
+    }
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{base}/v1/agents", json={"config": config})
+        check(r.status_code == 201, f"register the agent: {r.status_code} {r.text}")
+    async with OmnigentClient(base_url=base) as client:
+        session = client.session(model="sdk-demo")
+        result = await session.query("hello")
+        check(result.text == "First answer.", f"query text: {result.text!r}")
+        check(result.files == [], f"query files: {result.files}")
+        stream = await session.query("and again", stream=True)
+        chunks = [chunk async for chunk in stream]
+        check(len(chunks) >= 1, f"streamed as chunks: {chunks}")
+        check("".join(chunks) == "Second answer, streamed.", f"stream text: {chunks}")
+        # Both turns went to one session (previous_response_id threads them).
+        first = session.current_response_id
+        listed = await client.sessions.list(agent_name="sdk-demo")
+        check(len(listed) == 1, f"one session for the conversation: {listed}")
+        items = await client.sessions.list_items(listed[0].id)
+        check(len(items.data) == 4, f"two exchanges in one transcript: {items}")
+        check(first is not None and first.startswith("resp_"), f"response id: {first}")
+    print("ok (legacy session path)")
+
+
+asyncio.run(legacy_session_path(sys.argv[1]))

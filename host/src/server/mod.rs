@@ -4,6 +4,7 @@ pub mod api;
 mod comments;
 pub mod error;
 mod files;
+mod responses;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,6 +97,7 @@ pub enum StartError {
         comments::update,
         comments::delete,
         comments::send,
+        responses::create,
         api::create_agent,
         api::list_agents,
         api::get_agent,
@@ -154,6 +156,7 @@ pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
         .route("/sessions/{id}/comments/{cid}", axum::routing::patch(comments::update).delete(comments::delete))
         .route("/sessions/{id}/resources/files/{fid}/content", get(files::content))
         .route("/agents", get(api::list_agents).post(api::create_agent))
+        .route("/responses", axum::routing::post(responses::create))
         .route("/agents/{id}", get(api::get_agent));
     let guarded = Router::new()
         .nest("/v1", v1)

@@ -767,7 +767,7 @@ impl Draft {
                 return;
             }
         };
-        let response_id = prefixed("resp");
+        let response_id = response_id_for(&self.record.id);
         let model = config.executor.model.clone().unwrap_or_else(|| "scripted".into());
         self.set_status(SessionStatus::Running, None);
         let response = json!({"id": response_id, "object": "response", "status": "in_progress", "model": model,
@@ -843,6 +843,18 @@ pub fn comment_change_of(event: &StoredEvent) -> Option<CommentChange> {
         "session.comment.deleted" => Some(CommentChange::Delete { id }),
         _ => None,
     }
+}
+
+/// A new response id that names its session: `resp_<session hex><8 hex>`, so a `previous_response_id` leads back
+/// to the session without a lookup table.
+fn response_id_for(session: &SessionId) -> String {
+    format!("resp_{}{}", &session.as_str()["conv_".len()..], &crate::ids::random_hex()[..8])
+}
+
+/// The session a response id (made by `response_id_for`) belongs to.
+pub fn session_of_response(response_id: &str) -> Option<SessionId> {
+    let hex = response_id.strip_prefix("resp_")?;
+    SessionId::parse(hex.get(..32)?).ok()
 }
 
 /// The response an event belongs to, if any.

@@ -1,0 +1,135 @@
+//! `POST /v1/responses`: the responses-style endpoint the published Python SDK's `client.session(model=…)` and
+//! `client.query(…)` still use (Omnigent removed it and broke them). Each call is one turn of a session: a new
+//! session from the agent named by `model`, or the session of `previous_response_id`.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AppState;
+use super::api::ApiJson;
+use super::error::{ApiError, ErrorEnvelope};
+use crate::ids::truncate;
+use crate::session::{Input, NewSession, Published, SessionError, session_of_response};
+
+/// The body the SDK sends (its `_build_body`); other fields are ignored.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateResponse {
+    /// The agent's name (registered with `POST /v1/agents`).
+    pub model: String,
+    /// Text, or a list of content parts.
+    #[schema(value_type = Object)]
+    pub input: Value,
+    #[serde(default)]
+    pub stream: bool,
+    /// Continue the session this response belongs to.
+    pub previous_response_id: Option<String>,
+    /// Client-side tools: not supported on this endpoint (use the sessions API).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tools: Option<Vec<Value>>,
+    // `instructions`, `background`, `reasoning`, `model_override` are accepted and ignored: the agent's config
+    // decides.
+}
+
+const TERMINAL: [&str; 4] = ["response.completed", "response.failed", "response.incomplete", "response.cancelled"];
+
+/// Run one turn, streamed as response events (`stream: true`) or answered with the final response object.
+#[utoipa::path(post, path = "/v1/responses", request_body = CreateResponse,
+    responses((status = 200, description = "SSE of response events, or the final response object"),
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateResponse>) -> Result<Response, ApiError> {
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::invalid("client-side tools are not supported on /v1/responses; use the sessions API"));
+    }
+    let content = match req.input {
+        Value::String(text) => vec![json!({"type": "input_text", "text": text})],
+        Value::Array(parts) => parts,
+        _ => return Err(ApiError::invalid("input must be a string or a list of content parts")),
+    };
+    let id = match &req.previous_response_id {
+        Some(previous) => {
+            let id = session_of_response(previous)
+                .ok_or_else(|| ApiError::not_found(format!("no response '{}'", truncate(previous, 80))))?;
+            state.sessions.get(&id).await?;
+            id
+        }
+        None => {
+            let agent = state.sessions.store().get_agent(&req.model).await.map_err(SessionError::from)?.ok_or_else(|| {
+                ApiError::not_found(format!("no agent '{}' (register one with POST /v1/agents)", truncate(&req.model, 80)))
+            })?;
+            let new = NewSession { title: Some(req.model.clone()), config: agent.config, agent_id: Some(agent.id), ..NewSession::default() };
+            state.sessions.create(new).await?.id
+        }
+    };
+    // Subscribe first, then send: the turn's events cannot slip past.
+    let (mut rx, _) = state.sessions.subscribe(&id).await?;
+    let input = Input::parse(crate::session::EventInput {
+        event_type: "message".into(),
+        data: json!({"role": "user", "content": content}),
+        model_override: None,
+        tools: None,
+        created_by: None,
+    })
+    .map_err(ApiError::invalid)?;
+    state.sessions.post(&id, input).await?;
+    let turn = async_stream::stream! {
+        let mut response_id: Option<String> = None;
+        loop {
+            match rx.recv().await {
+                Ok(Published::Event(e)) => {
+                    let data = &e.data;
+                    let mine = match &response_id {
+                        None if e.event_type == "response.created" => {
+                            response_id = data.pointer("/response/id").and_then(Value::as_str).map(str::to_string);
+                            true
+                        }
+                        None => {
+                            // A turn that fails before it starts (e.g. no harness) ends as a failed response.
+                            if e.event_type == "session.status" && data["status"] == "failed" {
+                                let failed = json!({"type": "response.failed", "response": {"id": null, "object": "response",
+                                    "status": "failed", "error": data["error"], "conversation": {"id": id.as_str()}}});
+                                yield ("response.failed".to_string(), failed);
+                                return;
+                            }
+                            false
+                        }
+                        Some(r) => data.pointer("/response/id").and_then(Value::as_str).is_none_or(|x| x == r)
+                            && data.pointer("/item/response_id").and_then(Value::as_str).is_none_or(|x| x == r),
+                    };
+                    if mine && e.event_type.starts_with("response.") {
+                        yield (e.event_type.clone(), e.data.clone());
+                        if TERMINAL.contains(&e.event_type.as_str()) {
+                            return;
+                        }
+                    }
+                }
+                Ok(Published::Closed) | Err(RecvError::Closed) => return,
+                Err(RecvError::Lagged(_)) => continue,
+            }
+        }
+    };
+    if req.stream {
+        let frames = futures::StreamExt::map(turn, |(t, d)| Ok::<_, Infallible>(SseEvent::default().event(t).data(d.to_string())));
+        let done = futures::stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
+        return Ok(Sse::new(futures::StreamExt::chain(frames, done)).into_response());
+    }
+    // Not streaming: the final response object, with the turn's items as its output.
+    let mut last = Value::Null;
+    let mut output = Vec::new();
+    futures::pin_mut!(turn);
+    while let Some((event_type, data)) = futures::StreamExt::next(&mut turn).await {
+        if event_type == "response.output_item.done" {
+            output.push(data["item"].clone());
+        }
+        last = data;
+    }
+    let mut response = last.get("response").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    response["output"] = Value::Array(output);
+    Ok(Json(response).into_response())
+}
