@@ -250,7 +250,11 @@ async fn interrupt_cancels_a_running_turn() {
     let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
     sse.next().await.unwrap();
     api.message(&id, "write a lot").await;
-    sse.until("response.output_text.delta").await;
+    let started = sse.until("response.output_text.delta").await;
+    let response_id = started.iter().find(|f| f.event.as_deref() == Some("response.created")).unwrap().json()["response"]["id"].clone();
+    let (_, running) = api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(running["status"], "running");
+    assert_eq!(running["active_response_id"], response_id, "the snapshot names the turn in progress");
     let (status, ack) = api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "interrupt"})).await;
     assert_eq!((status, ack), (202, json!({"queued": false})));
     let frames = sse.until("session.status").await;
@@ -377,6 +381,7 @@ async fn a_restart_mid_turn_leaves_the_session_failed_with_a_reason_not_stuck_ru
     let (_, snap) = Api::new(srv.url.clone()).get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["status"], "failed");
     assert_eq!(snap["last_task_error"]["code"], "server_restarted");
+    assert_eq!(snap["active_response_id"], Value::Null);
 }
 
 // Multi-threaded: the CLI runs as a blocking child process while the mock vendor answers on this runtime.
@@ -474,6 +479,9 @@ async fn forks_copy_history_whole_or_through_a_response_and_stay_independent() {
         };
         let (_, src_snap) = api.get(&format!("/v1/sessions/{source}")).await;
         let label = db.label;
+        // The snapshot folds usage across turns (the mock reports 11 + 7 tokens per call) and has no active turn.
+        assert_eq!(src_snap["usage_by_model"]["gpt-test"]["total_tokens"], 36, "{label}: {}", src_snap["usage_by_model"]);
+        assert_eq!(src_snap["active_response_id"], Value::Null);
 
         // Whole history.
         let (status, whole) = api.post(&format!("/v1/sessions/{source}/fork"), json!({})).await;

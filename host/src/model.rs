@@ -61,6 +61,10 @@ pub struct SessionRecord {
     pub parent_session_id: Option<SessionId>,
     /// Sequence number of the newest event in the log (0 when empty).
     pub last_seq: i64,
+    /// The response of the turn in progress, if any.
+    pub active_response_id: Option<String>,
+    /// Token usage so far, per model (Omnigent's `usage_by_model`).
+    pub usage_by_model: Map<String, Value>,
 }
 
 impl SessionRecord {
@@ -78,6 +82,8 @@ impl SessionRecord {
             kind: "default".into(),
             parent_session_id: None,
             last_seq: 0,
+            active_response_id: None,
+            usage_by_model: Map::new(),
         }
     }
 }

@@ -74,6 +74,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "files", sql: include_str!("../../migrations/sqlite/0003_files.sql") },
     Migration { version: 4, name: "comments", sql: include_str!("../../migrations/sqlite/0004_comments.sql") },
     Migration { version: 5, name: "children", sql: include_str!("../../migrations/sqlite/0005_children.sql") },
+    Migration { version: 6, name: "turn_state", sql: include_str!("../../migrations/sqlite/0006_turn_state.sql") },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -82,6 +83,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "files", sql: include_str!("../../migrations/postgres/0003_files.sql") },
     Migration { version: 4, name: "comments", sql: include_str!("../../migrations/postgres/0004_comments.sql") },
     Migration { version: 5, name: "children", sql: include_str!("../../migrations/postgres/0005_children.sql") },
+    Migration { version: 6, name: "turn_state", sql: include_str!("../../migrations/postgres/0006_turn_state.sql") },
 ];
 
 /// A session file's metadata (its content is read separately).
@@ -178,9 +180,11 @@ type SessionTuple = (
     String,
     Option<String>,
     i64,
+    Option<String>,
+    String,
 );
 const SESSION_COLUMNS: &str = "id, created_at_us, updated_at_us, title, labels, status, last_task_error, config, \
-                               agent_id, kind, parent_session_id, last_seq";
+                               agent_id, kind, parent_session_id, last_seq, active_response_id, usage_by_model";
 
 type ItemTuple = (String, i64, Option<String>, String, String, i64, String, Option<String>);
 const ITEM_COLUMNS: &str = "id, position, response_id, type, status, created_at_us, data, created_by";
@@ -401,7 +405,7 @@ impl Store {
             // The guarded update comes first: it takes the write lock and proves we are the only writer.
             let updated = sqlx::query(
                 "UPDATE sessions SET last_seq = $1, updated_at_us = $2, title = $3, labels = $4, status = $5, \
-                 last_task_error = $6 WHERE id = $7 AND last_seq = $8",
+                 last_task_error = $6, active_response_id = $9, usage_by_model = $10 WHERE id = $7 AND last_seq = $8",
             )
             .bind(s.last_seq)
             .bind(s.updated_at_us)
@@ -411,6 +415,8 @@ impl Store {
             .bind(&error)
             .bind(s.id.as_str())
             .bind(c.expected_last_seq)
+            .bind(&s.active_response_id)
+            .bind(json_text(&Value::Object(s.usage_by_model.clone())))
             .execute(&mut *tx)
             .await?;
             if updated.rows_affected() != 1 {
@@ -721,7 +727,11 @@ fn parse_json(text: &str, what: &str) -> Result<Value> {
 }
 
 fn session_from_tuple(t: SessionTuple) -> Result<SessionRecord> {
-    let (id, created_at_us, updated_at_us, title, labels, status, error, config, agent_id, kind, parent, last_seq) = t;
+    let (id, created_at_us, updated_at_us, title, labels, status, error, config, agent_id, kind, parent, last_seq, active, usage) = t;
+    let usage_by_model = match parse_json(&usage, "sessions.usage_by_model")? {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
     let labels = match parse_json(&labels, "sessions.labels")? {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -746,6 +756,8 @@ fn session_from_tuple(t: SessionTuple) -> Result<SessionRecord> {
         kind,
         parent_session_id: parent.map(|p| SessionId::parse(&p)).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?,
         last_seq,
+        active_response_id: active,
+        usage_by_model,
     })
 }
 

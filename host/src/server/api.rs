@@ -103,7 +103,11 @@ pub struct SessionResponse {
     /// Full `response.elicitation_request` events still waiting for an answer.
     #[schema(value_type = Vec<Object>)]
     pub pending_elicitations: Vec<Value>,
+    /// The response of the turn in progress, if any.
     pub active_response_id: Option<String>,
+    /// Token usage so far, per model.
+    #[schema(value_type = Object)]
+    pub usage_by_model: Map<String, Value>,
     /// Sequence number of the newest event; a stream resumed with `Last-Event-ID: <last_seq>` continues from here.
     pub last_seq: i64,
     /// Transcript items, nested form (`data` holds the type-specific fields).
@@ -239,7 +243,8 @@ fn snapshot(record: SessionRecord, items: Vec<Value>) -> SessionResponse {
         harness: config_str(&record.config, "/executor/harness"),
         llm_model: config_str(&record.config, "/executor/model"),
         pending_elicitations: Vec::new(),
-        active_response_id: None,
+        active_response_id: record.active_response_id.clone(),
+        usage_by_model: record.usage_by_model.clone(),
         last_seq: record.last_seq,
         items,
         summary: summary(record),

@@ -603,8 +603,17 @@ impl Actor {
                 r["completed_at"] = secs(now_us()).into();
                 r["usage"] = usage_json.clone();
                 draft.emit("response.completed", json!({"response": r}));
+                // The running total per model (the session's fold keeps the latest).
+                let mut by_model = self.record.usage_by_model.clone();
+                let entry = by_model.entry(model.clone()).or_insert_with(|| json!({}));
+                if !entry.is_object() {
+                    *entry = json!({});
+                }
+                for (key, add) in [("input_tokens", usage.input_tokens), ("output_tokens", usage.output_tokens), ("total_tokens", total)] {
+                    entry[key] = (entry[key].as_u64().unwrap_or(0) + add).into();
+                }
                 draft.emit("session.usage", json!({"conversation_id": conversation, "context_tokens": total,
-                    "usage_by_model": {model: usage_json}}));
+                    "usage_by_model": by_model}));
                 draft.set_status(SessionStatus::Idle, None);
             }
             TurnOutcome::Interrupted => {
@@ -813,6 +822,9 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
         "session.status" => {
             if let Some(status) = data.get("status").and_then(Value::as_str).and_then(SessionStatus::parse) {
                 record.status = status;
+                if matches!(status, SessionStatus::Idle | SessionStatus::Failed) {
+                    record.active_response_id = None;
+                }
                 record.last_task_error = match status {
                     SessionStatus::Failed => data.get("error").and_then(|e| serde_json::from_value(e.clone()).ok()),
                     _ => None,
@@ -820,6 +832,20 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
             }
         }
         "session.title" => record.title = data.get("title").and_then(Value::as_str).map(str::to_string),
+        "response.created" => {
+            record.active_response_id = data.pointer("/response/id").and_then(Value::as_str).map(str::to_string);
+        }
+        "response.completed" | "response.failed" | "response.incomplete" | "response.cancelled" => {
+            if record.active_response_id.as_deref() == data.pointer("/response/id").and_then(Value::as_str) {
+                record.active_response_id = None;
+            }
+        }
+        "session.usage" => {
+            // The event carries the running total, so the fold is the latest one.
+            if let Some(Value::Object(usage)) = data.get("usage_by_model") {
+                record.usage_by_model = usage.clone();
+            }
+        }
         "session.labels" => {
             if let Some(Value::Object(labels)) = data.get("labels") {
                 record.labels = labels.clone();
