@@ -835,10 +835,10 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
         "response.created" => {
             record.active_response_id = data.pointer("/response/id").and_then(Value::as_str).map(str::to_string);
         }
-        "response.completed" | "response.failed" | "response.incomplete" | "response.cancelled" => {
-            if record.active_response_id.as_deref() == data.pointer("/response/id").and_then(Value::as_str) {
-                record.active_response_id = None;
-            }
+        "response.completed" | "response.failed" | "response.incomplete" | "response.cancelled"
+            if record.active_response_id.as_deref() == data.pointer("/response/id").and_then(Value::as_str) =>
+        {
+            record.active_response_id = None;
         }
         "session.usage" => {
             // The event carries the running total, so the fold is the latest one.
