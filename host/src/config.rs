@@ -315,6 +315,11 @@ impl SessionConfig {
             (self.policies.is_some(), "policies"),
             (self.terminals.is_some(), "terminals"),
             (self.params.is_some(), "params"),
+            (self.async_enabled.is_some(), "async"),
+            (self.cancellable.is_some(), "cancellable"),
+            (self.labels.is_some(), "labels"),
+            (self.metadata.is_some(), "metadata"),
+            (self.executor.profile.is_some(), "executor.profile"),
             (self.os_env.as_ref().is_some_and(|o| o.sandbox.is_some()), "os_env.sandbox"),
         ] {
             if present {
@@ -467,6 +472,14 @@ mod tests {
         let text = GOOD.replace("sk-test", "${OMNIGENT_SURELY_UNSET_VAR}");
         let e = SessionConfig::from_yaml(&text, "a.yaml").unwrap_err().to_string();
         assert!(e.starts_with("a.yaml:6:") && e.contains("OMNIGENT_SURELY_UNSET_VAR is not set"), "{e}");
+    }
+
+    #[test]
+    fn omnigent_keys_without_effect_are_reported_not_silently_dropped() {
+        let text = format!("{GOOD}async: true\nterminals: {{bash: {{command: bash}}}}\n");
+        let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
+        assert_eq!(c.unsupported_keys(), vec!["terminals", "async"]);
+        assert!(SessionConfig::from_yaml(GOOD, "a.yaml").unwrap().unsupported_keys().is_empty());
     }
 
     #[test]

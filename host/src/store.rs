@@ -543,13 +543,10 @@ impl Store {
         Ok((rows.into_iter().map(item_from_tuple).collect::<Result<_>>()?, has_more))
     }
 
-    /// Registers a named config. Fails with `NameTaken` when the name is in use.
+    /// Registers a named config. Fails with `NameTaken` when the name is in use (the table's unique constraint
+    /// decides, so two servers racing on one Postgres cannot both win).
     pub async fn create_agent(&self, agent: &Agent) -> Result<()> {
         let _turn = self.write_turn().await;
-        let exists = self.get_agent(&agent.name).await?.is_some();
-        if exists {
-            return Err(StoreError::NameTaken(agent.name.clone()));
-        }
         let result = on_pool!(self, pool => {
             sqlx::query("INSERT INTO agents (id, name, config, created_at_us) VALUES ($1, $2, $3, $4)")
                 .bind(&agent.id)
@@ -562,7 +559,6 @@ impl Store {
         });
         match result {
             Ok(_) => Ok(()),
-            // Lost a race with another writer (Postgres, several servers).
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::NameTaken(agent.name.clone())),
             Err(e) => Err(e.into()),
         }

@@ -52,7 +52,7 @@ impl TurnEnv {
 
 /// How a turn ended, as the actor records it.
 pub enum TurnOutcome {
-    Completed { text: String, usage: Usage, model: String },
+    Completed { usage: Usage, model: String },
     Interrupted,
     Failed { code: String, message: String },
 }
@@ -130,7 +130,8 @@ async fn run_inner(
         _ = shared.cancel.cancelled() => return TurnOutcome::Interrupted,
     };
     match result {
-        Ok(out) => TurnOutcome::Completed { text: out.text, usage: out.usage, model },
+        // The answer's text is already in the log (the harness's model calls recorded it).
+        Ok(out) => TurnOutcome::Completed { usage: out.usage, model },
         Err(TurnFailure::Harness(e)) if e.code == "cancelled" => TurnOutcome::Interrupted,
         Err(e) => failed(e.code(), e.to_string()),
     }

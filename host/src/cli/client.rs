@@ -77,12 +77,7 @@ impl Client {
             return Ok(response);
         }
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or(text);
-        Err(anyhow!("{message} (HTTP {})", status.as_u16()))
+        Err(api_error(status, &response.text().await.unwrap_or_default()))
     }
 
     /// Sends a request and returns the JSON answer, turning the API's error envelope into a readable error.
@@ -100,15 +95,20 @@ impl Client {
         if status.is_success() {
             return serde_json::from_str(&text).with_context(|| format!("the server sent invalid JSON for {path}"));
         }
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| text.trim().to_string());
-        if status == StatusCode::UNAUTHORIZED {
-            return Err(anyhow!("{message} (pass --token or set OMNIGENT_AUTH_TOKEN)"));
-        }
-        Err(anyhow!("{message} (HTTP {})", status.as_u16()))
+        Err(api_error(status, &text))
     }
+}
+
+/// A readable error from a non-success answer: the message of the API's error envelope (or the body).
+fn api_error(status: StatusCode, body: &str) -> anyhow::Error {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string());
+    if status == StatusCode::UNAUTHORIZED {
+        return anyhow!("{message} (pass --token or set OMNIGENT_AUTH_TOKEN)");
+    }
+    anyhow!("{message} (HTTP {})", status.as_u16())
 }
 
 /// The socket address to start a server on, when `url` names a loopback host.

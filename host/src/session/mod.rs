@@ -160,15 +160,17 @@ impl Sessions {
     pub async fn recover_interrupted(&self) -> Result<usize, SessionError> {
         let mut recovered = 0;
         for status in [SessionStatus::Running, SessionStatus::Paused] {
+            // Walk with a cursor, so a session that stays in the state cannot make this loop forever.
+            let mut page = Page { limit: 100, after: None, before: None, descending: false };
             loop {
-                let page = Page { limit: 100, after: None, before: None, descending: false };
-                let (batch, _) = self.inner.store.list_sessions(&page, Some(status)).await?;
-                if batch.is_empty() {
-                    break;
-                }
+                let (batch, more) = self.inner.store.list_sessions(&page, Some(status)).await?;
+                page.after = batch.last().map(|r| r.id.to_string());
                 for record in batch {
                     self.call(&record.id, |reply| Command::Recover { reply }).await?;
                     recovered += 1;
+                }
+                if !more {
+                    break;
                 }
             }
         }
@@ -594,7 +596,7 @@ impl Actor {
         };
         let conversation = self.record.id.as_str();
         match outcome {
-            TurnOutcome::Completed { usage, model, .. } => {
+            TurnOutcome::Completed { usage, model } => {
                 let total = usage.input_tokens + usage.output_tokens;
                 let usage_json = json!({"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                     "total_tokens": total, "output_tokens_details": {"reasoning_tokens": 0},
