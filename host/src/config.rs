@@ -48,8 +48,9 @@ pub struct SessionConfig {
     pub async_enabled: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancellable: Option<Value>,
+    /// Elicitation policies judged for this session (after its REST-added ones, before the server's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policies: Option<Value>,
+    pub policies: Option<crate::policy::PolicyMap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminals: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +89,44 @@ pub struct Executor {
     /// Legacy Omnigent key; accepted and unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// Prices of the model, for cost accounting and cost policies (default: a table of well-known models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+}
+
+/// US dollars per million tokens.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+}
+
+/// List prices of some well-known models (USD per million input / output tokens); longest prefix wins.
+const KNOWN_PRICES: [(&str, f64, f64); 8] = [
+    ("gpt-4o-mini", 0.15, 0.6),
+    ("gpt-4o", 2.5, 10.0),
+    ("gpt-4.1-mini", 0.4, 1.6),
+    ("gpt-4.1", 2.0, 8.0),
+    ("claude-3-5-haiku", 0.8, 4.0),
+    ("claude-haiku-4", 1.0, 5.0),
+    ("claude-sonnet-4", 3.0, 15.0),
+    ("claude-opus-4", 15.0, 75.0),
+];
+
+impl Executor {
+    /// The cost of `input`/`output` tokens on this executor's model; 0 when the price is unknown.
+    pub fn cost_usd(&self, input: u64, output: u64) -> f64 {
+        let price = self.pricing.or_else(|| {
+            let model = self.model.as_deref().unwrap_or_default();
+            KNOWN_PRICES
+                .iter()
+                .filter(|(prefix, _, _)| model.starts_with(prefix))
+                .max_by_key(|(prefix, _, _)| prefix.len())
+                .map(|(_, i, o)| Pricing { input_usd_per_mtok: *i, output_usd_per_mtok: *o })
+        });
+        price.map(|p| (input as f64 * p.input_usd_per_mtok + output as f64 * p.output_usd_per_mtok) / 1e6).unwrap_or(0.0)
+    }
 }
 
 impl Executor {
@@ -103,6 +142,7 @@ impl Executor {
             turn_timeout_s: None,
             memory_mb: None,
             profile: None,
+            pricing: None,
         }
     }
 }
@@ -312,7 +352,6 @@ impl SessionConfig {
     pub fn unsupported_keys(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         for (present, key) in [
-            (self.policies.is_some(), "policies"),
             (self.terminals.is_some(), "terminals"),
             (self.params.is_some(), "params"),
             (self.async_enabled.is_some(), "async"),
@@ -356,6 +395,14 @@ impl SessionConfig {
                 return Err(format!("executor.script[{i}] needs text, tool_call or tool_calls"));
             }
         }
+        if let Some(p) = &self.executor.pricing
+            && !(p.input_usd_per_mtok >= 0.0 && p.output_usd_per_mtok >= 0.0)
+        {
+            return Err("executor.pricing: prices must be non-negative numbers".into());
+        }
+        for (name, decl) in self.policies.iter().flat_map(|p| p.0.iter()) {
+            decl.validate(name)?;
+        }
         for (name, tool) in &self.tools {
             match tool.kind.as_str() {
                 "builtin" if !BUILTIN_TOOLS.contains(&name.as_str()) => {
@@ -389,6 +436,32 @@ impl SessionConfig {
         }
         Ok(())
     }
+}
+
+/// The server config file of `omnigent server --policies FILE`: `policies: {name: {handler | component, …}}`.
+pub fn server_policies(path: &Path) -> Result<crate::policy::PolicyMap, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ServerFile {
+        #[serde(default)]
+        policies: crate::policy::PolicyMap,
+    }
+    let origin = path.display().to_string();
+    let err = |message: String| ConfigError { origin: origin.clone(), position: None, message };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(err(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let text = expand_env(&text).map_err(|(var, at)| ConfigError {
+        origin: origin.clone(),
+        position: Some(line_col(&text, at)),
+        message: format!("environment variable {var} is not set (used as ${{{var}}})"),
+    })?;
+    let file: ServerFile = serde_norway::from_str(&text).map_err(|e| yaml_error(e, &origin))?;
+    for (name, decl) in &file.policies.0 {
+        decl.validate(name).map_err(err)?;
+    }
+    Ok(file.policies)
 }
 
 fn yaml_error(e: serde_norway::Error, origin: &str) -> ConfigError {
@@ -477,9 +550,30 @@ mod tests {
     #[test]
     fn omnigent_keys_without_effect_are_reported_not_silently_dropped() {
         let text = format!("{GOOD}async: true\nterminals: {{bash: {{command: bash}}}}\n");
+        assert!(SessionConfig::from_yaml(&format!("{GOOD}policies: {{a: {{handler: cost_budget, factory_params: {{max_cost_usd: 1}}}}}}\n"), "a").unwrap().unsupported_keys().is_empty());
         let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
         assert_eq!(c.unsupported_keys(), vec!["terminals", "async"]);
         assert!(SessionConfig::from_yaml(GOOD, "a.yaml").unwrap().unsupported_keys().is_empty());
+    }
+
+    #[test]
+    fn policies_keep_their_order_and_unknown_handlers_are_named() {
+        let text = format!(
+            "{GOOD}policies:\n  zeta: {{handler: omnigent.policies.builtins.safety.ask_on_os_tools}}\n  alpha:\n    type: function\n    \
+             handler: cost_budget\n    factory_params: {{max_cost_usd: 2}}\n    on: [request, \"tool_call:shell\"]\n"
+        );
+        let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
+        let names: Vec<&str> = c.policies.as_ref().unwrap().0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["zeta", "alpha"]);
+        // The order survives the JSON the session stores.
+        let back = SessionConfig::from_json(c.to_json()).unwrap();
+        assert_eq!(back.policies, c.policies);
+        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: nope.nope}}\n"), "a").unwrap_err().to_string();
+        assert!(e.contains("no builtin policy 'nope.nope'") && e.contains("ask_on_os_tools"), "{e}");
+        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: detect_loop, on: [tool]}}\n"), "a").unwrap_err().to_string();
+        assert!(e.contains("'tool' is not a phase"), "{e}");
+        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: detect_loop, hanlder: 1}}\n"), "s.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("s.yaml:") && e.contains("unknown field `hanlder`"), "{e}");
     }
 
     #[test]

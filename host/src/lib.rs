@@ -9,6 +9,7 @@ pub mod files;
 pub mod ids;
 pub mod llm;
 pub mod model;
+pub mod policy;
 pub mod server;
 pub mod session;
 pub mod sse;

@@ -65,6 +65,33 @@ pub struct SessionRecord {
     pub active_response_id: Option<String>,
     /// Token usage so far, per model (Omnigent's `usage_by_model`).
     pub usage_by_model: Map<String, Value>,
+    /// Policies added over REST, policy state, and elicitations.
+    pub policy: PolicyFold,
+}
+
+/// The policy side of a session, a fold of its log like the rest of the record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyFold {
+    /// Policies added to this session over REST (`SessionPolicyObject`s), in the order they were added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Value>,
+    /// The per-session state policies read and write (counters, recent calls, approved thresholds).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub state: Map<String, Value>,
+    /// `response.elicitation_request` events still waiting for an answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Value>,
+    /// Answers given during the turn in progress (elicitation id → `accept`/`decline`/`cancel`), kept until the turn
+    /// ends so a turn replayed after a restart finds them.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub resolved: Map<String, Value>,
+}
+
+impl PolicyFold {
+    /// The pending request with this elicitation id.
+    pub fn pending(&self, elicitation_id: &str) -> Option<&Value> {
+        self.pending.iter().find(|p| p["elicitation_id"] == elicitation_id)
+    }
 }
 
 impl SessionRecord {
@@ -84,6 +111,7 @@ impl SessionRecord {
             last_seq: 0,
             active_response_id: None,
             usage_by_model: Map::new(),
+            policy: PolicyFold::default(),
         }
     }
 }

@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
 
 use crate::ids::SessionId;
-use crate::model::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError};
+use crate::model::{Item, PolicyFold, SessionRecord, SessionStatus, StoredEvent, TaskError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -75,6 +75,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "comments", sql: include_str!("../../migrations/sqlite/0004_comments.sql") },
     Migration { version: 5, name: "children", sql: include_str!("../../migrations/sqlite/0005_children.sql") },
     Migration { version: 6, name: "turn_state", sql: include_str!("../../migrations/sqlite/0006_turn_state.sql") },
+    Migration { version: 7, name: "policies", sql: include_str!("../../migrations/sqlite/0007_policies.sql") },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -84,6 +85,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "comments", sql: include_str!("../../migrations/postgres/0004_comments.sql") },
     Migration { version: 5, name: "children", sql: include_str!("../../migrations/postgres/0005_children.sql") },
     Migration { version: 6, name: "turn_state", sql: include_str!("../../migrations/postgres/0006_turn_state.sql") },
+    Migration { version: 7, name: "policies", sql: include_str!("../../migrations/postgres/0007_policies.sql") },
 ];
 
 /// A session file's metadata (its content is read separately).
@@ -149,6 +151,19 @@ pub struct Commit<'a> {
     pub items: &'a [Item],
     /// Comments created, changed or deleted by these events.
     pub comments: &'a [CommentChange],
+    /// Host-call results of the running turn recorded with these events.
+    pub journal: &'a [JournalEntry],
+    /// The turn ended: its journal is no longer needed.
+    pub clear_journal: bool,
+}
+
+/// One recorded harness host call of the turn in progress (see `turn` for the replay).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JournalEntry {
+    pub idx: i64,
+    pub response_id: String,
+    /// `{"kind": …, …}`
+    pub entry: Value,
 }
 
 /// A change to the comments fold.
@@ -182,9 +197,10 @@ type SessionTuple = (
     i64,
     Option<String>,
     String,
+    String,
 );
 const SESSION_COLUMNS: &str = "id, created_at_us, updated_at_us, title, labels, status, last_task_error, config, \
-                               agent_id, kind, parent_session_id, last_seq, active_response_id, usage_by_model";
+                               agent_id, kind, parent_session_id, last_seq, active_response_id, usage_by_model, policy";
 
 type ItemTuple = (String, i64, Option<String>, String, String, i64, String, Option<String>);
 const ITEM_COLUMNS: &str = "id, position, response_id, type, status, created_at_us, data, created_by";
@@ -405,7 +421,8 @@ impl Store {
             // The guarded update comes first: it takes the write lock and proves we are the only writer.
             let updated = sqlx::query(
                 "UPDATE sessions SET last_seq = $1, updated_at_us = $2, title = $3, labels = $4, status = $5, \
-                 last_task_error = $6, active_response_id = $9, usage_by_model = $10 WHERE id = $7 AND last_seq = $8",
+                 last_task_error = $6, active_response_id = $9, usage_by_model = $10, policy = $11 \
+                 WHERE id = $7 AND last_seq = $8",
             )
             .bind(s.last_seq)
             .bind(s.updated_at_us)
@@ -417,10 +434,21 @@ impl Store {
             .bind(c.expected_last_seq)
             .bind(&s.active_response_id)
             .bind(json_text(&Value::Object(s.usage_by_model.clone())))
+            .bind(json_text(&serde_json::to_value(&s.policy).unwrap_or_default()))
             .execute(&mut *tx)
             .await?;
             if updated.rows_affected() != 1 {
                 return Err(StoreError::Conflict(s.id.clone()));
+            }
+            if c.clear_journal {
+                sqlx::query("DELETE FROM turn_journal WHERE session_id = $1").bind(s.id.as_str()).execute(&mut *tx).await?;
+            }
+            if !c.journal.is_empty() {
+                let mut insert = sqlx::QueryBuilder::new("INSERT INTO turn_journal (session_id, idx, response_id, entry) ");
+                insert.push_values(c.journal, |mut row, j| {
+                    row.push_bind(s.id.as_str()).push_bind(j.idx).push_bind(&j.response_id).push_bind(json_text(&j.entry));
+                });
+                insert.build().execute(&mut *tx).await?;
             }
             if !c.events.is_empty() {
                 let mut insert =
@@ -485,6 +513,17 @@ impl Store {
             tx.commit().await?;
             Ok(())
         })
+    }
+
+    /// The journal of a session's turn in progress, oldest first.
+    pub async fn journal(&self, id: &SessionId) -> Result<Vec<JournalEntry>> {
+        let sql = "SELECT idx, response_id, entry FROM turn_journal WHERE session_id = $1 ORDER BY idx";
+        let rows: Vec<(i64, String, String)> = on_pool!(self, pool => {
+            sqlx::query_as(sql).bind(id.as_str()).fetch_all(pool).await?
+        });
+        rows.into_iter()
+            .map(|(idx, response_id, entry)| Ok(JournalEntry { idx, response_id, entry: parse_json(&entry, "turn_journal.entry")? }))
+            .collect()
     }
 
     /// Events with `seq > after` (and `<= up_to` when given), oldest first, at most `limit`.
@@ -723,7 +762,8 @@ fn parse_json(text: &str, what: &str) -> Result<Value> {
 }
 
 fn session_from_tuple(t: SessionTuple) -> Result<SessionRecord> {
-    let (id, created_at_us, updated_at_us, title, labels, status, error, config, agent_id, kind, parent, last_seq, active, usage) = t;
+    let (id, created_at_us, updated_at_us, title, labels, status, error, config, agent_id, kind, parent, last_seq, active, usage, policy) = t;
+    let policy: PolicyFold = serde_json::from_str(&policy).map_err(|e| StoreError::Corrupt(format!("sessions.policy: {e}")))?;
     let usage_by_model = match parse_json(&usage, "sessions.usage_by_model")? {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -754,6 +794,7 @@ fn session_from_tuple(t: SessionTuple) -> Result<SessionRecord> {
         last_seq,
         active_response_id: active,
         usage_by_model,
+        policy,
     })
 }
 

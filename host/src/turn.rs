@@ -1,6 +1,16 @@
 //! Running a turn: the host side of the harness world. The harness (a WASM component) drives the loop; every
 //! model call, tool call and result it makes through its imports becomes events in the session's log, written
 //! through the session's actor (the only writer).
+//!
+//! Policies gate the turn at each phase (`gate`): the user's request before the harness starts, each model call
+//! and its response, each tool call and its result. An `ask` pauses the session until a human answers.
+//!
+//! Durable turns: each host call's result (history, model completion, tool result, policy verdict, approval) is
+//! journaled in the same transaction as the events it produced. A turn cut by a restart is run again from the
+//! start with the same harness and replays from the journal — the harness gets the recorded results, nothing is
+//! re-executed or re-emitted — until it catches up, then continues live. A harness is deterministic given its
+//! import results (it has no clock, randomness or I/O of its own), so the replay retraces the original steps; if
+//! it ever asks for something else, the turn fails with `replay_diverged` rather than guessing.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -19,8 +29,9 @@ use crate::config::{SessionConfig, ToolConfig};
 use crate::ids::{SessionId, prefixed};
 use crate::llm::{ChatRequest, LlmError, Provider};
 use crate::model::{Item, now_us, secs};
-use crate::session::Sessions;
-use crate::store::Page;
+use crate::policy::{Loaded, Outcome, PolicyEnv, PolicyMap, StateChange};
+use crate::session::{ApprovalAction, Input, Sessions, Waiter};
+use crate::store::{JournalEntry, Page};
 
 /// Largest `.wasm` harness file accepted.
 const MAX_COMPONENT_BYTES: u64 = 64 << 20;
@@ -38,12 +49,16 @@ pub struct TurnEnv {
     pub http: reqwest::Client,
     /// Bounds concurrently running harness instances below the instance pool's size.
     pub slots: Arc<tokio::sync::Semaphore>,
+    pub policies: Arc<PolicyEnv>,
 }
 
 impl TurnEnv {
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<TurnEnv> {
+    /// `server_policies`: the server-wide default policies, judged after each session's own and its config's.
+    pub fn new(cache_dir: Option<PathBuf>, server_policies: PolicyMap) -> anyhow::Result<TurnEnv> {
+        let runtime = Runtime::new(cache_dir)?;
         Ok(TurnEnv {
-            runtime: Runtime::new(cache_dir)?,
+            policies: Arc::new(PolicyEnv::new(runtime.clone(), server_policies)),
+            runtime,
             http: crate::http_client().connect_timeout(Duration::from_secs(30)).build()?,
             slots: Arc::new(tokio::sync::Semaphore::new(omnigent_runtime::POOL_INSTANCES as usize / 2)),
         })
@@ -52,7 +67,7 @@ impl TurnEnv {
 
 /// How a turn ended, as the actor records it.
 pub enum TurnOutcome {
-    Completed { usage: Usage, model: String },
+    Completed { usage: Usage, model: String, cost_usd: f64 },
     Interrupted,
     Failed { code: String, message: String },
 }
@@ -65,9 +80,10 @@ pub struct TurnShared {
     pub steering: Arc<Mutex<VecDeque<String>>>,
 }
 
-/// Runs a turn to its end and reports the outcome to the session's actor.
-pub async fn run(sessions: Sessions, id: SessionId, response_id: String, config: SessionConfig, shared: TurnShared) {
-    let outcome = run_inner(&sessions, &id, &response_id, config, &shared).await;
+/// Runs a turn to its end and reports the outcome to the session's actor. `resume`: the turn was cut by a restart
+/// and replays its journal first.
+pub async fn run(sessions: Sessions, id: SessionId, response_id: String, config: SessionConfig, shared: TurnShared, resume: bool) {
+    let outcome = run_inner(&sessions, &id, &response_id, config, &shared, resume).await;
     let outcome = if shared.cancel.is_cancelled() && !matches!(outcome, TurnOutcome::Completed { .. }) {
         TurnOutcome::Interrupted
     } else {
@@ -84,6 +100,7 @@ async fn run_inner(
     response_id: &str,
     config: SessionConfig,
     shared: &TurnShared,
+    resume: bool,
 ) -> TurnOutcome {
     let env = sessions.turn_env().clone();
     let failed = |code: &str, message: String| TurnOutcome::Failed { code: code.into(), message };
@@ -112,6 +129,26 @@ async fn run_inner(
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(std::env::temp_dir);
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+    let record = match sessions.get(id).await {
+        Ok(r) => r,
+        Err(e) => return failed("session_unavailable", e.to_string()),
+    };
+    let session_policies = session_policy_map(&record.policy.policies);
+    let chain = match env.policies.chain(&session_policies, config.policies.as_ref().unwrap_or(&PolicyMap::default())).await {
+        Ok(c) => c,
+        Err(e) => return failed("policy_invalid", e),
+    };
+    // The journal of this turn (when resuming) and where new entries go.
+    let entries = match sessions.store().journal(id).await {
+        Ok(e) => e,
+        Err(e) => return failed("journal_unavailable", e.to_string()),
+    };
+    let next = entries.last().map(|e| e.idx + 1).unwrap_or(0);
+    let replay: VecDeque<Value> =
+        if resume { entries.into_iter().filter(|e| e.response_id == response_id).map(|e| e.entry).collect() } else { VecDeque::new() };
+    if resume {
+        tracing::info!(session = %id, entries = replay.len(), "replaying the turn's journal");
+    }
     let host = Arc::new(Host {
         sessions: sessions.clone(),
         id: id.clone(),
@@ -123,18 +160,62 @@ async fn run_inner(
         shared: shared.clone(),
         client_calls: Mutex::default(),
         children: Mutex::default(),
+        chain,
+        journal: Mutex::new(Journal { replay, next }),
+        diverged: Mutex::default(),
+        turn_usage: Mutex::new((0, 0)),
     });
-    let run = component.run_turn(host, TurnInput { max_steps }, limits);
+    // The user's request is judged before the harness sees it.
+    if host.chain.iter().any(|p| p.decl.selects_phase("request")) {
+        let text = last_user_text(&history(sessions, id).await);
+        if let Err(reason) = host.gate("request", None, json!({"user_content": text, "attachments": []}), None, None).await {
+            return failed("policy_denied", reason);
+        }
+    }
+    let run = component.run_turn(host.clone(), TurnInput { max_steps }, limits);
     let result = tokio::select! {
         r = run => r,
         _ = shared.cancel.cancelled() => return TurnOutcome::Interrupted,
     };
+    if let Some(why) = host.diverged.lock().unwrap().clone() {
+        return failed("replay_diverged", why);
+    }
     match result {
         // The answer's text is already in the log (the harness's model calls recorded it).
-        Ok(out) => TurnOutcome::Completed { usage: out.usage, model },
+        Ok(out) => {
+            if host.chain.iter().any(|p| p.decl.selects_phase("response")) {
+                // The answer was streamed already: a deny here is reported, not undone.
+                let _ = host.gate("response", None, json!({"text": out.text}), None, None).await;
+            }
+            let cost_usd = host.config.executor.cost_usd(out.usage.input_tokens, out.usage.output_tokens);
+            TurnOutcome::Completed { usage: out.usage, model, cost_usd }
+        }
         Err(TurnFailure::Harness(e)) if e.code == "cancelled" => TurnOutcome::Interrupted,
         Err(e) => failed(e.code(), e.to_string()),
     }
+}
+
+/// The session's REST-added policies (`SessionPolicyObject`s) as a chain level.
+fn session_policy_map(objects: &[Value]) -> PolicyMap {
+    PolicyMap(
+        objects
+            .iter()
+            .filter_map(|o| {
+                let decl = serde_json::from_value(o.get("decl")?.clone()).ok()?;
+                Some((o.get("name")?.as_str()?.to_string(), decl))
+            })
+            .collect(),
+    )
+}
+
+fn last_user_text(messages: &[Message]) -> String {
+    messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default()
+}
+
+/// The turn's journal: entries still to replay, and the index of the next new one.
+struct Journal {
+    replay: VecDeque<Value>,
+    next: i64,
 }
 
 async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<omnigent_runtime::HarnessComponent>, TurnOutcome> {
@@ -189,6 +270,13 @@ struct Host {
     /// Sub-agent calls: their child sessions start as soon as the model asks (so several run in parallel) and
     /// `call_tool` collects each result once.
     children: Mutex<HashMap<String, oneshot::Receiver<Result<String, String>>>>,
+    /// The session's policies: its own, its config's, the server's.
+    chain: Vec<Loaded>,
+    journal: Mutex<Journal>,
+    /// Set when a replay met a host call its journal does not have in that place.
+    diverged: Mutex<Option<String>>,
+    /// Tokens of this turn's model calls so far (input, output), for the policies' view of spend.
+    turn_usage: Mutex<(u64, u64)>,
 }
 
 impl Host {
@@ -196,6 +284,43 @@ impl Host {
         let events = events.into_iter().map(|(t, v)| (t.to_string(), v)).collect();
         if let Err(e) = self.sessions.emit(&self.id, events, Vec::new()).await {
             tracing::warn!(session = %self.id, error = %e, "could not record turn events");
+        }
+    }
+
+    /// Commits events with the journal entry of the host call that produced them.
+    async fn record(&self, events: Vec<(String, Value)>, waiters: Vec<Waiter>, entry: Value) {
+        let journal = {
+            let mut j = self.journal.lock().unwrap();
+            let idx = j.next;
+            j.next += 1;
+            JournalEntry { idx, response_id: self.response_id.clone(), entry }
+        };
+        if let Err(e) = self.sessions.record(&self.id, events, waiters, journal).await {
+            tracing::warn!(session = %self.id, error = %e, "could not record a host call of the turn");
+        }
+    }
+
+    /// The next journal entry, if the replay is at one of this kind.
+    fn replay_take(&self, kind: &str) -> Option<Value> {
+        let mut j = self.journal.lock().unwrap();
+        if j.replay.front().is_some_and(|e| e["kind"] == kind) { j.replay.pop_front() } else { None }
+    }
+
+    fn replaying(&self) -> bool {
+        !self.journal.lock().unwrap().replay.is_empty()
+    }
+
+    /// Before a live call: a replay that has entries left but not for this call has diverged.
+    fn check_live(&self, what: &str) -> Result<(), String> {
+        let front = self.journal.lock().unwrap().replay.front().map(|e| e["kind"].to_string());
+        match front {
+            None => Ok(()),
+            Some(kind) => {
+                let why = format!("replaying the turn after a restart, the harness asked for {what} where the journal has {kind}");
+                tracing::error!(session = %self.id, "{why}");
+                *self.diverged.lock().unwrap() = Some(why.clone());
+                Err(why)
+            }
         }
     }
 
@@ -213,11 +338,434 @@ impl Host {
         }
         item
     }
+
+    /// How the session looks to its policies right now.
+    async fn situation(&self) -> crate::policy::Situation {
+        let record = self.sessions.get(&self.id).await.ok();
+        let (mut input, mut output, mut cost) = (0u64, 0u64, 0f64);
+        if let Some(r) = &record {
+            for usage in r.usage_by_model.values() {
+                input += usage["input_tokens"].as_u64().unwrap_or(0);
+                output += usage["output_tokens"].as_u64().unwrap_or(0);
+                cost += usage["cost_usd"].as_f64().unwrap_or(0.0);
+            }
+        }
+        let (turn_in, turn_out) = *self.turn_usage.lock().unwrap();
+        cost += self.config.executor.cost_usd(turn_in, turn_out);
+        let (input, output) = (input + turn_in, output + turn_out);
+        crate::policy::Situation {
+            session_id: self.id.to_string(),
+            model: self.model.clone(),
+            harness: self.config.executor.harness.clone(),
+            usage: omnigent_runtime::policy::Usage {
+                input_tokens: input,
+                output_tokens: output,
+                total_tokens: input + output,
+                total_cost_usd: cost,
+            },
+            labels: record.as_ref().map(|r| r.labels.clone()).unwrap_or_default(),
+            state: record.map(|r| r.policy.state).unwrap_or_default(),
+        }
+    }
+
+    /// Events applying state changes and labels written by policies.
+    fn policy_writes(&self, changes: Vec<StateChange>, labels: serde_json::Map<String, Value>) -> Vec<(String, Value)> {
+        let mut events = Vec::new();
+        if !changes.is_empty() {
+            events.push(("session.policy_state".to_string(), json!({"conversation_id": self.id.as_str(), "updates": changes})));
+        }
+        if !labels.is_empty() {
+            events.push(("session.labels_set".to_string(), json!({"conversation_id": self.id.as_str(), "set_labels": labels})));
+        }
+        events
+    }
+
+    fn denied_event(&self, phase: &str, policy: &str, reason: &str, tool: Option<&str>) -> (String, Value) {
+        ("response.policy_denied".to_string(), json!({"conversation_id": self.id.as_str(), "reason": reason, "phase": phase,
+            "policy_name": policy, "tool_name": tool, "response_id": self.response_id}))
+    }
+
+    /// Runs the policy chain on one phase of the turn. Ok carries a rewritten payload (if a policy rewrote it);
+    /// Err a denial reason the model (or user) can read. An ask pauses the session until a human answers or the
+    /// ask times out. Every verdict is journaled, so a replayed turn gets the same answer without asking again.
+    async fn gate(&self, phase: &str, target: Option<&str>, data: Value, request_data: Option<&Value>, call_id: Option<&str>) -> Result<Option<Value>, String> {
+        if !self.chain.iter().any(|p| p.decl.selects(phase, target)) {
+            return Ok(None);
+        }
+        if let Some(entry) = self.replay_take("gate") {
+            return match entry["verdict"].as_str() {
+                Some("allow") => Ok(entry.get("data").cloned().filter(|d| !d.is_null())),
+                _ => Err(entry["reason"].as_str().unwrap_or("denied by a policy").to_string()),
+            };
+        }
+        let (ask, waiting) = match self.replay_take("ask") {
+            // The session was paused on this ask when the server stopped.
+            Some(ask) => (ask, None),
+            None => {
+                if let Err(why) = self.check_live("a policy verdict") {
+                    return Err(why);
+                }
+                let situation = self.situation().await;
+                match crate::policy::evaluate(&self.chain, phase, target, data.clone(), request_data, &situation).await {
+                    Outcome::Allow { data, changes, labels } => {
+                        self.record(self.policy_writes(changes, labels), Vec::new(), json!({"kind": "gate", "verdict": "allow", "data": data})).await;
+                        return Ok(data);
+                    }
+                    Outcome::Deny { policy, reason, changes, labels } => {
+                        let reason = format!("denied by policy '{policy}': {reason}");
+                        let mut events = self.policy_writes(changes, labels);
+                        events.push(self.denied_event(phase, &policy, &reason, target));
+                        self.record(events, Vec::new(), json!({"kind": "gate", "verdict": "deny", "reason": reason})).await;
+                        return Err(reason);
+                    }
+                    Outcome::Ask { policies, message, data: rewritten, changes, labels, held_changes, held_labels, timeout_s } => {
+                        let elicitation_id = format!("elicit_{}", crate::ids::random_hex());
+                        let expires_at = secs(now_us()) + timeout_s as i64;
+                        let request = json!({"elicitation_id": elicitation_id, "method": "elicitation/create", "params": {
+                            "mode": "form", "message": message, "requestedSchema": {"type": "object", "properties": {}},
+                            "phase": phase, "policy_name": policies[0], "policy_names": policies,
+                            "content_preview": crate::ids::truncate(&data.to_string(), 2000), "tool_name": target, "call_id": call_id,
+                            "target_session_id": self.id.as_str(), "response_id": self.response_id, "expires_at": expires_at}});
+                        let mut events = self.policy_writes(changes, labels);
+                        events.push(("response.elicitation_request".to_string(), request.clone()));
+                        events.push(("session.status".to_string(), json!({"conversation_id": self.id.as_str(), "status": "paused"})));
+                        let ask = json!({"kind": "ask", "elicitation_id": elicitation_id, "request": request, "data": rewritten,
+                            "held_changes": held_changes, "held_labels": held_labels, "policies": policies, "expires_at": expires_at, "phase": phase});
+                        let (tx, rx) = oneshot::channel();
+                        tracing::info!(session = %self.id, elicitation = %elicitation_id, phase, "a policy asks a human; the session is paused");
+                        self.record(events, vec![Waiter::Approval(elicitation_id, tx)], ask.clone()).await;
+                        (ask, Some(rx))
+                    }
+                }
+            }
+        };
+        let action = self.answer(&ask, waiting).await;
+        let policies = ask["policies"].as_array().map(|p| p.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        if action == ApprovalAction::Accept {
+            let changes: Vec<StateChange> = serde_json::from_value(ask["held_changes"].clone()).unwrap_or_default();
+            let labels = ask["held_labels"].as_object().cloned().unwrap_or_default();
+            let data = ask.get("data").cloned().filter(|d| !d.is_null());
+            self.record(self.policy_writes(changes, labels), Vec::new(), json!({"kind": "gate", "verdict": "allow", "data": data})).await;
+            return Ok(data);
+        }
+        let reason = match action {
+            ApprovalAction::Decline => format!("a human declined this {phase} (asked by policy {policies})"),
+            _ => format!("this {phase} was not approved: the question of policy {policies} was cancelled or timed out"),
+        };
+        let events = vec![self.denied_event(phase, &policies, &reason, target)];
+        self.record(events, Vec::new(), json!({"kind": "gate", "verdict": "deny", "reason": reason})).await;
+        Err(reason)
+    }
+
+    /// Waits for a human's answer to an ask (or its timeout). `waiting` is None when the ask comes from the
+    /// journal of a resumed turn: then the answer may be in the log already, or the request is sent again.
+    async fn answer(&self, ask: &Value, waiting: Option<oneshot::Receiver<ApprovalAction>>) -> ApprovalAction {
+        let eid = ask["elicitation_id"].as_str().unwrap_or_default().to_string();
+        let rx = match waiting {
+            Some(rx) => rx,
+            None => {
+                let record = self.sessions.get(&self.id).await.ok();
+                let pending = record.as_ref().and_then(|r| r.policy.pending(&eid).cloned());
+                let (tx, rx) = oneshot::channel();
+                let mut events = Vec::new();
+                if let Some(request) = pending {
+                    // Re-sent so live subscribers see it again; same id, so clients deduplicate.
+                    let mut request = request;
+                    if let Some(m) = request.as_object_mut() {
+                        m.remove("type");
+                        m.remove("sequence_number");
+                    }
+                    events.push(("response.elicitation_request".to_string(), request));
+                    if record.as_ref().is_some_and(|r| r.status != crate::model::SessionStatus::Paused) {
+                        events.push(("session.status".to_string(), json!({"conversation_id": self.id.as_str(), "status": "paused"})));
+                    }
+                    tracing::info!(session = %self.id, elicitation = %eid, "the resumed turn waits for the pending approval");
+                }
+                // An answer already in the log is delivered at once by the actor.
+                if let Err(e) = self.sessions.emit(&self.id, events, vec![Waiter::Approval(eid.clone(), tx)]).await {
+                    tracing::warn!(session = %self.id, error = %e, "could not wait for an approval");
+                    return ApprovalAction::Cancel;
+                }
+                rx
+            }
+        };
+        let expires_at = ask["expires_at"].as_i64().unwrap_or(0);
+        let left = Duration::from_secs((expires_at - secs(now_us())).max(0) as u64);
+        tokio::select! {
+            answer = rx => answer.unwrap_or(ApprovalAction::Cancel),
+            _ = tokio::time::sleep(left) => {
+                tracing::info!(session = %self.id, elicitation = %eid, "no answer before the ask timed out; denying");
+                // Recorded like a human's cancel, so the log says what happened.
+                let timeout = Input::Approval { elicitation_id: eid, action: ApprovalAction::Cancel, content: Some(json!({"reason": "timeout"})) };
+                let _ = self.sessions.post(&self.id, timeout).await;
+                ApprovalAction::Cancel
+            }
+            _ = self.shared.cancel.cancelled() => ApprovalAction::Cancel,
+        }
+    }
+
+    /// Records a tool's result: the transcript item, and the journal entry a replay returns.
+    async fn finish_tool(&self, call_id: &str, result: wit_tools::ToolResult, mut events: Vec<(String, Value)>) -> wit_tools::ToolResult {
+        let item = self.item(&prefixed("fco"), "function_call_output", "completed", json!({"call_id": call_id, "output": result.output}));
+        events.push(("response.output_item.done".to_string(), json!({"item": item})));
+        self.record(events, Vec::new(), json!({"kind": "tool", "output": result.output, "is_error": result.is_error})).await;
+        result
+    }
+
+    /// A client's `function_call_output` for `call_id` already in the transcript (it came while the server was
+    /// down, or before a resumed turn got here).
+    async fn posted_output(&self, call_id: &str) -> Option<String> {
+        let page = Page { limit: 200, after: None, before: None, descending: true };
+        let (items, _) = self.sessions.store().list_items(&self.id, &page).await.ok()?;
+        items
+            .iter()
+            .find(|i| i.item_type == "function_call_output" && i.data["call_id"] == call_id && i.response_id.is_none())
+            .map(|i| i.data["output"].as_str().map(str::to_string).unwrap_or_else(|| i.data["output"].to_string()))
+    }
+
+    fn add_usage(&self, usage: &Usage) {
+        let mut u = self.turn_usage.lock().unwrap();
+        u.0 += usage.input_tokens;
+        u.1 += usage.output_tokens;
+    }
 }
 
 #[async_trait::async_trait]
 impl TurnHost for Host {
     async fn complete(&self, request: llm::Request) -> Result<llm::Completion, HarnessError> {
+        let denied = |message: String| HarnessError { code: "policy_denied".into(), message };
+        let last_user = last_user_text(&request.messages);
+        let gate_data = json!({"model": self.model, "messages_count": request.messages.len(), "tools_count": request.tools.len(),
+            "system_prompt_preview": crate::ids::truncate(self.config.system_prompt().unwrap_or_default(), 200),
+            "last_user_message": crate::ids::truncate(&last_user, 2000)});
+        self.gate("llm_request", None, gate_data, None, None).await.map_err(denied)?;
+        let completion = match self.replay_take("complete") {
+            Some(entry) => completion_from_json(&entry["completion"]),
+            None => {
+                self.check_live("a model call").map_err(|m| HarnessError { code: "replay_diverged".into(), message: m })?;
+                self.complete_live(request).await?
+            }
+        };
+        self.add_usage(&completion.usage);
+        let response_data = json!({"model": self.model, "text_preview": crate::ids::truncate(&completion.text, 2000),
+            "tool_calls_count": completion.tool_calls.len(),
+            "usage": {"input_tokens": completion.usage.input_tokens, "output_tokens": completion.usage.output_tokens}});
+        self.gate("llm_response", None, response_data, None, None).await.map_err(denied)?;
+        Ok(completion)
+    }
+
+    async fn tools(&self) -> Vec<ToolSpec> {
+        self.config
+            .tools
+            .iter()
+            .map(|(name, t)| {
+                let (description, parameters) = if t.kind == "builtin" {
+                    let (d, p) = crate::tools::spec(name);
+                    (t.description.clone().unwrap_or_else(|| d.to_string()), p)
+                } else if t.kind == "agent" {
+                    (t.description.clone().unwrap_or_default(), crate::subagent::parameters())
+                } else {
+                    (t.description.clone().unwrap_or_default(), t.parameters.clone().unwrap_or(json!({"type": "object"})))
+                };
+                ToolSpec { name: name.clone(), description, parameters: parameters.to_string() }
+            })
+            .collect()
+    }
+
+    async fn call_tool(&self, call_id: String, name: String, arguments: String) -> wit_tools::ToolResult {
+        let fail = |output: String| wit_tools::ToolResult { output, is_error: true };
+        if self.shared.cancel.is_cancelled() {
+            return fail("the turn was interrupted".into());
+        }
+        let args_json: Value = serde_json::from_str(&arguments).unwrap_or_else(|_| Value::String(arguments.clone()));
+        let call = json!({"name": name, "arguments": args_json});
+        let verdict = self.gate("tool_call", Some(&name), call.clone(), None, Some(&call_id)).await;
+        if let Some(entry) = self.replay_take("tool") {
+            return wit_tools::ToolResult {
+                output: entry["output"].as_str().unwrap_or_default().to_string(),
+                is_error: entry["is_error"].as_bool().unwrap_or(true),
+            };
+        }
+        let arguments = match verdict {
+            Err(reason) => return self.finish_tool(&call_id, fail(reason), Vec::new()).await,
+            Ok(Some(rewritten)) => match rewritten.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => arguments,
+            },
+            Ok(None) => arguments,
+        };
+        if self.replay_take("started").is_some() {
+            // A tool-result verdict may have been journaled after it; the result itself was not.
+            self.replay_take("ask");
+            self.replay_take("gate");
+            let message = format!(
+                "the server restarted while the tool '{name}' was running; it may or may not have finished. Check its \
+                 effects before running it again."
+            );
+            return self.finish_tool(&call_id, fail(message), Vec::new()).await;
+        }
+        if let Err(why) = self.check_live("a tool call") {
+            return fail(why);
+        }
+        let Some(tool) = self.tool_config(&name).cloned() else {
+            let known: Vec<&str> = self.config.tools.keys().map(String::as_str).collect();
+            let result = fail(format!("no tool named '{name}'; available tools: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+            return self.finish_tool(&call_id, result, Vec::new()).await;
+        };
+        if tool.kind == "agent" {
+            let waiting = self.children.lock().unwrap().remove(&call_id);
+            let result = match waiting {
+                Some(rx) => match rx.await {
+                    Ok(Ok(output)) => wit_tools::ToolResult { output, is_error: false },
+                    Ok(Err(message)) => fail(message),
+                    Err(_) => fail("the sub-agent's task was abandoned".into()),
+                },
+                None => fail(format!(
+                    "the sub-agent call {call_id} has no running child session (a server restart cut it short); call it again if needed"
+                )),
+            };
+            return self.finish_tool(&call_id, result, Vec::new()).await;
+        }
+        if tool.runtime.as_deref() == Some("client") {
+            let waiting = self.client_calls.lock().unwrap().remove(&call_id);
+            let item_id = match &waiting {
+                Some((item_id, _)) => item_id.clone(),
+                None => prefixed("fc"),
+            };
+            let output = match waiting {
+                Some((_, rx)) => tokio::select! {
+                    o = rx => o.map_err(|_| "the client tool call was abandoned".to_string()),
+                    _ = self.shared.cancel.cancelled() => Err("the turn was interrupted".to_string()),
+                },
+                // A resumed turn: the output may be in the transcript already; otherwise wait for it.
+                None => match self.posted_output(&call_id).await {
+                    Some(output) => Ok(output),
+                    None => {
+                        let (tx, rx) = oneshot::channel();
+                        let _ = self.sessions.emit(&self.id, Vec::new(), vec![Waiter::Output(call_id.clone(), tx)]).await;
+                        tokio::select! {
+                            o = rx => o.map_err(|_| "the client tool call was abandoned".to_string()),
+                            _ = self.shared.cancel.cancelled() => Err("the turn was interrupted".to_string()),
+                        }
+                    }
+                },
+            };
+            return match output {
+                Ok(output) => {
+                    // The client's function_call_output is already in the log; mark the call done.
+                    let item = self.item(&item_id, "function_call", "completed", json!({"name": name, "arguments": arguments, "call_id": call_id, "model": self.model}));
+                    let events = vec![("response.output_item.done".to_string(), json!({"item": item}))];
+                    let result = wit_tools::ToolResult { output: output.clone(), is_error: false };
+                    self.record(events, Vec::new(), json!({"kind": "tool", "output": output, "is_error": false})).await;
+                    result
+                }
+                Err(message) => fail(message),
+            };
+        }
+        // A builtin has effects outside the log: mark it started, so a restart mid-run does not run it twice.
+        self.record(Vec::new(), Vec::new(), json!({"kind": "started", "call_id": call_id})).await;
+        let mut events = Vec::new();
+        let mut result = match crate::tools::run(&name, &tool, &arguments, &self.cwd).await {
+            Ok(output) => wit_tools::ToolResult { output, is_error: false },
+            Err(message) => {
+                events.push(("response.error".to_string(), json!({"source": "tool", "tool_name": name, "error": {"code": "tool_error", "message": message}})));
+                fail(message)
+            }
+        };
+        let seen = json!({"result": result.output, "is_error": result.is_error});
+        match self.gate("tool_result", Some(&name), seen, Some(&call), None).await {
+            Err(reason) => result = fail(format!("the tool's result was withheld: {reason}")),
+            Ok(Some(rewritten)) => {
+                result.output = match rewritten.get("result") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => result.output,
+                }
+            }
+            Ok(None) => {}
+        }
+        self.finish_tool(&call_id, result, events).await
+    }
+
+    async fn history(&self) -> Vec<Message> {
+        if let Some(entry) = self.replay_take("history") {
+            return entry["messages"].as_array().map(|m| m.iter().map(message_from_json).collect()).unwrap_or_default();
+        }
+        if self.check_live("the history").is_err() {
+            return Vec::new();
+        }
+        let messages = history(&self.sessions, &self.id).await;
+        let entry = json!({"kind": "history", "messages": messages.iter().map(message_json).collect::<Vec<_>>()});
+        self.record(Vec::new(), Vec::new(), entry).await;
+        messages
+    }
+
+    async fn steering(&self) -> Vec<String> {
+        if self.replaying() {
+            // Only what the original run took; new messages wait until the replay has caught up.
+            return self.replay_take("steering").and_then(|e| serde_json::from_value(e["messages"].clone()).ok()).unwrap_or_default();
+        }
+        let taken: Vec<String> = self.shared.steering.lock().unwrap().drain(..).collect();
+        if !taken.is_empty() {
+            self.record(Vec::new(), Vec::new(), json!({"kind": "steering", "messages": taken})).await;
+        }
+        taken
+    }
+
+    fn cancelled(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+
+    async fn emit(&self, event_type: String, data: String) -> Result<(), HarnessError> {
+        let invalid = |message: String| HarnessError { code: "invalid_request".into(), message };
+        let allowed = HARNESS_EVENTS.contains(&event_type.as_str())
+            || event_type.strip_prefix("harness.").is_some_and(|n| !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+        if !allowed {
+            return Err(invalid(format!("a harness may not emit '{}'; allowed: {} or harness.<name>", crate::ids::truncate(&event_type, 80), HARNESS_EVENTS.join(", "))));
+        }
+        if data.len() > MAX_EMIT_BYTES {
+            return Err(invalid(format!("event data is {} bytes; the limit is {MAX_EMIT_BYTES}", data.len())));
+        }
+        let payload: Value = serde_json::from_str(&data).map_err(|e| invalid(format!("event data is not JSON: {e}")))?;
+        if !payload.is_object() {
+            return Err(invalid("event data must be a JSON object".into()));
+        }
+        if self.replay_take("emit").is_some() {
+            return Ok(()); // published before the restart
+        }
+        self.check_live("an emit").map_err(|m| HarnessError { code: "replay_diverged".into(), message: m })?;
+        self.record(vec![(event_type, payload)], Vec::new(), json!({"kind": "emit"})).await;
+        Ok(())
+    }
+
+    async fn write_file(&self, name: String, content: Vec<u8>) -> Result<String, HarnessError> {
+        if let Some(entry) = self.replay_take("file") {
+            return Ok(entry["id"].as_str().unwrap_or_default().to_string());
+        }
+        self.check_live("a file write").map_err(|m| HarnessError { code: "replay_diverged".into(), message: m })?;
+        let id = crate::files::add(&self.sessions, &self.id, &name, None, &content, crate::files::Source::Harness)
+            .await
+            .map(|meta| meta.id)
+            .map_err(|e| HarnessError { code: "file_error".into(), message: e.to_string() })?;
+        self.record(Vec::new(), Vec::new(), json!({"kind": "file", "id": id})).await;
+        Ok(id)
+    }
+
+    fn log(&self, level: LogLevel, message: String) {
+        let id = &self.id;
+        match level {
+            LogLevel::Debug => tracing::debug!(session = %id, "harness: {message}"),
+            LogLevel::Info => tracing::info!(session = %id, "harness: {message}"),
+            LogLevel::Warn => tracing::warn!(session = %id, "harness: {message}"),
+            LogLevel::Error => tracing::error!(session = %id, "harness: {message}"),
+        }
+    }
+}
+
+impl Host {
+    /// A model call made now: streams deltas, records the answer and its tool calls with the journal entry.
+    async fn complete_live(&self, request: llm::Request) -> Result<llm::Completion, HarnessError> {
         let req = ChatRequest {
             model: self.model.clone(),
             system: self.config.system_prompt().map(str::to_string),
@@ -270,13 +818,11 @@ impl TurnHost for Host {
             events.push(("response.output_item.done".to_string(), json!({"item": item})));
             if client {
                 let (tx, rx) = oneshot::channel();
-                waiters.push((call.id.clone(), tx));
+                waiters.push(Waiter::Output(call.id.clone(), tx));
                 self.client_calls.lock().unwrap().insert(call.id.clone(), (item_id, rx));
             }
         }
-        if let Err(e) = self.sessions.emit(&self.id, events, waiters).await {
-            tracing::warn!(session = %self.id, error = %e, "could not record a model response");
-        }
+        self.record(events, waiters, json!({"kind": "complete", "completion": completion_json(&completion)})).await;
         // Sub-agent calls start now, after their function_call items are in the log, so several run in parallel.
         for call in &completion.tool_calls {
             if let Some(tool) = self.tool_config(&call.name).filter(|t| t.kind == "agent") {
@@ -298,129 +844,6 @@ impl TurnHost for Host {
         Ok(completion)
     }
 
-    async fn tools(&self) -> Vec<ToolSpec> {
-        self.config
-            .tools
-            .iter()
-            .map(|(name, t)| {
-                let (description, parameters) = if t.kind == "builtin" {
-                    let (d, p) = crate::tools::spec(name);
-                    (t.description.clone().unwrap_or_else(|| d.to_string()), p)
-                } else if t.kind == "agent" {
-                    (t.description.clone().unwrap_or_default(), crate::subagent::parameters())
-                } else {
-                    (t.description.clone().unwrap_or_default(), t.parameters.clone().unwrap_or(json!({"type": "object"})))
-                };
-                ToolSpec { name: name.clone(), description, parameters: parameters.to_string() }
-            })
-            .collect()
-    }
-
-    async fn call_tool(&self, call_id: String, name: String, arguments: String) -> wit_tools::ToolResult {
-        let fail = |output: String| wit_tools::ToolResult { output, is_error: true };
-        if self.shared.cancel.is_cancelled() {
-            return fail("the turn was interrupted".into());
-        }
-        let Some(tool) = self.tool_config(&name).cloned() else {
-            let known: Vec<&str> = self.config.tools.keys().map(String::as_str).collect();
-            let result = fail(format!("no tool named '{name}'; available tools: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
-            self.record_output(&call_id, &result.output).await;
-            return result;
-        };
-        if tool.kind == "agent" {
-            let waiting = self.children.lock().unwrap().remove(&call_id);
-            let result = match waiting {
-                Some(rx) => match rx.await {
-                    Ok(Ok(output)) => wit_tools::ToolResult { output, is_error: false },
-                    Ok(Err(message)) => fail(message),
-                    Err(_) => fail("the sub-agent's task was abandoned".into()),
-                },
-                None => fail(format!("sub-agent call {call_id} was not announced by the model")),
-            };
-            self.record_output(&call_id, &result.output).await;
-            return result;
-        }
-        if tool.runtime.as_deref() == Some("client") {
-            let waiting = self.client_calls.lock().unwrap().remove(&call_id);
-            let Some((item_id, rx)) = waiting else {
-                return fail(format!("client tool call {call_id} was not announced"));
-            };
-            let output = tokio::select! {
-                o = rx => o.map_err(|_| "the client tool call was abandoned".to_string()),
-                _ = self.shared.cancel.cancelled() => Err("the turn was interrupted".to_string()),
-            };
-            return match output {
-                Ok(output) => {
-                    // The client's function_call_output is already in the log; mark the call done.
-                    let item = self.item(&item_id, "function_call", "completed", json!({"name": name, "arguments": arguments, "call_id": call_id, "model": self.model}));
-                    self.emit(vec![("response.output_item.done", json!({"item": item}))]).await;
-                    wit_tools::ToolResult { output, is_error: false }
-                }
-                Err(message) => fail(message),
-            };
-        }
-        let result = match crate::tools::run(&name, &tool, &arguments, &self.cwd).await {
-            Ok(output) => wit_tools::ToolResult { output, is_error: false },
-            Err(message) => {
-                self.emit(vec![("response.error", json!({"source": "tool", "tool_name": name, "error": {"code": "tool_error", "message": message}}))]).await;
-                fail(message)
-            }
-        };
-        self.record_output(&call_id, &result.output).await;
-        result
-    }
-
-    async fn history(&self) -> Vec<Message> {
-        history(&self.sessions, &self.id).await
-    }
-
-    async fn steering(&self) -> Vec<String> {
-        self.shared.steering.lock().unwrap().drain(..).collect()
-    }
-
-    fn cancelled(&self) -> bool {
-        self.shared.cancel.is_cancelled()
-    }
-
-    async fn emit(&self, event_type: String, data: String) -> Result<(), HarnessError> {
-        let invalid = |message: String| HarnessError { code: "invalid_request".into(), message };
-        let allowed = HARNESS_EVENTS.contains(&event_type.as_str())
-            || event_type.strip_prefix("harness.").is_some_and(|n| !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
-        if !allowed {
-            return Err(invalid(format!("a harness may not emit '{}'; allowed: {} or harness.<name>", crate::ids::truncate(&event_type, 80), HARNESS_EVENTS.join(", "))));
-        }
-        if data.len() > MAX_EMIT_BYTES {
-            return Err(invalid(format!("event data is {} bytes; the limit is {MAX_EMIT_BYTES}", data.len())));
-        }
-        let payload: Value = serde_json::from_str(&data).map_err(|e| invalid(format!("event data is not JSON: {e}")))?;
-        if !payload.is_object() {
-            return Err(invalid("event data must be a JSON object".into()));
-        }
-        self.sessions
-            .emit(&self.id, vec![(event_type, payload)], Vec::new())
-            .await
-            .map_err(|e| HarnessError { code: "emit_failed".into(), message: e.to_string() })
-    }
-
-    async fn write_file(&self, name: String, content: Vec<u8>) -> Result<String, HarnessError> {
-        crate::files::add(&self.sessions, &self.id, &name, None, &content, crate::files::Source::Harness)
-            .await
-            .map(|meta| meta.id)
-            .map_err(|e| HarnessError { code: "file_error".into(), message: e.to_string() })
-    }
-
-    fn log(&self, level: LogLevel, message: String) {
-        let id = &self.id;
-        match level {
-            LogLevel::Debug => tracing::debug!(session = %id, "harness: {message}"),
-            LogLevel::Info => tracing::info!(session = %id, "harness: {message}"),
-            LogLevel::Warn => tracing::warn!(session = %id, "harness: {message}"),
-            LogLevel::Error => tracing::error!(session = %id, "harness: {message}"),
-        }
-    }
-}
-
-impl Host {
     /// Publishes buffered text deltas and retries. Each retry closes the message id its attempt streamed under.
     async fn flush(&self, pending: &Mutex<String>, retries: &Mutex<Vec<Retry>>, message_id: &mut String) {
         let mut events = Vec::new();
@@ -439,10 +862,68 @@ impl Host {
             self.emit(events).await;
         }
     }
+}
 
-    async fn record_output(&self, call_id: &str, output: &str) {
-        let item = self.item(&prefixed("fco"), "function_call_output", "completed", json!({"call_id": call_id, "output": output}));
-        self.emit(vec![("response.output_item.done", json!({"item": item}))]).await;
+// Journal encodings of the harness world's values.
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn calls_json(calls: &[ToolCall]) -> Value {
+    calls.iter().map(|c| json!({"id": c.id, "name": c.name, "arguments": c.arguments})).collect()
+}
+
+fn calls_from_json(v: &Value) -> Vec<ToolCall> {
+    v.as_array()
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| ToolCall {
+                    id: c["id"].as_str().unwrap_or_default().into(),
+                    name: c["name"].as_str().unwrap_or_default().into(),
+                    arguments: c["arguments"].as_str().unwrap_or("{}").into(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn message_json(m: &Message) -> Value {
+    json!({"role": role_name(m.role), "content": m.content, "tool_calls": calls_json(&m.tool_calls), "tool_call_id": m.tool_call_id})
+}
+
+fn message_from_json(v: &Value) -> Message {
+    let role = match v["role"].as_str() {
+        Some("system") => Role::System,
+        Some("assistant") => Role::Assistant,
+        Some("tool") => Role::Tool,
+        _ => Role::User,
+    };
+    Message {
+        role,
+        content: v["content"].as_str().unwrap_or_default().into(),
+        tool_calls: calls_from_json(&v["tool_calls"]),
+        tool_call_id: v["tool_call_id"].as_str().map(str::to_string),
+    }
+}
+
+fn completion_json(c: &llm::Completion) -> Value {
+    json!({"text": c.text, "tool_calls": calls_json(&c.tool_calls), "stop_reason": c.stop_reason,
+           "usage": {"input_tokens": c.usage.input_tokens, "output_tokens": c.usage.output_tokens}})
+}
+
+fn completion_from_json(v: &Value) -> llm::Completion {
+    llm::Completion {
+        text: v["text"].as_str().unwrap_or_default().into(),
+        tool_calls: calls_from_json(&v["tool_calls"]),
+        usage: Usage { input_tokens: v["usage"]["input_tokens"].as_u64().unwrap_or(0), output_tokens: v["usage"]["output_tokens"].as_u64().unwrap_or(0) },
+        stop_reason: v["stop_reason"].as_str().unwrap_or("stop").into(),
     }
 }
 

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::LoadError;
+use crate::{Failure, LoadError};
 
 wasmtime::component::bindgen!({
     path: "../../wit/harness",
@@ -44,14 +44,8 @@ pub enum TurnFailure {
     /// The harness returned an error (e.g. the model failed, max steps, cancelled).
     #[error("{}: {}", .0.code, .0.message)]
     Harness(Error),
-    #[error("the harness ran past its turn deadline of {0:?} and was stopped")]
-    Deadline(Duration),
-    #[error("the harness tried to use more than its memory limit of {} MiB and was stopped", .0 >> 20)]
-    OutOfMemory(usize),
-    #[error("the harness crashed (trap: {0})")]
-    Trap(String),
-    #[error("the harness could not be started: {0}")]
-    Instantiate(String),
+    #[error("the harness {0}")]
+    Sandbox(Failure),
 }
 
 impl TurnFailure {
@@ -59,10 +53,10 @@ impl TurnFailure {
     pub fn code(&self) -> &str {
         match self {
             TurnFailure::Harness(e) => &e.code,
-            TurnFailure::Deadline(_) => "harness_timeout",
-            TurnFailure::OutOfMemory(_) => "harness_out_of_memory",
-            TurnFailure::Trap(_) => "harness_trap",
-            TurnFailure::Instantiate(_) => "harness_instantiate_failed",
+            TurnFailure::Sandbox(Failure::Deadline(_)) => "harness_timeout",
+            TurnFailure::Sandbox(Failure::OutOfMemory(_)) => "harness_out_of_memory",
+            TurnFailure::Sandbox(Failure::Trap(_)) => "harness_trap",
+            TurnFailure::Sandbox(Failure::Instantiate(_)) => "harness_instantiate_failed",
         }
     }
 }
@@ -157,8 +151,10 @@ pub struct HarnessComponent {
 
 impl HarnessComponent {
     pub(crate) fn new(linker: &Linker<HostState>, component: &Component) -> Result<Self, LoadError> {
-        let pre = linker.instantiate_pre(component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre = HarnessPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let wrong = |e: wasmtime::Error| {
+            LoadError::WrongWorld(format!("the component does not fit the harness world omnigent:harness@0.1.0: {e:#}"))
+        };
+        let pre = HarnessPre::new(linker.instantiate_pre(component).map_err(wrong)?).map_err(wrong)?;
         Ok(HarnessComponent { pre })
     }
 
@@ -178,21 +174,11 @@ impl HarnessComponent {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        let deadline = Instant::now() + limits.deadline;
-        // Yield to the executor every tick (a looping guest never starves other sessions); past the deadline, trap.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // tokio's yield_now lets the timer and IO drivers run before this task resumes.
-                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
-            }
-        });
-        let classify = |e: wasmtime::Error| classify(e, memory, limits.deadline);
+        crate::arm_deadline(&mut store, Instant::now() + limits.deadline);
+        let classify = |e: wasmtime::Error| TurnFailure::Sandbox(crate::classify(e, memory, limits.deadline));
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| match classify(e) {
-                TurnFailure::Trap(m) => TurnFailure::Instantiate(m),
+                TurnFailure::Sandbox(Failure::Trap(m)) => TurnFailure::Sandbox(Failure::Instantiate(m)),
                 other => other,
             })?;
             match instance.call_run_turn(&mut store, input).await {
@@ -204,17 +190,7 @@ impl HarnessComponent {
         // The epoch callback stops guest code; this also bounds time spent awaiting host calls.
         match tokio::time::timeout(limits.deadline, run).await {
             Ok(result) => result,
-            Err(_) => Err(TurnFailure::Deadline(limits.deadline)),
+            Err(_) => Err(TurnFailure::Sandbox(Failure::Deadline(limits.deadline))),
         }
-    }
-}
-
-fn classify(error: wasmtime::Error, memory: usize, deadline: Duration) -> TurnFailure {
-    let text = format!("{error:#}");
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => TurnFailure::Deadline(deadline),
-        _ if text.contains("memory") && (text.contains("limit") || text.contains("grow")) => TurnFailure::OutOfMemory(memory),
-        Some(trap) => TurnFailure::Trap(trap.to_string()),
-        None => TurnFailure::Trap(text.lines().next().unwrap_or("unknown").to_string()),
     }
 }

@@ -10,22 +10,70 @@
 //!   cause; the host and every other session carry on.
 
 pub mod harness;
+pub mod policy;
 pub mod testing;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 pub use harness::{HarnessComponent, HostState, TurnFailure, TurnHost, TurnLimits};
+pub use policy::{PolicyComponent, PolicyFailure, PolicyLimits};
 
 /// The builtin default harness (`harnesses/agent`), embedded in the binary.
 pub const AGENT_HARNESS: &[u8] = include_bytes!(concat!(env!("OMNIGENT_GUEST_DIR"), "/agent.wasm"));
+
+/// The builtin policy components (`policies/`), embedded in the binary, by component name.
+pub const BUILTIN_POLICIES: [(&str, &[u8]); 5] = [
+    ("ask_on_os_tools", include_bytes!(concat!(env!("OMNIGENT_GUEST_DIR"), "/ask_on_os_tools.wasm"))),
+    ("max_tool_calls", include_bytes!(concat!(env!("OMNIGENT_GUEST_DIR"), "/max_tool_calls.wasm"))),
+    ("cost_budget", include_bytes!(concat!(env!("OMNIGENT_GUEST_DIR"), "/cost_budget.wasm"))),
+    ("detect_loop", include_bytes!(concat!(env!("OMNIGENT_GUEST_DIR"), "/detect_loop.wasm"))),
+    ("tool_filter", include_bytes!(concat!(env!("OMNIGENT_GUEST_DIR"), "/tool_filter.wasm"))),
+];
+
+/// Why guest code was stopped (a harness turn or a policy evaluation).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("ran past its deadline of {0:?} and was stopped")]
+    Deadline(Duration),
+    #[error("tried to use more than its memory limit of {} MiB and was stopped", .0 >> 20)]
+    OutOfMemory(usize),
+    #[error("crashed (trap: {0})")]
+    Trap(String),
+    #[error("could not be started: {0}")]
+    Instantiate(String),
+}
+
+/// Makes a store yield to the executor every epoch tick (a looping guest never starves other tasks) and trap once
+/// `deadline` has passed.
+pub(crate) fn arm_deadline<T: Send>(store: &mut Store<T>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            // tokio's yield_now lets the timer and IO drivers run before this task resumes.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        }
+    });
+}
+
+pub(crate) fn classify(error: wasmtime::Error, memory: usize, deadline: Duration) -> Failure {
+    let text = format!("{error:#}");
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Failure::Deadline(deadline),
+        _ if text.contains("memory") && (text.contains("limit") || text.contains("grow")) => Failure::OutOfMemory(memory),
+        Some(trap) => Failure::Trap(trap.to_string()),
+        None => Failure::Trap(text.lines().next().unwrap_or("unknown").to_string()),
+    }
+}
 
 /// Where the build put the guest components (test fixtures are read from here).
 pub const GUEST_DIR: &str = env!("OMNIGENT_GUEST_DIR");
@@ -40,7 +88,8 @@ pub const POOL_INSTANCES: u32 = 1000;
 pub enum LoadError {
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("the component does not fit the harness world omnigent:harness@0.1.0: {0}")]
+    /// The component's imports or exports do not match the world it was loaded as.
+    #[error("{0}")]
     WrongWorld(String),
 }
 
@@ -48,9 +97,11 @@ pub enum LoadError {
 pub struct Runtime {
     engine: Engine,
     harness_linker: Linker<HostState>,
+    policy_linker: Linker<policy::PolicyState>,
     cache_dir: Option<PathBuf>,
     pooling: bool,
     loaded: Mutex<HashMap<[u8; 32], Arc<HarnessComponent>>>,
+    policies: Mutex<HashMap<[u8; 32], Arc<PolicyComponent>>>,
     agent: std::sync::OnceLock<Arc<HarnessComponent>>,
 }
 
@@ -66,12 +117,22 @@ impl Runtime {
         };
         start_epoch_ticker(&engine);
         let harness_linker = harness::linker(&engine)?;
+        let policy_linker = policy::linker(&engine)?;
         if let Some(dir) = &cache_dir
             && let Err(e) = std::fs::create_dir_all(dir)
         {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot create the component cache dir; compiling without it");
         }
-        Ok(Arc::new(Runtime { engine, harness_linker, cache_dir, pooling, loaded: Mutex::default(), agent: Default::default() }))
+        Ok(Arc::new(Runtime {
+            engine,
+            harness_linker,
+            policy_linker,
+            cache_dir,
+            pooling,
+            loaded: Mutex::default(),
+            policies: Mutex::default(),
+            agent: Default::default(),
+        }))
     }
 
     pub fn engine(&self) -> &Engine {
@@ -105,6 +166,19 @@ impl Runtime {
         let component = self.compile(bytes, &digest)?;
         let loaded = Arc::new(HarnessComponent::new(&self.harness_linker, &component)?);
         self.loaded.lock().unwrap().insert(digest, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Compiles (or fetches from the caches) a policy component and pre-links it. CPU work the first time: call it
+    /// off the async workers.
+    pub fn load_policy(&self, bytes: &[u8]) -> Result<Arc<PolicyComponent>, LoadError> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(found) = self.policies.lock().unwrap().get(&digest) {
+            return Ok(found.clone());
+        }
+        let component = self.compile(bytes, &digest)?;
+        let loaded = Arc::new(PolicyComponent::new(&self.policy_linker, &component)?);
+        self.policies.lock().unwrap().insert(digest, loaded.clone());
         Ok(loaded)
     }
 

@@ -25,16 +25,16 @@ async fn hostile_guests_fail_their_own_turn_and_the_runtime_carries_on() {
 
     let started = Instant::now();
     let looped = turn(&rt, "loop", limits).await.unwrap_err();
-    assert!(matches!(looped, TurnFailure::Deadline(_)), "{looped:?}");
+    assert!(matches!(looped, TurnFailure::Sandbox(omnigent_runtime::Failure::Deadline(_))), "{looped:?}");
     assert_eq!(looped.code(), "harness_timeout");
     assert!(started.elapsed() < Duration::from_secs(10), "stopped near its deadline: {:?}", started.elapsed());
 
     let hog = turn(&rt, "alloc", limits).await.unwrap_err();
-    assert!(matches!(hog, TurnFailure::OutOfMemory(_)), "{hog:?}");
+    assert!(matches!(hog, TurnFailure::Sandbox(omnigent_runtime::Failure::OutOfMemory(_))), "{hog:?}");
     assert!(hog.to_string().contains("64 MiB"), "{hog}");
 
     let crash = turn(&rt, "trap", limits).await.unwrap_err();
-    assert!(matches!(crash, TurnFailure::Trap(_)), "{crash:?}");
+    assert!(matches!(crash, TurnFailure::Sandbox(omnigent_runtime::Failure::Trap(_))), "{crash:?}");
     assert_eq!(crash.code(), "harness_trap");
 
     // The same runtime and component still run a well-behaved turn.
@@ -61,7 +61,7 @@ async fn a_looping_guest_does_not_starve_other_work_on_the_executor() {
     });
     let n = ticks.await.unwrap();
     assert!(n > 10, "the executor kept running other tasks ({n} ticks)");
-    assert!(matches!(looping.await.unwrap(), Err(TurnFailure::Deadline(_))));
+    assert!(matches!(looping.await.unwrap(), Err(TurnFailure::Sandbox(omnigent_runtime::Failure::Deadline(_)))));
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ impl Client {
             data_dir: args.data_dir.clone(),
             auth_token: args.token.clone(),
             max_body_bytes: 4 * 1024 * 1024,
+            policies: None,
         };
         let (pid, url) = super::daemon::spawn_background(&server_args).await?;
         eprintln!(

@@ -68,10 +68,15 @@ fn url_for(addr: SocketAddr) -> String {
 
 /// `omnigent server`: serve until SIGINT/SIGTERM.
 pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let policies = match &args.policies {
+        Some(path) => crate::config::server_policies(path)?,
+        None => Default::default(),
+    };
     let options = ServerOptions {
         auth_token: args.auth_token.clone(),
         max_body_bytes: args.max_body_bytes,
         cache_dir: Some(args.data_dir.join("cache")),
+        policies,
         ..ServerOptions::default()
     };
     check_exposure(args.bind, &options)?;
@@ -157,6 +162,7 @@ pub async fn spawn_background(args: &ServerArgs) -> anyhow::Result<(u32, String)
         .arg(&args.data_dir)
         .arg("--max-body-bytes")
         .arg(args.max_body_bytes.to_string())
+        .args(args.policies.iter().flat_map(|p| [std::ffi::OsStr::new("--policies"), p.as_os_str()]))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

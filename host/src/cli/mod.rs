@@ -83,6 +83,10 @@ pub struct ServerArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024, global = true)]
     max_body_bytes: usize,
+    /// Server-wide default policies: a YAML file with a `policies:` map (the same entries as a session YAML's),
+    /// judged after each session's own and its config's.
+    #[arg(long, env = "OMNIGENT_POLICIES", global = true)]
+    policies: Option<PathBuf>,
 }
 
 /// How client commands reach the server.

@@ -37,6 +37,8 @@ pub struct ServerOptions {
     pub heartbeat: Duration,
     /// Where compiled WASM components are cached across restarts (None: compile on every start).
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Server-wide default policies, judged after each session's own and its config's.
+    pub policies: crate::policy::PolicyMap,
 }
 
 impl Default for ServerOptions {
@@ -46,6 +48,7 @@ impl Default for ServerOptions {
             max_body_bytes: 4 * 1024 * 1024,
             heartbeat: crate::stream::HEARTBEAT,
             cache_dir: None,
+            policies: Default::default(),
         }
     }
 }
@@ -220,7 +223,7 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         check_exposure(listener.local_addr().expect("bound listener has an address"), &options)?;
-        let turns = TurnEnv::new(options.cache_dir.clone()).map_err(|e| StartError::Runtime(format!("{e:#}")))?;
+        let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone()).map_err(|e| StartError::Runtime(format!("{e:#}")))?;
         let sessions = Sessions::new(store, shutdown.clone(), turns);
         let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
         if recovered > 0 {

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SessionConfig;
 use crate::ids::{SessionId, prefixed};
 use crate::model::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, now_us, secs};
-use crate::store::{CommentChange, Commit, Page, Store, StoreError};
+use crate::store::{CommentChange, Commit, JournalEntry, Page, Store, StoreError};
 use crate::turn::{TurnEnv, TurnOutcome, TurnShared};
-pub use input::{EventInput, Input};
+pub use input::{ApprovalAction, EventInput, Input};
 
 /// How many published events a subscriber may fall behind before it is caught up from the log instead.
 pub const BROADCAST_CAPACITY: usize = 256;
@@ -99,15 +99,30 @@ pub struct NewSession {
     pub parent: Option<SessionId>,
 }
 
-/// A client tool call waiting for its `function_call_output`: (call id, where to deliver the output).
-pub type OutputWaiter = (String, oneshot::Sender<String>);
+/// Something the running turn waits for, delivered by the actor when it is committed.
+pub enum Waiter {
+    /// A client tool call's `function_call_output`, by call id.
+    Output(String, oneshot::Sender<String>),
+    /// A human's answer to an elicitation, by elicitation id.
+    Approval(String, oneshot::Sender<ApprovalAction>),
+}
+
+/// A change validated against the session's current state inside its actor: returns the events to append.
+pub type Change = Box<dyn FnOnce(&SessionRecord) -> Result<Vec<(String, Value)>, SessionError> + Send>;
 
 enum Command {
     Post { input: Input, reply: oneshot::Sender<Result<Ack, SessionError>> },
     Patch { patch: Patch, reply: oneshot::Sender<Result<SessionRecord, SessionError>> },
     Delete { reply: oneshot::Sender<Result<(), SessionError>> },
-    /// Events from the running turn (and client tool calls to wait for).
-    Emit { events: Vec<(String, Value)>, waiters: Vec<OutputWaiter>, reply: oneshot::Sender<Result<(), SessionError>> },
+    /// Events from the running turn, the journal entry they complete, and what the turn waits for next.
+    Emit {
+        events: Vec<(String, Value)>,
+        waiters: Vec<Waiter>,
+        journal: Option<JournalEntry>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    /// A change checked against the current state (policy CRUD).
+    Control { change: Change, reply: oneshot::Sender<Result<SessionRecord, SessionError>> },
     /// The running turn finished.
     EndTurn { response_id: String, outcome: TurnOutcome, reply: oneshot::Sender<Result<(), SessionError>> },
     /// The server restarted while this session was running: record that the turn was lost.
@@ -145,8 +160,24 @@ impl Sessions {
     }
 
     /// Appends events for a running turn (through the actor, the session's only writer).
-    pub async fn emit(&self, id: &SessionId, events: Vec<(String, Value)>, waiters: Vec<OutputWaiter>) -> Result<(), SessionError> {
-        self.call(id, |reply| Command::Emit { events, waiters, reply }).await
+    pub async fn emit(&self, id: &SessionId, events: Vec<(String, Value)>, waiters: Vec<Waiter>) -> Result<(), SessionError> {
+        self.call(id, |reply| Command::Emit { events, waiters, journal: None, reply }).await
+    }
+
+    /// Appends events together with the journal entry of the host call that produced them (one transaction).
+    pub async fn record(
+        &self,
+        id: &SessionId,
+        events: Vec<(String, Value)>,
+        waiters: Vec<Waiter>,
+        journal: JournalEntry,
+    ) -> Result<(), SessionError> {
+        self.call(id, |reply| Command::Emit { events, waiters, journal: Some(journal), reply }).await
+    }
+
+    /// Applies a change computed from the session's current state, atomically with respect to other writes.
+    pub async fn control(&self, id: &SessionId, change: Change) -> Result<SessionRecord, SessionError> {
+        self.call(id, |reply| Command::Control { change, reply }).await
     }
 
     /// Records how a turn ended.
@@ -155,8 +186,9 @@ impl Sessions {
         self.call(id, |reply| Command::EndTurn { response_id, outcome, reply }).await
     }
 
-    /// After a restart: every session still marked running lost its turn with the old process. Marks each
-    /// failed with a reason, so none stays stuck in `running`.
+    /// After a restart: every session still marked running or paused lost its turn's task with the old process.
+    /// Each turn is resumed from its journal (no model or tool call is repeated); one that cannot be resumed is
+    /// marked failed with a reason, so none stays stuck in `running`.
     pub async fn recover_interrupted(&self) -> Result<usize, SessionError> {
         let mut recovered = 0;
         for status in [SessionStatus::Running, SessionStatus::Paused] {
@@ -243,12 +275,18 @@ impl Sessions {
         if draft.record.status != SessionStatus::Idle {
             draft.set_status(SessionStatus::Idle, None);
         }
+        // A copy runs no turn: nothing of the source's turn in progress is pending in it.
+        draft.record.policy.pending.clear();
+        draft.record.policy.resolved.clear();
+        draft.record.active_response_id = None;
         let commit = Commit {
             expected_last_seq: 0,
             session: &draft.record,
             events: &draft.events,
             items: &draft.items,
             comments: &draft.comments,
+            journal: &[],
+            clear_journal: false,
         };
         if let Err(e) = self.inner.store.commit(&commit).await {
             // Leave no half-made fork behind.
@@ -380,13 +418,17 @@ struct ActiveTurn {
     shared: TurnShared,
     /// Client tool calls waiting for their output.
     waiters: HashMap<String, oneshot::Sender<String>>,
+    /// Elicitations the turn waits on.
+    approvals: HashMap<String, oneshot::Sender<ApprovalAction>>,
 }
 
 /// What a committed batch of inputs sets in motion.
 enum Effect {
-    StartTurn { response_id: String, model: String, config: Box<SessionConfig> },
+    /// `resume`: the turn was cut by a restart; replay it from its journal.
+    StartTurn { response_id: String, model: String, config: Box<SessionConfig>, resume: bool },
     Steer(String),
     Deliver { call_id: String, output: String },
+    Resolve { elicitation_id: String, action: ApprovalAction },
     Cancel,
 }
 
@@ -435,17 +477,29 @@ impl Actor {
                         return;
                     }
                 }
-                Command::Emit { events, waiters, reply } => {
+                Command::Emit { events, waiters, journal, reply } => {
                     let mut draft = Draft::new(&self.record);
                     for (event_type, payload) in events {
                         draft.emit(&event_type, payload);
                     }
+                    draft.journal.extend(journal);
                     let result = self.commit(draft).await;
-                    if result.is_ok()
-                        && let Some(turn) = &mut self.turn
-                    {
-                        turn.waiters.extend(waiters);
+                    if result.is_ok() {
+                        self.wait_for(waiters);
                     }
+                    let _ = reply.send(result);
+                }
+                Command::Control { change, reply } => {
+                    let mut draft = Draft::new(&self.record);
+                    let result = match change(&self.record) {
+                        Ok(events) => {
+                            for (event_type, payload) in events {
+                                draft.emit(&event_type, payload);
+                            }
+                            self.commit(draft).await.map(|()| self.record.clone())
+                        }
+                        Err(e) => Err(e),
+                    };
                     let _ = reply.send(result);
                 }
                 Command::EndTurn { response_id, outcome, reply } => {
@@ -454,18 +508,17 @@ impl Actor {
                 }
                 Command::Recover { reply } => {
                     let mut draft = Draft::new(&self.record);
+                    let mut effects = Vec::new();
                     if self.turn.is_none() && matches!(self.record.status, SessionStatus::Running | SessionStatus::Paused) {
-                        draft.set_status(
-                            SessionStatus::Failed,
-                            Some(TaskError {
-                                code: "server_restarted".into(),
-                                message: "the server stopped while this turn was running; what it did until then is in \
-                                          the transcript. Send a message to continue."
-                                    .into(),
-                            }),
-                        );
+                        draft.resume_turn(&mut effects);
                     }
-                    let _ = reply.send(self.commit(draft).await);
+                    let result = self.commit(draft).await;
+                    if result.is_ok() {
+                        for effect in effects {
+                            self.apply(effect);
+                        }
+                    }
+                    let _ = reply.send(result);
                 }
                 Command::Delete { reply } => {
                     if let Some(turn) = &self.turn {
@@ -547,13 +600,47 @@ impl Actor {
                 }
                 Ok(Ack { queued: false, item_id: None })
             }
-            Input::Approval { elicitation_id, .. } => Err(SessionError::NoSuchElicitation(elicitation_id)),
+            Input::Approval { elicitation_id, action, content } => {
+                if draft.record.policy.pending(&elicitation_id).is_none() {
+                    return Err(SessionError::NoSuchElicitation(elicitation_id));
+                }
+                let mut resolved = json!({"elicitation_id": elicitation_id, "action": action});
+                if let Some(content) = content {
+                    resolved["content"] = content;
+                }
+                draft.emit("response.elicitation_resolved", resolved);
+                if draft.record.policy.pending.is_empty() && draft.record.status == SessionStatus::Paused {
+                    draft.set_status(SessionStatus::Running, None);
+                }
+                effects.push(Effect::Resolve { elicitation_id, action });
+                Ok(Ack { queued: false, item_id: None })
+            }
+        }
+    }
+
+    /// Registers what the running turn waits for; an answer that is already in the log is delivered at once.
+    fn wait_for(&mut self, waiters: Vec<Waiter>) {
+        let Some(turn) = &mut self.turn else { return };
+        for waiter in waiters {
+            match waiter {
+                Waiter::Output(call_id, tx) => {
+                    turn.waiters.insert(call_id, tx);
+                }
+                Waiter::Approval(eid, tx) => match self.record.policy.resolved.get(&eid).and_then(|a| serde_json::from_value(a.clone()).ok()) {
+                    Some(action) => {
+                        let _ = tx.send(action);
+                    }
+                    None => {
+                        turn.approvals.insert(eid, tx);
+                    }
+                },
+            }
         }
     }
 
     fn apply(&mut self, effect: Effect) {
         match effect {
-            Effect::StartTurn { response_id, model, config } => {
+            Effect::StartTurn { response_id, model, config, resume } => {
                 let shared = TurnShared::default();
                 self.turn = Some(ActiveTurn {
                     response_id: response_id.clone(),
@@ -561,8 +648,12 @@ impl Actor {
                     created_at_us: now_us(),
                     shared: shared.clone(),
                     waiters: HashMap::new(),
+                    approvals: HashMap::new(),
                 });
-                let task = crate::turn::run(self.sessions.clone(), self.record.id.clone(), response_id, *config, shared);
+                if resume {
+                    tracing::info!(session = %self.record.id, response = %response_id, "resuming a turn cut by a restart");
+                }
+                let task = crate::turn::run(self.sessions.clone(), self.record.id.clone(), response_id, *config, shared, resume);
                 tokio::spawn(tracing::Instrument::instrument(task, tracing::info_span!("turn", session = %self.record.id)));
             }
             Effect::Steer(text) => {
@@ -573,6 +664,11 @@ impl Actor {
             Effect::Deliver { call_id, output } => {
                 if let Some(waiter) = self.turn.as_mut().and_then(|t| t.waiters.remove(&call_id)) {
                     let _ = waiter.send(output);
+                }
+            }
+            Effect::Resolve { elicitation_id, action } => {
+                if let Some(waiter) = self.turn.as_mut().and_then(|t| t.approvals.remove(&elicitation_id)) {
+                    let _ = waiter.send(action);
                 }
             }
             Effect::Cancel => {
@@ -595,8 +691,9 @@ impl Actor {
                    "conversation": {"id": self.record.id.as_str()}})
         };
         let conversation = self.record.id.as_str();
+        draft.clear_journal = true;
         match outcome {
-            TurnOutcome::Completed { usage, model } => {
+            TurnOutcome::Completed { usage, model, cost_usd } => {
                 let total = usage.input_tokens + usage.output_tokens;
                 let usage_json = json!({"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                     "total_tokens": total, "output_tokens_details": {"reasoning_tokens": 0},
@@ -614,8 +711,10 @@ impl Actor {
                 for (key, add) in [("input_tokens", usage.input_tokens), ("output_tokens", usage.output_tokens), ("total_tokens", total)] {
                     entry[key] = (entry[key].as_u64().unwrap_or(0) + add).into();
                 }
+                entry["cost_usd"] = (entry["cost_usd"].as_f64().unwrap_or(0.0) + cost_usd).into();
+                let total_cost: f64 = by_model.values().filter_map(|m| m["cost_usd"].as_f64()).sum();
                 draft.emit("session.usage", json!({"conversation_id": conversation, "context_tokens": total,
-                    "usage_by_model": by_model}));
+                    "total_cost_usd": total_cost, "usage_by_model": by_model}));
                 draft.set_status(SessionStatus::Idle, None);
             }
             TurnOutcome::Interrupted => {
@@ -646,7 +745,7 @@ impl Actor {
 
     /// Persists a draft, then publishes its events. On a conflict the actor reloads; a vanished session closes.
     async fn commit(&mut self, draft: Draft) -> Result<(), SessionError> {
-        if draft.events.is_empty() {
+        if draft.events.is_empty() && draft.journal.is_empty() && !draft.clear_journal {
             return Ok(());
         }
         let commit = Commit {
@@ -655,6 +754,8 @@ impl Actor {
             events: &draft.events,
             items: &draft.items,
             comments: &draft.comments,
+            journal: &draft.journal,
+            clear_journal: draft.clear_journal,
         };
         match self.sessions.inner.store.commit(&commit).await {
             Ok(()) => {
@@ -708,11 +809,20 @@ struct Draft {
     events: Vec<StoredEvent>,
     items: Vec<Item>,
     comments: Vec<CommentChange>,
+    journal: Vec<JournalEntry>,
+    clear_journal: bool,
 }
 
 impl Draft {
     fn new(record: &SessionRecord) -> Self {
-        Draft { record: record.clone(), events: Vec::new(), items: Vec::new(), comments: Vec::new() }
+        Draft {
+            record: record.clone(),
+            events: Vec::new(),
+            items: Vec::new(),
+            comments: Vec::new(),
+            journal: Vec::new(),
+            clear_journal: false,
+        }
     }
 
     /// Appends an event: numbers it, folds it into the session and its items.
@@ -760,24 +870,7 @@ impl Draft {
     /// A message starts a turn with the session's harness. A session whose config cannot run a turn fails it
     /// before any model is called, as Omnigent does.
     fn start_turn(&mut self, effects: &mut Vec<Effect>) {
-        if harness_name(&self.record.config).is_none() {
-            let error = TaskError {
-                code: "no_harness".into(),
-                message: "this session's config names no executor.harness, so no turn can run; create the session \
-                          with a config that sets executor.harness"
-                    .into(),
-            };
-            self.set_status(SessionStatus::Failed, Some(error));
-            return;
-        }
-        let config: SessionConfig = match serde_json::from_value(self.record.config.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                let error = TaskError { code: "invalid_config".into(), message: format!("the session config is invalid: {e}") };
-                self.set_status(SessionStatus::Failed, Some(error));
-                return;
-            }
-        };
+        let Some(config) = self.turn_config() else { return };
         let response_id = response_id_for(&self.record.id);
         let model = config.executor.model.clone().unwrap_or_else(|| "scripted".into());
         self.set_status(SessionStatus::Running, None);
@@ -786,7 +879,47 @@ impl Draft {
             "conversation": {"id": self.record.id.as_str()}});
         self.emit("response.created", json!({"response": response}));
         self.emit("response.in_progress", json!({"response": response}));
-        effects.push(Effect::StartTurn { response_id, model, config: Box::new(config) });
+        effects.push(Effect::StartTurn { response_id, model, config: Box::new(config), resume: false });
+    }
+
+    /// After a restart: picks the turn in progress up again (the turn replays its journal), or, when there is no
+    /// turn to pick up, records that it was lost.
+    fn resume_turn(&mut self, effects: &mut Vec<Effect>) {
+        let Some(response_id) = self.record.active_response_id.clone() else {
+            let error = TaskError {
+                code: "server_restarted".into(),
+                message: "the server stopped while this session was running and no turn was recorded as in \
+                          progress; what happened until then is in the transcript. Send a message to continue."
+                    .into(),
+            };
+            self.set_status(SessionStatus::Failed, Some(error));
+            return;
+        };
+        let Some(config) = self.turn_config() else { return };
+        let model = config.executor.model.clone().unwrap_or_else(|| "scripted".into());
+        effects.push(Effect::StartTurn { response_id, model, config: Box::new(config), resume: true });
+    }
+
+    /// The config a turn runs with, or the session marked failed with why there is none.
+    fn turn_config(&mut self) -> Option<SessionConfig> {
+        if harness_name(&self.record.config).is_none() {
+            let error = TaskError {
+                code: "no_harness".into(),
+                message: "this session's config names no executor.harness, so no turn can run; create the session \
+                          with a config that sets executor.harness"
+                    .into(),
+            };
+            self.set_status(SessionStatus::Failed, Some(error));
+            return None;
+        }
+        match serde_json::from_value(self.record.config.clone()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let error = TaskError { code: "invalid_config".into(), message: format!("the session config is invalid: {e}") };
+                self.set_status(SessionStatus::Failed, Some(error));
+                None
+            }
+        }
     }
 
     fn patch(&mut self, patch: Patch) {
@@ -841,6 +974,47 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
             if record.active_response_id.as_deref() == data.pointer("/response/id").and_then(Value::as_str) =>
         {
             record.active_response_id = None;
+            // The turn is over: nothing it asked is pending any more, and its answers are no longer needed.
+            record.policy.pending.clear();
+            record.policy.resolved.clear();
+        }
+        "response.elicitation_request" => {
+            let own = data.pointer("/params/target_session_id").and_then(Value::as_str).is_none_or(|t| t == record.id.as_str());
+            if let Some(eid) = data.get("elicitation_id").and_then(Value::as_str)
+                && own
+                && !record.policy.resolved.contains_key(eid)
+            {
+                record.policy.pending.retain(|p| p["elicitation_id"] != eid);
+                record.policy.pending.push(data.clone());
+            }
+        }
+        "response.elicitation_resolved" => {
+            if let Some(eid) = data.get("elicitation_id").and_then(Value::as_str)
+                && record.policy.pending(eid).is_some()
+            {
+                record.policy.pending.retain(|p| p["elicitation_id"] != eid);
+                record.policy.resolved.insert(eid.to_string(), data.get("action").cloned().unwrap_or(Value::Null));
+            }
+        }
+        "session.policy_state" => {
+            if let Some(changes) = data.get("updates").and_then(|u| serde_json::from_value::<Vec<crate::policy::StateChange>>(u.clone()).ok()) {
+                crate::policy::apply_state(&mut record.policy.state, &changes);
+            }
+        }
+        "session.policy.created" | "session.policy.updated" => {
+            if let Some(policy) = data.get("policy")
+                && let Some(id) = policy.get("id").and_then(Value::as_str)
+            {
+                match record.policy.policies.iter_mut().find(|p| p["id"] == id) {
+                    Some(existing) => *existing = policy.clone(),
+                    None => record.policy.policies.push(policy.clone()),
+                }
+            }
+        }
+        "session.policy.deleted" => {
+            if let Some(id) = data.get("policy_id").and_then(Value::as_str) {
+                record.policy.policies.retain(|p| p["id"] != id);
+            }
         }
         "session.usage" => {
             // The event carries the running total, so the fold is the latest one.
@@ -851,6 +1025,18 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
         "session.labels" => {
             if let Some(Value::Object(labels)) = data.get("labels") {
                 record.labels = labels.clone();
+            }
+        }
+        // Labels a policy sets: merged, a null value removes the label.
+        "session.labels_set" => {
+            if let Some(Value::Object(changes)) = data.get("set_labels") {
+                for (k, v) in changes {
+                    if v.is_null() {
+                        record.labels.remove(k);
+                    } else {
+                        record.labels.insert(k.clone(), v.clone());
+                    }
+                }
             }
         }
         _ => {}
