@@ -133,6 +133,21 @@ pub fn handlers_of(component: &str) -> Vec<String> {
 }
 
 impl PolicyDecl {
+    /// A declaration of a builtin with default settings.
+    pub fn builtin(handler: &str) -> PolicyDecl {
+        PolicyDecl {
+            kind: None,
+            handler: Some(handler.to_string()),
+            component: None,
+            factory_params: Map::new(),
+            on: Vec::new(),
+            ask_timeout: None,
+            timeout_ms: None,
+            memory_mb: None,
+            enabled: true,
+        }
+    }
+
     /// Checks what can be checked without loading the component.
     pub fn validate(&self, name: &str) -> Result<(), String> {
         match (&self.handler, &self.component) {

@@ -58,6 +58,18 @@ impl Child {
             let status = tokio::select! {
                 message = rx.recv() => match message {
                     Ok(Published::Event(e)) if e.event_type == "session.status" => e.data["status"].as_str().and_then(SessionStatus::parse),
+                    Ok(Published::Event(e)) if e.event_type.starts_with("response.elicitation_") => {
+                        // The child's approval requests show on the parent's stream; `params.target_session_id`
+                        // names the child (answer there, or through the parent's resolve endpoint).
+                        let mut mirrored = e.data.clone();
+                        if let Some(m) = mirrored.as_object_mut() {
+                            m.remove("type");
+                            m.remove("sequence_number");
+                            m.insert("child_session_id".into(), child.id.as_str().into());
+                        }
+                        self.to_parent(&e.event_type, mirrored).await;
+                        continue;
+                    }
                     Ok(Published::Event(_)) => continue,
                     Ok(Published::Closed) | Err(RecvError::Closed) => return Err("the sub-agent's session was deleted".into()),
                     // Fell behind: the stored state says where the child is.
@@ -119,6 +131,6 @@ pub fn summary(record: &SessionRecord) -> Value {
         "busy": matches!(record.status, SessionStatus::Running | SessionStatus::Paused),
         "labels": record.labels,
         "last_task_error": record.last_task_error,
-        "pending_elicitations_count": 0,
+        "pending_elicitations_count": record.policy.pending.len(),
     })
 }

@@ -200,10 +200,7 @@ fn session_policy_map(objects: &[Value]) -> PolicyMap {
     PolicyMap(
         objects
             .iter()
-            .filter_map(|o| {
-                let decl = serde_json::from_value(o.get("decl")?.clone()).ok()?;
-                Some((o.get("name")?.as_str()?.to_string(), decl))
-            })
+            .filter_map(|o| Some((o.get("name")?.as_str()?.to_string(), crate::server::policies::decl_of(o)?)))
             .collect(),
     )
 }

@@ -184,7 +184,27 @@ impl<'a> Chat<'a> {
             if let Some(done) = renderer.show(&event_type, &data, self).await? {
                 return Ok(done);
             }
+            if let Some((eid, target)) = renderer.asking.take() {
+                // Ask inline; with no terminal to answer (stdin closed), leave it for the web UI or the API.
+                match read_answer().await {
+                    Some(accept) => self.resolve(&eid, &target, accept).await?,
+                    None => eprintln!(
+                        "(no answer from this terminal; the session stays paused until someone answers: POST \
+                         /v1/sessions/{target}/elicitations/{eid}/resolve)"
+                    ),
+                }
+            }
         }
+    }
+
+    /// Answers an elicitation.
+    async fn resolve(&self, eid: &str, target: &str, accept: bool) -> anyhow::Result<()> {
+        let body = json!({"action": if accept { "accept" } else { "decline" }});
+        // It may have been answered elsewhere (web UI, another terminal) meanwhile: say so, carry on.
+        if let Err(e) = self.client.request(Method::POST, &format!("/v1/sessions/{target}/elicitations/{eid}/resolve"), Some(&body)).await {
+            eprintln!("(could not answer: {e:#})");
+        }
+        Ok(())
     }
 
     /// Co-driving: everything that happens in the session prints as it happens (whoever caused it), and each line
@@ -199,6 +219,13 @@ impl<'a> Chat<'a> {
                 line = lines.next_line() => {
                     let Some(line) = line? else { return Ok(ExitCode::SUCCESS) };
                     if line.trim().is_empty() {
+                        continue;
+                    }
+                    if let Some((eid, target)) = renderer.asking.clone()
+                        && let Some(accept) = yes_no(&line)
+                    {
+                        renderer.asking = None;
+                        self.resolve(&eid, &target, accept).await?;
                         continue;
                     }
                     let message = json!({"type": "message", "data": {"role": "user", "content": line}});
@@ -258,6 +285,8 @@ impl<'a> Chat<'a> {
 struct Renderer {
     started: bool,
     mid_line: bool,
+    /// An elicitation shown and not answered yet: (id, session to answer in).
+    asking: Option<(String, String)>,
 }
 
 impl Renderer {
@@ -323,6 +352,26 @@ impl Renderer {
                 self.newline();
                 eprintln!("(interrupted)");
             }
+            "response.elicitation_request" => {
+                self.newline();
+                let p = &data["params"];
+                let eid = data["elicitation_id"].as_str().unwrap_or_default().to_string();
+                let target = p["target_session_id"].as_str().unwrap_or(&chat.id).to_string();
+                eprintln!("? {} [policy {}]", p["message"].as_str().unwrap_or("approve?"), p["policy_name"].as_str().unwrap_or("?"));
+                eprint!("  allow? [y/n] ");
+                let _ = std::io::stderr().flush();
+                self.asking = Some((eid, target));
+            }
+            "response.elicitation_resolved" => {
+                if self.asking.as_ref().is_some_and(|(eid, _)| data["elicitation_id"] == eid.as_str()) {
+                    self.asking = None;
+                    eprintln!("(answered elsewhere: {})", data["action"].as_str().unwrap_or("?"));
+                }
+            }
+            "response.policy_denied" => {
+                self.newline();
+                eprintln!("(denied: {})", data["reason"].as_str().unwrap_or("by a policy"));
+            }
             "session.status" => match data["status"].as_str().unwrap_or("") {
                 "running" => self.started = true,
                 "idle" if self.started => {
@@ -340,6 +389,30 @@ impl Renderer {
             _ => {}
         }
         Ok(None)
+    }
+}
+
+/// `y`/`yes` → accept, `n`/`no` → decline, anything else → not an answer.
+fn yes_no(line: &str) -> Option<bool> {
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Some(true),
+        "n" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// Reads y/n from the terminal (asking again on anything else); None when stdin is closed.
+async fn read_answer() -> Option<bool> {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let line = lines.next_line().await.ok()??;
+        match yes_no(&line) {
+            Some(answer) => return Some(answer),
+            None => {
+                eprint!("  please answer y or n: ");
+                let _ = std::io::stderr().flush();
+            }
+        }
     }
 }
 

@@ -242,7 +242,7 @@ fn snapshot(record: SessionRecord, items: Vec<Value>) -> SessionResponse {
     SessionResponse {
         harness: config_str(&record.config, "/executor/harness"),
         llm_model: config_str(&record.config, "/executor/model"),
-        pending_elicitations: Vec::new(),
+        pending_elicitations: record.policy.pending.clone(),
         active_response_id: record.active_response_id.clone(),
         usage_by_model: record.usage_by_model.clone(),
         last_seq: record.last_seq,
@@ -252,7 +252,7 @@ fn snapshot(record: SessionRecord, items: Vec<Value>) -> SessionResponse {
 }
 
 fn list_item(record: SessionRecord) -> SessionListItem {
-    SessionListItem { summary: summary(record), pending_elicitations_count: 0 }
+    SessionListItem { pending_elicitations_count: record.policy.pending.len(), summary: summary(record) }
 }
 
 pub(super) fn list<T>(data: Vec<T>, has_more: bool, id_of: impl Fn(&T) -> String) -> ListResponse<T> {
@@ -324,6 +324,7 @@ pub async fn create_session(
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(c @ Value::Object(_)) => {
             let checked = SessionConfig::from_json(c).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
+            check_policies(&state, &checked).await?;
             checked.to_json()
         }
         Some(_) => return Err(ApiError::invalid("'config' must be a JSON object (the session config)")),
@@ -340,6 +341,16 @@ pub async fn create_session(
         .await?;
     let body = render_snapshot(&state, record, true).await?;
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Loads every policy a config declares and checks its parameters with the component's `init`, so a bad
+/// declaration is refused at creation rather than failing the first turn.
+pub(super) async fn check_policies(state: &AppState, config: &SessionConfig) -> Result<(), ApiError> {
+    let env = &state.sessions.turn_env().policies;
+    for (name, decl) in config.policies.iter().flat_map(|p| p.0.iter()) {
+        env.load(name, crate::policy::Level::Agent, decl).await.map_err(|e| ApiError::invalid(format!("config: {e}")))?;
+    }
+    Ok(())
 }
 
 /// List sessions, newest first by default.
@@ -523,6 +534,7 @@ pub async fn create_agent(
     ApiJson(req): ApiJson<CreateAgentRequest>,
 ) -> Result<(StatusCode, Json<AgentObject>), ApiError> {
     let config = SessionConfig::from_json(req.config).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
+    check_policies(&state, &config).await?;
     let agent = crate::store::Agent {
         id: format!("ag_{}", crate::ids::random_hex()),
         name: config.name.clone(),

@@ -73,6 +73,7 @@ impl From<SessionError> for ApiError {
             SessionError::NotFound(_) | SessionError::NoSuchElicitation(_) => ApiError::not_found(e.to_string()),
             SessionError::Invalid(m) => ApiError::invalid(m.clone()),
             SessionError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            SessionError::AlreadyExists(m) => ApiError::new(StatusCode::CONFLICT, "already_exists", m.clone()),
             SessionError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
             SessionError::Store(StoreError::UnknownCursor(c)) => {
                 ApiError::invalid(format!("unknown pagination cursor '{}'", crate::ids::truncate(c, 80)))

@@ -4,6 +4,7 @@ pub mod api;
 mod comments;
 pub mod error;
 mod files;
+pub mod policies;
 mod responses;
 
 use std::net::SocketAddr;
@@ -104,6 +105,14 @@ pub enum StartError {
         api::create_agent,
         api::list_agents,
         api::get_agent,
+        policies::resolve,
+        policies::get_elicitation,
+        policies::list_policies,
+        policies::create_policy,
+        policies::get_policy,
+        policies::update_policy,
+        policies::delete_policy,
+        policies::registry,
     ),
     components(schemas(crate::session::EventInput, crate::session::Ack, error::ErrorEnvelope)),
     modifiers(&BearerAuth)
@@ -158,6 +167,14 @@ pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
         .route("/sessions/{id}/comments/send", axum::routing::post(comments::send))
         .route("/sessions/{id}/comments/{cid}", axum::routing::patch(comments::update).delete(comments::delete))
         .route("/sessions/{id}/resources/files/{fid}/content", get(files::content))
+        .route("/sessions/{id}/elicitations/{eid}", get(policies::get_elicitation))
+        .route("/sessions/{id}/elicitations/{eid}/resolve", axum::routing::post(policies::resolve))
+        .route("/sessions/{id}/policies", get(policies::list_policies).post(policies::create_policy))
+        .route(
+            "/sessions/{id}/policies/{pid}",
+            get(policies::get_policy).patch(policies::update_policy).delete(policies::delete_policy),
+        )
+        .route("/policy-registry", get(policies::registry))
         .route("/agents", get(api::list_agents).post(api::create_agent))
         .route("/responses", axum::routing::post(responses::create))
         .route("/agents/{id}", get(api::get_agent));

@@ -34,6 +34,8 @@ pub enum SessionError {
     Invalid(String),
     #[error("no pending elicitation '{0}' in this session")]
     NoSuchElicitation(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("session {0} was changed by another writer; retry")]
     Conflict(SessionId),
     #[error("the server is shutting down")]
@@ -54,6 +56,7 @@ impl SessionError {
             SessionError::ShuttingDown => SessionError::ShuttingDown,
             SessionError::Invalid(m) => SessionError::Invalid(m.clone()),
             SessionError::NoSuchElicitation(m) => SessionError::NoSuchElicitation(m.clone()),
+            SessionError::AlreadyExists(m) => SessionError::AlreadyExists(m.clone()),
             SessionError::Store(e) => SessionError::Internal(e.to_string()),
             SessionError::Internal(m) => SessionError::Internal(m.clone()),
         }
