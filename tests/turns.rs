@@ -364,23 +364,31 @@ async fn hostile_harnesses_fail_their_own_turn_and_other_sessions_carry_on() {
 }
 
 #[tokio::test]
-async fn a_restart_mid_turn_leaves_the_session_failed_with_a_reason_not_stuck_running() {
+async fn a_turn_that_cannot_be_resumed_after_a_restart_fails_with_a_reason_not_stuck_running() {
+    // The turn runs a harness from a file; the file is gone when the server comes back, so the turn cannot be
+    // replayed (resuming turns is tested in policies.rs).
     let db = omnigent_testkit::sqlite_db();
     let work = workdir();
+    let harness = work.path().join("copy-of-agent.wasm");
+    std::fs::write(&harness, omnigent_runtime::AGENT_HARNESS).unwrap();
     let slow = Reply::Slow { chunks: (0..200).map(|i| format!("w{i} ")).collect(), delay: Duration::from_millis(100) };
     let mock = MockLlm::start(vec![slow]).await;
     let mut srv = server(&db, work.path()).await;
     let api = Api::new(srv.url.clone());
-    let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+    let text = yaml("openai", &mock.openai_base(), work.path(), "", "").replace("harness: agent", &format!("harness: {}", harness.display()));
+    let id = create_from_yaml(&api, &text, work.path()).await;
     let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
     sse.next().await.unwrap();
     api.message(&id, "go").await;
     sse.until("response.output_text.delta").await;
     srv.kill9();
+    std::fs::remove_file(&harness).unwrap();
     let srv = server(&db, work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream?after=0", srv.url), &[]).await;
+    sse.until("response.failed").await;
     let (_, snap) = Api::new(srv.url.clone()).get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["status"], "failed");
-    assert_eq!(snap["last_task_error"]["code"], "server_restarted");
+    assert_eq!(snap["last_task_error"]["code"], "harness_not_found", "{snap}");
     assert_eq!(snap["active_response_id"], Value::Null);
 }
 

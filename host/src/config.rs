@@ -344,6 +344,8 @@ impl SessionConfig {
             description: tool.description.clone(),
             tools: tool.tools.clone().unwrap_or_default(),
             os_env: self.os_env.clone(),
+            // Delegated work is judged by the same policies as the parent's own.
+            policies: self.policies.clone(),
             ..SessionConfig::new(name, tool.executor.clone().unwrap_or_else(|| self.executor.clone()))
         }
     }

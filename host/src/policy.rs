@@ -24,11 +24,12 @@ const MAX_COMPONENT_BYTES: u64 = 16 << 20;
 pub const PHASES: [&str; 6] = ["request", "tool_call", "tool_result", "response", "llm_request", "llm_response"];
 
 /// Omnigent handler names (and our short names) → builtin component.
-const HANDLERS: [(&str, &str); 10] = [
+const HANDLERS: [(&str, &str); 11] = [
     ("safety.ask_on_os_tools", "ask_on_os_tools"),
     ("ask_on_os_tools", "ask_on_os_tools"),
     ("safety.max_tool_calls_per_session", "max_tool_calls"),
     ("max_tool_calls_per_session", "max_tool_calls"),
+    ("max_tool_calls", "max_tool_calls"),
     ("cost.cost_budget", "cost_budget"),
     ("cost_budget", "cost_budget"),
     ("safety.detect_loop", "detect_loop"),

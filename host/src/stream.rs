@@ -24,6 +24,9 @@ pub enum Frame {
     /// Sent on subscribe (the "ready" ack) and when the stream has been quiet for a while.
     Heartbeat,
     Event(Arc<StoredEvent>),
+    /// State a new subscriber needs that is older than what it asked for (a pending elicitation on a stream
+    /// opened without a cursor). Sent without an `id:`, so it does not move the client's resume cursor.
+    State(Arc<StoredEvent>),
     /// The stream ends normally: the session was deleted or the server is shutting down.
     Done,
 }
@@ -55,8 +58,26 @@ pub async fn follow(
     let shutdown = sessions.shutdown_token().clone();
     let id = id.clone();
     let mut last = after.unwrap_or(head);
+    // A client that starts from now still has to see what the session waits for (Omnigent's clients learn it from
+    // the snapshot; ours also get it here). One with a cursor replays it from the log.
+    let pending: Vec<Arc<StoredEvent>> = if after.is_none() {
+        record
+            .policy
+            .pending
+            .iter()
+            .map(|data| {
+                let seq = data["sequence_number"].as_i64().unwrap_or(0);
+                Arc::new(StoredEvent { seq, event_type: "response.elicitation_request".into(), data: data.clone(), created_at_us: 0 })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(async_stream::stream! {
         yield Frame::Heartbeat;
+        for event in pending {
+            yield Frame::State(event);
+        }
         let mut replay_to = Some(head);
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

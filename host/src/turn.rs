@@ -461,24 +461,11 @@ impl Host {
         let rx = match waiting {
             Some(rx) => rx,
             None => {
-                let record = self.sessions.get(&self.id).await.ok();
-                let pending = record.as_ref().and_then(|r| r.policy.pending(&eid).cloned());
+                // The request is still pending in the snapshot and shown to every new subscriber (`stream`);
+                // an answer already in the log is delivered at once by the actor.
                 let (tx, rx) = oneshot::channel();
-                let mut events = Vec::new();
-                if let Some(request) = pending {
-                    // Re-sent so live subscribers see it again; same id, so clients deduplicate.
-                    let mut request = request;
-                    if let Some(m) = request.as_object_mut() {
-                        m.remove("type");
-                        m.remove("sequence_number");
-                    }
-                    events.push(("response.elicitation_request".to_string(), request));
-                    if record.as_ref().is_some_and(|r| r.status != crate::model::SessionStatus::Paused) {
-                        events.push(("session.status".to_string(), json!({"conversation_id": self.id.as_str(), "status": "paused"})));
-                    }
-                    tracing::info!(session = %self.id, elicitation = %eid, "the resumed turn waits for the pending approval");
-                }
-                // An answer already in the log is delivered at once by the actor.
+                let events = Vec::new();
+                tracing::info!(session = %self.id, elicitation = %eid, "the resumed turn waits for the pending approval");
                 if let Err(e) = self.sessions.emit(&self.id, events, vec![Waiter::Approval(eid.clone(), tx)]).await {
                     tracing::warn!(session = %self.id, error = %e, "could not wait for an approval");
                     return ApprovalAction::Cancel;
@@ -578,10 +565,7 @@ impl TurnHost for Host {
         let call = json!({"name": name, "arguments": args_json});
         let verdict = self.gate("tool_call", Some(&name), call.clone(), None, Some(&call_id)).await;
         if let Some(entry) = self.replay_take("tool") {
-            return wit_tools::ToolResult {
-                output: entry["output"].as_str().unwrap_or_default().to_string(),
-                is_error: entry["is_error"].as_bool().unwrap_or(true),
-            };
+            return tool_result_from_json(&entry);
         }
         let arguments = match verdict {
             Err(reason) => return self.finish_tool(&call_id, fail(reason), Vec::new()).await,
@@ -593,9 +577,12 @@ impl TurnHost for Host {
             Ok(None) => arguments,
         };
         if self.replay_take("started").is_some() {
-            // A tool-result verdict may have been journaled after it; the result itself was not.
+            // A tool-result verdict may follow it, then (if the tool finished before the restart) its result.
             self.replay_take("ask");
             self.replay_take("gate");
+            if let Some(entry) = self.replay_take("tool") {
+                return tool_result_from_json(&entry);
+            }
             let message = format!(
                 "the server restarted while the tool '{name}' was running; it may or may not have finished. Check its \
                  effects before running it again."
@@ -907,6 +894,13 @@ fn message_from_json(v: &Value) -> Message {
         content: v["content"].as_str().unwrap_or_default().into(),
         tool_calls: calls_from_json(&v["tool_calls"]),
         tool_call_id: v["tool_call_id"].as_str().map(str::to_string),
+    }
+}
+
+fn tool_result_from_json(entry: &Value) -> wit_tools::ToolResult {
+    wit_tools::ToolResult {
+        output: entry["output"].as_str().unwrap_or_default().to_string(),
+        is_error: entry["is_error"].as_bool().unwrap_or(true),
     }
 }
 

@@ -144,7 +144,9 @@ impl Sse {
     /// Reads until the session settles (a `session.status` other than `running`); returns every status seen.
     pub async fn statuses_until_settled(&mut self) -> Vec<String> {
         let mut seen = Vec::new();
+        let deadline = Instant::now() + WAIT * 3;
         loop {
+            assert!(Instant::now() < deadline, "the session did not settle within {:?}; statuses {seen:?}", WAIT * 3);
             let frame = self.next_event().await.expect("stream ended before the session settled");
             if frame.event.as_deref() == Some("session.status") {
                 let status = frame.json()["status"].as_str().unwrap_or_default().to_string();
@@ -158,8 +160,14 @@ impl Sse {
 
     /// Reads events until one of type `event_type` arrives, returning every event read (it included).
     pub async fn until(&mut self, event_type: &str) -> Vec<Frame> {
-        let mut seen = Vec::new();
+        let mut seen: Vec<Frame> = Vec::new();
+        // Heartbeats keep each read alive, so bound the whole wait too.
+        let deadline = Instant::now() + WAIT * 3;
         loop {
+            if Instant::now() > deadline {
+                let types: Vec<_> = seen.iter().map(|f| f.event.clone().unwrap_or_default()).collect();
+                panic!("no {event_type} within {:?}; saw {types:?}", WAIT * 3);
+            }
             let frame = self.next_event().await.unwrap_or_else(|| panic!("stream ended before {event_type}"));
             let done = frame.event.as_deref() == Some(event_type);
             seen.push(frame);

@@ -498,6 +498,7 @@ fn sse_event(frame: Frame) -> SseEvent {
                 .to_string(),
         ),
         Frame::Event(e) => SseEvent::default().id(e.seq.to_string()).event(&e.event_type).data(e.data.to_string()),
+        Frame::State(e) => SseEvent::default().event(&e.event_type).data(e.data.to_string()),
         Frame::Done => SseEvent::default().data("[DONE]"),
     }
 }

@@ -244,7 +244,7 @@ impl Server {
         let sessions = Sessions::new(store, shutdown.clone(), turns);
         let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
         if recovered > 0 {
-            tracing::warn!(sessions = recovered, "marked sessions whose turn was cut short by the last shutdown as failed");
+            tracing::warn!(sessions = recovered, "found sessions whose turn was cut short by the last shutdown: resuming them (or failing them with a reason)");
         }
         Ok(Server { sessions, listener, options, shutdown })
     }
