@@ -406,6 +406,7 @@ async fn a_subscriber_that_falls_far_behind_is_caught_up_from_the_log() {
                 expect += 1;
             }
             omnigent::stream::Frame::Done => panic!("stream ended early"),
+            omnigent::stream::Frame::State(e) => panic!("nothing is pending in this session: {e:?}"),
         }
     }
 }

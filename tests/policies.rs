@@ -395,3 +395,103 @@ async fn a_sub_agents_approval_shows_on_the_parents_stream_and_can_be_answered_t
     let (_, snap) = api.get(&format!("/v1/sessions/{child}")).await;
     assert_eq!(snap["pending_elicitations"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_answers_approvals_inline_in_run_and_attach() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let db = omnigent_testkit::sqlite_db();
+    let work = tempfile::tempdir().unwrap();
+    let mock = MockLlm::start(vec![touch("run"), Reply::text("ran it"), touch("no"), Reply::text("skipped it")]).await;
+    let srv = server(&db, work.path()).await;
+    let file = work.path().join("guarded.yaml");
+    std::fs::write(&file, yaml(&mock, work.path(), ASK_OS, "")).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let run = |answer: &'static str| {
+        let mut child = tokio::process::Command::new(bin())
+            .args(["run", "-f"])
+            .arg(&file)
+            .args(["-p", "do it"])
+            .env("OMNIGENT_SERVER", &srv.url)
+            .env("OMNIGENT_DATA_DIR", data.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        async move {
+            stdin.write_all(answer.as_bytes()).await.unwrap();
+            drop(stdin);
+            tokio::time::timeout(omnigent_testkit::WAIT * 2, child.wait_with_output()).await.unwrap().unwrap()
+        }
+    };
+    let out = run("y\n").await;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("allow? [y/n]") && stderr.contains("policy ask_os"), "{stderr}");
+    assert_eq!(runs(work.path()), 1);
+    let out = run("maybe\nn\n").await;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("please answer y or n") && stderr.contains("(denied:"), "{stderr}");
+    assert_eq!(runs(work.path()), 1, "declined: nothing ran");
+
+    // attach: a teammate's turn asks; the attached terminal answers it.
+    let mock = MockLlm::start(vec![touch("attach"), Reply::text("attached and ran")]).await;
+    let api = Api::new(srv.url.clone());
+    let id = create(&api, &yaml(&mock, work.path(), ASK_OS, ""), work.path()).await;
+    let mut child = tokio::process::Command::new(bin())
+        .args(["attach", &id])
+        .env("OMNIGENT_SERVER", &srv.url)
+        .env("OMNIGENT_DATA_DIR", data.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut errs = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let wait_for = async |errs: &mut tokio::io::Lines<_>, needle: &str| {
+        tokio::time::timeout(omnigent_testkit::WAIT, async {
+            while let Ok(Some(line)) = errs.next_line().await {
+                if line.contains(needle) {
+                    return;
+                }
+            }
+            panic!("attach ended before printing {needle}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("attach never printed {needle}"))
+    };
+    wait_for(&mut errs, "live:").await;
+    let mut sse = open(&srv, &id).await;
+    api.message(&id, "from the teammate").await;
+    wait_for(&mut errs, "policy ask_os").await;
+    stdin.write_all(b"y\n").await.unwrap();
+    sse.until("response.completed").await;
+    assert_eq!(runs(work.path()), 2, "the attached terminal's accept ran the tool");
+    drop(stdin);
+    let status = tokio::time::timeout(omnigent_testkit::WAIT, child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn an_unanswered_ask_is_declined_at_its_timeout() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = tempfile::tempdir().unwrap();
+    let mock = MockLlm::start(vec![touch("late"), Reply::text("gave up")]).await;
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let policies = "  ask_os: {handler: ask_on_os_tools, ask_timeout: 1}\n";
+    let id = create(&api, &yaml(&mock, work.path(), policies, ""), work.path()).await;
+    let mut sse = open(&srv, &id).await;
+    api.message(&id, "go").await;
+    let frames = sse.until("response.completed").await;
+    let resolved = frames.iter().find(|f| f.event.as_deref() == Some("response.elicitation_resolved")).unwrap().json();
+    assert_eq!(resolved["action"], "cancel");
+    assert_eq!(resolved["content"]["reason"], "timeout");
+    assert_eq!(runs(work.path()), 0);
+    assert!(last_tool_message(&mock).contains("timed out"), "{}", last_tool_message(&mock));
+}

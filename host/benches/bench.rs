@@ -235,6 +235,76 @@ async fn runtime_suite(rows: &mut Vec<Row>) {
     row("fresh instance + minimal turn (1 host call)", p50_p99(&mut samples), "< 100 µs p50");
 }
 
+/// Five allowing policies of every builtin kind, as a session YAML would declare them.
+fn five_policies() -> serde_json::Value {
+    json!({
+        "limit": {"handler": "max_tool_calls", "factory_params": {"limit": 1_000_000}},
+        "loops": {"handler": "detect_loop", "factory_params": {"window": 10, "threshold": 1000}},
+        "filter": {"handler": "tool_filter", "factory_params": {"deny": ["rm_rf"]}},
+        "spend": {"handler": "cost_budget", "factory_params": {"max_cost_usd": 1000, "ask_thresholds_usd": [500]}},
+        "os": {"handler": "ask_on_os_tools", "factory_params": {"tools": ["never_this_tool"]}}
+    })
+}
+
+/// Policy evaluations in this process: each builtin in a fresh instance per call, and the host's chain of five.
+async fn policy_suite(rows: &mut Vec<Row>) {
+    use omnigent::policy::{PolicyEnv, PolicyMap, Situation};
+    use omnigent_runtime::policy::{Context, Event, Phase, Usage};
+    let rt = Runtime::new(None).unwrap();
+    let mut row = |metric: &str, value: String, target: &'static str| {
+        eprintln!("  runtime  {metric}: {value}");
+        rows.push(Row { metric: metric.to_string(), backend: "-", value, target });
+    };
+    let usage = Usage { input_tokens: 100, output_tokens: 50, total_tokens: 150, total_cost_usd: 0.01 };
+    let args = json!({"name": "shell", "arguments": {"command": "ls -la"}});
+    let event = || Event {
+        phase: Phase::ToolCall,
+        target: Some("shell".into()),
+        data: args.to_string(),
+        request_data: None,
+        context: Context {
+            session_id: "conv_bench".into(),
+            model: "gpt-bench".into(),
+            harness: "agent".into(),
+            usage,
+            labels: "{}".into(),
+            state: json!({"limit.count": 7, "loops.recent": ["shell:{}", "read_file:{}"]}).to_string(),
+            policy_name: "p".into(),
+        },
+    };
+    let decls: PolicyMap = serde_json::from_value(five_policies()).unwrap();
+    for (name, decl) in &decls.0 {
+        let component = omnigent_runtime::BUILTIN_POLICIES.iter().find(|(n, _)| Some(*n) == omnigent::policy::builtin_for(decl.handler.as_deref().unwrap())).unwrap().1;
+        let policy = rt.load_policy(component).unwrap();
+        let params = serde_json::Value::Object(decl.factory_params.clone()).to_string();
+        let mut samples = Vec::new();
+        for _ in 0..n(5000) {
+            let t = Instant::now();
+            policy.evaluate(&params, event(), Default::default()).await.unwrap();
+            samples.push(t.elapsed());
+        }
+        row(&format!("policy evaluate, fresh instance per call: {name} ({})", decl.handler.as_deref().unwrap()), p50_p99(&mut samples), "< 50 µs p50");
+    }
+    let env = PolicyEnv::new(rt.clone(), PolicyMap::default());
+    let chain = env.chain(&PolicyMap::default(), &decls).await.unwrap();
+    let situation = Situation {
+        session_id: "conv_bench".into(),
+        model: "gpt-bench".into(),
+        harness: "agent".into(),
+        usage,
+        labels: Default::default(),
+        state: Default::default(),
+    };
+    let mut samples = Vec::new();
+    for _ in 0..n(5000) {
+        let t = Instant::now();
+        let outcome = omnigent::policy::evaluate(&chain, "tool_call", Some("shell"), args.clone(), None, &situation).await;
+        assert!(matches!(outcome, omnigent::policy::Outcome::Allow { .. }), "{outcome:?}");
+        samples.push(t.elapsed());
+    }
+    row("chain of 5 policies on one tool call (host chain, JSON in/out)", p50_p99(&mut samples), "");
+}
+
 /// Turns through the real server against the mock vendor.
 async fn turn_suite(rows: &mut Vec<Row>) {
     let db = sqlite_db();
@@ -266,6 +336,30 @@ async fn turn_suite(rows: &mut Vec<Row>) {
     }
     row("one-turn exchange vs mock LLM (POST → response.completed)", p50_p99(&mut samples), "");
     drop(sse);
+
+    // A turn with one tool call, without policies and with five on every phase: what the chain and its journaled
+    // verdicts add end to end.
+    let work = tempfile::tempdir().unwrap();
+    for (label, policies) in [("no policies", json!({})), ("5 policies on every phase", five_policies())] {
+        let mut with = config.clone();
+        with["tools"] = json!({"list_dir": {"type": "builtin"}});
+        with["os_env"] = json!({"cwd": work.path().display().to_string()});
+        with["policies"] = policies;
+        let id = api.create(json!({"config": with})).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        sse.next().await.unwrap();
+        let mut samples = Vec::new();
+        for i in 0..n(200) {
+            mock.push(Reply::tool("list_dir", json!({})));
+            mock.push(Reply::text("ok"));
+            let t = Instant::now();
+            api.message(&id, &format!("t{i}")).await;
+            sse.until("response.completed").await;
+            samples.push(t.elapsed());
+            sse.statuses_until_settled().await;
+        }
+        row(&format!("turn with 1 tool call, {label} (POST → response.completed)"), p50_p99(&mut samples), "");
+    }
 
     // 100 sessions running a turn at once.
     let sessions = n(100);
@@ -321,6 +415,7 @@ async fn main() {
     let mut rows = Vec::new();
     eprintln!("omnigent bench (release server binary, {} cores){}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), if quick() { " — BENCH_QUICK" } else { "" });
     runtime_suite(&mut rows).await;
+    policy_suite(&mut rows).await;
     turn_suite(&mut rows).await;
     suite(sqlite_db(), &mut rows).await;
     if let Some(pg) = postgres_db().await {
