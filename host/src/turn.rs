@@ -399,9 +399,7 @@ impl Host {
             // The session was paused on this ask when the server stopped.
             Some(ask) => (ask, None),
             None => {
-                if let Err(why) = self.check_live("a policy verdict") {
-                    return Err(why);
-                }
+                self.check_live("a policy verdict")?;
                 let situation = self.situation().await;
                 match crate::policy::evaluate(&self.chain, phase, target, data.clone(), request_data, &situation).await {
                     Outcome::Allow { data, changes, labels } => {

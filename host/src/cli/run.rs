@@ -362,11 +362,9 @@ impl Renderer {
                 let _ = std::io::stderr().flush();
                 self.asking = Some((eid, target));
             }
-            "response.elicitation_resolved" => {
-                if self.asking.as_ref().is_some_and(|(eid, _)| data["elicitation_id"] == eid.as_str()) {
-                    self.asking = None;
-                    eprintln!("(answered elsewhere: {})", data["action"].as_str().unwrap_or("?"));
-                }
+            "response.elicitation_resolved" if self.asking.as_ref().is_some_and(|(eid, _)| data["elicitation_id"] == eid.as_str()) => {
+                self.asking = None;
+                eprintln!("(answered elsewhere: {})", data["action"].as_str().unwrap_or("?"));
             }
             "response.policy_denied" => {
                 self.newline();
