@@ -407,18 +407,7 @@ async fn the_terminal_answers_approvals_inline_in_run_and_attach() {
     std::fs::write(&file, yaml(&mock, work.path(), ASK_OS, "")).unwrap();
     let data = tempfile::tempdir().unwrap();
     let run = |answer: &'static str| {
-        let mut child = tokio::process::Command::new(bin())
-            .args(["run", "-f"])
-            .arg(&file)
-            .args(["-p", "do it"])
-            .env("OMNIGENT_SERVER", &srv.url)
-            .env("OMNIGENT_DATA_DIR", data.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = omnigent_testkit::cli(&bin(), &srv.url, data.path()).args(["run", "-f"]).arg(&file).args(["-p", "do it"]).spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
         async move {
             stdin.write_all(answer.as_bytes()).await.unwrap();
@@ -441,16 +430,7 @@ async fn the_terminal_answers_approvals_inline_in_run_and_attach() {
     let mock = MockLlm::start(vec![touch("attach"), Reply::text("attached and ran")]).await;
     let api = Api::new(srv.url.clone());
     let id = create(&api, &yaml(&mock, work.path(), ASK_OS, ""), work.path()).await;
-    let mut child = tokio::process::Command::new(bin())
-        .args(["attach", &id])
-        .env("OMNIGENT_SERVER", &srv.url)
-        .env("OMNIGENT_DATA_DIR", data.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = omnigent_testkit::cli(&bin(), &srv.url, data.path()).args(["attach", &id]).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut errs = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let wait_for = async |errs: &mut tokio::io::Lines<_>, needle: &str| {
@@ -494,4 +474,36 @@ async fn an_unanswered_ask_is_declined_at_its_timeout() {
     assert_eq!(resolved["content"]["reason"], "timeout");
     assert_eq!(runs(work.path()), 0);
     assert!(last_tool_message(&mock).contains("timed out"), "{}", last_tool_message(&mock));
+}
+
+#[tokio::test]
+async fn server_wide_policies_come_from_a_config_file_and_judge_every_session_last() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("server.yaml");
+    std::fs::write(&file, "policies:\n  house_rules:\n    handler: tool_filter\n    factory_params: {deny: [shell], reason: no shells on this server}\n").unwrap();
+    let mock = MockLlm::start(vec![touch("srv"), Reply::text("ok")]).await;
+    let srv = ServerProcess::start(&bin(), work.path(), &db.url, free_port(), &["--policies", file.to_str().unwrap()]).await;
+    let api = Api::new(srv.url.clone());
+    let id = create(&api, &yaml(&mock, work.path(), "  {}\n".trim_end(), ""), work.path()).await;
+    let (_, listed) = api.get(&format!("/v1/sessions/{id}/policies")).await;
+    assert_eq!(listed["data"][0]["source"], "admin", "{listed}");
+    let mut sse = open(&srv, &id).await;
+    api.message(&id, "go").await;
+    sse.until("response.completed").await;
+    assert_eq!(runs(work.path()), 0);
+    assert!(last_tool_message(&mock).contains("no shells on this server"), "{}", last_tool_message(&mock));
+
+    // A bad file stops the server before it listens, with the position of the mistake.
+    std::fs::write(&file, "policies:\n  x:\n    hanlder: tool_filter\n").unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["server", "--bind", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(work.path().join("other"))
+        .args(["--database-url", &omnigent_testkit::sqlite_db().url, "--policies"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.yaml:3:5") && stderr.contains("hanlder"), "{stderr}");
 }

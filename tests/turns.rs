@@ -578,16 +578,7 @@ async fn attach_co_drives_a_live_session_and_fails_loudly_when_there_is_nothing_
     let api = Api::new(srv.url.clone());
     let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
     let data = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(bin())
-        .args(["attach", &id])
-        .env("OMNIGENT_SERVER", &srv.url)
-        .env("OMNIGENT_DATA_DIR", data.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = omnigent_testkit::cli(&bin(), &srv.url, data.path()).args(["attach", &id]).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut errs = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();

@@ -179,6 +179,17 @@ fn opt(v: &Option<String>) -> Value {
     v.clone().map(Value::String).unwrap_or(Value::Null)
 }
 
+/// Merges label changes: a null value removes the label.
+pub fn merge_labels(labels: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    for (k, v) in changes {
+        if v.is_null() {
+            labels.remove(k);
+        } else {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 /// Microseconds since the epoch, now.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()

@@ -161,10 +161,28 @@ async fn run_inner(
         client_calls: Mutex::default(),
         children: Mutex::default(),
         chain,
-        journal: Mutex::new(Journal { replay, next }),
+        journal: Mutex::new(Journal { replay, next, deferred: Vec::new(), deferred_events: Vec::new() }),
         diverged: Mutex::default(),
         turn_usage: Mutex::new((0, 0)),
     });
+    let outcome = drive(&host, sessions, id, component, TurnInput { max_steps }, limits, model).await;
+    // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.
+    host.flush_deferred(Vec::new()).await;
+    outcome
+}
+
+/// The turn proper: the request's verdict, the harness run, the response's verdict.
+async fn drive(
+    host: &Arc<Host>,
+    sessions: &Sessions,
+    id: &SessionId,
+    component: Arc<omnigent_runtime::HarnessComponent>,
+    input: TurnInput,
+    limits: TurnLimits,
+    model: String,
+) -> TurnOutcome {
+    let failed = |code: &str, message: String| TurnOutcome::Failed { code: code.into(), message };
+    let shared = &host.shared;
     // The user's request is judged before the harness sees it.
     if host.chain.iter().any(|p| p.decl.selects_phase("request")) {
         let text = last_user_text(&history(sessions, id).await);
@@ -172,7 +190,7 @@ async fn run_inner(
             return failed("policy_denied", reason);
         }
     }
-    let run = component.run_turn(host.clone(), TurnInput { max_steps }, limits);
+    let run = component.run_turn(host.clone(), input, limits);
     let result = tokio::select! {
         r = run => r,
         _ = shared.cancel.cancelled() => return TurnOutcome::Interrupted,
@@ -213,6 +231,9 @@ fn last_user_text(messages: &[Message]) -> String {
 struct Journal {
     replay: VecDeque<Value>,
     next: i64,
+    /// Entries (and their events) waiting for the next commit.
+    deferred: Vec<JournalEntry>,
+    deferred_events: Vec<(String, Value)>,
 }
 
 async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<omnigent_runtime::HarnessComponent>, TurnOutcome> {
@@ -284,15 +305,33 @@ impl Host {
         }
     }
 
-    /// Commits events with the journal entry of the host call that produced them.
+    /// Commits events with the journal entry of the host call that produced them (and everything deferred).
     async fn record(&self, events: Vec<(String, Value)>, waiters: Vec<Waiter>, entry: Value) {
-        let journal = {
+        self.defer(events, entry);
+        self.flush_deferred(waiters).await;
+    }
+
+    /// Queues a journal entry (and its events) to ride along with the next commit. Safe for results whose only
+    /// consequences are later host calls: until something with an effect is committed, a replay may as well redo
+    /// them. Saves a commit per policy verdict and per history read.
+    fn defer(&self, events: Vec<(String, Value)>, entry: Value) {
+        let mut j = self.journal.lock().unwrap();
+        let idx = j.next;
+        j.next += 1;
+        j.deferred.push(JournalEntry { idx, response_id: self.response_id.clone(), entry });
+        j.deferred_events.extend(events);
+    }
+
+    /// Commits whatever is deferred.
+    async fn flush_deferred(&self, waiters: Vec<Waiter>) {
+        let (entries, events) = {
             let mut j = self.journal.lock().unwrap();
-            let idx = j.next;
-            j.next += 1;
-            JournalEntry { idx, response_id: self.response_id.clone(), entry }
+            (std::mem::take(&mut j.deferred), std::mem::take(&mut j.deferred_events))
         };
-        if let Err(e) = self.sessions.record(&self.id, events, waiters, journal).await {
+        if entries.is_empty() && events.is_empty() && waiters.is_empty() {
+            return;
+        }
+        if let Err(e) = self.sessions.record(&self.id, events, waiters, entries).await {
             tracing::warn!(session = %self.id, error = %e, "could not record a host call of the turn");
         }
     }
@@ -350,6 +389,23 @@ impl Host {
         let (turn_in, turn_out) = *self.turn_usage.lock().unwrap();
         cost += self.config.executor.cost_usd(turn_in, turn_out);
         let (input, output) = (input + turn_in, output + turn_out);
+        let mut labels = record.as_ref().map(|r| r.labels.clone()).unwrap_or_default();
+        let mut state = record.map(|r| r.policy.state).unwrap_or_default();
+        // Writes of verdicts not committed yet count already.
+        for (event_type, data) in &self.journal.lock().unwrap().deferred_events {
+            match event_type.as_str() {
+                "session.policy_state" => {
+                    let changes: Vec<StateChange> = serde_json::from_value(data["updates"].clone()).unwrap_or_default();
+                    crate::policy::apply_state(&mut state, &changes);
+                }
+                "session.labels_set" => {
+                    if let Some(changes) = data["set_labels"].as_object() {
+                        crate::model::merge_labels(&mut labels, changes);
+                    }
+                }
+                _ => {}
+            }
+        }
         crate::policy::Situation {
             session_id: self.id.to_string(),
             model: self.model.clone(),
@@ -360,8 +416,8 @@ impl Host {
                 total_tokens: input + output,
                 total_cost_usd: cost,
             },
-            labels: record.as_ref().map(|r| r.labels.clone()).unwrap_or_default(),
-            state: record.map(|r| r.policy.state).unwrap_or_default(),
+            labels,
+            state,
         }
     }
 
@@ -390,12 +446,13 @@ impl Host {
             return Ok(None);
         }
         if let Some(entry) = self.replay_take("gate") {
-            return match entry["verdict"].as_str() {
-                Some("allow") => Ok(entry.get("data").cloned().filter(|d| !d.is_null())),
-                _ => Err(entry["reason"].as_str().unwrap_or("denied by a policy").to_string()),
-            };
+            return verdict_from_json(&entry);
         }
         let (ask, waiting) = match self.replay_take("ask") {
+            // Answered before the restart: the verdict follows it.
+            Some(_) if self.journal.lock().unwrap().replay.front().is_some_and(|e| e["kind"] == "gate") => {
+                return verdict_from_json(&self.replay_take("gate").unwrap_or_default());
+            }
             // The session was paused on this ask when the server stopped.
             Some(ask) => (ask, None),
             None => {
@@ -403,14 +460,14 @@ impl Host {
                 let situation = self.situation().await;
                 match crate::policy::evaluate(&self.chain, phase, target, data.clone(), request_data, &situation).await {
                     Outcome::Allow { data, changes, labels } => {
-                        self.record(self.policy_writes(changes, labels), Vec::new(), json!({"kind": "gate", "verdict": "allow", "data": data})).await;
+                        self.defer(self.policy_writes(changes, labels), json!({"kind": "gate", "verdict": "allow", "data": data}));
                         return Ok(data);
                     }
                     Outcome::Deny { policy, reason, changes, labels } => {
                         let reason = format!("denied by policy '{policy}': {reason}");
                         let mut events = self.policy_writes(changes, labels);
                         events.push(self.denied_event(phase, &policy, &reason, target));
-                        self.record(events, Vec::new(), json!({"kind": "gate", "verdict": "deny", "reason": reason})).await;
+                        self.defer(events, json!({"kind": "gate", "verdict": "deny", "reason": reason}));
                         return Err(reason);
                     }
                     Outcome::Ask { policies, message, data: rewritten, changes, labels, held_changes, held_labels, timeout_s } => {
@@ -679,7 +736,7 @@ impl TurnHost for Host {
         }
         let messages = history(&self.sessions, &self.id).await;
         let entry = json!({"kind": "history", "messages": messages.iter().map(message_json).collect::<Vec<_>>()});
-        self.record(Vec::new(), Vec::new(), entry).await;
+        self.defer(Vec::new(), entry);
         messages
     }
 
@@ -726,6 +783,8 @@ impl TurnHost for Host {
             return Ok(entry["id"].as_str().unwrap_or_default().to_string());
         }
         self.check_live("a file write").map_err(|m| HarnessError { code: "replay_diverged".into(), message: m })?;
+        // Storing the file is an effect: what led to it must be durable first.
+        self.flush_deferred(Vec::new()).await;
         let id = crate::files::add(&self.sessions, &self.id, &name, None, &content, crate::files::Source::Harness)
             .await
             .map(|meta| meta.id)
@@ -892,6 +951,14 @@ fn message_from_json(v: &Value) -> Message {
         content: v["content"].as_str().unwrap_or_default().into(),
         tool_calls: calls_from_json(&v["tool_calls"]),
         tool_call_id: v["tool_call_id"].as_str().map(str::to_string),
+    }
+}
+
+/// A journaled policy verdict: Ok(rewritten payload) or Err(denial reason).
+fn verdict_from_json(entry: &Value) -> Result<Option<Value>, String> {
+    match entry["verdict"].as_str() {
+        Some("allow") => Ok(entry.get("data").cloned().filter(|d| !d.is_null())),
+        _ => Err(entry["reason"].as_str().unwrap_or("denied by a policy").to_string()),
     }
 }
 

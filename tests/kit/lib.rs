@@ -267,6 +267,20 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The `omnigent` CLI as a child process of the test, talking to `server`, with its stdio piped (and killed if the
+/// test ends first). Add arguments, then `spawn()`.
+pub fn cli(bin: &Path, server: &str, data_dir: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .env("OMNIGENT_SERVER", server)
+        .env("OMNIGENT_DATA_DIR", data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
 /// Small JSON-over-HTTP client for tests.
 #[derive(Clone)]
 pub struct Api {

@@ -121,7 +121,7 @@ enum Command {
     Emit {
         events: Vec<(String, Value)>,
         waiters: Vec<Waiter>,
-        journal: Option<JournalEntry>,
+        journal: Vec<JournalEntry>,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
     /// A change checked against the current state (policy CRUD).
@@ -164,18 +164,18 @@ impl Sessions {
 
     /// Appends events for a running turn (through the actor, the session's only writer).
     pub async fn emit(&self, id: &SessionId, events: Vec<(String, Value)>, waiters: Vec<Waiter>) -> Result<(), SessionError> {
-        self.call(id, |reply| Command::Emit { events, waiters, journal: None, reply }).await
+        self.call(id, |reply| Command::Emit { events, waiters, journal: Vec::new(), reply }).await
     }
 
-    /// Appends events together with the journal entry of the host call that produced them (one transaction).
+    /// Appends events together with the journal entries of the host calls that produced them (one transaction).
     pub async fn record(
         &self,
         id: &SessionId,
         events: Vec<(String, Value)>,
         waiters: Vec<Waiter>,
-        journal: JournalEntry,
+        journal: Vec<JournalEntry>,
     ) -> Result<(), SessionError> {
-        self.call(id, |reply| Command::Emit { events, waiters, journal: Some(journal), reply }).await
+        self.call(id, |reply| Command::Emit { events, waiters, journal, reply }).await
     }
 
     /// Applies a change computed from the session's current state, atomically with respect to other writes.
@@ -933,13 +933,7 @@ impl Draft {
         }
         if let Some(changes) = patch.labels {
             let mut labels = self.record.labels.clone();
-            for (k, v) in changes {
-                if v.is_null() {
-                    labels.remove(&k);
-                } else {
-                    labels.insert(k, v);
-                }
-            }
+            crate::model::merge_labels(&mut labels, &changes);
             if labels != self.record.labels {
                 self.emit("session.labels", json!({"conversation_id": self.record.id.as_str(), "labels": labels}));
             }
@@ -1033,13 +1027,7 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
         // Labels a policy sets: merged, a null value removes the label.
         "session.labels_set" => {
             if let Some(Value::Object(changes)) = data.get("set_labels") {
-                for (k, v) in changes {
-                    if v.is_null() {
-                        record.labels.remove(k);
-                    } else {
-                        record.labels.insert(k.clone(), v.clone());
-                    }
-                }
+                crate::model::merge_labels(&mut record.labels, changes);
             }
         }
         _ => {}

@@ -35,10 +35,7 @@ impl Guest for AskOnOsTools {
     }
 
     fn evaluate(event: Event) -> Decision {
-        if event.phase != Phase::ToolCall {
-            return abstain();
-        }
-        let Some(tool) = event.target.as_deref() else { return abstain() };
+        let Some(tool) = event.tool_call() else { return abstain() };
         let p = params();
         let custom = string_list(p, "tools", &[]).unwrap_or_default();
         let guarded = if custom.is_empty() {

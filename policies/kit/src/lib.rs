@@ -71,6 +71,11 @@ pub fn only_keys(params: &Map<String, Value>, known: &[&str]) -> Result<(), Stri
 }
 
 impl Event {
+    /// The tool, when this is a tool call (the phase most policies judge).
+    pub fn tool_call(&self) -> Option<&str> {
+        if self.phase == Phase::ToolCall { self.target.as_deref() } else { None }
+    }
+
     /// The payload as JSON (Null when unparsable).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.data).unwrap_or(Value::Null)

@@ -30,10 +30,7 @@ impl Guest for ToolFilter {
     }
 
     fn evaluate(event: Event) -> Decision {
-        if event.phase != Phase::ToolCall {
-            return abstain();
-        }
-        let Some(tool) = event.target.as_deref() else { return abstain() };
+        let Some(tool) = event.tool_call() else { return abstain() };
         let p = params();
         let allow_list = string_list(p, "allow", &[]).unwrap_or_default();
         let deny_list = string_list(p, "deny", &[]).unwrap_or_default();
