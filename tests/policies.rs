@@ -507,3 +507,22 @@ async fn server_wide_policies_come_from_a_config_file_and_judge_every_session_la
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.yaml:3:5") && stderr.contains("hanlder"), "{stderr}");
 }
+
+#[tokio::test]
+async fn waiting_for_a_human_does_not_count_against_the_turn_deadline() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = tempfile::tempdir().unwrap();
+    let mock = MockLlm::start(vec![touch("slow human"), Reply::text("worth the wait")]).await;
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let id = create(&api, &yaml(&mock, work.path(), ASK_OS, "  turn_timeout_s: 1\n"), work.path()).await;
+    let mut sse = open(&srv, &id).await;
+    api.message(&id, "go").await;
+    let request = sse.until("response.elicitation_request").await.last().unwrap().json();
+    // Twice the turn's whole deadline passes while the question waits.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    resolve(&api, &id, request["elicitation_id"].as_str().unwrap(), "accept").await;
+    let frames = sse.until("response.completed").await;
+    assert!(!types(&frames).contains(&"response.failed".to_string()), "{:?}", types(&frames));
+    assert_eq!(runs(work.path()), 1);
+}

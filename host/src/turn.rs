@@ -164,6 +164,7 @@ async fn run_inner(
         journal: Mutex::new(Journal { replay, next, deferred: Vec::new(), deferred_events: Vec::new() }),
         diverged: Mutex::default(),
         turn_usage: Mutex::new((0, 0)),
+        waited: Mutex::default(),
     });
     let outcome = drive(&host, sessions, id, component, TurnInput { max_steps }, limits, model).await;
     // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.
@@ -225,6 +226,18 @@ fn session_policy_map(objects: &[Value]) -> PolicyMap {
 
 fn last_user_text(messages: &[Message]) -> String {
     messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default()
+}
+
+/// Adds a finished wait for a human to the turn's total when dropped (however the wait ended).
+struct WaitEnds<'a>(&'a Mutex<(Duration, Option<std::time::Instant>)>);
+
+impl Drop for WaitEnds<'_> {
+    fn drop(&mut self) {
+        let mut w = self.0.lock().unwrap();
+        if let Some(since) = w.1.take() {
+            w.0 += since.elapsed();
+        }
+    }
 }
 
 /// The turn's journal: entries still to replay, and the index of the next new one.
@@ -295,6 +308,8 @@ struct Host {
     diverged: Mutex<Option<String>>,
     /// Tokens of this turn's model calls so far (input, output), for the policies' view of spend.
     turn_usage: Mutex<(u64, u64)>,
+    /// Time spent waiting for humans (finished waits, and when the current one began).
+    waited: Mutex<(Duration, Option<std::time::Instant>)>,
 }
 
 impl Host {
@@ -530,6 +545,8 @@ impl Host {
         };
         let expires_at = ask["expires_at"].as_i64().unwrap_or(0);
         let left = Duration::from_secs((expires_at - secs(now_us())).max(0) as u64);
+        self.waited.lock().unwrap().1 = Some(std::time::Instant::now());
+        let _waiting = WaitEnds(&self.waited);
         tokio::select! {
             answer = rx => answer.unwrap_or(ApprovalAction::Cancel),
             _ = tokio::time::sleep(left) => {
@@ -791,6 +808,11 @@ impl TurnHost for Host {
             .map_err(|e| HarnessError { code: "file_error".into(), message: e.to_string() })?;
         self.record(Vec::new(), Vec::new(), json!({"kind": "file", "id": id})).await;
         Ok(id)
+    }
+
+    fn waited(&self) -> Duration {
+        let (done, since) = *self.waited.lock().unwrap();
+        done + since.map(|t| t.elapsed()).unwrap_or_default()
     }
 
     fn log(&self, level: LogLevel, message: String) {

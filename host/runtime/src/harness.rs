@@ -73,6 +73,11 @@ pub trait TurnHost: Send + Sync {
     async fn emit(&self, event_type: String, data: String) -> Result<(), Error>;
     async fn write_file(&self, name: String, content: Vec<u8>) -> Result<String, Error>;
     fn log(&self, level: LogLevel, message: String);
+    /// Time this turn spent waiting for a human (an approval), including a wait in progress. It does not count
+    /// against the turn's deadline: a turn may wait for an answer far longer than it may compute.
+    fn waited(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Per-store state: WASI (empty: no files, env, sockets), limits, and the turn's host.
@@ -172,9 +177,11 @@ impl HarnessComponent {
             limits: StoreLimitsBuilder::new().memory_size(memory).instances(64).tables(64).trap_on_grow_failure(true).build(),
             host,
         };
+        let host = state.host.clone();
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        crate::arm_deadline(&mut store, Instant::now() + limits.deadline);
+        let started = Instant::now();
+        crate::arm_deadline(&mut store, started + limits.deadline, |s: &HostState| s.host.waited());
         let classify = |e: wasmtime::Error| TurnFailure::Sandbox(crate::classify(e, memory, limits.deadline));
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| match classify(e) {
@@ -187,10 +194,18 @@ impl HarnessComponent {
                 Err(e) => Err(classify(e)),
             }
         };
-        // The epoch callback stops guest code; this also bounds time spent awaiting host calls.
-        match tokio::time::timeout(limits.deadline, run).await {
-            Ok(result) => result,
-            Err(_) => Err(TurnFailure::Sandbox(Failure::Deadline(limits.deadline))),
+        // The epoch callback stops guest code; this also bounds time spent awaiting host calls (but not a human).
+        tokio::pin!(run);
+        loop {
+            let until = started + limits.deadline + host.waited();
+            tokio::select! {
+                result = &mut run => return result,
+                _ = tokio::time::sleep_until(until.into()) => {
+                    if Instant::now() >= started + limits.deadline + host.waited() {
+                        return Err(TurnFailure::Sandbox(Failure::Deadline(limits.deadline)));
+                    }
+                }
+            }
         }
     }
 }

@@ -52,11 +52,11 @@ pub enum Failure {
 }
 
 /// Makes a store yield to the executor every epoch tick (a looping guest never starves other tasks) and trap once
-/// `deadline` has passed.
-pub(crate) fn arm_deadline<T: Send>(store: &mut Store<T>, deadline: Instant) {
+/// `deadline` (moved later by `excluded`: time that does not count, such as waiting for a human) has passed.
+pub(crate) fn arm_deadline<T: Send>(store: &mut Store<T>, deadline: Instant, excluded: fn(&T) -> Duration) {
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
+    store.epoch_deadline_callback(move |ctx| {
+        if Instant::now() >= deadline + excluded(ctx.data()) {
             Ok(UpdateDeadline::Interrupt)
         } else {
             // tokio's yield_now lets the timer and IO drivers run before this task resumes.
