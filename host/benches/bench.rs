@@ -1,7 +1,8 @@
 //! `cargo bench -p omnigent --bench bench`: runs the real `omnigent` server binary (release build) and measures
 //! it over HTTP from this process, on SQLite and — when TEST_DATABASE_URL is set — on Postgres. Prints a table.
 //!
-//! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers).
+//! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers); BENCH_SUITES=runtime,policy,
+//! turn,store runs only the named suites (default: all).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,11 @@ struct Row {
 
 fn quick() -> bool {
     std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+/// Whether BENCH_SUITES (default: all) names this suite.
+fn wanted(suite: &str) -> bool {
+    std::env::var("BENCH_SUITES").map(|v| v.split(',').any(|s| s.trim() == suite)).unwrap_or(true)
 }
 
 fn n(full: usize) -> usize {
@@ -414,14 +420,22 @@ async fn main() {
     raise_fd_limit();
     let mut rows = Vec::new();
     eprintln!("omnigent bench (release server binary, {} cores){}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), if quick() { " — BENCH_QUICK" } else { "" });
-    runtime_suite(&mut rows).await;
-    policy_suite(&mut rows).await;
-    turn_suite(&mut rows).await;
-    suite(sqlite_db(), &mut rows).await;
-    if let Some(pg) = postgres_db().await {
-        suite(pg, &mut rows).await;
-    } else {
-        eprintln!("(set TEST_DATABASE_URL=postgres://… to measure Postgres too)");
+    if wanted("runtime") {
+        runtime_suite(&mut rows).await;
+    }
+    if wanted("policy") {
+        policy_suite(&mut rows).await;
+    }
+    if wanted("turn") {
+        turn_suite(&mut rows).await;
+    }
+    if wanted("store") {
+        suite(sqlite_db(), &mut rows).await;
+        if let Some(pg) = postgres_db().await {
+            suite(pg, &mut rows).await;
+        } else {
+            eprintln!("(set TEST_DATABASE_URL=postgres://… to measure Postgres too)");
+        }
     }
     let w = rows.iter().map(|r| r.metric.len()).max().unwrap_or(10);
     let v = rows.iter().map(|r| r.value.chars().count()).max().unwrap_or(10);
