@@ -526,3 +526,53 @@ async fn waiting_for_a_human_does_not_count_against_the_turn_deadline() {
     assert!(!types(&frames).contains(&"response.failed".to_string()), "{:?}", types(&frames));
     assert_eq!(runs(work.path()), 1);
 }
+
+#[tokio::test]
+async fn a_parent_and_its_paused_sub_agent_both_survive_sigkill_and_the_answer_arrives_once() {
+    for db in databases().await {
+        let work = tempfile::tempdir().unwrap();
+        let mock = MockLlm::start(vec![
+            Reply::tool("helper", json!({"task": "make the file"})),
+            touch("child"),
+            Reply::text("child done"),
+            Reply::text("parent done"),
+        ])
+        .await;
+        let mut srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        let text = yaml(&mock, work.path(), ASK_OS, "").replace(
+            "tools:\n  shell: {type: builtin}\n",
+            "tools:\n  helper:\n    type: agent\n    description: does things\n    tools: {shell: {type: builtin}}\n",
+        );
+        let id = create(&api, &text, work.path()).await;
+        let mut sse = open(&srv, &id).await;
+        api.message(&id, "delegate it").await;
+        let request = sse.until("response.elicitation_request").await.last().unwrap().json();
+        let child = request["params"]["target_session_id"].as_str().unwrap().to_string();
+        let eid = request["elicitation_id"].as_str().unwrap().to_string();
+        drop(sse);
+        srv.kill9();
+        assert_eq!(mock.requests().len(), 2);
+
+        let srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        let (_, snap) = api.get(&format!("/v1/sessions/{child}")).await;
+        assert_eq!(snap["status"], "paused", "{}: {snap}", db.label);
+        let mut sse = open(&srv, &id).await;
+        let (code, body) = resolve(&api, &id, &eid, "accept").await;
+        assert_eq!(code, 202, "{}: {body}", db.label);
+        let frames = sse.until("response.completed").await;
+        let outputs: Vec<Value> = frames
+            .iter()
+            .filter(|f| f.event.as_deref() == Some("response.output_item.done"))
+            .map(|f| f.json()["item"].clone())
+            .filter(|i| i["type"] == "function_call_output")
+            .collect();
+        assert_eq!(outputs.len(), 1, "{}: the child's answer arrived once: {outputs:?}", db.label);
+        assert_eq!(outputs[0]["output"], "child done");
+        assert_eq!(runs(work.path()), 1);
+        assert_eq!(mock.requests().len(), 4, "{}: no model call was repeated", db.label);
+        let (_, children) = api.get(&format!("/v1/sessions/{id}/child_sessions")).await;
+        assert_eq!(children["data"].as_array().unwrap().len(), 1, "{}", db.label);
+    }
+}

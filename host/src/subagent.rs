@@ -32,13 +32,18 @@ pub struct Child {
 }
 
 impl Child {
-    /// Runs the child to the end of its turn; Ok is its final answer, Err a message for the parent's model.
-    pub async fn run(self) -> Result<String, String> {
-        let task = serde_json::from_str::<Value>(&self.arguments)
+    fn task(&self) -> Result<String, String> {
+        serde_json::from_str::<Value>(&self.arguments)
             .ok()
             .and_then(|a| a.get("task").and_then(Value::as_str).map(str::to_string))
             .filter(|t| !t.trim().is_empty())
-            .ok_or("the sub-agent call needs a non-empty string argument 'task'")?;
+            .ok_or_else(|| "the sub-agent call needs a non-empty string argument 'task'".to_string())
+    }
+
+    /// Creates the child session (idle, no task yet) and announces it on the parent's stream. The parent journals
+    /// the id with the model's call, so a parent turn replayed after a restart finds the same child.
+    pub async fn create(&self) -> Result<SessionId, String> {
+        self.task()?;
         let new = NewSession {
             title: Some(self.title.clone()),
             config: self.config.to_json(),
@@ -49,11 +54,32 @@ impl Child {
         let announce = json!({"conversation_id": self.parent.as_str(), "child_session_id": child.id.as_str(),
             "parent_session_id": self.parent.as_str(), "agent_id": null});
         self.to_parent("session.created", announce).await;
+        Ok(child.id)
+    }
+
+    /// Hands the task to the child (unless it has it already: a resumed parent) and follows it to the end of its
+    /// turn; Ok is its final answer, Err a message for the parent's model.
+    pub async fn run(self, child: SessionId) -> Result<String, String> {
+        let task = self.task()?;
         // Subscribe before the task goes in, so no state change is missed.
-        let (mut rx, _) = self.sessions.subscribe(&child.id).await.map_err(|e| e.to_string())?;
-        let input = Input::Message { content: vec![json!({"type": "input_text", "text": task})], created_by: Some(self.parent.to_string()) };
-        self.sessions.post(&child.id, input).await.map_err(|e| format!("cannot hand the task to the sub-agent: {e}"))?;
-        let mut started = false;
+        let (mut rx, record) = self.sessions.subscribe(&child).await.map_err(|e| e.to_string())?;
+        let child = record;
+        let handed_over = child.last_seq > 0;
+        let mut started = matches!(child.status, SessionStatus::Running | SessionStatus::Paused);
+        if handed_over && !started {
+            // It finished while the parent was away (or had already failed).
+            match child.status {
+                SessionStatus::Failed => {
+                    let error = child.last_task_error.map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default();
+                    return Err(format!("the sub-agent {} failed: {error}", child.id));
+                }
+                _ => return Ok(self.final_answer(&child.id).await),
+            }
+        }
+        if !handed_over {
+            let input = Input::Message { content: vec![json!({"type": "input_text", "text": task})], created_by: Some(self.parent.to_string()) };
+            self.sessions.post(&child.id, input).await.map_err(|e| format!("cannot hand the task to the sub-agent: {e}"))?;
+        }
         loop {
             let status = tokio::select! {
                 message = rx.recv() => match message {

@@ -596,7 +596,22 @@ impl TurnHost for Host {
             "last_user_message": crate::ids::truncate(&last_user, 2000)});
         self.gate("llm_request", None, gate_data, None, None).await.map_err(denied)?;
         let completion = match self.replay_take("complete") {
-            Some(entry) => completion_from_json(&entry["completion"]),
+            Some(entry) => {
+                let completion = completion_from_json(&entry["completion"]);
+                // Children of a replayed call are followed again (their own turns resume on their own).
+                for call in &completion.tool_calls {
+                    if let (Some(child), Some(child_id)) = (self.child(call), entry["children"][&call.id].as_str())
+                        && let Ok(child_id) = SessionId::parse(child_id)
+                    {
+                        let (tx, rx) = oneshot::channel();
+                        self.children.lock().unwrap().insert(call.id.clone(), rx);
+                        tokio::spawn(async move {
+                            let _ = tx.send(child.run(child_id).await);
+                        });
+                    }
+                }
+                completion
+            }
             None => {
                 self.check_live("a model call").map_err(|m| HarnessError { code: "replay_diverged".into(), message: m })?;
                 self.complete_live(request).await?
@@ -677,9 +692,7 @@ impl TurnHost for Host {
                     Ok(Err(message)) => fail(message),
                     Err(_) => fail("the sub-agent's task was abandoned".into()),
                 },
-                None => fail(format!(
-                    "the sub-agent call {call_id} has no running child session (a server restart cut it short); call it again if needed"
-                )),
+                None => fail(format!("the sub-agent call {call_id} has no child session (it was not announced by the model)")),
             };
             return self.finish_tool(&call_id, result, Vec::new()).await;
         }
@@ -885,26 +898,46 @@ impl Host {
                 self.client_calls.lock().unwrap().insert(call.id.clone(), (item_id, rx));
             }
         }
-        self.record(events, waiters, json!({"kind": "complete", "completion": completion_json(&completion)})).await;
-        // Sub-agent calls start now, after their function_call items are in the log, so several run in parallel.
+        // Sub-agent calls get their child sessions now, so the journal can name them (a replayed parent then
+        // waits for the same children rather than losing them); they start after the calls are in the log.
+        let mut started = Vec::new();
+        let mut child_ids = serde_json::Map::new();
         for call in &completion.tool_calls {
-            if let Some(tool) = self.tool_config(&call.name).filter(|t| t.kind == "agent") {
-                let (tx, rx) = oneshot::channel();
-                self.children.lock().unwrap().insert(call.id.clone(), rx);
-                let child = crate::subagent::Child {
-                    sessions: self.sessions.clone(),
-                    parent: self.id.clone(),
-                    config: self.config.sub_agent(&call.name, tool),
-                    title: format!("{}:{}", self.config.name, call.name),
-                    arguments: call.arguments.clone(),
-                    cancel: self.shared.cancel.clone(),
-                };
-                tokio::spawn(async move {
-                    let _ = tx.send(child.run().await);
-                });
+            let Some(child) = self.child(call) else { continue };
+            let (tx, rx) = oneshot::channel();
+            self.children.lock().unwrap().insert(call.id.clone(), rx);
+            match child.create().await {
+                Ok(child_id) => {
+                    child_ids.insert(call.id.clone(), child_id.as_str().into());
+                    started.push((child, child_id, tx));
+                }
+                Err(message) => {
+                    let _ = tx.send(Err(message));
+                }
             }
         }
+        let entry = json!({"kind": "complete", "completion": completion_json(&completion), "children": child_ids});
+        self.record(events, waiters, entry).await;
+        // Several run in parallel.
+        for (child, child_id, tx) in started {
+            tokio::spawn(async move {
+                let _ = tx.send(child.run(child_id).await);
+            });
+        }
         Ok(completion)
+    }
+
+    /// The sub-agent a tool call delegates to, if it is one.
+    fn child(&self, call: &ToolCall) -> Option<crate::subagent::Child> {
+        let tool = self.tool_config(&call.name).filter(|t| t.kind == "agent")?;
+        Some(crate::subagent::Child {
+            sessions: self.sessions.clone(),
+            parent: self.id.clone(),
+            config: self.config.sub_agent(&call.name, tool),
+            title: format!("{}:{}", self.config.name, call.name),
+            arguments: call.arguments.clone(),
+            cancel: self.shared.cancel.clone(),
+        })
     }
 
     /// Publishes buffered text deltas and retries. Each retry closes the message id its attempt streamed under.
