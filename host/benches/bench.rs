@@ -346,7 +346,11 @@ async fn turn_suite(rows: &mut Vec<Row>) {
     // A turn with one tool call, without policies and with five on every phase: what the chain and its journaled
     // verdicts add end to end.
     let work = tempfile::tempdir().unwrap();
-    for (label, policies) in [("no policies", json!({})), ("5 policies on every phase", five_policies())] {
+    let mut on_tool_calls = five_policies();
+    for decl in on_tool_calls.as_object_mut().unwrap().values_mut() {
+        decl["on"] = json!(["tool_call"]);
+    }
+    for (label, policies) in [("no policies", json!({})), ("5 policies on tool_call", on_tool_calls), ("5 policies on every phase", five_policies())] {
         let mut with = config.clone();
         with["tools"] = json!({"list_dir": {"type": "builtin"}});
         with["os_env"] = json!({"cwd": work.path().display().to_string()});

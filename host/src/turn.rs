@@ -165,6 +165,7 @@ async fn run_inner(
         diverged: Mutex::default(),
         turn_usage: Mutex::new((0, 0)),
         waited: Mutex::default(),
+        view: Mutex::new(PolicyView::of(&record)),
     });
     let outcome = drive(&host, sessions, id, component, TurnInput { max_steps }, limits, model).await;
     // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.
@@ -310,6 +311,31 @@ struct Host {
     turn_usage: Mutex<(u64, u64)>,
     /// Time spent waiting for humans (finished waits, and when the current one began).
     waited: Mutex<(Duration, Option<std::time::Instant>)>,
+    /// What the policies see of the session: read once at the start, plus this turn's own writes.
+    view: Mutex<PolicyView>,
+}
+
+/// The session as its policies see it during a turn.
+struct PolicyView {
+    labels: serde_json::Map<String, Value>,
+    state: serde_json::Map<String, Value>,
+    /// Spent before this turn.
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_usd: f64,
+}
+
+impl PolicyView {
+    fn of(record: &crate::model::SessionRecord) -> PolicyView {
+        let usage = record.usage_by_model.values();
+        PolicyView {
+            labels: record.labels.clone(),
+            state: record.policy.state.clone(),
+            input_tokens: usage.clone().map(|u| u["input_tokens"].as_u64().unwrap_or(0)).sum(),
+            output_tokens: usage.clone().map(|u| u["output_tokens"].as_u64().unwrap_or(0)).sum(),
+            cost_usd: usage.map(|u| u["cost_usd"].as_f64().unwrap_or(0.0)).sum(),
+        }
+    }
 }
 
 impl Host {
@@ -391,36 +417,10 @@ impl Host {
     }
 
     /// How the session looks to its policies right now.
-    async fn situation(&self) -> crate::policy::Situation {
-        let record = self.sessions.get(&self.id).await.ok();
-        let (mut input, mut output, mut cost) = (0u64, 0u64, 0f64);
-        if let Some(r) = &record {
-            for usage in r.usage_by_model.values() {
-                input += usage["input_tokens"].as_u64().unwrap_or(0);
-                output += usage["output_tokens"].as_u64().unwrap_or(0);
-                cost += usage["cost_usd"].as_f64().unwrap_or(0.0);
-            }
-        }
+    fn situation(&self) -> crate::policy::Situation {
+        let view = self.view.lock().unwrap();
         let (turn_in, turn_out) = *self.turn_usage.lock().unwrap();
-        cost += self.config.executor.cost_usd(turn_in, turn_out);
-        let (input, output) = (input + turn_in, output + turn_out);
-        let mut labels = record.as_ref().map(|r| r.labels.clone()).unwrap_or_default();
-        let mut state = record.map(|r| r.policy.state).unwrap_or_default();
-        // Writes of verdicts not committed yet count already.
-        for (event_type, data) in &self.journal.lock().unwrap().deferred_events {
-            match event_type.as_str() {
-                "session.policy_state" => {
-                    let changes: Vec<StateChange> = serde_json::from_value(data["updates"].clone()).unwrap_or_default();
-                    crate::policy::apply_state(&mut state, &changes);
-                }
-                "session.labels_set" => {
-                    if let Some(changes) = data["set_labels"].as_object() {
-                        crate::model::merge_labels(&mut labels, changes);
-                    }
-                }
-                _ => {}
-            }
-        }
+        let (input, output) = (view.input_tokens + turn_in, view.output_tokens + turn_out);
         crate::policy::Situation {
             session_id: self.id.to_string(),
             model: self.model.clone(),
@@ -429,15 +429,21 @@ impl Host {
                 input_tokens: input,
                 output_tokens: output,
                 total_tokens: input + output,
-                total_cost_usd: cost,
+                total_cost_usd: view.cost_usd + self.config.executor.cost_usd(turn_in, turn_out),
             },
-            labels,
-            state,
+            labels: view.labels.clone(),
+            state: view.state.clone(),
         }
     }
 
     /// Events applying state changes and labels written by policies.
     fn policy_writes(&self, changes: Vec<StateChange>, labels: serde_json::Map<String, Value>) -> Vec<(String, Value)> {
+        {
+            // Later verdicts of this turn see the writes at once, committed or not.
+            let mut view = self.view.lock().unwrap();
+            crate::policy::apply_state(&mut view.state, &changes);
+            crate::model::merge_labels(&mut view.labels, &labels);
+        }
         let mut events = Vec::new();
         if !changes.is_empty() {
             events.push(("session.policy_state".to_string(), json!({"conversation_id": self.id.as_str(), "updates": changes})));
@@ -472,7 +478,7 @@ impl Host {
             Some(ask) => (ask, None),
             None => {
                 self.check_live("a policy verdict")?;
-                let situation = self.situation().await;
+                let situation = self.situation();
                 match crate::policy::evaluate(&self.chain, phase, target, data.clone(), request_data, &situation).await {
                     Outcome::Allow { data, changes, labels } => {
                         self.defer(self.policy_writes(changes, labels), json!({"kind": "gate", "verdict": "allow", "data": data}));
