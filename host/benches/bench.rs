@@ -291,6 +291,15 @@ async fn policy_suite(rows: &mut Vec<Row>) {
         }
         row(&format!("policy evaluate, fresh instance per call: {name} ({})", decl.handler.as_deref().unwrap()), p50_p99(&mut samples), "< 50 µs p50");
     }
+    // The floor: a fresh instance and one trivial call (describe), no JSON work in the guest.
+    let floor = rt.load_policy(omnigent_runtime::BUILTIN_POLICIES[4].1).unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..n(5000) {
+        let t = Instant::now();
+        floor.describe(Default::default()).await.unwrap();
+        samples.push(t.elapsed());
+    }
+    row("policy floor: fresh instance + describe() (no guest JSON work)", p50_p99(&mut samples), "");
     let env = PolicyEnv::new(rt.clone(), PolicyMap::default());
     let chain = env.chain(&PolicyMap::default(), &decls).await.unwrap();
     let situation = Situation {
