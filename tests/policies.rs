@@ -51,6 +51,20 @@ fn runs(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("ran.log")).map(|s| s.lines().count()).unwrap_or(0)
 }
 
+/// The model's script for a delegation: the parent delegates, the child runs the shell (asked), the child
+/// answers, the parent answers.
+fn delegation() -> Vec<Reply> {
+    vec![Reply::tool("helper", json!({"task": "make the file"})), touch("child"), Reply::text("child done"), Reply::text("parent done")]
+}
+
+/// A parent whose only tool is a sub-agent with the shell; both under `ask_on_os_tools`.
+fn delegating(mock: &MockLlm, cwd: &Path) -> String {
+    yaml(mock, cwd, ASK_OS, "").replace(
+        "tools:\n  shell: {type: builtin}\n",
+        "tools:\n  helper:\n    type: agent\n    description: does things\n    tools: {shell: {type: builtin}}\n",
+    )
+}
+
 async fn server(db: &TestDb, dir: &Path) -> ServerProcess {
     ServerProcess::start(&bin(), dir, &db.url, free_port(), &[]).await
 }
@@ -367,21 +381,10 @@ async fn a_turn_killed_mid_flight_resumes_after_a_restart_without_rerunning_fini
 async fn a_sub_agents_approval_shows_on_the_parents_stream_and_can_be_answered_there() {
     let db = omnigent_testkit::sqlite_db();
     let work = tempfile::tempdir().unwrap();
-    // Parent: delegate; child: run the shell (asked); child: answer; parent: answer.
-    let mock = MockLlm::start(vec![
-        Reply::tool("helper", json!({"task": "make the file"})),
-        touch("child"),
-        Reply::text("child done"),
-        Reply::text("parent done"),
-    ])
-    .await;
+    let mock = MockLlm::start(delegation()).await;
     let srv = server(&db, work.path()).await;
     let api = Api::new(srv.url.clone());
-    let text = yaml(&mock, work.path(), ASK_OS, "").replace(
-        "tools:\n  shell: {type: builtin}\n",
-        "tools:\n  helper:\n    type: agent\n    description: does things\n    tools: {shell: {type: builtin}}\n",
-    );
-    let id = create(&api, &text, work.path()).await;
+    let id = create(&api, &delegating(&mock, work.path()), work.path()).await;
     let mut sse = open(&srv, &id).await;
     api.message(&id, "delegate it").await;
     let request = sse.until("response.elicitation_request").await.last().unwrap().json();
@@ -531,20 +534,10 @@ async fn waiting_for_a_human_does_not_count_against_the_turn_deadline() {
 async fn a_parent_and_its_paused_sub_agent_both_survive_sigkill_and_the_answer_arrives_once() {
     for db in databases().await {
         let work = tempfile::tempdir().unwrap();
-        let mock = MockLlm::start(vec![
-            Reply::tool("helper", json!({"task": "make the file"})),
-            touch("child"),
-            Reply::text("child done"),
-            Reply::text("parent done"),
-        ])
-        .await;
+        let mock = MockLlm::start(delegation()).await;
         let mut srv = server(&db, work.path()).await;
         let api = Api::new(srv.url.clone());
-        let text = yaml(&mock, work.path(), ASK_OS, "").replace(
-            "tools:\n  shell: {type: builtin}\n",
-            "tools:\n  helper:\n    type: agent\n    description: does things\n    tools: {shell: {type: builtin}}\n",
-        );
-        let id = create(&api, &text, work.path()).await;
+        let id = create(&api, &delegating(&mock, work.path()), work.path()).await;
         let mut sse = open(&srv, &id).await;
         api.message(&id, "delegate it").await;
         let request = sse.until("response.elicitation_request").await.last().unwrap().json();
