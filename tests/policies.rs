@@ -569,3 +569,39 @@ async fn a_parent_and_its_paused_sub_agent_both_survive_sigkill_and_the_answer_a
         assert_eq!(children["data"].as_array().unwrap().len(), 1, "{}", db.label);
     }
 }
+
+#[tokio::test]
+async fn a_client_tool_call_outlives_a_restart_and_its_output_completes_the_turn_once() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = tempfile::tempdir().unwrap();
+    let mock = MockLlm::start(vec![Reply::tool("open_editor", json!({"path": "a.rs"})), Reply::text("opened")]).await;
+    let mut srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let text = yaml(&mock, work.path(), "  {}\n".trim_end(), "").replace(
+        "tools:\n  shell: {type: builtin}\n",
+        "tools:\n  open_editor: {type: function, runtime: client, description: open a file}\n",
+    );
+    let id = create(&api, &text, work.path()).await;
+    let mut sse = open(&srv, &id).await;
+    api.message(&id, "open it").await;
+    let frames = sse.until("response.output_item.done").await;
+    let call = frames.last().unwrap().json()["item"].clone();
+    assert_eq!(call["status"], "action_required", "{call}");
+    drop(sse);
+    srv.kill9();
+
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let mut sse = open(&srv, &id).await;
+    let (code, ack) = api
+        .post(&format!("/v1/sessions/{id}/events"), json!({"type": "function_call_output", "data": {"call_id": call["call_id"], "output": "done in the editor"}}))
+        .await;
+    assert_eq!(code, 202, "{ack}");
+    sse.until("response.completed").await;
+    assert_eq!(mock.requests().len(), 2, "the first model call was not repeated");
+    assert!(last_tool_message(&mock).contains("done in the editor"));
+    let (_, items) = api.get(&format!("/v1/sessions/{id}/items")).await;
+    let calls: Vec<&Value> = items["data"].as_array().unwrap().iter().filter(|i| i["type"] == "function_call").collect();
+    assert_eq!(calls.len(), 1, "{items}");
+    assert_eq!(calls[0]["status"], "completed");
+}

@@ -539,10 +539,14 @@ impl Host {
             None => {
                 // The request is still pending in the snapshot and shown to every new subscriber (`stream`);
                 // an answer already in the log is delivered at once by the actor.
+                let known = self.sessions.get(&self.id).await.is_ok_and(|r| r.policy.pending(&eid).is_some() || r.policy.resolved.contains_key(&eid));
+                if !known {
+                    tracing::warn!(session = %self.id, elicitation = %eid, "the resumed turn's question is neither pending nor answered; denying");
+                    return ApprovalAction::Cancel;
+                }
                 let (tx, rx) = oneshot::channel();
-                let events = Vec::new();
                 tracing::info!(session = %self.id, elicitation = %eid, "the resumed turn waits for the pending approval");
-                if let Err(e) = self.sessions.emit(&self.id, events, vec![Waiter::Approval(eid.clone(), tx)]).await {
+                if let Err(e) = self.sessions.emit(&self.id, Vec::new(), vec![Waiter::Approval(eid.clone(), tx)]).await {
                     tracing::warn!(session = %self.id, error = %e, "could not wait for an approval");
                     return ApprovalAction::Cancel;
                 }
@@ -574,15 +578,13 @@ impl Host {
         result
     }
 
-    /// A client's `function_call_output` for `call_id` already in the transcript (it came while the server was
-    /// down, or before a resumed turn got here).
-    async fn posted_output(&self, call_id: &str) -> Option<String> {
+    /// The newest transcript item of `item_type` for a tool call: for a resumed turn, the call's `function_call`
+    /// item, or the client's `function_call_output` if it came while the server was down or before the replay got
+    /// here.
+    async fn item_for_call(&self, call_id: &str, item_type: &str) -> Option<Item> {
         let page = Page { limit: 200, after: None, before: None, descending: true };
         let (items, _) = self.sessions.store().list_items(&self.id, &page).await.ok()?;
-        items
-            .iter()
-            .find(|i| i.item_type == "function_call_output" && i.data["call_id"] == call_id && i.response_id.is_none())
-            .map(|i| i.data["output"].as_str().map(str::to_string).unwrap_or_else(|| i.data["output"].to_string()))
+        items.into_iter().find(|i| i.item_type == item_type && i.data["call_id"] == call_id)
     }
 
     fn add_usage(&self, usage: &Usage) {
@@ -706,25 +708,27 @@ impl TurnHost for Host {
             let waiting = self.client_calls.lock().unwrap().remove(&call_id);
             let item_id = match &waiting {
                 Some((item_id, _)) => item_id.clone(),
-                None => prefixed("fc"),
+                // A resumed turn: the call's item is in the transcript.
+                None => self.item_for_call(&call_id, "function_call").await.map(|i| i.id).unwrap_or_else(|| prefixed("fc")),
             };
             let output = match waiting {
                 Some((_, rx)) => tokio::select! {
                     o = rx => o.map_err(|_| "the client tool call was abandoned".to_string()),
                     _ = self.shared.cancel.cancelled() => Err("the turn was interrupted".to_string()),
                 },
-                // A resumed turn: the output may be in the transcript already; otherwise wait for it.
-                None => match self.posted_output(&call_id).await {
-                    Some(output) => Ok(output),
-                    None => {
-                        let (tx, rx) = oneshot::channel();
-                        let _ = self.sessions.emit(&self.id, Vec::new(), vec![Waiter::Output(call_id.clone(), tx)]).await;
-                        tokio::select! {
+                // A resumed turn: wait for the output — registered first, then looked for in the transcript, so
+                // an output posted in between is found one way or the other.
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = self.sessions.emit(&self.id, Vec::new(), vec![Waiter::Output(call_id.clone(), tx)]).await;
+                    match self.item_for_call(&call_id, "function_call_output").await {
+                        Some(item) => Ok(item.data["output"].as_str().map(str::to_string).unwrap_or_else(|| item.data["output"].to_string())),
+                        None => tokio::select! {
                             o = rx => o.map_err(|_| "the client tool call was abandoned".to_string()),
                             _ = self.shared.cancel.cancelled() => Err("the turn was interrupted".to_string()),
-                        }
+                        },
                     }
-                },
+                }
             };
             return match output {
                 Ok(output) => {
