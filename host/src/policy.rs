@@ -261,7 +261,12 @@ impl PolicyEnv {
     pub async fn component(&self, decl: &PolicyDecl) -> Result<Arc<PolicyComponent>, String> {
         let key = match (&decl.handler, &decl.component) {
             (Some(h), _) => format!("builtin:{}", builtin_for(h).ok_or_else(|| format!("no builtin policy '{h}'"))?),
-            (None, Some(path)) => format!("path:{path}"),
+            (None, Some(path)) => {
+                // Keyed by the file's size and time too, so a rebuilt policy is picked up without a restart.
+                let meta = tokio::fs::metadata(path).await.map_err(|e| format!("cannot read policy component {path}: {e}"))?;
+                let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+                format!("path:{path}:{}:{}", meta.len(), modified.as_nanos())
+            }
             (None, None) => return Err("the policy names no handler or component".into()),
         };
         if let Some(found) = self.loaded.lock().unwrap().get(&key) {

@@ -133,9 +133,6 @@ fn entry(name: &str, decl: &PolicyDecl, level: Level) -> Value {
 
 /// Checks a declaration by loading it and running its `init` with the parameters.
 async fn check(state: &AppState, name: &str, decl: &PolicyDecl) -> Result<(), ApiError> {
-    if builtin_for(decl.handler.as_deref().unwrap_or_default()).is_none() {
-        decl.validate(name).map_err(ApiError::invalid)?;
-    }
     state.sessions.turn_env().policies.load(name, Level::Session, decl).await.map(|_| ()).map_err(ApiError::invalid)
 }
 
@@ -279,7 +276,7 @@ pub async fn registry(State(state): State<AppState>) -> Result<Json<ListResponse
     let env = &state.sessions.turn_env().policies;
     let mut data = Vec::new();
     for (component, _) in omnigent_runtime::BUILTIN_POLICIES {
-        let decl = PolicyDecl { handler: Some(component.to_string()), ..crate::policy::PolicyDecl::builtin(component) };
+        let decl = PolicyDecl::builtin(component);
         let loaded = env.component(&decl).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e))?;
         let d = loaded
             .describe(Default::default())
