@@ -491,6 +491,10 @@ async fn server_wide_policies_come_from_a_config_file_and_judge_every_session_la
     let id = create(&api, &yaml(&mock, work.path(), "  {}\n".trim_end(), ""), work.path()).await;
     let (_, listed) = api.get(&format!("/v1/sessions/{id}/policies")).await;
     assert_eq!(listed["data"][0]["source"], "admin", "{listed}");
+    let (code, defaults) = api.get("/v1/policies").await;
+    assert_eq!(code, 200);
+    assert_eq!(defaults["data"][0]["name"], "house_rules", "{defaults}");
+    assert_eq!(defaults["data"][0]["object"], "default_policy");
     let mut sse = open(&srv, &id).await;
     api.message(&id, "go").await;
     sse.until("response.completed").await;

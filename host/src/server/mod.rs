@@ -113,6 +113,7 @@ pub enum StartError {
         policies::update_policy,
         policies::delete_policy,
         policies::registry,
+        policies::server_policies,
     ),
     components(schemas(crate::session::EventInput, crate::session::Ack, error::ErrorEnvelope)),
     modifiers(&BearerAuth)
@@ -175,6 +176,7 @@ pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
             get(policies::get_policy).patch(policies::update_policy).delete(policies::delete_policy),
         )
         .route("/policy-registry", get(policies::registry))
+        .route("/policies", get(policies::server_policies))
         .route("/agents", get(api::list_agents).post(api::create_agent))
         .route("/responses", axum::routing::post(responses::create))
         .route("/agents/{id}", get(api::get_agent));

@@ -270,6 +270,18 @@ pub async fn delete_policy(State(state): State<AppState>, Path((id, pid)): Path<
     Ok(Json(json!({"id": pid, "object": "session.policy.deleted", "deleted": true})))
 }
 
+/// The server-wide default policies (`omnigent server --policies FILE`), judged after every session's own and its
+/// config's. Read-only here: change the file and restart.
+#[utoipa::path(get, path = "/v1/policies", responses((status = 200, body = ListResponse<Object>)))]
+pub async fn server_policies(State(state): State<AppState>) -> Json<ListResponse<Value>> {
+    let data: Vec<Value> = state.sessions.turn_env().policies.server.0.iter().map(|(name, decl)| {
+        let mut object = entry(name, decl, Level::Server);
+        object["object"] = "default_policy".into();
+        object
+    }).collect();
+    Json(list(data, false, |v| v["name"].as_str().unwrap_or_default().to_string()))
+}
+
 /// The builtin policies: handler names (Omnigent's and ours), description and parameter schema.
 #[utoipa::path(get, path = "/v1/policy-registry", responses((status = 200, body = ListResponse<Object>)))]
 pub async fn registry(State(state): State<AppState>) -> Result<Json<ListResponse<Value>>, ApiError> {
