@@ -79,3 +79,48 @@ async def legacy_session_path(base: str) -> None:
 
 
 asyncio.run(legacy_session_path(sys.argv[1]))
+
+
+async def approval_path(base: str) -> None:
+    """A policy asks; the SDK's stream yields a typed elicitation request and its resolve call answers it."""
+    import tempfile
+    config = {
+        "name": "sdk-guarded",
+        "executor": {"harness": "agent", "provider": "scripted",
+                     "script": [{"text": "Checking. ", "tool_call": {"name": "shell", "arguments": {"command": "echo ran"}}},
+                                {"text": "All done."}]},
+        "tools": {"shell": {"type": "builtin"}},
+        "os_env": {"cwd": tempfile.gettempdir()},
+        "policies": {"ask_os": {"handler": "omnigent.policies.builtins.safety.ask_on_os_tools"}},
+    }
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{base}/v1/sessions", json={"config": config})
+        check(r.status_code == 201, f"create: {r.status_code} {r.text}")
+    sid = r.json()["id"]
+    async with OmnigentClient(base_url=base) as client:
+        asked = []
+
+        async def consume():
+            async for event in client.sessions.stream(sid):
+                if event.type == "response.elicitation_request":
+                    asked.append(event)
+                    snapshot = await client.sessions.get(sid)
+                    check(snapshot.status == "paused", f"paused while asking: {snapshot.status}")
+                    await client.sessions.resolve_elicitation(sid, event.elicitation_id, {"action": "accept"})
+                if event.type == "session.status" and event.status in ("idle", "failed"):
+                    return event
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.5)
+        await client.sessions.post_event(sid, {"type": "message", "data": {"role": "user", "content": "go"}})
+        final = await asyncio.wait_for(task, 20)
+        check(len(asked) == 1, f"one typed elicitation request: {asked}")
+        check(asked[0].params.policy_name == "ask_os", f"its policy: {asked[0].params}")
+        check(final.status == "idle", f"the accepted turn completed: {final}")
+        items = await client.sessions.list_items(sid)
+        outputs = [i for i in items.data if i["type"] == "function_call_output"]
+        check(len(outputs) == 1 and "ran" in outputs[0]["output"], f"the tool ran once: {outputs}")
+    print("ok (approval path)")
+
+
+asyncio.run(approval_path(sys.argv[1]))
