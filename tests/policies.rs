@@ -502,17 +502,27 @@ async fn server_wide_policies_come_from_a_config_file_and_judge_every_session_la
     assert!(last_tool_message(&mock).contains("no shells on this server"), "{}", last_tool_message(&mock));
 
     // A bad file stops the server before it listens, with the position of the mistake.
+    let db = omnigent_testkit::sqlite_db();
+    let start = || {
+        std::process::Command::new(bin())
+            .args(["server", "--bind", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+            .arg(work.path().join("other"))
+            .args(["--database-url", &db.url, "--policies"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
     std::fs::write(&file, "policies:\n  x:\n    hanlder: tool_filter\n").unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["server", "--bind", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
-        .arg(work.path().join("other"))
-        .args(["--database-url", &omnigent_testkit::sqlite_db().url, "--policies"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = start();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.yaml:3:5") && stderr.contains("hanlder"), "{stderr}");
+    // So do parameters the component refuses.
+    std::fs::write(&file, "policies:\n  x: {handler: tool_filter, factory_params: {nope: 1}}\n").unwrap();
+    let out = start();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown parameter 'nope'"), "{stderr}");
 }
 
 #[tokio::test]

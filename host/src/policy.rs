@@ -118,6 +118,13 @@ impl<'de> Deserialize<'de> for PolicyMap {
     }
 }
 
+impl PolicyMap {
+    /// A session's REST-added policies (its `SessionPolicyObject`s, in the order they were added).
+    pub fn of_session(objects: &[Value]) -> PolicyMap {
+        PolicyMap(objects.iter().filter_map(|o| Some((o.get("name")?.as_str()?.to_string(), PolicyDecl::of_object(o)?))).collect())
+    }
+}
+
 /// The builtin component a handler name resolves to.
 pub fn builtin_for(handler: &str) -> Option<&'static str> {
     let short = HANDLER_PREFIXES.iter().find_map(|p| handler.strip_prefix(p)).unwrap_or(handler);
@@ -134,6 +141,18 @@ pub fn handlers_of(component: &str) -> Vec<String> {
 }
 
 impl PolicyDecl {
+    /// The declaration a stored `SessionPolicyObject` stands for.
+    pub fn of_object(object: &Value) -> Option<PolicyDecl> {
+        Some(PolicyDecl {
+            handler: Some(object.get("handler")?.as_str()?.to_string()),
+            factory_params: object.get("factory_params").and_then(Value::as_object).cloned().unwrap_or_default(),
+            on: object.get("on").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
+            ask_timeout: object.get("ask_timeout").and_then(Value::as_u64),
+            enabled: object.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+            ..PolicyDecl::builtin("")
+        })
+    }
+
     /// A declaration of a builtin with default settings.
     pub fn builtin(handler: &str) -> PolicyDecl {
         PolicyDecl {
@@ -292,21 +311,33 @@ impl PolicyEnv {
         Ok(component)
     }
 
-    /// Loads a declaration and checks its parameters with the component's own `init`.
-    pub async fn load(&self, name: &str, level: Level, decl: &PolicyDecl) -> Result<Loaded, String> {
+    /// Loads a declaration (its component compiled or from the cache) without running it.
+    async fn prepare(&self, name: &str, level: Level, decl: &PolicyDecl) -> Result<Loaded, String> {
         decl.validate(name)?;
         let component = self.component(decl).await?;
         let params = Value::Object(decl.factory_params.clone()).to_string();
-        component.check_params(&params, decl.limits()).await.map_err(|e| format!("policies.{name}: {e}"))?;
         Ok(Loaded { name: name.to_string(), level, decl: decl.clone(), component, params })
     }
 
+    /// Checks declarations where they are made (session or agent creation, REST, server start): each component
+    /// loads and accepts its parameters in its own `init`, so a mistake is refused up front, with the component's
+    /// message, rather than denying the first turn's actions.
+    pub async fn check(&self, map: &PolicyMap, level: Level) -> Result<(), String> {
+        for (name, decl) in &map.0 {
+            let loaded = self.prepare(name, level, decl).await?;
+            loaded.component.check_params(&loaded.params, decl.limits()).await.map_err(|e| format!("policies.{name}: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// The chain for a session: its own policies, then its config's, then the server's; disabled ones left out.
+    /// Parameters were checked when they were declared (`check`); a component that refuses them now counts as a
+    /// failing policy.
     pub async fn chain(&self, session: &PolicyMap, agent: &PolicyMap) -> Result<Vec<Loaded>, String> {
         let mut out = Vec::new();
         for (level, map) in [(Level::Session, session), (Level::Agent, agent), (Level::Server, &self.server)] {
             for (name, decl) in map.0.iter().filter(|(_, d)| d.enabled) {
-                out.push(self.load(name, level, decl).await?);
+                out.push(self.prepare(name, level, decl).await?);
             }
         }
         Ok(out)

@@ -59,11 +59,10 @@ impl Child {
 
     /// Hands the task to the child (unless it has it already: a resumed parent) and follows it to the end of its
     /// turn; Ok is its final answer, Err a message for the parent's model.
-    pub async fn run(self, child: SessionId) -> Result<String, String> {
+    pub async fn run(self, child_id: SessionId) -> Result<String, String> {
         let task = self.task()?;
         // Subscribe before the task goes in, so no state change is missed.
-        let (mut rx, record) = self.sessions.subscribe(&child).await.map_err(|e| e.to_string())?;
-        let child = record;
+        let (mut rx, child) = self.sessions.subscribe(&child_id).await.map_err(|e| e.to_string())?;
         let handed_over = child.last_seq > 0;
         let mut started = matches!(child.status, SessionStatus::Running | SessionStatus::Paused);
         if handed_over && !started {

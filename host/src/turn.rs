@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{SessionConfig, ToolConfig};
 use crate::ids::{SessionId, prefixed};
 use crate::llm::{ChatRequest, LlmError, Provider};
-use crate::model::{Item, now_us, secs};
+use crate::model::{Item, SessionRecord, now_us, secs};
 use crate::policy::{Loaded, Outcome, PolicyEnv, PolicyMap, StateChange};
 use crate::session::{ApprovalAction, Input, Sessions, Waiter};
 use crate::store::{JournalEntry, Page};
@@ -80,10 +80,11 @@ pub struct TurnShared {
     pub steering: Arc<Mutex<VecDeque<String>>>,
 }
 
-/// Runs a turn to its end and reports the outcome to the session's actor. `resume`: the turn was cut by a restart
-/// and replays its journal first.
-pub async fn run(sessions: Sessions, id: SessionId, response_id: String, config: SessionConfig, shared: TurnShared, resume: bool) {
-    let outcome = run_inner(&sessions, &id, &response_id, config, &shared, resume).await;
+/// Runs a turn to its end and reports the outcome to the session's actor. `record` is the session as the actor
+/// knew it when the turn started; `resume`: the turn was cut by a restart and replays its journal first.
+pub async fn run(sessions: Sessions, record: SessionRecord, response_id: String, config: SessionConfig, shared: TurnShared, resume: bool) {
+    let id = record.id.clone();
+    let outcome = run_inner(&sessions, &record, &response_id, config, &shared, resume).await;
     let outcome = if shared.cancel.is_cancelled() && !matches!(outcome, TurnOutcome::Completed { .. }) {
         TurnOutcome::Interrupted
     } else {
@@ -96,12 +97,13 @@ pub async fn run(sessions: Sessions, id: SessionId, response_id: String, config:
 
 async fn run_inner(
     sessions: &Sessions,
-    id: &SessionId,
+    record: &SessionRecord,
     response_id: &str,
     config: SessionConfig,
     shared: &TurnShared,
     resume: bool,
 ) -> TurnOutcome {
+    let id = &record.id;
     let env = sessions.turn_env().clone();
     let failed = |code: &str, message: String| TurnOutcome::Failed { code: code.into(), message };
     let component = match load_harness(&env, &config).await {
@@ -129,26 +131,25 @@ async fn run_inner(
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(std::env::temp_dir);
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
-    let record = match sessions.get(id).await {
-        Ok(r) => r,
-        Err(e) => return failed("session_unavailable", e.to_string()),
-    };
-    let session_policies = session_policy_map(&record.policy.policies);
+    let session_policies = PolicyMap::of_session(&record.policy.policies);
     let chain = match env.policies.chain(&session_policies, config.policies.as_ref().unwrap_or(&PolicyMap::default())).await {
         Ok(c) => c,
         Err(e) => return failed("policy_invalid", e),
     };
-    // The journal of this turn (when resuming) and where new entries go.
-    let entries = match sessions.store().journal(id).await {
-        Ok(e) => e,
-        Err(e) => return failed("journal_unavailable", e.to_string()),
-    };
-    let next = entries.last().map(|e| e.idx + 1).unwrap_or(0);
-    let replay: VecDeque<Value> =
-        if resume { entries.into_iter().filter(|e| e.response_id == response_id).map(|e| e.entry).collect() } else { VecDeque::new() };
-    if resume {
+    // A new turn starts with an empty journal (the commit that started it cleared any leftover); a resumed one
+    // replays what it recorded.
+    let (replay, next) = if resume {
+        let entries = match sessions.store().journal(id).await {
+            Ok(e) => e,
+            Err(e) => return failed("journal_unavailable", e.to_string()),
+        };
+        let next = entries.last().map(|e| e.idx + 1).unwrap_or(0);
+        let replay: VecDeque<Value> = entries.into_iter().filter(|e| e.response_id == response_id).map(|e| e.entry).collect();
         tracing::info!(session = %id, entries = replay.len(), "replaying the turn's journal");
-    }
+        (replay, next)
+    } else {
+        (VecDeque::new(), 0)
+    };
     let host = Arc::new(Host {
         sessions: sessions.clone(),
         id: id.clone(),
@@ -165,9 +166,10 @@ async fn run_inner(
         diverged: Mutex::default(),
         turn_usage: Mutex::new((0, 0)),
         waited: Mutex::default(),
-        view: Mutex::new(PolicyView::of(&record)),
+        view: Mutex::new(PolicyView::of(record)),
+        history: Mutex::default(),
     });
-    let outcome = drive(&host, sessions, id, component, TurnInput { max_steps }, limits, model).await;
+    let outcome = drive(&host, component, TurnInput { max_steps }, limits, model).await;
     // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.
     host.flush_deferred(Vec::new()).await;
     outcome
@@ -176,8 +178,6 @@ async fn run_inner(
 /// The turn proper: the request's verdict, the harness run, the response's verdict.
 async fn drive(
     host: &Arc<Host>,
-    sessions: &Sessions,
-    id: &SessionId,
     component: Arc<omnigent_runtime::HarnessComponent>,
     input: TurnInput,
     limits: TurnLimits,
@@ -187,7 +187,8 @@ async fn drive(
     let shared = &host.shared;
     // The user's request is judged before the harness sees it.
     if host.chain.iter().any(|p| p.decl.selects_phase("request")) {
-        let text = last_user_text(&history(sessions, id).await);
+        // A replay has the verdict in its journal; a live turn reads the history the harness is about to get.
+        let text = if host.replaying() { String::new() } else { last_user_text(&host.read_history().await) };
         if let Err(reason) = host.gate("request", None, json!({"user_content": text, "attachments": []}), None, None).await {
             return failed("policy_denied", reason);
         }
@@ -207,22 +208,17 @@ async fn drive(
                 // The answer was streamed already: a deny here is reported, not undone.
                 let _ = host.gate("response", None, json!({"text": out.text}), None, None).await;
             }
-            let cost_usd = host.config.executor.cost_usd(out.usage.input_tokens, out.usage.output_tokens);
-            TurnOutcome::Completed { usage: out.usage, model, cost_usd }
+            // What the host counted, not what the harness reports: a harness cannot talk its spend down.
+            let (input_tokens, output_tokens) = *host.turn_usage.lock().unwrap();
+            if (input_tokens, output_tokens) != (out.usage.input_tokens, out.usage.output_tokens) {
+                tracing::debug!(session = %host.id, reported = ?out.usage, input_tokens, output_tokens, "the harness reported other usage than its model calls");
+            }
+            let cost_usd = host.config.executor.cost_usd(input_tokens, output_tokens);
+            TurnOutcome::Completed { usage: Usage { input_tokens, output_tokens }, model, cost_usd }
         }
         Err(TurnFailure::Harness(e)) if e.code == "cancelled" => TurnOutcome::Interrupted,
         Err(e) => failed(e.code(), e.to_string()),
     }
-}
-
-/// The session's REST-added policies (`SessionPolicyObject`s) as a chain level.
-fn session_policy_map(objects: &[Value]) -> PolicyMap {
-    PolicyMap(
-        objects
-            .iter()
-            .filter_map(|o| Some((o.get("name")?.as_str()?.to_string(), crate::server::policies::decl_of(o)?)))
-            .collect(),
-    )
 }
 
 fn last_user_text(messages: &[Message]) -> String {
@@ -313,6 +309,8 @@ struct Host {
     waited: Mutex<(Duration, Option<std::time::Instant>)>,
     /// What the policies see of the session: read once at the start, plus this turn's own writes.
     view: Mutex<PolicyView>,
+    /// The history read for the request's verdict, kept for the harness's `history` call (read once, not twice).
+    history: Mutex<Option<Vec<Message>>>,
 }
 
 /// The session as its policies see it during a turn.
@@ -470,26 +468,29 @@ impl Host {
             return verdict_from_json(&entry);
         }
         let (ask, waiting) = match self.replay_take("ask") {
-            // Answered before the restart: the verdict follows it.
-            Some(_) if self.journal.lock().unwrap().replay.front().is_some_and(|e| e["kind"] == "gate") => {
-                return verdict_from_json(&self.replay_take("gate").unwrap_or_default());
+            Some(ask) => {
+                // Answered before the restart: the verdict follows it. Otherwise the session was paused on it.
+                if let Some(entry) = self.replay_take("gate") {
+                    return verdict_from_json(&entry);
+                }
+                (ask, None)
             }
-            // The session was paused on this ask when the server stopped.
-            Some(ask) => (ask, None),
             None => {
                 self.check_live("a policy verdict")?;
                 let situation = self.situation();
                 match crate::policy::evaluate(&self.chain, phase, target, data.clone(), request_data, &situation).await {
                     Outcome::Allow { data, changes, labels } => {
-                        self.defer(self.policy_writes(changes, labels), json!({"kind": "gate", "verdict": "allow", "data": data}));
-                        return Ok(data);
+                        let verdict = Ok(data);
+                        self.defer(self.policy_writes(changes, labels), verdict_json(&verdict));
+                        return verdict;
                     }
                     Outcome::Deny { policy, reason, changes, labels } => {
                         let reason = format!("denied by policy '{policy}': {reason}");
                         let mut events = self.policy_writes(changes, labels);
                         events.push(self.denied_event(phase, &policy, &reason, target));
-                        self.defer(events, json!({"kind": "gate", "verdict": "deny", "reason": reason}));
-                        return Err(reason);
+                        let verdict = Err(reason);
+                        self.defer(events, verdict_json(&verdict));
+                        return verdict;
                     }
                     Outcome::Ask { policies, message, data: rewritten, changes, labels, held_changes, held_labels, timeout_s } => {
                         let elicitation_id = format!("elicit_{}", crate::ids::random_hex());
@@ -517,17 +518,18 @@ impl Host {
         if action == ApprovalAction::Accept {
             let changes: Vec<StateChange> = serde_json::from_value(ask["held_changes"].clone()).unwrap_or_default();
             let labels = ask["held_labels"].as_object().cloned().unwrap_or_default();
-            let data = ask.get("data").cloned().filter(|d| !d.is_null());
-            self.record(self.policy_writes(changes, labels), Vec::new(), json!({"kind": "gate", "verdict": "allow", "data": data})).await;
-            return Ok(data);
+            let verdict = Ok(ask.get("data").cloned().filter(|d| !d.is_null()));
+            self.record(self.policy_writes(changes, labels), Vec::new(), verdict_json(&verdict)).await;
+            return verdict;
         }
         let reason = match action {
             ApprovalAction::Decline => format!("a human declined this {phase} (asked by policy {policies})"),
             _ => format!("this {phase} was not approved: the question of policy {policies} was cancelled or timed out"),
         };
         let events = vec![self.denied_event(phase, &policies, &reason, target)];
-        self.record(events, Vec::new(), json!({"kind": "gate", "verdict": "deny", "reason": reason})).await;
-        Err(reason)
+        let verdict = Err(reason);
+        self.record(events, Vec::new(), verdict_json(&verdict)).await;
+        verdict
     }
 
     /// Waits for a human's answer to an ask (or its timeout). `waiting` is None when the ask comes from the
@@ -537,13 +539,8 @@ impl Host {
         let rx = match waiting {
             Some(rx) => rx,
             None => {
-                // The request is still pending in the snapshot and shown to every new subscriber (`stream`);
-                // an answer already in the log is delivered at once by the actor.
-                let known = self.sessions.get(&self.id).await.is_ok_and(|r| r.policy.pending(&eid).is_some() || r.policy.resolved.contains_key(&eid));
-                if !known {
-                    tracing::warn!(session = %self.id, elicitation = %eid, "the resumed turn's question is neither pending nor answered; denying");
-                    return ApprovalAction::Cancel;
-                }
+                // The request is still pending in the snapshot and shown to every new subscriber (`stream`); the
+                // actor delivers an answer already in the log at once (and a cancel for a question it does not know).
                 let (tx, rx) = oneshot::channel();
                 tracing::info!(session = %self.id, elicitation = %eid, "the resumed turn waits for the pending approval");
                 if let Err(e) = self.sessions.emit(&self.id, Vec::new(), vec![Waiter::Approval(eid.clone(), tx)]).await {
@@ -585,6 +582,16 @@ impl Host {
         let page = Page { limit: 200, after: None, before: None, descending: true };
         let (items, _) = self.sessions.store().list_items(&self.id, &page).await.ok()?;
         items.into_iter().find(|i| i.item_type == item_type && i.data["call_id"] == call_id)
+    }
+
+    /// The conversation so far, read from the transcript once per turn.
+    async fn read_history(&self) -> Vec<Message> {
+        if let Some(read) = self.history.lock().unwrap().clone() {
+            return read;
+        }
+        let messages = history(&self.sessions, &self.id).await;
+        *self.history.lock().unwrap() = Some(messages.clone());
+        messages
     }
 
     fn add_usage(&self, usage: &Usage) {
@@ -774,7 +781,7 @@ impl TurnHost for Host {
         if self.check_live("the history").is_err() {
             return Vec::new();
         }
-        let messages = history(&self.sessions, &self.id).await;
+        let messages = self.read_history().await;
         let entry = json!({"kind": "history", "messages": messages.iter().map(message_json).collect::<Vec<_>>()});
         self.defer(Vec::new(), entry);
         messages
@@ -1019,7 +1026,15 @@ fn message_from_json(v: &Value) -> Message {
     }
 }
 
-/// A journaled policy verdict: Ok(rewritten payload) or Err(denial reason).
+/// The journal entry of a policy verdict: Ok(rewritten payload) or Err(denial reason).
+fn verdict_json(verdict: &Result<Option<Value>, String>) -> Value {
+    match verdict {
+        Ok(data) => json!({"kind": "gate", "verdict": "allow", "data": data}),
+        Err(reason) => json!({"kind": "gate", "verdict": "deny", "reason": reason}),
+    }
+}
+
+/// A journaled policy verdict (see `verdict_json`).
 fn verdict_from_json(entry: &Value) -> Result<Option<Value>, String> {
     match entry["verdict"].as_str() {
         Some("allow") => Ok(entry.get("data").cloned().filter(|d| !d.is_null())),

@@ -159,26 +159,29 @@ impl Runtime {
 
     /// Compiles (or fetches from the caches) a harness component and pre-links it.
     pub fn load_harness(&self, bytes: &[u8]) -> Result<Arc<HarnessComponent>, LoadError> {
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(found) = self.loaded.lock().unwrap().get(&digest) {
-            return Ok(found.clone());
-        }
-        let component = self.compile(bytes, &digest)?;
-        let loaded = Arc::new(HarnessComponent::new(&self.harness_linker, &component)?);
-        self.loaded.lock().unwrap().insert(digest, loaded.clone());
-        Ok(loaded)
+        self.load(&self.loaded, bytes, |c| HarnessComponent::new(&self.harness_linker, c))
     }
 
     /// Compiles (or fetches from the caches) a policy component and pre-links it. CPU work the first time: call it
     /// off the async workers.
     pub fn load_policy(&self, bytes: &[u8]) -> Result<Arc<PolicyComponent>, LoadError> {
+        self.load(&self.policies, bytes, |c| PolicyComponent::new(&self.policy_linker, c))
+    }
+
+    /// The pre-linked component for `bytes` from `cache`, made by `link` (after compiling, or reading the disk cache)
+    /// the first time.
+    fn load<T>(
+        &self,
+        cache: &Mutex<HashMap<[u8; 32], Arc<T>>>,
+        bytes: &[u8],
+        link: impl FnOnce(&Component) -> Result<T, LoadError>,
+    ) -> Result<Arc<T>, LoadError> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(found) = self.policies.lock().unwrap().get(&digest) {
+        if let Some(found) = cache.lock().unwrap().get(&digest) {
             return Ok(found.clone());
         }
-        let component = self.compile(bytes, &digest)?;
-        let loaded = Arc::new(PolicyComponent::new(&self.policy_linker, &component)?);
-        self.policies.lock().unwrap().insert(digest, loaded.clone());
+        let loaded = Arc::new(link(&self.compile(bytes, &digest)?)?);
+        cache.lock().unwrap().insert(digest, loaded.clone());
         Ok(loaded)
     }
 

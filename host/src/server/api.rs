@@ -346,11 +346,9 @@ pub async fn create_session(
 /// Loads every policy a config declares and checks its parameters with the component's `init`, so a bad
 /// declaration is refused at creation rather than failing the first turn.
 pub(super) async fn check_policies(state: &AppState, config: &SessionConfig) -> Result<(), ApiError> {
+    let Some(policies) = &config.policies else { return Ok(()) };
     let env = &state.sessions.turn_env().policies;
-    for (name, decl) in config.policies.iter().flat_map(|p| p.0.iter()) {
-        env.load(name, crate::policy::Level::Agent, decl).await.map_err(|e| ApiError::invalid(format!("config: {e}")))?;
-    }
-    Ok(())
+    env.check(policies, crate::policy::Level::Agent).await.map_err(|e| ApiError::invalid(format!("config: {e}")))
 }
 
 /// List sessions, newest first by default.

@@ -74,6 +74,8 @@ pub enum StartError {
     Runtime(String),
     #[error("cannot recover sessions interrupted by the last shutdown: {0}")]
     Recover(String),
+    #[error("the server-wide policies: {0}")]
+    Policies(String),
 }
 
 #[derive(OpenApi)]
@@ -243,6 +245,7 @@ impl Server {
     ) -> Result<Self, StartError> {
         check_exposure(listener.local_addr().expect("bound listener has an address"), &options)?;
         let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone()).map_err(|e| StartError::Runtime(format!("{e:#}")))?;
+        turns.policies.check(&options.policies, crate::policy::Level::Server).await.map_err(StartError::Policies)?;
         let sessions = Sessions::new(store, shutdown.clone(), turns);
         let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
         if recovered > 0 {

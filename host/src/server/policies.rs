@@ -110,21 +110,6 @@ pub struct UpdatePolicyRequest {
     pub enabled: Option<bool>,
 }
 
-/// The declaration a stored `SessionPolicyObject` stands for.
-pub fn decl_of(object: &Value) -> Option<PolicyDecl> {
-    Some(PolicyDecl {
-        kind: None,
-        handler: Some(object.get("handler")?.as_str()?.to_string()),
-        component: None,
-        factory_params: object.get("factory_params").and_then(Value::as_object).cloned().unwrap_or_default(),
-        on: object.get("on").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
-        ask_timeout: object.get("ask_timeout").and_then(Value::as_u64),
-        timeout_ms: None,
-        memory_mb: None,
-        enabled: object.get("enabled").and_then(Value::as_bool).unwrap_or(true),
-    })
-}
-
 fn entry(name: &str, decl: &PolicyDecl, level: Level) -> Value {
     json!({"id": null, "object": "session.policy", "name": name, "type": decl.kind.clone().unwrap_or_else(|| "component".into()),
         "handler": decl.handler, "component": decl.component, "factory_params": decl.factory_params, "on": decl.on,
@@ -133,7 +118,26 @@ fn entry(name: &str, decl: &PolicyDecl, level: Level) -> Value {
 
 /// Checks a declaration by loading it and running its `init` with the parameters.
 async fn check(state: &AppState, name: &str, decl: &PolicyDecl) -> Result<(), ApiError> {
-    state.sessions.turn_env().policies.load(name, Level::Session, decl).await.map(|_| ()).map_err(ApiError::invalid)
+    let one = crate::policy::PolicyMap(vec![(name.to_string(), decl.clone())]);
+    state.sessions.turn_env().policies.check(&one, Level::Session).await.map_err(ApiError::invalid)
+}
+
+/// Over REST only builtins: a path would let a client make the server read any file.
+fn require_builtin(handler: &str) -> Result<(), ApiError> {
+    match builtin_for(handler) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::invalid(format!(
+            "no builtin policy '{}' (see GET /v1/policy-registry); custom .wasm policies are declared in the session YAML",
+            crate::ids::truncate(handler, 120)
+        ))),
+    }
+}
+
+/// The error when another of the session's policies has `policy`'s name.
+fn name_taken(record: &SessionRecord, policy: &Value) -> Option<SessionError> {
+    record.policy.policies.iter().any(|p| p["name"] == policy["name"] && p["id"] != policy["id"]).then(|| {
+        SessionError::AlreadyExists(format!("this session already has a policy named '{}'", policy["name"].as_str().unwrap_or("")))
+    })
 }
 
 /// A session's policies in the order they are judged: the session's own, its config's (`source: spec`), then the
@@ -168,22 +172,17 @@ pub async fn create_policy(
     if name.is_empty() || name.len() > 128 {
         return Err(ApiError::invalid("name must be 1 to 128 characters"));
     }
-    if builtin_for(&req.handler).is_none() {
-        return Err(ApiError::invalid(format!(
-            "no builtin policy '{}' (see GET /v1/policy-registry); custom .wasm policies are declared in the session YAML",
-            crate::ids::truncate(&req.handler, 120)
-        )));
-    }
+    require_builtin(&req.handler)?;
     let now = secs(now_us());
     let object = json!({"id": format!("pol_{}", crate::ids::random_hex()), "object": "session.policy", "name": name,
         "type": req.kind.unwrap_or_else(|| "component".into()), "handler": req.handler, "factory_params": req.factory_params,
         "on": req.on, "ask_timeout": req.ask_timeout, "enabled": req.enabled, "source": "session", "created_at": now, "updated_at": now});
-    let decl = decl_of(&object).ok_or_else(|| ApiError::invalid("invalid policy"))?;
+    let decl = PolicyDecl::of_object(&object).ok_or_else(|| ApiError::invalid("invalid policy"))?;
     check(&state, &name, &decl).await?;
     let stored = object.clone();
     let change = Box::new(move |record: &SessionRecord| {
-        if record.policy.policies.iter().any(|p| p["name"] == stored["name"]) {
-            return Err(SessionError::AlreadyExists(format!("this session already has a policy named '{}'", stored["name"].as_str().unwrap_or(""))));
+        if let Some(taken) = name_taken(record, &stored) {
+            return Err(taken);
         }
         Ok(vec![("session.policy.created".to_string(), json!({"conversation_id": record.id.as_str(), "policy": stored}))])
     });
@@ -216,9 +215,7 @@ pub async fn update_policy(
     let record = state.sessions.get(&id).await?;
     let mut object = find(&record, &pid)?.clone();
     if let Some(handler) = req.handler {
-        if builtin_for(&handler).is_none() {
-            return Err(ApiError::invalid(format!("no builtin policy '{}' (see GET /v1/policy-registry)", crate::ids::truncate(&handler, 120))));
-        }
+        require_builtin(&handler)?;
         object["handler"] = handler.into();
     }
     if let Some(name) = req.name {
@@ -238,14 +235,14 @@ pub async fn update_policy(
     }
     object["updated_at"] = secs(now_us()).into();
     let name = object["name"].as_str().unwrap_or_default().to_string();
-    check(&state, &name, &decl_of(&object).ok_or_else(|| ApiError::invalid("invalid policy"))?).await?;
+    check(&state, &name, &PolicyDecl::of_object(&object).ok_or_else(|| ApiError::invalid("invalid policy"))?).await?;
     let stored = object.clone();
     let change = Box::new(move |record: &SessionRecord| {
         if !record.policy.policies.iter().any(|p| p["id"] == stored["id"]) {
             return Err(SessionError::Invalid("the policy was deleted meanwhile".into()));
         }
-        if record.policy.policies.iter().any(|p| p["name"] == stored["name"] && p["id"] != stored["id"]) {
-            return Err(SessionError::AlreadyExists(format!("this session already has a policy named '{}'", stored["name"].as_str().unwrap_or(""))));
+        if let Some(taken) = name_taken(record, &stored) {
+            return Err(taken);
         }
         Ok(vec![("session.policy.updated".to_string(), json!({"conversation_id": record.id.as_str(), "policy": stored}))])
     });

@@ -629,14 +629,22 @@ impl Actor {
                 Waiter::Output(call_id, tx) => {
                     turn.waiters.insert(call_id, tx);
                 }
-                Waiter::Approval(eid, tx) => match self.record.policy.resolved.get(&eid).and_then(|a| serde_json::from_value(a.clone()).ok()) {
-                    Some(action) => {
-                        let _ = tx.send(action);
+                Waiter::Approval(eid, tx) => {
+                    let answered = self.record.policy.resolved.get(&eid).and_then(|a| serde_json::from_value(a.clone()).ok());
+                    match answered {
+                        Some(action) => {
+                            let _ = tx.send(action);
+                        }
+                        None if self.record.policy.pending(&eid).is_some() => {
+                            turn.approvals.insert(eid, tx);
+                        }
+                        // Neither asked nor answered in this turn: nobody can answer it, so it counts as cancelled.
+                        None => {
+                            tracing::warn!(session = %self.record.id, elicitation = %eid, "a turn waits on a question that is not pending; denying");
+                            let _ = tx.send(ApprovalAction::Cancel);
+                        }
                     }
-                    None => {
-                        turn.approvals.insert(eid, tx);
-                    }
-                },
+                }
             }
         }
     }
@@ -656,7 +664,7 @@ impl Actor {
                 if resume {
                     tracing::info!(session = %self.record.id, response = %response_id, "resuming a turn cut by a restart");
                 }
-                let task = crate::turn::run(self.sessions.clone(), self.record.id.clone(), response_id, *config, shared, resume);
+                let task = crate::turn::run(self.sessions.clone(), self.record.clone(), response_id, *config, shared, resume);
                 tokio::spawn(tracing::Instrument::instrument(task, tracing::info_span!("turn", session = %self.record.id)));
             }
             Effect::Steer(text) => {
@@ -882,6 +890,8 @@ impl Draft {
             "conversation": {"id": self.record.id.as_str()}});
         self.emit("response.created", json!({"response": response}));
         self.emit("response.in_progress", json!({"response": response}));
+        // A new turn's journal starts empty (a leftover of a turn whose end was never recorded is dropped).
+        self.clear_journal = true;
         effects.push(Effect::StartTurn { response_id, model, config: Box::new(config), resume: false });
     }
 
