@@ -39,7 +39,8 @@ fn msg(text: &str) -> Value {
     json!({"type": "message", "data": {"role": "user", "content": text}})
 }
 
-const HARNESS_CONFIG: &str = r#"{"name": "helper", "executor": {"harness": "/nonexistent/helper.wasm", "model": "gpt-test"}}"#;
+const HARNESS_CONFIG: &str =
+    r#"{"name": "helper", "executor": {"harness": "/nonexistent/helper.wasm", "model": "gpt-test"}}"#;
 
 #[tokio::test]
 async fn session_lifecycle_create_list_snapshot_patch_delete() {
@@ -70,7 +71,11 @@ async fn session_lifecycle_create_list_snapshot_patch_delete() {
         assert_eq!(list["first_id"], id.as_str());
 
         let (status, patched) = api
-            .call(Method::PATCH, &format!("/v1/sessions/{id}"), Some(json!({"title": "renamed", "labels": {"env": null, "team": "core"}})))
+            .call(
+                Method::PATCH,
+                &format!("/v1/sessions/{id}"),
+                Some(json!({"title": "renamed", "labels": {"env": null, "team": "core"}})),
+            )
             .await;
         assert_eq!(status, 200, "{patched}");
         assert_eq!(patched["title"], "renamed");
@@ -131,7 +136,10 @@ async fn a_message_is_persisted_and_a_turn_without_a_harness_fails_with_a_reason
         let (status, ack) = api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "interrupt"})).await;
         assert_eq!((status, ack), (202, json!({"queued": false})));
         let (status, err) = api
-            .post(&format!("/v1/sessions/{id}/events"), json!({"type": "approval", "data": {"elicitation_id": "elicit_x", "action": "accept"}}))
+            .post(
+                &format!("/v1/sessions/{id}/events"),
+                json!({"type": "approval", "data": {"elicitation_id": "elicit_x", "action": "accept"}}),
+            )
             .await;
         assert_eq!(status, 404);
         assert!(err["error"]["message"].as_str().unwrap().contains("elicit_x"));
@@ -166,7 +174,8 @@ async fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             (s, v, "Content-Type: application/json")
         },
         {
-            let (s, v) = raw("{\"type\":\"message\",\"data\":{\"content\":\"x\"},\"bogus\":1}", "application/json").await;
+            let (s, v) =
+                raw("{\"type\":\"message\",\"data\":{\"content\":\"x\"},\"bogus\":1}", "application/json").await;
             (s, v, "unknown field `bogus`")
         },
         {
@@ -190,7 +199,8 @@ async fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             (s, v, "config: missing field `executor`")
         },
         {
-            let (s, v) = api.post("/v1/sessions", json!({"config": {"name": "x", "executor": {"harness": "gpt"}}})).await;
+            let (s, v) =
+                api.post("/v1/sessions", json!({"config": {"name": "x", "executor": {"harness": "gpt"}}})).await;
             (s, v, "neither a builtin harness")
         },
         {
@@ -251,7 +261,10 @@ async fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             (s, v, "larger than this server accepts")
         },
     ];
-    let expected_status = [400, 415, 400, 400, 400, 400, 400, 400, 400, 400, 404, 400, 400, 400, 400, 400, 404, 404, 404, 400, 404, 405, 413];
+    let expected_status = [
+        400, 415, 400, 400, 400, 400, 400, 400, 400, 400, 404, 400, 400, 400, 400, 400, 404, 404, 404, 400, 404, 405,
+        413,
+    ];
     for ((status, body, needle), want) in cases.iter().zip(expected_status) {
         assert_eq!(*status, want, "{body}");
         let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("no error envelope: {body}"));
@@ -369,7 +382,8 @@ async fn concurrent_posts_to_one_session_get_gap_free_sequence_numbers() {
         }
         assert_eq!(seen, (1..=80).collect::<Vec<_>>(), "{}", db.label);
         let (_, items) = srv.api.get(&format!("/v1/sessions/{id}/items?limit=1000")).await;
-        let stored: Vec<String> = items["data"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+        let stored: Vec<String> =
+            items["data"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
         assert_eq!(stored, consumed_items, "items are in log order");
         let mut acked = posts.clone();
         acked.sort();
@@ -393,7 +407,8 @@ async fn a_subscriber_that_falls_far_behind_is_caught_up_from_the_log() {
     // Far more events than the live channel holds, while the subscriber reads nothing.
     let n = omnigent::session::BROADCAST_CAPACITY + 300;
     for i in 0..n / 2 {
-        let input = Input::Message { content: vec![json!({"type": "input_text", "text": format!("{i}")})], created_by: None };
+        let input =
+            Input::Message { content: vec![json!({"type": "input_text", "text": format!("{i}")})], created_by: None };
         sessions.post(&id, input).await.unwrap();
     }
     let total = (n / 2 * 2) as i64;
@@ -506,7 +521,13 @@ async fn openapi_describes_the_session_api() {
     let srv = TestServer::start(&db, ServerOptions::default()).await;
     let (status, doc) = srv.api.get("/openapi.json").await;
     assert_eq!(status, 200);
-    for path in ["/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/events", "/v1/sessions/{id}/stream", "/v1/sessions/{id}/items"] {
+    for path in [
+        "/v1/sessions",
+        "/v1/sessions/{id}",
+        "/v1/sessions/{id}/events",
+        "/v1/sessions/{id}/stream",
+        "/v1/sessions/{id}/items",
+    ] {
         assert!(doc["paths"][path].is_object(), "missing {path}");
     }
     assert!(doc["components"]["schemas"]["SessionResponse"].is_object());
@@ -608,14 +629,22 @@ async fn files_upload_list_download_and_delete_with_limits() {
         assert_eq!(r.bytes().await.unwrap().as_ref(), b"# hello");
 
         // Limits: size, type, name; and files of unknown sessions.
-        let r = upload("big.bin", "application/octet-stream", vec![0u8; omnigent::files::MAX_FILE_BYTES + 1]).await.unwrap();
+        let r = upload("big.bin", "application/octet-stream", vec![0u8; omnigent::files::MAX_FILE_BYTES + 1])
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 413);
         let r = upload("setup.exe", "application/x-msdownload", b"MZ".to_vec()).await.unwrap();
         assert_eq!(r.status().as_u16(), 415);
         let body: Value = r.json().await.unwrap();
         assert!(body["error"]["message"].as_str().unwrap().contains("not accepted"), "{body}");
         let (header, body) = multipart("x.txt", "text/plain", b"x");
-        let r = api.req(Method::POST, &format!("/v1/sessions/{}/resources/files", SessionId::new())).header("content-type", header).body(body).send().await.unwrap();
+        let r = api
+            .req(Method::POST, &format!("/v1/sessions/{}/resources/files", SessionId::new()))
+            .header("content-type", header)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 404);
         assert_eq!(api.get(&format!("{files}/file_nope")).await.0, 404);
 
@@ -655,7 +684,8 @@ async fn comments_are_events_and_survive_a_restart() {
         let (_, only) = api.get(&format!("{base}?path=README.md")).await;
         assert_eq!(only.as_array().unwrap().len(), 1);
 
-        let (status, patched) = api.call(Method::PATCH, &format!("{base}/{c2}"), Some(json!({"body": "Typo in line 3."}))).await;
+        let (status, patched) =
+            api.call(Method::PATCH, &format!("{base}/{c2}"), Some(json!({"body": "Typo in line 3."}))).await;
         assert_eq!((status, patched["body"].as_str()), (200, Some("Typo in line 3.")));
         let (status, err) = api.call(Method::PATCH, &format!("{base}/{c2}"), Some(json!({"status": "done"}))).await;
         assert_eq!(status, 400);

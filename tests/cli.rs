@@ -49,7 +49,10 @@ async fn client_commands_start_a_local_server_once_and_manage_sessions() {
     let out = omnigent(dir.path(), &server, &["sessions", "list"]);
     assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
-    assert!(table.contains("ID") && table.contains(&id) && table.contains("failed") && table.contains("from the cli test"), "{table}");
+    assert!(
+        table.contains("ID") && table.contains(&id) && table.contains("failed") && table.contains("from the cli test"),
+        "{table}"
+    );
 
     let out = omnigent(dir.path(), &server, &["sessions", "list", "--json", "--status", "failed"]);
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -132,7 +135,11 @@ async fn binding_beyond_loopback_without_a_token_is_refused() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("refusing to listen on 0.0.0.0:0 without an auth token"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("refusing to listen on 0.0.0.0:0 without an auth token"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -158,7 +165,8 @@ async fn sigkill_while_writing_leaves_every_session_readable_and_gap_free() {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let body = json!({"type": "message", "data": {"content": format!("w{w}-{i}")}});
-                    match api.req(reqwest::Method::POST, &format!("/v1/sessions/{id}/events")).json(&body).send().await {
+                    match api.req(reqwest::Method::POST, &format!("/v1/sessions/{id}/events")).json(&body).send().await
+                    {
                         Ok(r) if r.status().as_u16() == 202 => {
                             let v: Value = match r.json().await {
                                 Ok(v) => v,
@@ -189,7 +197,8 @@ async fn sigkill_while_writing_leaves_every_session_readable_and_gap_free() {
             assert_eq!(status, 200, "{}: {snap}", db.label);
             let head = snap["last_seq"].as_i64().unwrap();
             // Replay the whole log: 1..=head, no gap, no duplicate.
-            let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", server.url), &[("Last-Event-ID", "0")]).await;
+            let mut sse =
+                Sse::open(&format!("{}/v1/sessions/{id}/stream", server.url), &[("Last-Event-ID", "0")]).await;
             for expect in 1..=head {
                 let f = sse.next_event().await.unwrap();
                 assert_eq!(f.seq(), Some(expect), "{}", db.label);

@@ -54,7 +54,12 @@ fn runs(dir: &Path) -> usize {
 /// The model's script for a delegation: the parent delegates, the child runs the shell (asked), the child
 /// answers, the parent answers.
 fn delegation() -> Vec<Reply> {
-    vec![Reply::tool("helper", json!({"task": "make the file"})), touch("child"), Reply::text("child done"), Reply::text("parent done")]
+    vec![
+        Reply::tool("helper", json!({"task": "make the file"})),
+        touch("child"),
+        Reply::text("child done"),
+        Reply::text("parent done"),
+    ]
 }
 
 /// A parent whose only tool is a sub-agent with the shell; both under `ask_on_os_tools`.
@@ -77,7 +82,8 @@ async fn resolve(api: &Api, id: &str, eid: &str, action: &str) -> (u16, Value) {
 fn last_tool_message(mock: &MockLlm) -> String {
     let reqs = mock.requests();
     let body = &reqs.last().unwrap().body;
-    let msg = body["messages"].as_array().unwrap().iter().rev().find(|m| m["role"] == "tool").cloned().unwrap_or_default();
+    let msg =
+        body["messages"].as_array().unwrap().iter().rev().find(|m| m["role"] == "tool").cloned().unwrap_or_default();
     msg["content"].as_str().unwrap_or_default().to_string()
 }
 
@@ -115,7 +121,8 @@ async fn ask_pauses_the_session_accept_runs_the_tool_once_and_decline_never_runs
         assert_eq!(runs(work.path()), 0, "{label}: nothing runs before the answer");
 
         // Bad answers are refused and change nothing.
-        let (code, body) = api.post(&format!("/v1/sessions/{id}/elicitations/{eid}/resolve"), json!({"action": "maybe"})).await;
+        let (code, body) =
+            api.post(&format!("/v1/sessions/{id}/elicitations/{eid}/resolve"), json!({"action": "maybe"})).await;
         assert_eq!(code, 400, "{body}");
         let (code, _) = resolve(&api, &id, "elicit_nope", "accept").await;
         assert_eq!(code, 404);
@@ -138,7 +145,8 @@ async fn ask_pauses_the_session_accept_runs_the_tool_once_and_decline_never_runs
         let eid = request["elicitation_id"].as_str().unwrap().to_string();
         resolve(&api, &id, &eid, "decline").await;
         let frames = sse.until("response.completed").await;
-        let denied = frames.iter().find(|f| f.event.as_deref() == Some("response.policy_denied")).expect("policy_denied").json();
+        let denied =
+            frames.iter().find(|f| f.event.as_deref() == Some("response.policy_denied")).expect("policy_denied").json();
         assert_eq!(denied["phase"], "tool_call");
         assert_eq!(runs(work.path()), 1, "{label}: the declined call did not run");
         assert!(last_tool_message(&mock).contains("declined"), "{label}: {}", last_tool_message(&mock));
@@ -229,12 +237,18 @@ async fn hostile_policies_fail_closed_and_the_server_carries_on() {
     let api = Api::new(srv.url.clone());
     for mode in ["loop", "alloc", "trap", "garbage"] {
         let mock = MockLlm::start(vec![touch(mode), Reply::text("fine")]).await;
-        let policies = format!("  evil:\n    component: {hostile}\n    factory_params: {{mode: {mode}}}\n    timeout_ms: 300\n    memory_mb: 16\n    on: [tool_call]\n");
+        let policies = format!(
+            "  evil:\n    component: {hostile}\n    factory_params: {{mode: {mode}}}\n    timeout_ms: 300\n    memory_mb: 16\n    on: [tool_call]\n"
+        );
         let id = create(&api, &yaml(&mock, work.path(), &policies, ""), work.path()).await;
         let mut sse = open(&srv, &id).await;
         api.message(&id, "go").await;
         let frames = sse.until("response.completed").await;
-        let denied = frames.iter().find(|f| f.event.as_deref() == Some("response.policy_denied")).unwrap_or_else(|| panic!("{mode}: {:?}", types(&frames))).json();
+        let denied = frames
+            .iter()
+            .find(|f| f.event.as_deref() == Some("response.policy_denied"))
+            .unwrap_or_else(|| panic!("{mode}: {:?}", types(&frames)))
+            .json();
         assert!(denied["reason"].as_str().unwrap().contains("failed"), "{mode}: {denied}");
         assert_eq!(runs(work.path()), 0, "{mode}: a failing policy denies the tool call");
         assert!(last_tool_message(&mock).contains("'evil' failed"), "{mode}: {}", last_tool_message(&mock));
@@ -244,7 +258,11 @@ async fn hostile_policies_fail_closed_and_the_server_carries_on() {
     // A policy component with bad parameters is refused when the session is created.
     let mock = MockLlm::start(vec![]).await;
     let config_path = work.path().join("bad.yaml");
-    std::fs::write(&config_path, yaml(&mock, work.path(), "  spend: {handler: cost_budget, factory_params: {max_cost: 1}}\n", "")).unwrap();
+    std::fs::write(
+        &config_path,
+        yaml(&mock, work.path(), "  spend: {handler: cost_budget, factory_params: {max_cost: 1}}\n", ""),
+    )
+    .unwrap();
     let config = omnigent::config::SessionConfig::from_file(&config_path).unwrap();
     let (code, body) = api.post("/v1/sessions", json!({"config": config.to_json()})).await;
     assert_eq!(code, 400, "{body}");
@@ -260,17 +278,24 @@ async fn session_policies_over_rest_and_the_registry() {
         let api = Api::new(srv.url.clone());
         let (code, reg) = api.get("/v1/policy-registry").await;
         assert_eq!(code, 200);
-        let handlers: Vec<&str> = reg["data"].as_array().unwrap().iter().map(|p| p["handler"].as_str().unwrap()).collect();
+        let handlers: Vec<&str> =
+            reg["data"].as_array().unwrap().iter().map(|p| p["handler"].as_str().unwrap()).collect();
         assert!(handlers.contains(&"omnigent.policies.builtins.cost.cost_budget"), "{reg}");
         assert_eq!(handlers.len(), 5);
         let cost = reg["data"].as_array().unwrap().iter().find(|p| p["component"] == "cost_budget").unwrap();
         assert_eq!(cost["params_schema"]["required"][0], "max_cost_usd");
 
-        let id = create(&api, &yaml(&mock, work.path(), "  limit: {handler: max_tool_calls, factory_params: {limit: 50}}\n", ""), work.path()).await;
+        let id = create(
+            &api,
+            &yaml(&mock, work.path(), "  limit: {handler: max_tool_calls, factory_params: {limit: 50}}\n", ""),
+            work.path(),
+        )
+        .await;
         let path = format!("/v1/sessions/{id}/policies");
         let (code, body) = api.post(&path, json!({"name": "ask", "handler": "nope"})).await;
         assert_eq!(code, 400, "{body}");
-        let (code, body) = api.post(&path, json!({"name": "ask", "handler": "detect_loop", "factory_params": {"threshold": 1}})).await;
+        let (code, body) =
+            api.post(&path, json!({"name": "ask", "handler": "detect_loop", "factory_params": {"threshold": 1}})).await;
         assert_eq!(code, 400, "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("threshold"), "{body}");
         let (code, created) = api.post(&path, json!({"name": "ask", "type": "python", "handler": "omnigent.policies.builtins.safety.ask_on_os_tools"})).await;
@@ -279,7 +304,8 @@ async fn session_policies_over_rest_and_the_registry() {
         let (code, _) = api.post(&path, json!({"name": "ask", "handler": "ask_on_os_tools"})).await;
         assert_eq!(code, 409);
         let (_, listed) = api.get(&path).await;
-        let sources: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|p| p["source"].as_str().unwrap()).collect();
+        let sources: Vec<&str> =
+            listed["data"].as_array().unwrap().iter().map(|p| p["source"].as_str().unwrap()).collect();
         assert_eq!(sources, vec!["session", "spec"], "{}: {listed}", db.label);
 
         // The session's own policy judges the next turn.
@@ -291,7 +317,8 @@ async fn session_policies_over_rest_and_the_registry() {
         sse.until("response.completed").await;
         assert_eq!(runs(work.path()), 1);
 
-        let (code, patched) = api.call(reqwest::Method::PATCH, &format!("{path}/{pid}"), Some(json!({"enabled": false}))).await;
+        let (code, patched) =
+            api.call(reqwest::Method::PATCH, &format!("{path}/{pid}"), Some(json!({"enabled": false}))).await;
         assert_eq!(code, 200, "{patched}");
         assert_eq!(patched["enabled"], false);
         let (code, _) = api.call(reqwest::Method::PATCH, &format!("{path}/{pid}"), Some(json!({"type": "url"}))).await;
@@ -349,7 +376,8 @@ async fn a_pending_approval_survives_sigkill_and_the_turn_finishes_without_repea
 async fn a_turn_killed_mid_flight_resumes_after_a_restart_without_rerunning_finished_steps() {
     for db in databases().await {
         let work = tempfile::tempdir().unwrap();
-        let slow = Reply::Slow { chunks: (0..200).map(|i| format!("w{i} ")).collect(), delay: Duration::from_millis(50) };
+        let slow =
+            Reply::Slow { chunks: (0..200).map(|i| format!("w{i} ")).collect(), delay: Duration::from_millis(50) };
         let mock = MockLlm::start(vec![touch("once"), slow, Reply::text("finished after the restart")]).await;
         let mut srv = server(&db, work.path()).await;
         let api = Api::new(srv.url.clone());
@@ -365,7 +393,12 @@ async fn a_turn_killed_mid_flight_resumes_after_a_restart_without_rerunning_fini
         let api = Api::new(srv.url.clone());
         let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream?after=0", srv.url), &[]).await;
         let frames = sse.until("response.completed").await;
-        assert!(frames.iter().any(|f| f.event.as_deref() == Some("response.output_item.done") && f.data.contains("finished after the restart")), "{}", db.label);
+        assert!(
+            frames.iter().any(|f| f.event.as_deref() == Some("response.output_item.done")
+                && f.data.contains("finished after the restart")),
+            "{}",
+            db.label
+        );
         let (_, snap) = api.get(&format!("/v1/sessions/{id}")).await;
         assert_eq!(snap["status"], "idle", "{}: {snap}", db.label);
         assert_eq!(runs(work.path()), 1, "{}: the finished tool call was not run again", db.label);
@@ -410,7 +443,12 @@ async fn the_terminal_answers_approvals_inline_in_run_and_attach() {
     std::fs::write(&file, yaml(&mock, work.path(), ASK_OS, "")).unwrap();
     let data = tempfile::tempdir().unwrap();
     let run = |answer: &'static str| {
-        let mut child = omnigent_testkit::cli(&bin(), &srv.url, data.path()).args(["run", "-f"]).arg(&file).args(["-p", "do it"]).spawn().unwrap();
+        let mut child = omnigent_testkit::cli(&bin(), &srv.url, data.path())
+            .args(["run", "-f"])
+            .arg(&file)
+            .args(["-p", "do it"])
+            .spawn()
+            .unwrap();
         let mut stdin = child.stdin.take().unwrap();
         async move {
             stdin.write_all(answer.as_bytes()).await.unwrap();
@@ -486,7 +524,8 @@ async fn server_wide_policies_come_from_a_config_file_and_judge_every_session_la
     let file = work.path().join("server.yaml");
     std::fs::write(&file, "policies:\n  house_rules:\n    handler: tool_filter\n    factory_params: {deny: [shell], reason: no shells on this server}\n").unwrap();
     let mock = MockLlm::start(vec![touch("srv"), Reply::text("ok")]).await;
-    let srv = ServerProcess::start(&bin(), work.path(), &db.url, free_port(), &["--policies", file.to_str().unwrap()]).await;
+    let srv =
+        ServerProcess::start(&bin(), work.path(), &db.url, free_port(), &["--policies", file.to_str().unwrap()]).await;
     let api = Api::new(srv.url.clone());
     let id = create(&api, &yaml(&mock, work.path(), "  {}\n".trim_end(), ""), work.path()).await;
     let (_, listed) = api.get(&format!("/v1/sessions/{id}/policies")).await;
@@ -615,7 +654,8 @@ async fn a_client_tool_call_outlives_a_restart_and_its_output_completes_the_turn
     assert_eq!(mock.requests().len(), 2, "the first model call was not repeated");
     assert!(last_tool_message(&mock).contains("done in the editor"));
     let (_, items) = api.get(&format!("/v1/sessions/{id}/items")).await;
-    let calls: Vec<&Value> = items["data"].as_array().unwrap().iter().filter(|i| i["type"] == "function_call").collect();
+    let calls: Vec<&Value> =
+        items["data"].as_array().unwrap().iter().filter(|i| i["type"] == "function_call").collect();
     assert_eq!(calls.len(), 1, "{items}");
     assert_eq!(calls[0]["status"], "completed");
 }

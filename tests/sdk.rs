@@ -20,7 +20,9 @@ async fn the_published_python_sdk_reads_and_streams_sessions_unchanged() {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/sdk_sessions.py");
     for db in databases().await {
         let dir = tempfile::tempdir().unwrap();
-        let server = ServerProcess::start(&PathBuf::from(env!("CARGO_BIN_EXE_omnigent")), dir.path(), &db.url, free_port(), &[]).await;
+        let server =
+            ServerProcess::start(&PathBuf::from(env!("CARGO_BIN_EXE_omnigent")), dir.path(), &db.url, free_port(), &[])
+                .await;
         let out = tokio::process::Command::new(&python).arg(&script).arg(&server.url).output().await.unwrap();
         assert!(
             out.status.success(),

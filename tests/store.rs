@@ -25,7 +25,18 @@ async fn append(store: &Store, s: &mut SessionRecord, types: &[&str], items: &[I
     let events: Vec<_> = types.iter().enumerate().map(|(i, t)| event(expected + 1 + i as i64, t)).collect();
     let mut next = s.clone();
     next.last_seq = expected + types.len() as i64;
-    store.commit(&Commit { expected_last_seq: expected, session: &next, events: &events, items, comments: &[], journal: &[], clear_journal: false }).await.unwrap();
+    store
+        .commit(&Commit {
+            expected_last_seq: expected,
+            session: &next,
+            events: &events,
+            items,
+            comments: &[],
+            journal: &[],
+            clear_journal: false,
+        })
+        .await
+        .unwrap();
     *s = next;
 }
 
@@ -48,7 +59,10 @@ async fn sessions_roundtrip_and_list_in_pages() {
         let p1: Vec<_> = p1.iter().map(|s| s.id.to_string()).collect();
         assert_eq!(p1, vec![ids[6].clone(), ids[5].clone(), ids[4].clone()], "{}", db.label);
         let (p2, _) = store.list_sessions(&page(3, Some(&ids[4]), None, true), None).await.unwrap();
-        assert_eq!(p2.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(), vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]);
+        assert_eq!(
+            p2.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
+            vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]
+        );
         let (p3, more) = store.list_sessions(&page(3, Some(&ids[1]), None, true), None).await.unwrap();
         assert_eq!(p3.len(), 1);
         assert!(!more);
@@ -104,7 +118,15 @@ async fn commits_append_events_and_fold_state_atomically() {
         assert_eq!(items, vec![item]);
 
         // A writer with a stale view writes nothing.
-        let stale = Commit { expected_last_seq: 2, session: &s, events: &[event(3, "dup")], items: &[], comments: &[], journal: &[], clear_journal: false };
+        let stale = Commit {
+            expected_last_seq: 2,
+            session: &s,
+            events: &[event(3, "dup")],
+            items: &[],
+            comments: &[],
+            journal: &[],
+            clear_journal: false,
+        };
         assert!(matches!(store.commit(&stale).await, Err(StoreError::Conflict(_))), "{}", db.label);
         assert_eq!(store.events_after(&s.id, 0, None, 100).await.unwrap().len(), 4);
     }
@@ -161,7 +183,15 @@ async fn delete_removes_the_session_its_log_and_items() {
         assert!(store.get_session(&keep.id).await.unwrap().is_some());
         // Writing to a deleted session is a conflict, not a resurrection.
         let next = SessionRecord { last_seq: 3, ..s.clone() };
-        let late = Commit { expected_last_seq: 2, session: &next, events: &[event(3, "late")], items: &[], comments: &[], journal: &[], clear_journal: false };
+        let late = Commit {
+            expected_last_seq: 2,
+            session: &next,
+            events: &[event(3, "late")],
+            items: &[],
+            comments: &[],
+            journal: &[],
+            clear_journal: false,
+        };
         assert!(matches!(store.commit(&late).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.count_sessions().await.unwrap(), 1);
     }
@@ -190,12 +220,21 @@ async fn a_turn_journal_commits_with_its_events_and_is_cleared_with_the_turn_end
     for db in databases().await {
         let store = Store::connect(&db.url).await.unwrap();
         let mut s = new_session(&store, now_us()).await;
-        let entry = |idx: i64| JournalEntry { idx, response_id: "resp_x".into(), entry: json!({"kind": "tool", "n": idx}) };
+        let entry =
+            |idx: i64| JournalEntry { idx, response_id: "resp_x".into(), entry: json!({"kind": "tool", "n": idx}) };
         let mut next = s.clone();
         next.last_seq = 1;
         next.policy.state.insert("p.count".into(), json!(2));
         let journal = [entry(0), entry(1)];
-        let c = Commit { expected_last_seq: 0, session: &next, events: &[event(1, "a")], items: &[], comments: &[], journal: &journal, clear_journal: false };
+        let c = Commit {
+            expected_last_seq: 0,
+            session: &next,
+            events: &[event(1, "a")],
+            items: &[],
+            comments: &[],
+            journal: &journal,
+            clear_journal: false,
+        };
         store.commit(&c).await.unwrap();
         s = next;
         let got = store.journal(&s.id).await.unwrap();
@@ -203,12 +242,28 @@ async fn a_turn_journal_commits_with_its_events_and_is_cleared_with_the_turn_end
         // The policy fold survives a reload.
         assert_eq!(store.get_session(&s.id).await.unwrap().unwrap().policy.state["p.count"], 2);
         // A failed commit writes no journal either.
-        let stale = Commit { expected_last_seq: 0, session: &s, events: &[event(2, "b")], items: &[], comments: &[], journal: &[entry(2)], clear_journal: false };
+        let stale = Commit {
+            expected_last_seq: 0,
+            session: &s,
+            events: &[event(2, "b")],
+            items: &[],
+            comments: &[],
+            journal: &[entry(2)],
+            clear_journal: false,
+        };
         assert!(matches!(store.commit(&stale).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.journal(&s.id).await.unwrap().len(), 2);
         let mut next = s.clone();
         next.last_seq = 2;
-        let end = Commit { expected_last_seq: 1, session: &next, events: &[event(2, "end")], items: &[], comments: &[], journal: &[], clear_journal: true };
+        let end = Commit {
+            expected_last_seq: 1,
+            session: &next,
+            events: &[event(2, "end")],
+            items: &[],
+            comments: &[],
+            journal: &[],
+            clear_journal: true,
+        };
         store.commit(&end).await.unwrap();
         assert!(store.journal(&s.id).await.unwrap().is_empty(), "{}", db.label);
     }

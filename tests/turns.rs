@@ -72,8 +72,15 @@ async fn a_turn_calls_the_shell_tool_and_answers_on_both_wire_formats_and_backen
             let seen = types(&frames);
             let label = format!("{} / {provider}", db.label);
             // Omnigent's sequence (reference §2.4).
-            let order = ["session.input.consumed", "session.status", "response.created", "response.in_progress",
-                "response.output_text.delta", "response.output_item.done", "response.completed"];
+            let order = [
+                "session.input.consumed",
+                "session.status",
+                "response.created",
+                "response.in_progress",
+                "response.output_text.delta",
+                "response.output_item.done",
+                "response.completed",
+            ];
             let mut at = 0;
             for t in &seen {
                 if at < order.len() && t == order[at] {
@@ -104,8 +111,13 @@ async fn a_turn_calls_the_shell_tool_and_answers_on_both_wire_formats_and_backen
 
             // The same transcript in /items, in order, flat.
             let (_, list) = api.get(&format!("/v1/sessions/{id}/items")).await;
-            let stored: Vec<&str> = list["data"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
-            assert_eq!(stored, vec!["message", "message", "function_call", "function_call_output", "message"], "{label}");
+            let stored: Vec<&str> =
+                list["data"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+            assert_eq!(
+                stored,
+                vec!["message", "message", "function_call", "function_call_output", "message"],
+                "{label}"
+            );
 
             // What the vendor received: the system prompt, the tools, then the tool result in its wire format.
             let reqs = mock.requests();
@@ -182,10 +194,16 @@ async fn a_bad_yaml_file_reports_file_line_column_and_starts_nothing() {
     let work = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let cases = [
-        ("name: x\nexecutor:\n  harness: agent\n  modle: gpt\n", ":4:3: executor: unknown field `modle`, expected one of `harness`, `model`"),
+        (
+            "name: x\nexecutor:\n  harness: agent\n  modle: gpt\n",
+            ":4:3: executor: unknown field `modle`, expected one of `harness`, `model`",
+        ),
         ("name: x\nexecutor: [\n", ":2:11: executor: invalid type: sequence, expected struct Executor"),
         ("name: x\n  bad indent: [\n", ":2:"),
-        ("name: x\nexecutor:\n  harness: agent\n  auth: {type: api_key, api_key: ${OMNIGENT_NOT_SET_ANYWHERE}}\n", ":4:34: environment variable OMNIGENT_NOT_SET_ANYWHERE is not set"),
+        (
+            "name: x\nexecutor:\n  harness: agent\n  auth: {type: api_key, api_key: ${OMNIGENT_NOT_SET_ANYWHERE}}\n",
+            ":4:34: environment variable OMNIGENT_NOT_SET_ANYWHERE is not set",
+        ),
         ("name: x\nexecutor:\n  harness: agent\n  provider: scripted\n", "needs executor.script"),
     ];
     let port = free_port();
@@ -202,7 +220,11 @@ async fn a_bad_yaml_file_reports_file_line_column_and_starts_nothing() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(&format!("{}{needle}", file.display())) || (needle.starts_with("needs") && stderr.contains(needle)), "{needle}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}{needle}", file.display()))
+                || (needle.starts_with("needs") && stderr.contains(needle)),
+            "{needle}: {stderr}"
+        );
     }
     assert!(!data.path().join("server.pid").exists(), "nothing was started");
 }
@@ -219,7 +241,8 @@ async fn rate_limits_are_retried_and_a_vendor_outage_fails_the_turn_with_a_reaso
     sse.next().await.unwrap();
     api.message(&id, "hi").await;
     let frames = sse.until("response.completed").await;
-    let retry = frames.iter().find(|f| f.event.as_deref() == Some("response.retry")).expect("a response.retry event").json();
+    let retry =
+        frames.iter().find(|f| f.event.as_deref() == Some("response.retry")).expect("a response.retry event").json();
     assert_eq!(retry["attempt"], 1);
     assert_eq!(retry["error"]["code"], "rate_limited");
     assert!((retry["delay_seconds"].as_f64().unwrap() - 0.2).abs() < 0.01, "retry-after honoured: {retry}");
@@ -251,7 +274,9 @@ async fn interrupt_cancels_a_running_turn() {
     sse.next().await.unwrap();
     api.message(&id, "write a lot").await;
     let started = sse.until("response.output_text.delta").await;
-    let response_id = started.iter().find(|f| f.event.as_deref() == Some("response.created")).unwrap().json()["response"]["id"].clone();
+    let response_id =
+        started.iter().find(|f| f.event.as_deref() == Some("response.created")).unwrap().json()["response"]["id"]
+            .clone();
     let (_, running) = api.get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(running["status"], "running");
     assert_eq!(running["active_response_id"], response_id, "the snapshot names the turn in progress");
@@ -259,7 +284,10 @@ async fn interrupt_cancels_a_running_turn() {
     assert_eq!((status, ack), (202, json!({"queued": false})));
     let frames = sse.until("session.status").await;
     let seen = types(&frames);
-    assert!(seen.contains(&"response.incomplete".to_string()) && seen.contains(&"session.interrupted".to_string()), "{seen:?}");
+    assert!(
+        seen.contains(&"response.incomplete".to_string()) && seen.contains(&"session.interrupted".to_string()),
+        "{seen:?}"
+    );
     let incomplete = frames.iter().find(|f| f.event.as_deref() == Some("response.incomplete")).unwrap().json();
     assert_eq!(incomplete["response"]["incomplete_details"]["reason"], "user_interrupt");
     assert_eq!(frames.last().unwrap().json()["status"], "idle");
@@ -273,7 +301,8 @@ async fn interrupt_cancels_a_running_turn() {
 async fn client_tools_wait_for_the_clients_output() {
     let db = omnigent_testkit::sqlite_db();
     let work = workdir();
-    let mock = MockLlm::start(vec![Reply::tool("open_in_editor", json!({"path": "a.rs"})), Reply::text("Opened.")]).await;
+    let mock =
+        MockLlm::start(vec![Reply::tool("open_in_editor", json!({"path": "a.rs"})), Reply::text("Opened.")]).await;
     let srv = server(&db, work.path()).await;
     let api = Api::new(srv.url.clone());
     let tools = "  open_in_editor:\n    type: function\n    runtime: client\n    description: Open a file.\n    parameters: {type: object, properties: {path: {type: string}}}\n";
@@ -293,7 +322,12 @@ async fn client_tools_wait_for_the_clients_output() {
         .await;
     assert_eq!(status, 202);
     let frames = sse.until("response.completed").await;
-    let done_call = frames.iter().find(|f| f.event.as_deref() == Some("response.output_item.done") && f.json()["item"]["type"] == "function_call").unwrap();
+    let done_call = frames
+        .iter()
+        .find(|f| {
+            f.event.as_deref() == Some("response.output_item.done") && f.json()["item"]["type"] == "function_call"
+        })
+        .unwrap();
     assert_eq!(done_call.json()["item"]["status"], "completed");
     let reqs = mock.requests();
     let tool_msg = reqs[1].body["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").cloned().unwrap();
@@ -347,17 +381,29 @@ async fn hostile_harnesses_fail_their_own_turn_and_other_sessions_carry_on() {
     let custom = frames.iter().find(|f| f.event.as_deref() == Some("harness.progress")).expect("the custom event");
     assert_eq!(custom.json()["pct"], 50);
     assert!(custom.seq().is_some(), "persisted like every event");
-    let statuses: Vec<_> = frames.iter().filter(|f| f.event.as_deref() == Some("session.status")).map(|f| f.json()["status"].clone()).collect();
+    let statuses: Vec<_> = frames
+        .iter()
+        .filter(|f| f.event.as_deref() == Some("session.status"))
+        .map(|f| f.json()["status"].clone())
+        .collect();
     assert_eq!(statuses, vec![json!("running")], "no forged status");
 
     // A harness writes a file artifact: announced on the stream, listed and downloadable.
     api.message(&id, "file").await;
     let frames = sse.until("response.completed").await;
-    let done = frames.iter().find(|f| f.event.as_deref() == Some("response.output_file.done")).expect("the artifact event").json();
+    let done = frames
+        .iter()
+        .find(|f| f.event.as_deref() == Some("response.output_file.done"))
+        .expect("the artifact event")
+        .json();
     assert_eq!(done["filename"], "report.txt");
     assert_eq!(done["content_type"], "text/plain");
     let fid = done["file_id"].as_str().unwrap();
-    let content = omnigent_testkit::http().get(format!("{}/v1/sessions/{id}/resources/files/{fid}/content", srv.url)).send().await.unwrap();
+    let content = omnigent_testkit::http()
+        .get(format!("{}/v1/sessions/{id}/resources/files/{fid}/content", srv.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(content.text().await.unwrap(), "the harness wrote this");
     let (_, list) = api.get(&format!("/v1/sessions/{id}/resources/files")).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "the refused name stored nothing");
@@ -375,7 +421,8 @@ async fn a_turn_that_cannot_be_resumed_after_a_restart_fails_with_a_reason_not_s
     let mock = MockLlm::start(vec![slow]).await;
     let mut srv = server(&db, work.path()).await;
     let api = Api::new(srv.url.clone());
-    let text = yaml("openai", &mock.openai_base(), work.path(), "", "").replace("harness: agent", &format!("harness: {}", harness.display()));
+    let text = yaml("openai", &mock.openai_base(), work.path(), "", "")
+        .replace("harness: agent", &format!("harness: {}", harness.display()));
     let id = create_from_yaml(&api, &text, work.path()).await;
     let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
     sse.next().await.unwrap();
@@ -425,7 +472,8 @@ async fn quick_start_and_interactive_mode_work_without_a_yaml_file() {
     assert_eq!(reqs[0].body["model"], "gpt-quick");
     assert_eq!(reqs[0].headers["authorization"], "Bearer quick-key");
     // The second turn carries the first exchange.
-    let roles: Vec<&str> = reqs[1].body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> =
+        reqs[1].body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, vec!["user", "assistant", "user"]);
     Command::new(bin()).args(["server", "stop"]).env("OMNIGENT_DATA_DIR", data.path()).output().unwrap();
 }
@@ -458,7 +506,8 @@ async fn a_stream_cut_short_is_retried_and_its_partial_text_keeps_its_own_messag
         assert_eq!(by_message[1].1, "Full answer.");
         let retry = frames.iter().find(|f| f.event.as_deref() == Some("response.retry")).expect("a retry").json();
         assert_eq!(retry["error"]["code"], "llm_unavailable", "{provider}");
-        let item = frames.iter().rev().find(|f| f.event.as_deref() == Some("response.output_item.done")).unwrap().json();
+        let item =
+            frames.iter().rev().find(|f| f.event.as_deref() == Some("response.output_item.done")).unwrap().json();
         assert_eq!(item["item"]["id"].as_str().unwrap(), by_message[1].0, "the final message is the retried one");
         assert_eq!(item["item"]["content"][0]["text"], "Full answer.");
     }
@@ -472,7 +521,8 @@ async fn forks_copy_history_whole_or_through_a_response_and_stay_independent() {
         let mock = MockLlm::start(vec![Reply::text("Answer one."), Reply::text("Answer two.")]).await;
         let srv = server(&db, work.path()).await;
         let api = Api::new(srv.url.clone());
-        let source = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+        let source =
+            create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
         let mut sse = Sse::open(&format!("{}/v1/sessions/{source}/stream", srv.url), &[]).await;
         sse.next().await.unwrap();
         let mut responses = Vec::new();
@@ -483,12 +533,21 @@ async fn forks_copy_history_whole_or_through_a_response_and_stay_independent() {
             sse.statuses_until_settled().await;
         }
         let texts = |snap: &Value| -> Vec<String> {
-            snap["items"].as_array().unwrap().iter().map(|i| i["data"]["content"][0]["text"].as_str().unwrap_or("").to_string()).collect()
+            snap["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["data"]["content"][0]["text"].as_str().unwrap_or("").to_string())
+                .collect()
         };
         let (_, src_snap) = api.get(&format!("/v1/sessions/{source}")).await;
         let label = db.label;
         // The snapshot folds usage across turns (the mock reports 11 + 7 tokens per call) and has no active turn.
-        assert_eq!(src_snap["usage_by_model"]["gpt-test"]["total_tokens"], 36, "{label}: {}", src_snap["usage_by_model"]);
+        assert_eq!(
+            src_snap["usage_by_model"]["gpt-test"]["total_tokens"], 36,
+            "{label}: {}",
+            src_snap["usage_by_model"]
+        );
         assert_eq!(src_snap["active_response_id"], Value::Null);
 
         // Whole history.
@@ -500,7 +559,10 @@ async fn forks_copy_history_whole_or_through_a_response_and_stay_independent() {
         assert_eq!(whole["title"], format!("Fork of {source}"));
         // Through the first response only.
         let (status, early) = api
-            .post(&format!("/v1/sessions/{source}/fork"), json!({"title": "try again", "up_to_response_id": responses[0]}))
+            .post(
+                &format!("/v1/sessions/{source}/fork"),
+                json!({"title": "try again", "up_to_response_id": responses[0]}),
+            )
             .await;
         assert_eq!(status, 201, "{early}");
         assert_eq!(texts(&early), vec!["first", "Answer one."], "{label}");
@@ -519,7 +581,8 @@ async fn forks_copy_history_whole_or_through_a_response_and_stay_independent() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Answer three."));
         assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("forked {early_id} → session conv_")));
         let last = mock.requests().last().unwrap().body.clone();
-        let contents: Vec<&str> = last["messages"].as_array().unwrap().iter().filter_map(|m| m["content"].as_str()).collect();
+        let contents: Vec<&str> =
+            last["messages"].as_array().unwrap().iter().filter_map(|m| m["content"].as_str()).collect();
         assert_eq!(contents, vec!["You are terse.", "first", "Answer one.", "third"], "{label}");
 
         // Writing to a fork changes neither the source nor the other fork, and the reverse.
@@ -539,7 +602,8 @@ async fn forks_copy_history_whole_or_through_a_response_and_stay_independent() {
         assert_eq!(texts(&whole_after).len(), 6, "{label}: deleting the source leaves the fork");
 
         // Bad forks are refused with a reason.
-        let (status, err) = api.post(&format!("/v1/sessions/{whole_id}/fork"), json!({"up_to_response_id": "resp_nope"})).await;
+        let (status, err) =
+            api.post(&format!("/v1/sessions/{whole_id}/fork"), json!({"up_to_response_id": "resp_nope"})).await;
         assert_eq!(status, 400);
         assert!(err["error"]["message"].as_str().unwrap().contains("has no response 'resp_nope'"), "{err}");
         let (status, _) = api.post(&format!("/v1/sessions/{source}/fork"), json!({})).await;
@@ -551,7 +615,10 @@ async fn forks_copy_history_whole_or_through_a_response_and_stay_independent() {
 }
 
 /// Reads a child's stdout lines until one contains `needle` (or fails after the kit's wait).
-async fn read_until(lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>, needle: &str) -> Vec<String> {
+async fn read_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    needle: &str,
+) -> Vec<String> {
     let mut seen = Vec::new();
     let found = tokio::time::timeout(omnigent_testkit::WAIT, async {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -606,14 +673,27 @@ async fn attach_co_drives_a_live_session_and_fails_loudly_when_there_is_nothing_
     assert_eq!(snap["items"].as_array().unwrap().len(), 4);
 
     // Nothing to join: one clear line, non-zero, and never a server of its own.
-    let out = Command::new(bin()).args(["attach", "conv_00000000000000000000000000000000"]).env("OMNIGENT_SERVER", &srv.url).output().unwrap();
+    let out = Command::new(bin())
+        .args(["attach", "conv_00000000000000000000000000000000"])
+        .env("OMNIGENT_SERVER", &srv.url)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no session conv_00000000000000000000000000000000"), "{stderr}");
     let nowhere = format!("http://127.0.0.1:{}", free_port());
-    let out = Command::new(bin()).args(["attach", &id]).env("OMNIGENT_SERVER", &nowhere).env("OMNIGENT_DATA_DIR", data.path()).output().unwrap();
+    let out = Command::new(bin())
+        .args(["attach", &id])
+        .env("OMNIGENT_SERVER", &nowhere)
+        .env("OMNIGENT_DATA_DIR", data.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no omnigent server answers"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no omnigent server answers"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!data.path().join("server.pid").exists(), "attach started nothing");
 }
 
@@ -646,7 +726,12 @@ async fn resume_reopens_a_stored_session_after_a_restart() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("assistant: Before the restart."), "history first: {stdout}");
     assert!(stdout.contains("After the restart."), "{stdout}");
-    let roles: Vec<String> = mock.requests()[1].body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_string()).collect();
+    let roles: Vec<String> = mock.requests()[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(roles, vec!["system", "user", "assistant", "user"]);
     Command::new(bin()).args(["server", "stop"]).env("OMNIGENT_DATA_DIR", data.path()).output().unwrap();
 }
@@ -656,7 +741,10 @@ async fn sub_agents_run_as_child_sessions_in_parallel_and_report_back_exactly_on
     for db in databases().await {
         let work = workdir();
         let mock = MockLlm::start(vec![
-            Reply::Tools { text: String::new(), calls: vec![("alpha".into(), json!({"task": "task A"})), ("beta".into(), json!({"task": "task B"}))] },
+            Reply::Tools {
+                text: String::new(),
+                calls: vec![("alpha".into(), json!({"task": "task A"})), ("beta".into(), json!({"task": "task B"}))],
+            },
             Reply::text("Both done."),
             Reply::tool("broken", json!({"task": "task C"})),
             Reply::text("The broken one failed."),
@@ -665,28 +753,53 @@ async fn sub_agents_run_as_child_sessions_in_parallel_and_report_back_exactly_on
         let srv = server(&db, work.path()).await;
         let api = Api::new(srv.url.clone());
         let child = |name: &str, harness: &str| {
-            format!("  {name}:\n    type: agent\n    description: The {name} worker.\n    prompt: You are {name}.\n    executor:\n      harness: {harness}\n      provider: scripted\n      script: [{{text: \"{name} says: done\"}}]\n")
+            format!(
+                "  {name}:\n    type: agent\n    description: The {name} worker.\n    prompt: You are {name}.\n    executor:\n      harness: {harness}\n      provider: scripted\n      script: [{{text: \"{name} says: done\"}}]\n"
+            )
         };
-        let tools = format!("{}{}{}", child("alpha", "agent"), child("beta", "agent"), child("broken", "/nonexistent/broken.wasm"));
-        let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", &tools), work.path()).await;
+        let tools = format!(
+            "{}{}{}",
+            child("alpha", "agent"),
+            child("beta", "agent"),
+            child("broken", "/nonexistent/broken.wasm")
+        );
+        let id =
+            create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", &tools), work.path()).await;
         let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
         sse.next().await.unwrap();
         api.message(&id, "delegate").await;
         let frames = sse.until("response.completed").await;
         let label = db.label;
-        let created: Vec<String> = frames.iter().filter(|f| f.event.as_deref() == Some("session.created"))
-            .map(|f| f.json()["child_session_id"].as_str().unwrap().to_string()).collect();
+        let created: Vec<String> = frames
+            .iter()
+            .filter(|f| f.event.as_deref() == Some("session.created"))
+            .map(|f| f.json()["child_session_id"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(created.len(), 2, "{label}");
         for child_id in &created {
-            let settled = frames.iter().any(|f| f.event.as_deref() == Some("session.child_session.updated")
-                && f.json()["child_session_id"] == child_id.as_str() && f.json()["child"]["current_task_status"] == "idle");
+            let settled = frames.iter().any(|f| {
+                f.event.as_deref() == Some("session.child_session.updated")
+                    && f.json()["child_session_id"] == child_id.as_str()
+                    && f.json()["child"]["current_task_status"] == "idle"
+            });
             assert!(settled, "{label}: the parent saw {child_id} finish");
         }
-        let outputs: Vec<String> = frames.iter().filter(|f| f.event.as_deref() == Some("response.output_item.done") && f.json()["item"]["type"] == "function_call_output")
-            .map(|f| f.json()["item"]["output"].as_str().unwrap().to_string()).collect();
+        let outputs: Vec<String> = frames
+            .iter()
+            .filter(|f| {
+                f.event.as_deref() == Some("response.output_item.done")
+                    && f.json()["item"]["type"] == "function_call_output"
+            })
+            .map(|f| f.json()["item"]["output"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(outputs, vec!["alpha says: done", "beta says: done"], "{label}: each result once");
-        let tool_msgs: Vec<String> = mock.requests()[1].body["messages"].as_array().unwrap().iter()
-            .filter(|m| m["role"] == "tool").map(|m| m["content"].as_str().unwrap().to_string()).collect();
+        let tool_msgs: Vec<String> = mock.requests()[1].body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(tool_msgs, outputs, "{label}");
 
         let (_, children) = api.get(&format!("/v1/sessions/{id}/child_sessions")).await;
@@ -696,14 +809,26 @@ async fn sub_agents_run_as_child_sessions_in_parallel_and_report_back_exactly_on
         let (_, child) = api.get(&format!("/v1/sessions/{}", created[0])).await;
         assert_eq!(child["parent_session_id"], id.as_str());
         assert_eq!(child["kind"], "sub_agent");
-        let texts: Vec<&str> = child["items"].as_array().unwrap().iter().map(|i| i["data"]["content"][0]["text"].as_str().unwrap()).collect();
+        let texts: Vec<&str> = child["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["data"]["content"][0]["text"].as_str().unwrap())
+            .collect();
         assert!(texts[0].starts_with("task ") && texts[1].ends_with("says: done"), "{texts:?}");
         sse.statuses_until_settled().await;
 
         // A child that fails reports the failure to the parent's model; the parent carries on.
         api.message(&id, "delegate again").await;
         let frames = sse.until("response.completed").await;
-        let output = frames.iter().find(|f| f.event.as_deref() == Some("response.output_item.done") && f.json()["item"]["type"] == "function_call_output").unwrap().json();
+        let output = frames
+            .iter()
+            .find(|f| {
+                f.event.as_deref() == Some("response.output_item.done")
+                    && f.json()["item"]["type"] == "function_call_output"
+            })
+            .unwrap()
+            .json();
         assert!(output["item"]["output"].as_str().unwrap().contains("failed: harness_not_found"), "{label}: {output}");
         assert_eq!(sse.statuses_until_settled().await, vec!["idle"]);
         let (_, children) = api.get(&format!("/v1/sessions/{id}/child_sessions")).await;

@@ -43,7 +43,11 @@ fn pct(samples: &mut [Duration], p: f64) -> Duration {
 }
 
 fn fmt(d: Duration) -> String {
-    if d < Duration::from_millis(1) { format!("{:.0} µs", d.as_secs_f64() * 1e6) } else { format!("{:.2} ms", d.as_secs_f64() * 1e3) }
+    if d < Duration::from_millis(1) {
+        format!("{:.0} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
 }
 
 fn p50_p99(samples: &mut [Duration]) -> String {
@@ -186,10 +190,12 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
     let target = n(10_000);
     let mut created = n(2000) + 3 + 101;
     while created < target {
-        let batch: Vec<_> = (0..16.min(target - created)).map(|_| {
-            let api = api.clone();
-            tokio::spawn(async move { api.create(json!({"title": "filler"})).await })
-        }).collect();
+        let batch: Vec<_> = (0..16.min(target - created))
+            .map(|_| {
+                let api = api.clone();
+                tokio::spawn(async move { api.create(json!({"title": "filler"})).await })
+            })
+            .collect();
         created += batch.len();
         for b in batch {
             b.await.unwrap();
@@ -204,7 +210,11 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
         s.next().await.unwrap();
         streams.push(s);
     }
-    row(&format!("server RSS, + {} open streams (distinct sessions)", streams.len()), format!("{:.1} MB", rss_mb(pid)), "");
+    row(
+        &format!("server RSS, + {} open streams (distinct sessions)", streams.len()),
+        format!("{:.1} MB", rss_mb(pid)),
+        "",
+    );
     drop(streams);
     drop(server);
 }
@@ -280,7 +290,11 @@ async fn policy_suite(rows: &mut Vec<Row>) {
     };
     let decls: PolicyMap = serde_json::from_value(five_policies()).unwrap();
     for (name, decl) in &decls.0 {
-        let component = omnigent_runtime::BUILTIN_POLICIES.iter().find(|(n, _)| Some(*n) == omnigent::policy::builtin_for(decl.handler.as_deref().unwrap())).unwrap().1;
+        let component = omnigent_runtime::BUILTIN_POLICIES
+            .iter()
+            .find(|(n, _)| Some(*n) == omnigent::policy::builtin_for(decl.handler.as_deref().unwrap()))
+            .unwrap()
+            .1;
         let policy = rt.load_policy(component).unwrap();
         let params = serde_json::Value::Object(decl.factory_params.clone()).to_string();
         let mut samples = Vec::new();
@@ -289,7 +303,11 @@ async fn policy_suite(rows: &mut Vec<Row>) {
             policy.evaluate(&params, event(), Default::default()).await.unwrap();
             samples.push(t.elapsed());
         }
-        row(&format!("policy evaluate, fresh instance per call: {name} ({})", decl.handler.as_deref().unwrap()), p50_p99(&mut samples), "< 50 µs p50");
+        row(
+            &format!("policy evaluate, fresh instance per call: {name} ({})", decl.handler.as_deref().unwrap()),
+            p50_p99(&mut samples),
+            "< 50 µs p50",
+        );
     }
     // The floor: a fresh instance and one trivial call (describe), no JSON work in the guest.
     let floor = rt.load_policy(omnigent_runtime::BUILTIN_POLICIES[4].1).unwrap();
@@ -313,7 +331,8 @@ async fn policy_suite(rows: &mut Vec<Row>) {
     let mut samples = Vec::new();
     for _ in 0..n(5000) {
         let t = Instant::now();
-        let outcome = omnigent::policy::evaluate(&chain, "tool_call", Some("shell"), args.clone(), None, &situation).await;
+        let outcome =
+            omnigent::policy::evaluate(&chain, "tool_call", Some("shell"), args.clone(), None, &situation).await;
         assert!(matches!(outcome, omnigent::policy::Outcome::Allow { .. }), "{outcome:?}");
         samples.push(t.elapsed());
     }
@@ -359,7 +378,11 @@ async fn turn_suite(rows: &mut Vec<Row>) {
     for decl in on_tool_calls.as_object_mut().unwrap().values_mut() {
         decl["on"] = json!(["tool_call"]);
     }
-    for (label, policies) in [("no policies", json!({})), ("5 policies on tool_call", on_tool_calls), ("5 policies on every phase", five_policies())] {
+    for (label, policies) in [
+        ("no policies", json!({})),
+        ("5 policies on tool_call", on_tool_calls),
+        ("5 policies on every phase", five_policies()),
+    ] {
         let mut with = config.clone();
         with["tools"] = json!({"list_dir": {"type": "builtin"}});
         with["os_env"] = json!({"cwd": work.path().display().to_string()});
@@ -405,7 +428,11 @@ async fn turn_suite(rows: &mut Vec<Row>) {
         task.await.unwrap();
     }
     let took = t.elapsed();
-    row(&format!("{sessions} sessions running a turn concurrently (all completed)"), format!("{} ({:.0} turns/s)", fmt(took), sessions as f64 / took.as_secs_f64()), "");
+    row(
+        &format!("{sessions} sessions running a turn concurrently (all completed)"),
+        format!("{} ({:.0} turns/s)", fmt(took), sessions as f64 / took.as_secs_f64()),
+        "",
+    );
 
     // RSS per live harness instance: turns held open by a slow model.
     let before = rss_mb(pid);
@@ -421,7 +448,11 @@ async fn turn_suite(rows: &mut Vec<Row>) {
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let during = rss_mb(pid);
-    row(&format!("server RSS with {live} live harness instances"), format!("{during:.1} MB (+{:.0} KB per turn)", (during - before) * 1024.0 / live as f64), "");
+    row(
+        &format!("server RSS with {live} live harness instances"),
+        format!("{during:.1} MB (+{:.0} KB per turn)", (during - before) * 1024.0 / live as f64),
+        "",
+    );
     for mut s in held {
         s.until("response.completed").await;
     }
@@ -432,7 +463,11 @@ async fn main() {
     // `cargo bench` passes --bench; this binary takes no other arguments.
     raise_fd_limit();
     let mut rows = Vec::new();
-    eprintln!("omnigent bench (release server binary, {} cores){}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), if quick() { " — BENCH_QUICK" } else { "" });
+    eprintln!(
+        "omnigent bench (release server binary, {} cores){}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        if quick() { " — BENCH_QUICK" } else { "" }
+    );
     if wanted("runtime") {
         runtime_suite(&mut rows).await;
     }

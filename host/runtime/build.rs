@@ -12,10 +12,7 @@ use std::process::Command;
 /// Guest workspaces and the components each builds.
 const GUESTS: [(&str, &[&str]); 2] = [
     ("harnesses", &["agent", "hostile"]),
-    (
-        "policies",
-        &["ask_on_os_tools", "max_tool_calls", "cost_budget", "detect_loop", "tool_filter", "hostile_policy"],
-    ),
+    ("policies", &["ask_on_os_tools", "max_tool_calls", "cost_budget", "detect_loop", "tool_filter", "hostile_policy"]),
 ];
 
 fn main() {
@@ -44,7 +41,9 @@ fn build_guests(workspace: &Path, components: &[&str], target_dir: &Path, out_di
         .arg("--target-dir")
         .arg(target_dir);
     // The outer build's settings are for the host target; they must not leak into the guest build.
-    for var in ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in
+        ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER"]
+    {
         cmd.env_remove(var);
     }
     for (key, _) in std::env::vars() {
@@ -82,9 +81,5 @@ fn ensure_wasm_target() {
 
 /// `<target>/wasm-guests`, found from OUT_DIR (`<target>/<profile>/build/<pkg>-<hash>/out`).
 fn guest_target_dir(out_dir: &Path) -> PathBuf {
-    out_dir
-        .ancestors()
-        .nth(4)
-        .map(|target| target.join("wasm-guests"))
-        .unwrap_or_else(|| out_dir.join("wasm-guests"))
+    out_dir.ancestors().nth(4).map(|target| target.join("wasm-guests")).unwrap_or_else(|| out_dir.join("wasm-guests"))
 }

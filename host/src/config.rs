@@ -125,7 +125,9 @@ impl Executor {
                 .max_by_key(|(prefix, _, _)| prefix.len())
                 .map(|(_, i, o)| Pricing { input_usd_per_mtok: *i, output_usd_per_mtok: *o })
         });
-        price.map(|p| (input as f64 * p.input_usd_per_mtok + output as f64 * p.output_usd_per_mtok) / 1e6).unwrap_or(0.0)
+        price
+            .map(|p| (input as f64 * p.input_usd_per_mtok + output as f64 * p.output_usd_per_mtok) / 1e6)
+            .unwrap_or(0.0)
     }
 }
 
@@ -268,13 +270,23 @@ impl SessionConfig {
     /// Reads and parses a YAML file; relative `os_env.cwd` and `.wasm` paths become relative to the file.
     pub fn from_file(path: &Path) -> Result<SessionConfig, ConfigError> {
         let origin = path.display().to_string();
-        let meta = std::fs::metadata(path)
-            .map_err(|e| ConfigError { origin: origin.clone(), position: None, message: format!("cannot read: {e}") })?;
+        let meta = std::fs::metadata(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            position: None,
+            message: format!("cannot read: {e}"),
+        })?;
         if meta.len() as usize > MAX_CONFIG_BYTES {
-            return Err(ConfigError { origin, position: None, message: format!("larger than {MAX_CONFIG_BYTES} bytes") });
+            return Err(ConfigError {
+                origin,
+                position: None,
+                message: format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            });
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { origin: origin.clone(), position: None, message: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            position: None,
+            message: format!("cannot read: {e}"),
+        })?;
         let mut config = Self::from_yaml(&text, &origin)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = std::fs::canonicalize(&base).unwrap_or(base);
@@ -408,7 +420,10 @@ impl SessionConfig {
         for (name, tool) in &self.tools {
             match tool.kind.as_str() {
                 "builtin" if !BUILTIN_TOOLS.contains(&name.as_str()) => {
-                    return Err(format!("tools.{name}: no builtin tool '{name}'; builtins are {}", BUILTIN_TOOLS.join(", ")));
+                    return Err(format!(
+                        "tools.{name}: no builtin tool '{name}'; builtins are {}",
+                        BUILTIN_TOOLS.join(", ")
+                    ));
                 }
                 "builtin" => {}
                 "function" => {
@@ -426,13 +441,17 @@ impl SessionConfig {
                 }
                 "agent" => {
                     if tool.description.as_deref().is_none_or(str::is_empty) {
-                        return Err(format!("tools.{name}: a sub-agent needs a description (the parent's model reads it)"));
+                        return Err(format!(
+                            "tools.{name}: a sub-agent needs a description (the parent's model reads it)"
+                        ));
                     }
                     let child = self.sub_agent(name, tool);
                     child.validate().map_err(|e| format!("tools.{name}: {e}"))?;
                 }
                 other => {
-                    return Err(format!("tools.{name}: type '{other}' is not supported (use builtin, function or agent)"));
+                    return Err(format!(
+                        "tools.{name}: type '{other}' is not supported (use builtin, function or agent)"
+                    ));
                 }
             }
         }
@@ -552,7 +571,15 @@ mod tests {
     #[test]
     fn omnigent_keys_without_effect_are_reported_not_silently_dropped() {
         let text = format!("{GOOD}async: true\nterminals: {{bash: {{command: bash}}}}\n");
-        assert!(SessionConfig::from_yaml(&format!("{GOOD}policies: {{a: {{handler: cost_budget, factory_params: {{max_cost_usd: 1}}}}}}\n"), "a").unwrap().unsupported_keys().is_empty());
+        assert!(
+            SessionConfig::from_yaml(
+                &format!("{GOOD}policies: {{a: {{handler: cost_budget, factory_params: {{max_cost_usd: 1}}}}}}\n"),
+                "a"
+            )
+            .unwrap()
+            .unsupported_keys()
+            .is_empty()
+        );
         let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
         assert_eq!(c.unsupported_keys(), vec!["terminals", "async"]);
         assert!(SessionConfig::from_yaml(GOOD, "a.yaml").unwrap().unsupported_keys().is_empty());
@@ -570,23 +597,39 @@ mod tests {
         // The order survives the JSON the session stores.
         let back = SessionConfig::from_json(c.to_json()).unwrap();
         assert_eq!(back.policies, c.policies);
-        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: nope.nope}}\n"), "a").unwrap_err().to_string();
+        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: nope.nope}}\n"), "a")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no builtin policy 'nope.nope'") && e.contains("ask_on_os_tools"), "{e}");
-        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: detect_loop, on: [tool]}}\n"), "a").unwrap_err().to_string();
+        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: detect_loop, on: [tool]}}\n"), "a")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'tool' is not a phase"), "{e}");
-        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: detect_loop, hanlder: 1}}\n"), "s.yaml").unwrap_err().to_string();
+        let e = SessionConfig::from_yaml(
+            &format!("{GOOD}policies:\n  x: {{handler: detect_loop, hanlder: 1}}\n"),
+            "s.yaml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("s.yaml:") && e.contains("unknown field `hanlder`"), "{e}");
     }
 
     #[test]
     fn bad_values_say_what_was_expected() {
-        let e = SessionConfig::from_yaml(&GOOD.replace("harness: agent", "harness: nope"), "a").unwrap_err().to_string();
+        let e =
+            SessionConfig::from_yaml(&GOOD.replace("harness: agent", "harness: nope"), "a").unwrap_err().to_string();
         assert!(e.contains("neither a builtin harness"), "{e}");
-        let e = SessionConfig::from_yaml(&GOOD.replace("shell: {type: builtin}", "rm: {type: builtin}"), "a").unwrap_err().to_string();
+        let e = SessionConfig::from_yaml(&GOOD.replace("shell: {type: builtin}", "rm: {type: builtin}"), "a")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no builtin tool 'rm'"), "{e}");
-        let e = SessionConfig::from_yaml(&GOOD.replace("model: gpt-4o-mini", "provider: scripted"), "a").unwrap_err().to_string();
+        let e = SessionConfig::from_yaml(&GOOD.replace("model: gpt-4o-mini", "provider: scripted"), "a")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs executor.script"), "{e}");
-        let e = SessionConfig::from_yaml(&GOOD.replace("harness: agent", "harness: agent\n  memory_mb: 5000"), "a").unwrap_err().to_string();
+        let e = SessionConfig::from_yaml(&GOOD.replace("harness: agent", "harness: agent\n  memory_mb: 5000"), "a")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("memory_mb"), "{e}");
     }
 }

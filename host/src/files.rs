@@ -17,10 +17,23 @@ fn accepted(content_type: &str) -> bool {
     t.starts_with("text/")
         || matches!(
             t,
-            "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/svg+xml" | "application/pdf"
-                | "application/json" | "application/xml" | "application/yaml" | "application/x-yaml"
-                | "application/zip" | "application/gzip" | "application/x-tar" | "application/octet-stream"
-                | "application/javascript" | "application/toml" | "application/x-ndjson"
+            "image/png"
+                | "image/jpeg"
+                | "image/gif"
+                | "image/webp"
+                | "image/svg+xml"
+                | "application/pdf"
+                | "application/json"
+                | "application/xml"
+                | "application/yaml"
+                | "application/x-yaml"
+                | "application/zip"
+                | "application/gzip"
+                | "application/x-tar"
+                | "application/octet-stream"
+                | "application/javascript"
+                | "application/toml"
+                | "application/x-ndjson"
         )
 }
 
@@ -78,7 +91,11 @@ pub async fn add(
     content: &[u8],
     source: Source,
 ) -> Result<FileMeta, FileError> {
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.contains('/') || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+    {
         return Err(FileError::BadName);
     }
     if content.len() > MAX_FILE_BYTES {

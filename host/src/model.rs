@@ -192,10 +192,7 @@ pub fn merge_labels(labels: &mut Map<String, Value>, changes: &Map<String, Value
 
 /// Microseconds since the epoch, now.
 pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 /// Wire timestamps are unix seconds.

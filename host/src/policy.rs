@@ -121,7 +121,12 @@ impl<'de> Deserialize<'de> for PolicyMap {
 impl PolicyMap {
     /// A session's REST-added policies (its `SessionPolicyObject`s, in the order they were added).
     pub fn of_session(objects: &[Value]) -> PolicyMap {
-        PolicyMap(objects.iter().filter_map(|o| Some((o.get("name")?.as_str()?.to_string(), PolicyDecl::of_object(o)?))).collect())
+        PolicyMap(
+            objects
+                .iter()
+                .filter_map(|o| Some((o.get("name")?.as_str()?.to_string(), PolicyDecl::of_object(o)?)))
+                .collect(),
+        )
     }
 }
 
@@ -172,7 +177,9 @@ impl PolicyDecl {
     pub fn validate(&self, name: &str) -> Result<(), String> {
         match (&self.handler, &self.component) {
             (Some(_), Some(_)) => return Err(format!("policies.{name}: give either handler or component, not both")),
-            (None, None) => return Err(format!("policies.{name}: needs a handler (a builtin) or a component (a .wasm path)")),
+            (None, None) => {
+                return Err(format!("policies.{name}: needs a handler (a builtin) or a component (a .wasm path)"));
+            }
             (Some(h), None) if builtin_for(h).is_none() => {
                 let known: Vec<&str> = HANDLERS.iter().filter(|(h, _)| !h.contains('.')).map(|(h, _)| *h).collect();
                 return Err(format!(
@@ -189,7 +196,10 @@ impl PolicyDecl {
         for on in &self.on {
             let phase = on.split_once(':').map(|(p, _)| p).unwrap_or(on);
             if !PHASES.contains(&phase) {
-                return Err(format!("policies.{name}.on: '{on}' is not a phase; use one of {} (optionally phase:tool)", PHASES.join(", ")));
+                return Err(format!(
+                    "policies.{name}.on: '{on}' is not a phase; use one of {} (optionally phase:tool)",
+                    PHASES.join(", ")
+                ));
             }
         }
         if self.memory_mb.is_some_and(|m| !(1..=256).contains(&m)) {
@@ -282,8 +292,10 @@ impl PolicyEnv {
             (Some(h), _) => format!("builtin:{}", builtin_for(h).ok_or_else(|| format!("no builtin policy '{h}'"))?),
             (None, Some(path)) => {
                 // Keyed by the file's size and time too, so a rebuilt policy is picked up without a restart.
-                let meta = tokio::fs::metadata(path).await.map_err(|e| format!("cannot read policy component {path}: {e}"))?;
-                let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+                let meta =
+                    tokio::fs::metadata(path).await.map_err(|e| format!("cannot read policy component {path}: {e}"))?;
+                let modified =
+                    meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
                 format!("path:{path}:{}:{}", meta.len(), modified.as_nanos())
             }
             (None, None) => return Err("the policy names no handler or component".into()),
@@ -292,10 +304,14 @@ impl PolicyEnv {
             return Ok(found.clone());
         }
         let bytes: Vec<u8> = match key.split_once(':') {
-            Some(("builtin", name)) => BUILTIN_POLICIES.iter().find(|(n, _)| *n == name).map(|(_, b)| b.to_vec()).unwrap_or_default(),
+            Some(("builtin", name)) => {
+                BUILTIN_POLICIES.iter().find(|(n, _)| *n == name).map(|(_, b)| b.to_vec()).unwrap_or_default()
+            }
             _ => {
                 let path = decl.component.clone().unwrap_or_default();
-                let meta = tokio::fs::metadata(&path).await.map_err(|e| format!("cannot read policy component {path}: {e}"))?;
+                let meta = tokio::fs::metadata(&path)
+                    .await
+                    .map_err(|e| format!("cannot read policy component {path}: {e}"))?;
                 if meta.len() > MAX_COMPONENT_BYTES {
                     return Err(format!("policy component {path} is larger than {MAX_COMPONENT_BYTES} bytes"));
                 }
@@ -325,7 +341,11 @@ impl PolicyEnv {
     pub async fn check(&self, map: &PolicyMap, level: Level) -> Result<(), String> {
         for (name, decl) in &map.0 {
             let loaded = self.prepare(name, level, decl).await?;
-            loaded.component.check_params(&loaded.params, decl.limits()).await.map_err(|e| format!("policies.{name}: {e}"))?;
+            loaded
+                .component
+                .check_params(&loaded.params, decl.limits())
+                .await
+                .map_err(|e| format!("policies.{name}: {e}"))?;
         }
         Ok(())
     }
@@ -399,8 +419,17 @@ pub struct Situation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Go ahead; `data` replaces the event's payload when a policy rewrote it.
-    Allow { data: Option<Value>, changes: Vec<StateChange>, labels: Map<String, Value> },
-    Deny { policy: String, reason: String, changes: Vec<StateChange>, labels: Map<String, Value> },
+    Allow {
+        data: Option<Value>,
+        changes: Vec<StateChange>,
+        labels: Map<String, Value>,
+    },
+    Deny {
+        policy: String,
+        reason: String,
+        changes: Vec<StateChange>,
+        labels: Map<String, Value>,
+    },
     /// Ask a human. `changes`/`labels` were written by allowing policies (apply now); `held_*` wait for an accept.
     Ask {
         policies: Vec<String>,
@@ -484,7 +513,8 @@ pub async fn evaluate(
     let mut rewritten = false;
     let mut state = situation.state.clone();
     let (mut changes, mut labels) = (Vec::new(), Map::new());
-    let (mut askers, mut messages, mut held_changes, mut held_labels) = (Vec::new(), Vec::new(), Vec::new(), Map::new());
+    let (mut askers, mut messages, mut held_changes, mut held_labels) =
+        (Vec::new(), Vec::new(), Vec::new(), Map::new());
     let mut timeout_s = 0;
     for policy in chain.iter().filter(|p| p.decl.selects(phase, target)) {
         let event = Event {
@@ -550,6 +580,15 @@ pub async fn evaluate(
     if askers.is_empty() {
         Outcome::Allow { data, changes, labels }
     } else {
-        Outcome::Ask { policies: askers, message: messages.join("\n"), data, changes, labels, held_changes, held_labels, timeout_s }
+        Outcome::Ask {
+            policies: askers,
+            message: messages.join("\n"),
+            data,
+            changes,
+            labels,
+            held_changes,
+            held_labels,
+            timeout_s,
+        }
     }
 }

@@ -170,8 +170,15 @@ pub struct JournalEntry {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommentChange {
     /// The comment's full current form (`data` is the wire dict).
-    Upsert { id: String, path: String, data: Value, created_at_us: i64 },
-    Delete { id: String },
+    Upsert {
+        id: String,
+        path: String,
+        data: Value,
+        created_at_us: i64,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Clone)]
@@ -330,7 +337,11 @@ impl Store {
 
     /// Lists sessions by creation time (then id), optionally filtered. Returns the page and whether more rows lie
     /// beyond it.
-    pub async fn list_sessions(&self, page: &Page, filter: impl Into<SessionFilter>) -> Result<(Vec<SessionRecord>, bool)> {
+    pub async fn list_sessions(
+        &self,
+        page: &Page,
+        filter: impl Into<SessionFilter>,
+    ) -> Result<(Vec<SessionRecord>, bool)> {
         let SessionFilter { status, kind, agent_id } = filter.into();
         let cursor = match (&page.after, &page.before) {
             (Some(c), _) | (None, Some(c)) => {
@@ -350,7 +361,9 @@ impl Store {
             conditions.push(format!("(created_at_us, id) {cmp} ($1, $2)"));
             n = 2;
         }
-        for (present, column) in [(status.is_some(), "status"), (kind.is_some(), "kind"), (agent_id.is_some(), "agent_id")] {
+        for (present, column) in
+            [(status.is_some(), "status"), (kind.is_some(), "kind"), (agent_id.is_some(), "agent_id")]
+        {
             if present {
                 n += 1;
                 conditions.push(format!("{column} = ${n}"));
@@ -522,7 +535,9 @@ impl Store {
             sqlx::query_as(sql).bind(id.as_str()).fetch_all(pool).await?
         });
         rows.into_iter()
-            .map(|(idx, response_id, entry)| Ok(JournalEntry { idx, response_id, entry: parse_json(&entry, "turn_journal.entry")? }))
+            .map(|(idx, response_id, entry)| {
+                Ok(JournalEntry { idx, response_id, entry: parse_json(&entry, "turn_journal.entry")? })
+            })
             .collect()
     }
 
@@ -611,8 +626,10 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        row.map(|(id, name, config, created_at_us)| Ok(Agent { id, name, config: parse_json(&config, "agents.config")?, created_at_us }))
-            .transpose()
+        row.map(|(id, name, config, created_at_us)| {
+            Ok(Agent { id, name, config: parse_json(&config, "agents.config")?, created_at_us })
+        })
+        .transpose()
     }
 
     /// Every agent, by name.
@@ -621,7 +638,9 @@ impl Store {
             sqlx::query_as("SELECT id, name, config, created_at_us FROM agents ORDER BY name").fetch_all(pool).await?
         });
         rows.into_iter()
-            .map(|(id, name, config, created_at_us)| Ok(Agent { id, name, config: parse_json(&config, "agents.config")?, created_at_us }))
+            .map(|(id, name, config, created_at_us)| {
+                Ok(Agent { id, name, config: parse_json(&config, "agents.config")?, created_at_us })
+            })
             .collect()
     }
 
@@ -762,8 +781,25 @@ fn parse_json(text: &str, what: &str) -> Result<Value> {
 }
 
 fn session_from_tuple(t: SessionTuple) -> Result<SessionRecord> {
-    let (id, created_at_us, updated_at_us, title, labels, status, error, config, agent_id, kind, parent, last_seq, active, usage, policy) = t;
-    let policy: PolicyFold = serde_json::from_str(&policy).map_err(|e| StoreError::Corrupt(format!("sessions.policy: {e}")))?;
+    let (
+        id,
+        created_at_us,
+        updated_at_us,
+        title,
+        labels,
+        status,
+        error,
+        config,
+        agent_id,
+        kind,
+        parent,
+        last_seq,
+        active,
+        usage,
+        policy,
+    ) = t;
+    let policy: PolicyFold =
+        serde_json::from_str(&policy).map_err(|e| StoreError::Corrupt(format!("sessions.policy: {e}")))?;
     let usage_by_model = match parse_json(&usage, "sessions.usage_by_model")? {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -790,7 +826,10 @@ fn session_from_tuple(t: SessionTuple) -> Result<SessionRecord> {
         config: parse_json(&config, "sessions.config")?,
         agent_id,
         kind,
-        parent_session_id: parent.map(|p| SessionId::parse(&p)).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        parent_session_id: parent
+            .map(|p| SessionId::parse(&p))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         last_seq,
         active_response_id: active,
         usage_by_model,
@@ -800,5 +839,14 @@ fn session_from_tuple(t: SessionTuple) -> Result<SessionRecord> {
 
 fn item_from_tuple(t: ItemTuple) -> Result<Item> {
     let (id, position, response_id, item_type, status, created_at_us, data, created_by) = t;
-    Ok(Item { id, position, response_id, item_type, status, created_at_us, data: parse_json(&data, "items.data")?, created_by })
+    Ok(Item {
+        id,
+        position,
+        response_id,
+        item_type,
+        status,
+        created_at_us,
+        data: parse_json(&data, "items.data")?,
+        created_by,
+    })
 }

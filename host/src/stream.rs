@@ -67,7 +67,12 @@ pub async fn follow(
             .iter()
             .map(|data| {
                 let seq = data["sequence_number"].as_i64().unwrap_or(0);
-                Arc::new(StoredEvent { seq, event_type: "response.elicitation_request".into(), data: data.clone(), created_at_us: 0 })
+                Arc::new(StoredEvent {
+                    seq,
+                    event_type: "response.elicitation_request".into(),
+                    data: data.clone(),
+                    created_at_us: 0,
+                })
             })
             .collect()
     } else {

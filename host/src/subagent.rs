@@ -76,8 +76,14 @@ impl Child {
             }
         }
         if !handed_over {
-            let input = Input::Message { content: vec![json!({"type": "input_text", "text": task})], created_by: Some(self.parent.to_string()) };
-            self.sessions.post(&child.id, input).await.map_err(|e| format!("cannot hand the task to the sub-agent: {e}"))?;
+            let input = Input::Message {
+                content: vec![json!({"type": "input_text", "text": task})],
+                created_by: Some(self.parent.to_string()),
+            };
+            self.sessions
+                .post(&child.id, input)
+                .await
+                .map_err(|e| format!("cannot hand the task to the sub-agent: {e}"))?;
         }
         loop {
             let status = tokio::select! {
@@ -107,15 +113,19 @@ impl Child {
             };
             let Some(status) = status else { continue };
             let record = self.sessions.get(&child.id).await.map_err(|e| e.to_string())?;
-            self.to_parent("session.child_session.updated", json!({"conversation_id": self.parent.as_str(),
-                "child_session_id": child.id.as_str(), "child": summary(&record)}))
-                .await;
+            self.to_parent(
+                "session.child_session.updated",
+                json!({"conversation_id": self.parent.as_str(),
+                "child_session_id": child.id.as_str(), "child": summary(&record)}),
+            )
+            .await;
             match status {
                 SessionStatus::Running | SessionStatus::Paused => started = true,
                 SessionStatus::Idle if started => return Ok(self.final_answer(&child.id).await),
                 SessionStatus::Idle => {}
                 SessionStatus::Failed => {
-                    let error = record.last_task_error.map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default();
+                    let error =
+                        record.last_task_error.map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default();
                     return Err(format!("the sub-agent {} failed: {error}", child.id));
                 }
             }

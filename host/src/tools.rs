@@ -42,7 +42,8 @@ pub fn spec(name: &str) -> (&'static str, Value) {
 pub async fn run(name: &str, config: &ToolConfig, arguments: &str, cwd: &Path) -> Result<String, String> {
     let args: Value = serde_json::from_str(arguments).map_err(|e| format!("arguments are not valid JSON: {e}"))?;
     let max_output = config.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT);
-    let str_arg = |key: &str| args.get(key).and_then(Value::as_str).ok_or_else(|| format!("missing string argument '{key}'"));
+    let str_arg =
+        |key: &str| args.get(key).and_then(Value::as_str).ok_or_else(|| format!("missing string argument '{key}'"));
     match name {
         "shell" => {
             let timeout = config.timeout_s.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT);
@@ -61,14 +62,17 @@ pub async fn run(name: &str, config: &ToolConfig, arguments: &str, cwd: &Path) -
             let path = resolve(cwd, str_arg("path")?);
             let content = str_arg("content")?;
             if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
             }
             tokio::fs::write(&path, content).await.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             Ok(format!("wrote {} bytes to {}", content.len(), path.display()))
         }
         "list_dir" => {
             let path = resolve(cwd, args.get("path").and_then(Value::as_str).unwrap_or("."));
-            let mut dir = tokio::fs::read_dir(&path).await.map_err(|e| format!("cannot list {}: {e}", path.display()))?;
+            let mut dir =
+                tokio::fs::read_dir(&path).await.map_err(|e| format!("cannot list {}: {e}", path.display()))?;
             let mut names = Vec::new();
             while let Ok(Some(entry)) = dir.next_entry().await {
                 let mut name = entry.file_name().to_string_lossy().into_owned();
@@ -175,7 +179,8 @@ mod tests {
     async fn shell_runs_in_the_working_directory_and_reports_exit_codes() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("marker.txt"), "x").unwrap();
-        let out = run("shell", &cfg(None, None), r#"{"command": "ls; echo oops >&2; exit 3"}"#, dir.path()).await.unwrap();
+        let out =
+            run("shell", &cfg(None, None), r#"{"command": "ls; echo oops >&2; exit 3"}"#, dir.path()).await.unwrap();
         assert!(out.contains("exit code: 3") && out.contains("marker.txt") && out.contains("oops"), "{out}");
     }
 
@@ -184,7 +189,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = run("shell", &cfg(Some(1), None), r#"{"command": "sleep 30"}"#, dir.path()).await.unwrap_err();
         assert!(err.contains("did not finish within 1s"), "{err}");
-        let out = run("shell", &cfg(None, Some(100)), r#"{"command": "yes | head -c 100000"}"#, dir.path()).await.unwrap();
+        let out =
+            run("shell", &cfg(None, Some(100)), r#"{"command": "yes | head -c 100000"}"#, dir.path()).await.unwrap();
         assert!(out.contains("output truncated") && out.len() < 400, "{out}");
     }
 

@@ -39,7 +39,8 @@ const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 const DELTA_FLUSH: Duration = Duration::from_millis(25);
 const DEFAULT_MAX_STEPS: u32 = 25;
 /// Event types a harness may emit itself (besides `harness.<name>`).
-const HARNESS_EVENTS: [&str; 3] = ["response.reasoning.started", "response.reasoning_text.delta", "response.reasoning_summary_text.delta"];
+const HARNESS_EVENTS: [&str; 3] =
+    ["response.reasoning.started", "response.reasoning_text.delta", "response.reasoning_summary_text.delta"];
 const MAX_EMIT_BYTES: usize = 64 * 1024;
 
 /// What every turn needs from the server.
@@ -82,7 +83,14 @@ pub struct TurnShared {
 
 /// Runs a turn to its end and reports the outcome to the session's actor. `record` is the session as the actor
 /// knew it when the turn started; `resume`: the turn was cut by a restart and replays its journal first.
-pub async fn run(sessions: Sessions, record: SessionRecord, response_id: String, config: SessionConfig, shared: TurnShared, resume: bool) {
+pub async fn run(
+    sessions: Sessions,
+    record: SessionRecord,
+    response_id: String,
+    config: SessionConfig,
+    shared: TurnShared,
+    resume: bool,
+) {
     let id = record.id.clone();
     let outcome = run_inner(&sessions, &record, &response_id, config, &shared, resume).await;
     let outcome = if shared.cancel.is_cancelled() && !matches!(outcome, TurnOutcome::Completed { .. }) {
@@ -118,7 +126,11 @@ async fn run_inner(
         return failed("shutting_down", "the server is shutting down".into());
     };
     let limits = TurnLimits {
-        memory_bytes: config.executor.memory_mb.map(|mb| (mb as usize) << 20).unwrap_or(TurnLimits::default().memory_bytes),
+        memory_bytes: config
+            .executor
+            .memory_mb
+            .map(|mb| (mb as usize) << 20)
+            .unwrap_or(TurnLimits::default().memory_bytes),
         deadline: config.executor.turn_timeout_s.map(Duration::from_secs).unwrap_or(TurnLimits::default().deadline),
     };
     let model = config.executor.model.clone().unwrap_or_else(|| "scripted".into());
@@ -132,10 +144,11 @@ async fn run_inner(
         .unwrap_or_else(std::env::temp_dir);
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let session_policies = PolicyMap::of_session(&record.policy.policies);
-    let chain = match env.policies.chain(&session_policies, config.policies.as_ref().unwrap_or(&PolicyMap::default())).await {
-        Ok(c) => c,
-        Err(e) => return failed("policy_invalid", e),
-    };
+    let chain =
+        match env.policies.chain(&session_policies, config.policies.as_ref().unwrap_or(&PolicyMap::default())).await {
+            Ok(c) => c,
+            Err(e) => return failed("policy_invalid", e),
+        };
     // A new turn starts with an empty journal (the commit that started it cleared any leftover); a resumed one
     // replays what it recorded.
     let (replay, next) = if resume {
@@ -144,7 +157,8 @@ async fn run_inner(
             Err(e) => return failed("journal_unavailable", e.to_string()),
         };
         let next = entries.last().map(|e| e.idx + 1).unwrap_or(0);
-        let replay: VecDeque<Value> = entries.into_iter().filter(|e| e.response_id == response_id).map(|e| e.entry).collect();
+        let replay: VecDeque<Value> =
+            entries.into_iter().filter(|e| e.response_id == response_id).map(|e| e.entry).collect();
         tracing::info!(session = %id, entries = replay.len(), "replaying the turn's journal");
         (replay, next)
     } else {
@@ -189,7 +203,9 @@ async fn drive(
     if host.chain.iter().any(|p| p.decl.selects_phase("request")) {
         // A replay has the verdict in its journal; a live turn reads the history the harness is about to get.
         let text = if host.replaying() { String::new() } else { last_user_text(&host.read_history().await) };
-        if let Err(reason) = host.gate("request", None, json!({"user_content": text, "attachments": []}), None, None).await {
+        if let Err(reason) =
+            host.gate("request", None, json!({"user_content": text, "attachments": []}), None, None).await
+        {
             return failed("policy_denied", reason);
         }
     }
@@ -246,7 +262,10 @@ struct Journal {
     deferred_events: Vec<(String, Value)>,
 }
 
-async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<omnigent_runtime::HarnessComponent>, TurnOutcome> {
+async fn load_harness(
+    env: &TurnEnv,
+    config: &SessionConfig,
+) -> Result<Arc<omnigent_runtime::HarnessComponent>, TurnOutcome> {
     let failed = |code: &str, message: String| TurnOutcome::Failed { code: code.into(), message };
     let harness = config.executor.harness.clone();
     let bytes: Vec<u8> = match harness.as_str() {
@@ -261,13 +280,25 @@ async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<omnig
                 .map_err(|e| failed("harness_invalid", format!("the builtin agent harness: {e}")));
         }
         path if path.ends_with(".wasm") => {
-            let meta = tokio::fs::metadata(path).await.map_err(|e| failed("harness_not_found", format!("cannot read harness {path}: {e}")))?;
+            let meta = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| failed("harness_not_found", format!("cannot read harness {path}: {e}")))?;
             if meta.len() > MAX_COMPONENT_BYTES {
-                return Err(failed("harness_invalid", format!("harness {path} is larger than {MAX_COMPONENT_BYTES} bytes")));
+                return Err(failed(
+                    "harness_invalid",
+                    format!("harness {path} is larger than {MAX_COMPONENT_BYTES} bytes"),
+                ));
             }
-            tokio::fs::read(path).await.map_err(|e| failed("harness_not_found", format!("cannot read harness {path}: {e}")))?
+            tokio::fs::read(path)
+                .await
+                .map_err(|e| failed("harness_not_found", format!("cannot read harness {path}: {e}")))?
         }
-        other => return Err(failed("harness_not_found", format!("harness '{other}' is not available (builtin: agent, or a .wasm path)"))),
+        other => {
+            return Err(failed(
+                "harness_not_found",
+                format!("harness '{other}' is not available (builtin: agent, or a .wasm path)"),
+            ));
+        }
     };
     let runtime = env.runtime.clone();
     // Compiling is CPU work (100+ ms the first time): keep it off the async workers.
@@ -391,7 +422,9 @@ impl Host {
         match front {
             None => Ok(()),
             Some(kind) => {
-                let why = format!("replaying the turn after a restart, the harness asked for {what} where the journal has {kind}");
+                let why = format!(
+                    "replaying the turn after a restart, the harness asked for {what} where the journal has {kind}"
+                );
                 tracing::error!(session = %self.id, "{why}");
                 *self.diverged.lock().unwrap() = Some(why.clone());
                 Err(why)
@@ -444,23 +477,39 @@ impl Host {
         }
         let mut events = Vec::new();
         if !changes.is_empty() {
-            events.push(("session.policy_state".to_string(), json!({"conversation_id": self.id.as_str(), "updates": changes})));
+            events.push((
+                "session.policy_state".to_string(),
+                json!({"conversation_id": self.id.as_str(), "updates": changes}),
+            ));
         }
         if !labels.is_empty() {
-            events.push(("session.labels_set".to_string(), json!({"conversation_id": self.id.as_str(), "set_labels": labels})));
+            events.push((
+                "session.labels_set".to_string(),
+                json!({"conversation_id": self.id.as_str(), "set_labels": labels}),
+            ));
         }
         events
     }
 
     fn denied_event(&self, phase: &str, policy: &str, reason: &str, tool: Option<&str>) -> (String, Value) {
-        ("response.policy_denied".to_string(), json!({"conversation_id": self.id.as_str(), "reason": reason, "phase": phase,
-            "policy_name": policy, "tool_name": tool, "response_id": self.response_id}))
+        (
+            "response.policy_denied".to_string(),
+            json!({"conversation_id": self.id.as_str(), "reason": reason, "phase": phase,
+            "policy_name": policy, "tool_name": tool, "response_id": self.response_id}),
+        )
     }
 
     /// Runs the policy chain on one phase of the turn. Ok carries a rewritten payload (if a policy rewrote it);
     /// Err a denial reason the model (or user) can read. An ask pauses the session until a human answers or the
     /// ask times out. Every verdict is journaled, so a replayed turn gets the same answer without asking again.
-    async fn gate(&self, phase: &str, target: Option<&str>, data: Value, request_data: Option<&Value>, call_id: Option<&str>) -> Result<Option<Value>, String> {
+    async fn gate(
+        &self,
+        phase: &str,
+        target: Option<&str>,
+        data: Value,
+        request_data: Option<&Value>,
+        call_id: Option<&str>,
+    ) -> Result<Option<Value>, String> {
         if !self.chain.iter().any(|p| p.decl.selects(phase, target)) {
             return Ok(None);
         }
@@ -478,7 +527,8 @@ impl Host {
             None => {
                 self.check_live("a policy verdict")?;
                 let situation = self.situation();
-                match crate::policy::evaluate(&self.chain, phase, target, data.clone(), request_data, &situation).await {
+                match crate::policy::evaluate(&self.chain, phase, target, data.clone(), request_data, &situation).await
+                {
                     Outcome::Allow { data, changes, labels } => {
                         let verdict = Ok(data);
                         self.defer(self.policy_writes(changes, labels), verdict_json(&verdict));
@@ -492,7 +542,16 @@ impl Host {
                         self.defer(events, verdict_json(&verdict));
                         return verdict;
                     }
-                    Outcome::Ask { policies, message, data: rewritten, changes, labels, held_changes, held_labels, timeout_s } => {
+                    Outcome::Ask {
+                        policies,
+                        message,
+                        data: rewritten,
+                        changes,
+                        labels,
+                        held_changes,
+                        held_labels,
+                        timeout_s,
+                    } => {
                         let elicitation_id = format!("elicit_{}", crate::ids::random_hex());
                         let expires_at = secs(now_us()) + timeout_s as i64;
                         let request = json!({"elicitation_id": elicitation_id, "method": "elicitation/create", "params": {
@@ -502,7 +561,10 @@ impl Host {
                             "target_session_id": self.id.as_str(), "response_id": self.response_id, "expires_at": expires_at}});
                         let mut events = self.policy_writes(changes, labels);
                         events.push(("response.elicitation_request".to_string(), request.clone()));
-                        events.push(("session.status".to_string(), json!({"conversation_id": self.id.as_str(), "status": "paused"})));
+                        events.push((
+                            "session.status".to_string(),
+                            json!({"conversation_id": self.id.as_str(), "status": "paused"}),
+                        ));
                         let ask = json!({"kind": "ask", "elicitation_id": elicitation_id, "request": request, "data": rewritten,
                             "held_changes": held_changes, "held_labels": held_labels, "policies": policies, "expires_at": expires_at, "phase": phase});
                         let (tx, rx) = oneshot::channel();
@@ -514,7 +576,10 @@ impl Host {
             }
         };
         let action = self.answer(&ask, waiting).await;
-        let policies = ask["policies"].as_array().map(|p| p.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        let policies = ask["policies"]
+            .as_array()
+            .map(|p| p.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
         if action == ApprovalAction::Accept {
             let changes: Vec<StateChange> = serde_json::from_value(ask["held_changes"].clone()).unwrap_or_default();
             let labels = ask["held_labels"].as_object().cloned().unwrap_or_default();
@@ -543,7 +608,8 @@ impl Host {
                 // actor delivers an answer already in the log at once (and a cancel for a question it does not know).
                 let (tx, rx) = oneshot::channel();
                 tracing::info!(session = %self.id, elicitation = %eid, "the resumed turn waits for the pending approval");
-                if let Err(e) = self.sessions.emit(&self.id, Vec::new(), vec![Waiter::Approval(eid.clone(), tx)]).await {
+                if let Err(e) = self.sessions.emit(&self.id, Vec::new(), vec![Waiter::Approval(eid.clone(), tx)]).await
+                {
                     tracing::warn!(session = %self.id, error = %e, "could not wait for an approval");
                     return ApprovalAction::Cancel;
                 }
@@ -568,10 +634,21 @@ impl Host {
     }
 
     /// Records a tool's result: the transcript item, and the journal entry a replay returns.
-    async fn finish_tool(&self, call_id: &str, result: wit_tools::ToolResult, mut events: Vec<(String, Value)>) -> wit_tools::ToolResult {
-        let item = self.item(&prefixed("fco"), "function_call_output", "completed", json!({"call_id": call_id, "output": result.output}));
+    async fn finish_tool(
+        &self,
+        call_id: &str,
+        result: wit_tools::ToolResult,
+        mut events: Vec<(String, Value)>,
+    ) -> wit_tools::ToolResult {
+        let item = self.item(
+            &prefixed("fco"),
+            "function_call_output",
+            "completed",
+            json!({"call_id": call_id, "output": result.output}),
+        );
         events.push(("response.output_item.done".to_string(), json!({"item": item})));
-        self.record(events, Vec::new(), json!({"kind": "tool", "output": result.output, "is_error": result.is_error})).await;
+        self.record(events, Vec::new(), json!({"kind": "tool", "output": result.output, "is_error": result.is_error}))
+            .await;
         result
     }
 
@@ -628,7 +705,8 @@ impl TurnHost for Host {
                 completion
             }
             None => {
-                self.check_live("a model call").map_err(|m| HarnessError { code: "replay_diverged".into(), message: m })?;
+                self.check_live("a model call")
+                    .map_err(|m| HarnessError { code: "replay_diverged".into(), message: m })?;
                 self.complete_live(request).await?
             }
         };
@@ -651,7 +729,10 @@ impl TurnHost for Host {
                 } else if t.kind == "agent" {
                     (t.description.clone().unwrap_or_default(), crate::subagent::parameters())
                 } else {
-                    (t.description.clone().unwrap_or_default(), t.parameters.clone().unwrap_or(json!({"type": "object"})))
+                    (
+                        t.description.clone().unwrap_or_default(),
+                        t.parameters.clone().unwrap_or(json!({"type": "object"})),
+                    )
                 };
                 ToolSpec { name: name.clone(), description, parameters: parameters.to_string() }
             })
@@ -696,7 +777,10 @@ impl TurnHost for Host {
         }
         let Some(tool) = self.tool_config(&name).cloned() else {
             let known: Vec<&str> = self.config.tools.keys().map(String::as_str).collect();
-            let result = fail(format!("no tool named '{name}'; available tools: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+            let result = fail(format!(
+                "no tool named '{name}'; available tools: {}",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            ));
             return self.finish_tool(&call_id, result, Vec::new()).await;
         };
         if tool.kind == "agent" {
@@ -707,7 +791,9 @@ impl TurnHost for Host {
                     Ok(Err(message)) => fail(message),
                     Err(_) => fail("the sub-agent's task was abandoned".into()),
                 },
-                None => fail(format!("the sub-agent call {call_id} has no child session (it was not announced by the model)")),
+                None => fail(format!(
+                    "the sub-agent call {call_id} has no child session (it was not announced by the model)"
+                )),
             };
             return self.finish_tool(&call_id, result, Vec::new()).await;
         }
@@ -716,7 +802,9 @@ impl TurnHost for Host {
             let item_id = match &waiting {
                 Some((item_id, _)) => item_id.clone(),
                 // A resumed turn: the call's item is in the transcript.
-                None => self.item_for_call(&call_id, "function_call").await.map(|i| i.id).unwrap_or_else(|| prefixed("fc")),
+                None => {
+                    self.item_for_call(&call_id, "function_call").await.map(|i| i.id).unwrap_or_else(|| prefixed("fc"))
+                }
             };
             let output = match waiting {
                 Some((_, rx)) => tokio::select! {
@@ -729,7 +817,10 @@ impl TurnHost for Host {
                     let (tx, rx) = oneshot::channel();
                     let _ = self.sessions.emit(&self.id, Vec::new(), vec![Waiter::Output(call_id.clone(), tx)]).await;
                     match self.item_for_call(&call_id, "function_call_output").await {
-                        Some(item) => Ok(item.data["output"].as_str().map(str::to_string).unwrap_or_else(|| item.data["output"].to_string())),
+                        Some(item) => Ok(item.data["output"]
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| item.data["output"].to_string())),
                         None => tokio::select! {
                             o = rx => o.map_err(|_| "the client tool call was abandoned".to_string()),
                             _ = self.shared.cancel.cancelled() => Err("the turn was interrupted".to_string()),
@@ -740,7 +831,12 @@ impl TurnHost for Host {
             return match output {
                 Ok(output) => {
                     // The client's function_call_output is already in the log; mark the call done.
-                    let item = self.item(&item_id, "function_call", "completed", json!({"name": name, "arguments": arguments, "call_id": call_id, "model": self.model}));
+                    let item = self.item(
+                        &item_id,
+                        "function_call",
+                        "completed",
+                        json!({"name": name, "arguments": arguments, "call_id": call_id, "model": self.model}),
+                    );
                     let events = vec![("response.output_item.done".to_string(), json!({"item": item}))];
                     let result = wit_tools::ToolResult { output: output.clone(), is_error: false };
                     self.record(events, Vec::new(), json!({"kind": "tool", "output": output, "is_error": false})).await;
@@ -755,7 +851,10 @@ impl TurnHost for Host {
         let mut result = match crate::tools::run(&name, &tool, &arguments, &self.cwd).await {
             Ok(output) => wit_tools::ToolResult { output, is_error: false },
             Err(message) => {
-                events.push(("response.error".to_string(), json!({"source": "tool", "tool_name": name, "error": {"code": "tool_error", "message": message}})));
+                events.push((
+                    "response.error".to_string(),
+                    json!({"source": "tool", "tool_name": name, "error": {"code": "tool_error", "message": message}}),
+                ));
                 fail(message)
             }
         };
@@ -790,7 +889,10 @@ impl TurnHost for Host {
     async fn steering(&self) -> Vec<String> {
         if self.replaying() {
             // Only what the original run took; new messages wait until the replay has caught up.
-            return self.replay_take("steering").and_then(|e| serde_json::from_value(e["messages"].clone()).ok()).unwrap_or_default();
+            return self
+                .replay_take("steering")
+                .and_then(|e| serde_json::from_value(e["messages"].clone()).ok())
+                .unwrap_or_default();
         }
         let taken: Vec<String> = self.shared.steering.lock().unwrap().drain(..).collect();
         if !taken.is_empty() {
@@ -806,14 +908,21 @@ impl TurnHost for Host {
     async fn emit(&self, event_type: String, data: String) -> Result<(), HarnessError> {
         let invalid = |message: String| HarnessError { code: "invalid_request".into(), message };
         let allowed = HARNESS_EVENTS.contains(&event_type.as_str())
-            || event_type.strip_prefix("harness.").is_some_and(|n| !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+            || event_type.strip_prefix("harness.").is_some_and(|n| {
+                !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            });
         if !allowed {
-            return Err(invalid(format!("a harness may not emit '{}'; allowed: {} or harness.<name>", crate::ids::truncate(&event_type, 80), HARNESS_EVENTS.join(", "))));
+            return Err(invalid(format!(
+                "a harness may not emit '{}'; allowed: {} or harness.<name>",
+                crate::ids::truncate(&event_type, 80),
+                HARNESS_EVENTS.join(", ")
+            )));
         }
         if data.len() > MAX_EMIT_BYTES {
             return Err(invalid(format!("event data is {} bytes; the limit is {MAX_EMIT_BYTES}", data.len())));
         }
-        let payload: Value = serde_json::from_str(&data).map_err(|e| invalid(format!("event data is not JSON: {e}")))?;
+        let payload: Value =
+            serde_json::from_str(&data).map_err(|e| invalid(format!("event data is not JSON: {e}")))?;
         if !payload.is_object() {
             return Err(invalid("event data must be a JSON object".into()));
         }
@@ -892,14 +1001,23 @@ impl Host {
         let completion = match result {
             Ok(c) => c,
             Err(e) => {
-                self.emit(vec![("response.error", json!({"source": "llm", "error": {"code": e.code(), "message": e.to_string()}}))]).await;
+                self.emit(vec![(
+                    "response.error",
+                    json!({"source": "llm", "error": {"code": e.code(), "message": e.to_string()}}),
+                )])
+                .await;
                 return Err(HarnessError { code: e.code().into(), message: e.to_string() });
             }
         };
         let mut events = Vec::new();
         if !completion.text.is_empty() {
             let content = json!([{"type": "output_text", "text": completion.text, "annotations": []}]);
-            let item = self.item(&message_id, "message", "completed", json!({"role": "assistant", "content": content, "model": self.model}));
+            let item = self.item(
+                &message_id,
+                "message",
+                "completed",
+                json!({"role": "assistant", "content": content, "model": self.model}),
+            );
             events.push(("response.output_item.done".to_string(), json!({"item": item})));
         }
         let mut waiters = Vec::new();
@@ -907,7 +1025,12 @@ impl Host {
             let client = self.tool_config(&call.name).is_some_and(|t| t.runtime.as_deref() == Some("client"));
             let item_id = prefixed("fc");
             let status = if client { "action_required" } else { "completed" };
-            let item = self.item(&item_id, "function_call", status, json!({"name": call.name, "arguments": call.arguments, "call_id": call.id, "model": self.model}));
+            let item = self.item(
+                &item_id,
+                "function_call",
+                status,
+                json!({"name": call.name, "arguments": call.arguments, "call_id": call.id, "model": self.model}),
+            );
             events.push(("response.output_item.done".to_string(), json!({"item": item})));
             if client {
                 let (tx, rx) = oneshot::channel();
@@ -962,7 +1085,8 @@ impl Host {
         let mut events = Vec::new();
         for retry in retries.lock().unwrap().drain(..) {
             if !retry.stale_text.is_empty() {
-                events.push(("response.output_text.delta", json!({"delta": retry.stale_text, "message_id": message_id})));
+                events
+                    .push(("response.output_text.delta", json!({"delta": retry.stale_text, "message_id": message_id})));
             }
             events.push(("response.retry", retry.event));
             *message_id = prefixed("msg");
@@ -1058,7 +1182,10 @@ fn completion_from_json(v: &Value) -> llm::Completion {
     llm::Completion {
         text: v["text"].as_str().unwrap_or_default().into(),
         tool_calls: calls_from_json(&v["tool_calls"]),
-        usage: Usage { input_tokens: v["usage"]["input_tokens"].as_u64().unwrap_or(0), output_tokens: v["usage"]["output_tokens"].as_u64().unwrap_or(0) },
+        usage: Usage {
+            input_tokens: v["usage"]["input_tokens"].as_u64().unwrap_or(0),
+            output_tokens: v["usage"]["output_tokens"].as_u64().unwrap_or(0),
+        },
         stop_reason: v["stop_reason"].as_str().unwrap_or("stop").into(),
     }
 }
@@ -1095,7 +1222,12 @@ pub async fn history(sessions: &Sessions, id: &SessionId) -> Vec<Message> {
         match item.item_type.as_str() {
             "message" => {
                 let role = if d["role"] == "assistant" { Role::Assistant } else { Role::User };
-                messages.push(Message { role, content: text_of(&d["content"]), tool_calls: vec![], tool_call_id: None });
+                messages.push(Message {
+                    role,
+                    content: text_of(&d["content"]),
+                    tool_calls: vec![],
+                    tool_call_id: None,
+                });
             }
             "function_call" => {
                 let call = ToolCall {
@@ -1106,7 +1238,12 @@ pub async fn history(sessions: &Sessions, id: &SessionId) -> Vec<Message> {
                 // Calls belong to the assistant message of the same model response.
                 match messages.last_mut() {
                     Some(last) if last.role == Role::Assistant => last.tool_calls.push(call),
-                    _ => messages.push(Message { role: Role::Assistant, content: String::new(), tool_calls: vec![call], tool_call_id: None }),
+                    _ => messages.push(Message {
+                        role: Role::Assistant,
+                        content: String::new(),
+                        tool_calls: vec![call],
+                        tool_call_id: None,
+                    }),
                 }
             }
             "function_call_output" => messages.push(Message {

@@ -42,7 +42,10 @@ pub async fn postgres_db() -> Option<TestDb> {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
         .await
         .unwrap_or_else(|e| panic!("TEST_DATABASE_URL={base} is set but unusable: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.expect("create schema");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
     Some(TestDb { label: "postgres", url, _dir: None })
@@ -337,7 +340,10 @@ impl Api {
     /// Posts a user message and returns the ack.
     pub async fn message(&self, id: &str, text: &str) -> Value {
         let (status, v) = self
-            .post(&format!("/v1/sessions/{id}/events"), serde_json::json!({"type": "message", "data": {"role": "user", "content": text}}))
+            .post(
+                &format!("/v1/sessions/{id}/events"),
+                serde_json::json!({"type": "message", "data": {"role": "user", "content": text}}),
+            )
             .await;
         assert_eq!(status, 202, "message: {v}");
         v

@@ -203,13 +203,22 @@ async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Respon
         frames.push((None, chunk(json!({"content": c}), Value::Null)));
     }
     for (i, (name, args)) in calls.iter().enumerate() {
-        frames.push((None, chunk(json!({"tool_calls": [{"index": i, "id": format!("call_mock_{i}"), "type": "function",
-            "function": {"name": name, "arguments": ""}}]}), Value::Null)));
+        frames.push((
+            None,
+            chunk(
+                json!({"tool_calls": [{"index": i, "id": format!("call_mock_{i}"), "type": "function",
+            "function": {"name": name, "arguments": ""}}]}),
+                Value::Null,
+            ),
+        ));
         let args = args.to_string();
         let mid = args.len() / 2;
         let (a, b) = args.split_at(args.char_indices().map(|(i, _)| i).find(|&i| i >= mid).unwrap_or(0));
         for part in [a, b] {
-            frames.push((None, chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": part}}]}), Value::Null)));
+            frames.push((
+                None,
+                chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": part}}]}), Value::Null),
+            ));
         }
     }
     if cut {
@@ -217,8 +226,11 @@ async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Respon
     }
     let finish = if calls.is_empty() { "stop" } else { "tool_calls" };
     frames.push((None, chunk(json!({}), finish.into())));
-    frames.push((None, json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})));
+    frames.push((
+        None,
+        json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}),
+    ));
     sse(frames, true, delay)
 }
 
@@ -237,29 +249,47 @@ async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Res
         for (i, (n, a)) in calls.iter().enumerate() {
             content.push(json!({"type": "tool_use", "id": format!("toolu_mock_{i}"), "name": n, "input": a}));
         }
-        return axum::Json(json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
-            "stop_reason": stop, "usage": {"input_tokens": 13, "output_tokens": 5}})).into_response();
+        return axum::Json(
+            json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop, "usage": {"input_tokens": 13, "output_tokens": 5}}),
+        )
+        .into_response();
     }
-    let mut frames: Vec<(Option<&'static str>, Value)> = vec![(Some("message_start"), json!({"type": "message_start", "message": {
+    let mut frames: Vec<(Option<&'static str>, Value)> = vec![(
+        Some("message_start"),
+        json!({"type": "message_start", "message": {
         "id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null,
-        "usage": {"input_tokens": 13, "output_tokens": 1}}}))];
+        "usage": {"input_tokens": 13, "output_tokens": 1}}}),
+    )];
     let mut index = 0;
     if !text_chunks.is_empty() {
-        frames.push((Some("content_block_start"), json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
+        frames.push((
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+        ));
         for c in &text_chunks {
-            frames.push((Some("content_block_delta"), json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": c}})));
+            frames.push((
+                Some("content_block_delta"),
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": c}}),
+            ));
         }
         frames.push((Some("content_block_stop"), json!({"type": "content_block_stop", "index": index})));
         index += 1;
     }
     for (i, (name, args)) in calls.iter().enumerate() {
-        frames.push((Some("content_block_start"), json!({"type": "content_block_start", "index": index,
-            "content_block": {"type": "tool_use", "id": format!("toolu_mock_{i}"), "name": name, "input": {}}})));
+        frames.push((
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": index,
+            "content_block": {"type": "tool_use", "id": format!("toolu_mock_{i}"), "name": name, "input": {}}}),
+        ));
         let args = args.to_string();
         let mid = args.char_indices().map(|(i, _)| i).find(|&i| i >= args.len() / 2).unwrap_or(0);
         for part in [&args[..mid], &args[mid..]] {
-            frames.push((Some("content_block_delta"), json!({"type": "content_block_delta", "index": index,
-                "delta": {"type": "input_json_delta", "partial_json": part}})));
+            frames.push((
+                Some("content_block_delta"),
+                json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": part}}),
+            ));
         }
         frames.push((Some("content_block_stop"), json!({"type": "content_block_stop", "index": index})));
         index += 1;
@@ -267,7 +297,10 @@ async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Res
     if cut {
         return sse(frames, false, delay);
     }
-    frames.push((Some("message_delta"), json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}})));
+    frames.push((
+        Some("message_delta"),
+        json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}}),
+    ));
     frames.push((Some("message_stop"), json!({"type": "message_stop"})));
     sse(frames, false, delay)
 }

@@ -27,11 +27,8 @@ impl Guest for Agent {
             for text in session::steering() {
                 messages.push(Message { role: Role::User, content: text, tool_calls: vec![], tool_call_id: None });
             }
-            let completion = llm::complete(&llm::Request {
-                messages: messages.clone(),
-                tools: specs.clone(),
-                max_tokens: None,
-            })?;
+            let completion =
+                llm::complete(&llm::Request { messages: messages.clone(), tools: specs.clone(), max_tokens: None })?;
             steps += 1;
             usage.input_tokens += completion.usage.input_tokens;
             usage.output_tokens += completion.usage.output_tokens;

@@ -174,7 +174,12 @@ impl HarnessComponent {
         let state = HostState {
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(memory).instances(64).tables(64).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory)
+                .instances(64)
+                .tables(64)
+                .trap_on_grow_failure(true)
+                .build(),
             host,
         };
         let host = state.host.clone();

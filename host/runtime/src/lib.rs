@@ -69,7 +69,9 @@ pub(crate) fn classify(error: wasmtime::Error, memory: usize, deadline: Duration
     let text = format!("{error:#}");
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Failure::Deadline(deadline),
-        _ if text.contains("memory") && (text.contains("limit") || text.contains("grow")) => Failure::OutOfMemory(memory),
+        _ if text.contains("memory") && (text.contains("limit") || text.contains("grow")) => {
+            Failure::OutOfMemory(memory)
+        }
         Some(trap) => Failure::Trap(trap.to_string()),
         None => Failure::Trap(text.lines().next().unwrap_or("unknown").to_string()),
     }
@@ -198,7 +200,9 @@ impl Runtime {
             // only this process kind writes the cache dir.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "stale component cache entry; recompiling"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "stale component cache entry; recompiling")
+                }
             }
         }
         let started = std::time::Instant::now();

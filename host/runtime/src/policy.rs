@@ -18,9 +18,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use omnigent::policy::types::{
-    Context, Elicitation, Phase, StateAction, StateUpdate, Usage, Verdict,
-};
+pub use omnigent::policy::types::{Context, Elicitation, Phase, StateAction, StateUpdate, Usage, Verdict};
 
 /// What one evaluation may use.
 #[derive(Clone, Copy, Debug)]
@@ -84,7 +82,12 @@ impl PolicyComponent {
         let state = PolicyState {
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(memory).instances(16).tables(16).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory)
+                .instances(16)
+                .tables(16)
+                .trap_on_grow_failure(true)
+                .build(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -99,7 +102,8 @@ impl PolicyComponent {
         f: impl AsyncFnOnce(&Policy, &mut Store<PolicyState>) -> wasmtime::Result<Result<T, PolicyFailure>>,
     ) -> Result<T, PolicyFailure> {
         let mut store = self.store(limits);
-        let classify = |e: wasmtime::Error| PolicyFailure::Sandbox(crate::classify(e, limits.memory_bytes, limits.deadline));
+        let classify =
+            |e: wasmtime::Error| PolicyFailure::Sandbox(crate::classify(e, limits.memory_bytes, limits.deadline));
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await.map_err(classify)?;
             f(&instance, &mut store).await.map_err(classify)?
@@ -117,8 +121,10 @@ impl PolicyComponent {
 
     /// Checks parameters (`init`) without evaluating anything.
     pub async fn check_params(&self, params: &str, limits: PolicyLimits) -> Result<(), PolicyFailure> {
-        self.with_instance(limits, async |p, store| Ok(p.call_init(&mut *store, params).await?.map_err(PolicyFailure::Params)))
-            .await
+        self.with_instance(limits, async |p, store| {
+            Ok(p.call_init(&mut *store, params).await?.map_err(PolicyFailure::Params))
+        })
+        .await
     }
 
     /// `init(params)` then `evaluate(event)` in one fresh instance.

@@ -1,8 +1,8 @@
 //! A minimal host side of a turn, for tests and benchmarks that exercise a harness without a server: the
 //! conversation is one user message, the model answers `reply` at once, and there are no tools.
 
-use crate::harness::{Error, LogLevel, Message, Role, ToolSpec, Usage, llm, tools};
 use crate::TurnHost;
+use crate::harness::{Error, LogLevel, Message, Role, ToolSpec, Usage, llm, tools};
 
 pub struct FixedHost {
     pub user_message: String,

@@ -57,7 +57,10 @@ async fn every_builtin_describes_itself_and_checks_its_parameters() {
         assert_eq!(schema["type"], "object", "{name}");
         assert!(!d.description.is_empty());
         let bad = p.check_params(&json!({"no_such_param": 1}).to_string(), PolicyLimits::default()).await.unwrap_err();
-        assert!(matches!(&bad, PolicyFailure::Params(m) if m.contains("unknown parameter 'no_such_param'")), "{name}: {bad}");
+        assert!(
+            matches!(&bad, PolicyFailure::Params(m) if m.contains("unknown parameter 'no_such_param'")),
+            "{name}: {bad}"
+        );
     }
     let err = builtin(&rt, "cost_budget").check_params("{}", PolicyLimits::default()).await.unwrap_err();
     assert!(err.to_string().contains("max_cost_usd is required"), "{err}");
@@ -73,7 +76,10 @@ async fn ask_on_os_tools_asks_before_shell_and_writes_only() {
     }
     assert_eq!(verdict(&eval(&rt, "ask_on_os_tools", json!({}), call("write_file", json!({}))).await), "ask");
     assert_eq!(verdict(&eval(&rt, "ask_on_os_tools", json!({}), call("read_file", json!({}))).await), "abstain");
-    assert_eq!(verdict(&eval(&rt, "ask_on_os_tools", json!({"include_reads": true}), call("read_file", json!({}))).await), "ask");
+    assert_eq!(
+        verdict(&eval(&rt, "ask_on_os_tools", json!({"include_reads": true}), call("read_file", json!({}))).await),
+        "ask"
+    );
     let other_phase = event(Phase::Request, None, json!({"user_content": "hi"}), 0.0, json!({}));
     assert_eq!(verdict(&eval(&rt, "ask_on_os_tools", json!({}), other_phase).await), "abstain");
 }
@@ -102,8 +108,14 @@ async fn cost_budget_asks_at_each_threshold_once_then_denies_at_the_limit() {
     assert_eq!(verdict(&d), "ask");
     assert_eq!(d.state_updates[0].value, "0.25");
     // Once 0.25 is approved it does not ask again until the next threshold.
-    assert_eq!(verdict(&eval(&rt, "cost_budget", params.clone(), at(0.3, json!({"p.approved_usd": 0.25}))).await), "allow");
-    assert_eq!(verdict(&eval(&rt, "cost_budget", params.clone(), at(0.6, json!({"p.approved_usd": 0.25}))).await), "ask");
+    assert_eq!(
+        verdict(&eval(&rt, "cost_budget", params.clone(), at(0.3, json!({"p.approved_usd": 0.25}))).await),
+        "allow"
+    );
+    assert_eq!(
+        verdict(&eval(&rt, "cost_budget", params.clone(), at(0.6, json!({"p.approved_usd": 0.25}))).await),
+        "ask"
+    );
     let d = eval(&rt, "cost_budget", params.clone(), at(1.2, json!({"p.approved_usd": 0.5}))).await;
     assert!(matches!(&d.verdict, Verdict::Deny(r) if r.contains("budget")), "{}", verdict(&d));
     // A downgrade gate: at the limit, only expensive models are refused.
@@ -116,7 +128,9 @@ async fn detect_loop_asks_on_the_third_identical_call() {
     let rt = Runtime::new(None).unwrap();
     let mut state = json!({});
     let mut verdicts = Vec::new();
-    for args in [json!({"command": "ls"}), json!({"command": "ls"}), json!({"command": "pwd"}), json!({"command": "ls"})] {
+    for args in
+        [json!({"command": "ls"}), json!({"command": "ls"}), json!({"command": "pwd"}), json!({"command": "ls"})]
+    {
         let mut e = call("shell", args);
         e.context.state = state.to_string();
         let d = eval(&rt, "detect_loop", json!({"window": 10, "threshold": 3}), e).await;

@@ -47,7 +47,10 @@ impl Client {
     pub async fn connect_existing(args: &ClientArgs) -> anyhow::Result<Client> {
         let client = Self::new(args)?;
         if !client.answers().await {
-            bail!("no omnigent server answers at {} (attach never starts one; use `omnigent resume` to reopen a stored session)", client.base);
+            bail!(
+                "no omnigent server answers at {} (attach never starts one; use `omnigent resume` to reopen a stored session)",
+                client.base
+            );
         }
         Ok(client)
     }
@@ -116,7 +119,8 @@ fn api_error(status: StatusCode, body: &str) -> anyhow::Error {
 fn loopback_addr(url: &str) -> Option<SocketAddr> {
     let rest = url.strip_prefix("http://")?;
     let authority = rest.split('/').next()?;
-    let (host, port) = authority.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>().ok())).unwrap_or((authority, Some(80)));
+    let (host, port) =
+        authority.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>().ok())).unwrap_or((authority, Some(80)));
     let ip: IpAddr = match host.trim_matches(['[', ']']) {
         "localhost" => IpAddr::from([127, 0, 0, 1]),
         other => other.parse().ok()?,

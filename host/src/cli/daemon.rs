@@ -49,9 +49,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 fn database_url(args: &ServerArgs) -> String {
-    args.database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("omnigent.db").display()))
+    args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("omnigent.db").display()))
 }
 
 /// Hides credentials in a database URL before it is printed or logged.
@@ -219,7 +217,11 @@ pub async fn status(args: &ServerArgs) -> anyhow::Result<ExitCode> {
             let health: serde_json::Value = r.json().await.unwrap_or_default();
             println!(
                 "omnigent server running (pid {}) at {}; database {} ({}); {} live sessions",
-                p.pid, p.url, health["database"].as_str().unwrap_or("?"), p.database, health["live_sessions"]
+                p.pid,
+                p.url,
+                health["database"].as_str().unwrap_or("?"),
+                p.database,
+                health["live_sessions"]
             );
             Ok(ExitCode::SUCCESS)
         }

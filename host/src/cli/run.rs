@@ -78,7 +78,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let client = Client::connect(&args.client).await?;
     let title = args.title.clone().or_else(|| Some(config.name.clone()));
-    let created = client.request(Method::POST, "/v1/sessions", Some(&json!({"title": title, "config": config.to_json()}))).await?;
+    let created = client
+        .request(Method::POST, "/v1/sessions", Some(&json!({"title": title, "config": config.to_json()})))
+        .await?;
     let id = created["id"].as_str().context("the server's answer has no session id")?.to_string();
     eprintln!("session {id}  ({}/v1/sessions/{id})", client.base());
     converse(&client, &id, args.prompt.as_deref()).await
@@ -107,9 +109,14 @@ impl JoinArgs {
 
 /// Joins a live session as a thin client. `start_server`: resume may start a local server; attach never does.
 pub async fn join(args: JoinArgs, start_server: bool) -> anyhow::Result<ExitCode> {
-    let client = if start_server { Client::connect(&args.client).await? } else { Client::connect_existing(&args.client).await? };
+    let client = if start_server {
+        Client::connect(&args.client).await?
+    } else {
+        Client::connect_existing(&args.client).await?
+    };
     let path = format!("/v1/sessions/{}", super::sessions::encode(&args.id));
-    let snapshot = client.request(Method::GET, &path, None).await.with_context(|| format!("cannot join session {}", args.id))?;
+    let snapshot =
+        client.request(Method::GET, &path, None).await.with_context(|| format!("cannot join session {}", args.id))?;
     let id = snapshot["id"].as_str().context("the server's answer has no session id")?.to_string();
     let items = snapshot["items"].as_array().cloned().unwrap_or_default();
     eprintln!("session {id}: {} ({} items)", snapshot["status"].as_str().unwrap_or("?"), items.len());
@@ -141,7 +148,11 @@ async fn converse(client: &Client, id: &str, prompt: Option<&str>) -> anyhow::Re
 /// The config `omnigent run <harness> [--model M]` uses: tools run in the current directory.
 fn quick_config(harness: String, model: Option<String>) -> SessionConfig {
     let executor = Executor::new(&harness, Some(model.unwrap_or_else(|| "gpt-4o-mini".into())));
-    let cwd = std::env::current_dir().ok().map(|d| crate::config::OsEnv { kind: None, cwd: Some(d.display().to_string()), sandbox: None });
+    let cwd = std::env::current_dir().ok().map(|d| crate::config::OsEnv {
+        kind: None,
+        cwd: Some(d.display().to_string()),
+        sandbox: None,
+    });
     SessionConfig { os_env: cwd, ..SessionConfig::new("quickstart", executor) }
 }
 
@@ -201,7 +212,11 @@ impl<'a> Chat<'a> {
     async fn resolve(&self, eid: &str, target: &str, accept: bool) -> anyhow::Result<()> {
         let body = json!({"action": if accept { "accept" } else { "decline" }});
         // It may have been answered elsewhere (web UI, another terminal) meanwhile: say so, carry on.
-        if let Err(e) = self.client.request(Method::POST, &format!("/v1/sessions/{target}/elicitations/{eid}/resolve"), Some(&body)).await {
+        if let Err(e) = self
+            .client
+            .request(Method::POST, &format!("/v1/sessions/{target}/elicitations/{eid}/resolve"), Some(&body))
+            .await
+        {
             eprintln!("(could not answer: {e:#})");
         }
         Ok(())
@@ -312,14 +327,23 @@ impl Renderer {
                     "function_call" if item["status"] == "action_required" => {
                         self.newline();
                         let name = item["name"].as_str().unwrap_or("?");
-                        println!("→ {name}({}) — a client tool; this terminal cannot run it", short(item["arguments"].as_str().unwrap_or(""), 200));
+                        println!(
+                            "→ {name}({}) — a client tool; this terminal cannot run it",
+                            short(item["arguments"].as_str().unwrap_or(""), 200)
+                        );
                         let body = json!({"type": "function_call_output", "data": {"call_id": item["call_id"],
                             "output": format!("error: the omnigent CLI cannot run the client tool '{name}'")}});
-                        chat.client.request(Method::POST, &format!("/v1/sessions/{}/events", chat.id), Some(&body)).await?;
+                        chat.client
+                            .request(Method::POST, &format!("/v1/sessions/{}/events", chat.id), Some(&body))
+                            .await?;
                     }
                     "function_call" if item["status"] == "completed" => {
                         self.newline();
-                        println!("→ {}({})", item["name"].as_str().unwrap_or("?"), short(item["arguments"].as_str().unwrap_or(""), 200));
+                        println!(
+                            "→ {}({})",
+                            item["name"].as_str().unwrap_or("?"),
+                            short(item["arguments"].as_str().unwrap_or(""), 200)
+                        );
                     }
                     "function_call_output" => {
                         self.newline();
@@ -346,7 +370,11 @@ impl Renderer {
             }
             "response.error" => {
                 self.newline();
-                eprintln!("error ({}): {}", data["source"].as_str().unwrap_or("?"), data["error"]["message"].as_str().unwrap_or(""));
+                eprintln!(
+                    "error ({}): {}",
+                    data["source"].as_str().unwrap_or("?"),
+                    data["error"]["message"].as_str().unwrap_or("")
+                );
             }
             "response.incomplete" => {
                 self.newline();
@@ -357,12 +385,18 @@ impl Renderer {
                 let p = &data["params"];
                 let eid = data["elicitation_id"].as_str().unwrap_or_default().to_string();
                 let target = p["target_session_id"].as_str().unwrap_or(&chat.id).to_string();
-                eprintln!("? {} [policy {}]", p["message"].as_str().unwrap_or("approve?"), p["policy_name"].as_str().unwrap_or("?"));
+                eprintln!(
+                    "? {} [policy {}]",
+                    p["message"].as_str().unwrap_or("approve?"),
+                    p["policy_name"].as_str().unwrap_or("?")
+                );
                 eprint!("  allow? [y/n] ");
                 let _ = std::io::stderr().flush();
                 self.asking = Some((eid, target));
             }
-            "response.elicitation_resolved" if self.asking.as_ref().is_some_and(|(eid, _)| data["elicitation_id"] == eid.as_str()) => {
+            "response.elicitation_resolved"
+                if self.asking.as_ref().is_some_and(|(eid, _)| data["elicitation_id"] == eid.as_str()) =>
+            {
                 self.asking = None;
                 eprintln!("(answered elsewhere: {})", data["action"].as_str().unwrap_or("?"));
             }
@@ -379,7 +413,11 @@ impl Renderer {
                 "failed" => {
                     self.newline();
                     let e = &data["error"];
-                    eprintln!("turn failed: {}: {}", e["code"].as_str().unwrap_or("error"), e["message"].as_str().unwrap_or(""));
+                    eprintln!(
+                        "turn failed: {}: {}",
+                        e["code"].as_str().unwrap_or("error"),
+                        e["message"].as_str().unwrap_or("")
+                    );
                     return Ok(Some(false));
                 }
                 _ => {}

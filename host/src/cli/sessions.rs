@@ -86,7 +86,10 @@ fn print_snapshot(s: &Value) {
     println!("created:  {}", time(s["created_at"].as_i64().unwrap_or(0)));
     println!("updated:  {}", time(s["updated_at"].as_i64().unwrap_or(0)));
     if let Some(labels) = s["labels"].as_object().filter(|l| !l.is_empty()) {
-        let text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or(v.to_string()))).collect();
+        let text: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or(v.to_string())))
+            .collect();
         println!("labels:   {}", text.join(", "));
     }
     if let Some(harness) = s["harness"].as_str() {
@@ -110,8 +113,12 @@ pub(super) fn item_line(item: &Value) -> String {
                 .unwrap_or_default();
             format!("{}: {}", data["role"].as_str().unwrap_or("?"), text.join(" "))
         }
-        "function_call" => format!("call {}({})", data["name"].as_str().unwrap_or("?"), data["arguments"].as_str().unwrap_or("")),
-        "function_call_output" => format!("result {}: {}", data["call_id"].as_str().unwrap_or("?"), data["output"].as_str().unwrap_or("")),
+        "function_call" => {
+            format!("call {}({})", data["name"].as_str().unwrap_or("?"), data["arguments"].as_str().unwrap_or(""))
+        }
+        "function_call_output" => {
+            format!("result {}: {}", data["call_id"].as_str().unwrap_or("?"), data["output"].as_str().unwrap_or(""))
+        }
         other => format!("{other}: {data}"),
     }
 }

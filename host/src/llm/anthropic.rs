@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::sse::SseReader;
 use super::{ChatRequest, LlmError, empty_usage, http_error, normalize_calls, transport_error};
+use crate::sse::SseReader;
 use omnigent_runtime::harness::{Role, ToolCall, llm::Completion};
 
 pub struct Anthropic {
@@ -15,7 +15,11 @@ pub struct Anthropic {
 const DEFAULT_MAX_TOKENS: u32 = 8192;
 
 impl Anthropic {
-    pub async fn complete(&self, req: &ChatRequest, on_delta: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, LlmError> {
+    pub async fn complete(
+        &self,
+        req: &ChatRequest,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Completion, LlmError> {
         let url = format!("{}/v1/messages", self.base_url.trim_end_matches('/'));
         let response = self
             .http
@@ -91,7 +95,10 @@ impl Anthropic {
                 }
                 "error" => {
                     let kind = event["error"]["type"].as_str().unwrap_or("error");
-                    let message = format!("Anthropic stream error ({kind}): {}", event["error"]["message"].as_str().unwrap_or(""));
+                    let message = format!(
+                        "Anthropic stream error ({kind}): {}",
+                        event["error"]["message"].as_str().unwrap_or("")
+                    );
                     return Err(if kind == "overloaded_error" || kind == "api_error" {
                         LlmError::Transient { message }
                     } else if kind == "rate_limit_error" {
@@ -135,10 +142,9 @@ fn body(req: &ChatRequest) -> Value {
                 }
                 ("assistant", blocks)
             }
-            Role::Tool => (
-                "user",
-                vec![json!({"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content})],
-            ),
+            Role::Tool => {
+                ("user", vec![json!({"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content})])
+            }
         };
         // Anthropic wants alternating roles: merge consecutive blocks of the same role (e.g. several tool results).
         match messages.last_mut() {

@@ -66,20 +66,28 @@ impl Provider {
         // The config's base_url wins; else the vendors' usual env vars, so gateways work without a YAML change.
         let env_url = |var: &str| std::env::var(var).ok().filter(|u| !u.is_empty());
         let base_url = auth.and_then(|a| a.base_url.clone());
-        let key = |var: &str| auth.and_then(|a| a.api_key.clone()).or_else(|| std::env::var(var).ok()).filter(|k| !k.is_empty());
+        let key = |var: &str| {
+            auth.and_then(|a| a.api_key.clone()).or_else(|| std::env::var(var).ok()).filter(|k| !k.is_empty())
+        };
         let missing = |var: &str| LlmError::Fatal {
             code: "missing_api_key".into(),
-            message: format!("no API key: set executor.auth.api_key in the session config or {var} in the server's environment"),
+            message: format!(
+                "no API key: set executor.auth.api_key in the session config or {var} in the server's environment"
+            ),
         };
         Ok(match config.provider() {
             ProviderKind::Openai => Provider::OpenAi(openai::OpenAi {
                 http,
-                base_url: base_url.or_else(|| env_url("OPENAI_BASE_URL")).unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                base_url: base_url
+                    .or_else(|| env_url("OPENAI_BASE_URL"))
+                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
                 api_key: key("OPENAI_API_KEY").ok_or_else(|| missing("OPENAI_API_KEY"))?,
             }),
             ProviderKind::Anthropic => Provider::Anthropic(anthropic::Anthropic {
                 http,
-                base_url: base_url.or_else(|| env_url("ANTHROPIC_BASE_URL")).unwrap_or_else(|| "https://api.anthropic.com".into()),
+                base_url: base_url
+                    .or_else(|| env_url("ANTHROPIC_BASE_URL"))
+                    .unwrap_or_else(|| "https://api.anthropic.com".into()),
                 api_key: key("ANTHROPIC_API_KEY").ok_or_else(|| missing("ANTHROPIC_API_KEY"))?,
             }),
             ProviderKind::Scripted => Provider::Scripted(scripted::Scripted { script: config.executor.script.clone() }),
@@ -87,7 +95,11 @@ impl Provider {
     }
 
     /// One attempt: streams text deltas to `on_delta` as they arrive.
-    async fn attempt(&self, req: &ChatRequest, on_delta: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, LlmError> {
+    async fn attempt(
+        &self,
+        req: &ChatRequest,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Completion, LlmError> {
         match self {
             Provider::OpenAi(p) => p.complete(req, on_delta).await,
             Provider::Anthropic(p) => p.complete(req, on_delta).await,

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::sse::SseReader;
 use super::{ChatRequest, LlmError, empty_usage, http_error, normalize_calls, transport_error};
+use crate::sse::SseReader;
 use omnigent_runtime::harness::{Role, ToolCall, Usage, llm::Completion};
 
 pub struct OpenAi {
@@ -14,7 +14,11 @@ pub struct OpenAi {
 }
 
 impl OpenAi {
-    pub async fn complete(&self, req: &ChatRequest, on_delta: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, LlmError> {
+    pub async fn complete(
+        &self,
+        req: &ChatRequest,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Completion, LlmError> {
         let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
         let response = self
             .http
@@ -41,7 +45,10 @@ impl OpenAi {
             let chunk: Value = serde_json::from_str(&frame.data)
                 .map_err(|e| LlmError::Transient { message: format!("unreadable stream chunk ({e})") })?;
             if let Some(err) = chunk.get("error") {
-                return Err(LlmError::Fatal { code: "llm_error".into(), message: format!("provider error in stream: {err}") });
+                return Err(LlmError::Fatal {
+                    code: "llm_error".into(),
+                    message: format!("provider error in stream: {err}"),
+                });
             }
             if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
                 usage = Usage {

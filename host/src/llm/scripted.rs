@@ -12,7 +12,11 @@ pub struct Scripted {
 }
 
 impl Scripted {
-    pub async fn complete(&self, req: &ChatRequest, on_delta: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, LlmError> {
+    pub async fn complete(
+        &self,
+        req: &ChatRequest,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Completion, LlmError> {
         let n = req.messages.iter().filter(|m| m.role == Role::Assistant).count();
         let Some(step) = self.script.get(n) else {
             return Err(LlmError::Fatal {
@@ -38,7 +42,8 @@ impl Scripted {
             })
             .collect();
         let words = |s: &str| s.split_whitespace().count() as u64;
-        let input_tokens = req.messages.iter().map(|m| words(&m.content)).sum::<u64>() + req.system.as_deref().map(words).unwrap_or(0);
+        let input_tokens =
+            req.messages.iter().map(|m| words(&m.content)).sum::<u64>() + req.system.as_deref().map(words).unwrap_or(0);
         let stop_reason = if tool_calls.is_empty() { "stop" } else { "tool_calls" };
         Ok(Completion {
             usage: Usage { input_tokens, output_tokens: words(&text) + tool_calls.len() as u64 },

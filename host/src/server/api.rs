@@ -2,11 +2,11 @@
 
 use std::convert::Infallible;
 
+use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use futures::StreamExt;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
@@ -32,7 +32,8 @@ pub struct ApiJson<T>(pub T);
 pub struct ApiQuery<T>(pub T);
 
 pub(super) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
-    SessionId::parse(raw).map_err(|e| ApiError::not_found(format!("no session '{}': {e}", crate::ids::truncate(raw, 80))))
+    SessionId::parse(raw)
+        .map_err(|e| ApiError::not_found(format!("no session '{}': {e}", crate::ids::truncate(raw, 80))))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -200,7 +201,14 @@ pub struct StreamQuery {
     pub idle: Option<bool>,
 }
 
-pub(super) fn page(limit: Option<u32>, default_limit: u32, after: Option<String>, before: Option<String>, order: Option<String>, default_desc: bool) -> Result<Page, ApiError> {
+pub(super) fn page(
+    limit: Option<u32>,
+    default_limit: u32,
+    after: Option<String>,
+    before: Option<String>,
+    order: Option<String>,
+    default_desc: bool,
+) -> Result<Page, ApiError> {
     let limit = limit.unwrap_or(default_limit);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be between 1 and 1000, got {limit}")));
@@ -212,7 +220,12 @@ pub(super) fn page(limit: Option<u32>, default_limit: u32, after: Option<String>
         None => default_desc,
         Some("desc") => true,
         Some("asc") => false,
-        Some(other) => return Err(ApiError::invalid(format!("order must be 'asc' or 'desc', got '{}'", crate::ids::truncate(other, 40)))),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "order must be 'asc' or 'desc', got '{}'",
+                crate::ids::truncate(other, 40)
+            )));
+        }
     };
     Ok(Page { limit, after, before, descending })
 }
@@ -265,13 +278,18 @@ pub(super) fn list<T>(data: Vec<T>, has_more: bool, id_of: impl Fn(&T) -> String
     }
 }
 
-async fn render_snapshot(state: &AppState, record: SessionRecord, include_items: bool) -> Result<SessionResponse, ApiError> {
+async fn render_snapshot(
+    state: &AppState,
+    record: SessionRecord,
+    include_items: bool,
+) -> Result<SessionResponse, ApiError> {
     let mut items = Vec::new();
     // A session with an empty log has no items: skip the query.
     if include_items && record.last_seq > 0 {
         let mut page = Page { limit: 1000, after: None, before: None, descending: false };
         loop {
-            let (batch, more) = state.sessions.store().list_items(&record.id, &page).await.map_err(SessionError::from)?;
+            let (batch, more) =
+                state.sessions.store().list_items(&record.id, &page).await.map_err(SessionError::from)?;
             page.after = batch.last().map(|i| i.id.clone());
             items.extend(batch.iter().map(|i| i.nested()));
             if !more {
@@ -312,9 +330,13 @@ pub async fn create_session(
             return Err(ApiError::invalid("give either 'agent_id' or 'config', not both"));
         }
         (Some(wanted), _) => {
-            let agent = state.sessions.store().get_agent(&wanted).await.map_err(SessionError::from)?.ok_or_else(|| {
-                ApiError::not_found(format!("no agent '{}' (register one with POST /v1/agents)", crate::ids::truncate(&wanted, 80)))
-            })?;
+            let agent =
+                state.sessions.store().get_agent(&wanted).await.map_err(SessionError::from)?.ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "no agent '{}' (register one with POST /v1/agents)",
+                        crate::ids::truncate(&wanted, 80)
+                    ))
+                })?;
             agent_id = Some(agent.id);
             Some(agent.config)
         }
@@ -362,21 +384,37 @@ pub async fn list_sessions(
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(SessionStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid(format!("status must be one of idle, running, failed, paused; got '{}'", crate::ids::truncate(s, 40)))
+            ApiError::invalid(format!(
+                "status must be one of idle, running, failed, paused; got '{}'",
+                crate::ids::truncate(s, 40)
+            ))
         })?),
     };
     if let Some(sort) = q.sort_by.as_deref().filter(|s| *s != "created_at") {
-        return Err(ApiError::invalid(format!("sort_by '{}' is not supported; use created_at", crate::ids::truncate(sort, 40))));
+        return Err(ApiError::invalid(format!(
+            "sort_by '{}' is not supported; use created_at",
+            crate::ids::truncate(sort, 40)
+        )));
     }
     let kind = match q.kind.as_deref() {
         None | Some("any") => None,
         Some(k @ ("default" | "sub_agent")) => Some(k.to_string()),
-        Some(other) => return Err(ApiError::invalid(format!("kind must be default, sub_agent or any; got '{}'", crate::ids::truncate(other, 40)))),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "kind must be default, sub_agent or any; got '{}'",
+                crate::ids::truncate(other, 40)
+            )));
+        }
     };
     let empty = match q.visibility.as_deref() {
         None | Some("all") | Some("mine") => false,
         Some("shared") | Some("archived") => true,
-        Some(other) => return Err(ApiError::invalid(format!("visibility must be all, mine, shared or archived; got '{}'", crate::ids::truncate(other, 40)))),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "visibility must be all, mine, shared or archived; got '{}'",
+                crate::ids::truncate(other, 40)
+            )));
+        }
     };
     let mut agent_id = q.agent_id;
     if let Some(name) = &q.agent_name {
@@ -422,7 +460,10 @@ pub async fn update_session(
 /// Delete a session and its history. Open streams end with `[DONE]`.
 #[utoipa::path(delete, path = "/v1/sessions/{id}", params(("id" = String, Path)),
     responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn delete_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeletedResponse>, ApiError> {
+pub async fn delete_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeletedResponse>, ApiError> {
     let id = session_id(&id)?;
     state.sessions.delete(&id).await?;
     Ok(Json(DeletedResponse { id: id.to_string(), object: "conversation.deleted", deleted: true }))
@@ -482,11 +523,12 @@ pub async fn stream(
 }
 
 fn parse_cursor(raw: &str, what: &str) -> Result<i64, ApiError> {
-    raw.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| ApiError::invalid(format!("{what} must be a non-negative event sequence number, got '{}'", crate::ids::truncate(raw, 40))))
+    raw.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{what} must be a non-negative event sequence number, got '{}'",
+            crate::ids::truncate(raw, 40)
+        ))
+    })
 }
 
 fn sse_event(frame: Frame) -> SseEvent {
@@ -542,7 +584,9 @@ pub async fn create_agent(
     };
     match state.sessions.store().create_agent(&agent).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(agent_object(agent)))),
-        Err(e @ crate::store::StoreError::NameTaken(_)) => Err(ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string())),
+        Err(e @ crate::store::StoreError::NameTaken(_)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string()))
+        }
         Err(e) => Err(SessionError::from(e).into()),
     }
 }
@@ -559,7 +603,9 @@ pub async fn list_agents(State(state): State<AppState>) -> Result<Json<ListRespo
     responses((status = 200, body = AgentObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AgentObject>, ApiError> {
     let agent = state.sessions.store().get_agent(&id).await.map_err(SessionError::from)?;
-    agent.map(|a| Json(agent_object(a))).ok_or_else(|| ApiError::not_found(format!("no agent '{}'", crate::ids::truncate(&id, 80))))
+    agent
+        .map(|a| Json(agent_object(a)))
+        .ok_or_else(|| ApiError::not_found(format!("no agent '{}'", crate::ids::truncate(&id, 80))))
 }
 
 /// `POST /v1/sessions/{id}/fork`
@@ -594,7 +640,10 @@ pub async fn fork_session(
 /// A session's sub-agent child sessions, newest first.
 #[utoipa::path(get, path = "/v1/sessions/{id}/child_sessions", params(("id" = String, Path)),
     responses((status = 200, body = ListResponse<Object>), (status = 404, body = ErrorEnvelope)))]
-pub async fn child_sessions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ListResponse<Value>>, ApiError> {
+pub async fn child_sessions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ListResponse<Value>>, ApiError> {
     let id = session_id(&id)?;
     state.sessions.get(&id).await?;
     let children = state.sessions.store().list_children(&id, 1000).await.map_err(SessionError::from)?;

@@ -77,7 +77,11 @@ async fn existing(state: &AppState, id: &SessionId, cid: &str) -> Result<Value, 
 /// Add a comment.
 #[utoipa::path(post, path = "/v1/sessions/{id}/comments", params(("id" = String, Path)), request_body = NewComment,
     responses((status = 200, body = Object), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn create(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<NewComment>) -> Result<Json<Value>, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<NewComment>,
+) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     check_body(&req.body)?;
     if req.path.is_empty() || req.path.len() > 1024 {
@@ -97,7 +101,11 @@ pub async fn create(State(state): State<AppState>, Path(id): Path<String>, ApiJs
 /// A session's comments, oldest first.
 #[utoipa::path(get, path = "/v1/sessions/{id}/comments", params(("id" = String, Path), CommentsQuery),
     responses((status = 200, body = Vec<Object>), (status = 404, body = ErrorEnvelope)))]
-pub async fn list(State(state): State<AppState>, Path(id): Path<String>, ApiQuery(q): ApiQuery<CommentsQuery>) -> Result<Json<Vec<Value>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<CommentsQuery>,
+) -> Result<Json<Vec<Value>>, ApiError> {
     let id = session_id(&id)?;
     state.sessions.get(&id).await?;
     Ok(Json(state.sessions.store().list_comments(&id, q.path.as_deref()).await.map_err(SessionError::from)?))
@@ -115,7 +123,10 @@ pub async fn update(
     let mut comment = existing(&state, &id, &cid).await?;
     if let Some(status) = req.status {
         if status != "draft" && status != "addressed" {
-            return Err(ApiError::invalid(format!("status must be 'draft' or 'addressed', got '{}'", truncate(&status, 40))));
+            return Err(ApiError::invalid(format!(
+                "status must be 'draft' or 'addressed', got '{}'",
+                truncate(&status, 40)
+            )));
         }
         comment["status"] = status.into();
     }
@@ -131,7 +142,10 @@ pub async fn update(
 /// Delete a comment.
 #[utoipa::path(delete, path = "/v1/sessions/{id}/comments/{cid}", params(("id" = String, Path), ("cid" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorEnvelope)))]
-pub async fn delete(State(state): State<AppState>, Path((id, cid)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((id, cid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     let comment = existing(&state, &id, &cid).await?;
     emit(&state, &id, "session.comment.deleted", &comment).await?;
@@ -141,7 +155,11 @@ pub async fn delete(State(state): State<AppState>, Path((id, cid)): Path<(String
 /// Turn comments into one message text (the client posts it); the comments become `addressed`.
 #[utoipa::path(post, path = "/v1/sessions/{id}/comments/send", params(("id" = String, Path)), request_body = SendComments,
     responses((status = 200, body = Object), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn send(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<SendComments>) -> Result<Json<Value>, ApiError> {
+pub async fn send(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SendComments>,
+) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     if req.comment_ids.is_empty() {
         return Err(ApiError::invalid("comment_ids must name at least one comment"));

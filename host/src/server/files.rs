@@ -16,7 +16,9 @@ impl From<FileError> for ApiError {
     fn from(e: FileError) -> Self {
         match e {
             FileError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()),
-            FileError::Refused(_) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", e.to_string()),
+            FileError::Refused(_) => {
+                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", e.to_string())
+            }
             FileError::BadName => ApiError::invalid(e.to_string()),
             FileError::Session(s) => s.into(),
         }
@@ -28,7 +30,11 @@ impl From<FileError> for ApiError {
     request_body(content_type = "multipart/form-data", content = String, description = "a part named `file`"),
     responses((status = 201, body = Object), (status = 400, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope),
         (status = 415, body = ErrorEnvelope)))]
-pub async fn upload(State(state): State<AppState>, Path(id): Path<String>, mut form: Multipart) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = session_id(&id)?;
     loop {
         let field = form.next_field().await.map_err(|e| multipart_error(&e))?;
@@ -38,7 +44,10 @@ pub async fn upload(State(state): State<AppState>, Path(id): Path<String>, mut f
         if field.name() != Some("file") {
             continue;
         }
-        let name = field.file_name().map(str::to_string).ok_or_else(|| ApiError::invalid("the 'file' part needs a filename"))?;
+        let name = field
+            .file_name()
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::invalid("the 'file' part needs a filename"))?;
         let content_type = field.content_type().map(str::to_string);
         let bytes = field.bytes().await.map_err(|e| multipart_error(&e))?;
         let meta = files::add(&state.sessions, &id, &name, content_type.as_deref(), &bytes, Source::Upload).await?;
@@ -48,7 +57,11 @@ pub async fn upload(State(state): State<AppState>, Path(id): Path<String>, mut f
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the upload is larger than {MAX_FILE_BYTES} bytes"));
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the upload is larger than {MAX_FILE_BYTES} bytes"),
+        );
     }
     ApiError::invalid(format!("invalid multipart body: {}", e.body_text()))
 }
@@ -56,7 +69,11 @@ fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
 /// A session's files, newest first.
 #[utoipa::path(get, path = "/v1/sessions/{id}/resources/files", params(("id" = String, Path), ListItemsQuery),
     responses((status = 200, body = ListResponse<Object>), (status = 404, body = ErrorEnvelope)))]
-pub async fn list(State(state): State<AppState>, Path(id): Path<String>, ApiQuery(q): ApiQuery<ListItemsQuery>) -> Result<Json<ListResponse<Value>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListItemsQuery>,
+) -> Result<Json<ListResponse<Value>>, ApiError> {
     let id = session_id(&id)?;
     let page = page(q.limit, 20, q.after, q.before, q.order, true)?;
     state.sessions.get(&id).await?;
@@ -65,18 +82,26 @@ pub async fn list(State(state): State<AppState>, Path(id): Path<String>, ApiQuer
     Ok(Json(super::api::list(data, has_more, |v| v["id"].as_str().unwrap_or_default().to_string())))
 }
 
-async fn meta(state: &AppState, id: &str, fid: &str) -> Result<(crate::ids::SessionId, crate::store::FileMeta), ApiError> {
+async fn meta(
+    state: &AppState,
+    id: &str,
+    fid: &str,
+) -> Result<(crate::ids::SessionId, crate::store::FileMeta), ApiError> {
     let id = session_id(id)?;
     state.sessions.get(&id).await?;
     let meta = state.sessions.store().get_file(&id, fid).await.map_err(SessionError::from)?;
-    let meta = meta.ok_or_else(|| ApiError::not_found(format!("no file '{}' in session {id}", crate::ids::truncate(fid, 80))))?;
+    let meta = meta
+        .ok_or_else(|| ApiError::not_found(format!("no file '{}' in session {id}", crate::ids::truncate(fid, 80))))?;
     Ok((id, meta))
 }
 
 /// One file's metadata.
 #[utoipa::path(get, path = "/v1/sessions/{id}/resources/files/{fid}", params(("id" = String, Path), ("fid" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorEnvelope)))]
-pub async fn get(State(state): State<AppState>, Path((id, fid)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path((id, fid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let (id, meta) = meta(&state, &id, &fid).await?;
     Ok(Json(files::resource(&id, &meta)))
 }
@@ -84,7 +109,10 @@ pub async fn get(State(state): State<AppState>, Path((id, fid)): Path<(String, S
 /// A file's bytes, with its media type.
 #[utoipa::path(get, path = "/v1/sessions/{id}/resources/files/{fid}/content", params(("id" = String, Path), ("fid" = String, Path)),
     responses((status = 200, description = "The file's bytes"), (status = 404, body = ErrorEnvelope)))]
-pub async fn content(State(state): State<AppState>, Path((id, fid)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn content(
+    State(state): State<AppState>,
+    Path((id, fid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let (id, meta) = meta(&state, &id, &fid).await?;
     let bytes = state.sessions.store().file_content(&id, &meta.id).await.map_err(SessionError::from)?;
     let bytes = bytes.ok_or_else(|| ApiError::not_found(format!("no file '{fid}' in session {id}")))?;
@@ -101,7 +129,10 @@ pub async fn content(State(state): State<AppState>, Path((id, fid)): Path<(Strin
 /// Delete a file.
 #[utoipa::path(delete, path = "/v1/sessions/{id}/resources/files/{fid}", params(("id" = String, Path), ("fid" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorEnvelope)))]
-pub async fn delete(State(state): State<AppState>, Path((id, fid)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((id, fid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     if !files::delete(&state.sessions, &id, &fid).await? {
         return Err(ApiError::not_found(format!("no file '{}' in session {id}", crate::ids::truncate(&fid, 80))));

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::session::Sessions;
-use crate::turn::TurnEnv;
 use crate::store::Store;
+use crate::turn::TurnEnv;
 use error::ApiError;
 
 /// How the server runs.
@@ -145,11 +145,8 @@ pub fn check_exposure(addr: SocketAddr, options: &ServerOptions) -> Result<(), S
 }
 
 pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
-    let state = AppState {
-        sessions,
-        heartbeat: options.heartbeat,
-        auth_token: options.auth_token.as_deref().map(Arc::from),
-    };
+    let state =
+        AppState { sessions, heartbeat: options.heartbeat, auth_token: options.auth_token.as_deref().map(Arc::from) };
     let v1 = Router::new()
         .route("/sessions", get(api::list_sessions).post(api::create_session))
         .route("/sessions/{id}", get(api::get_session).patch(api::update_session).delete(api::delete_session))
@@ -244,12 +241,16 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         check_exposure(listener.local_addr().expect("bound listener has an address"), &options)?;
-        let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone()).map_err(|e| StartError::Runtime(format!("{e:#}")))?;
+        let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone())
+            .map_err(|e| StartError::Runtime(format!("{e:#}")))?;
         turns.policies.check(&options.policies, crate::policy::Level::Server).await.map_err(StartError::Policies)?;
         let sessions = Sessions::new(store, shutdown.clone(), turns);
         let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
         if recovered > 0 {
-            tracing::warn!(sessions = recovered, "found sessions whose turn was cut short by the last shutdown: resuming them (or failing them with a reason)");
+            tracing::warn!(
+                sessions = recovered,
+                "found sessions whose turn was cut short by the last shutdown: resuming them (or failing them with a reason)"
+            );
         }
         Ok(Server { sessions, listener, options, shutdown })
     }
@@ -262,9 +263,8 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let app = router(self.sessions.clone(), &self.options);
         let token = self.shutdown.clone();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await;
+        let result =
+            axum::serve(self.listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
         self.sessions.store().close().await;
         result
     }

@@ -56,13 +56,18 @@ pub async fn resolve(
 /// A pending elicitation (for an approval page), or `{"status": "resolved"}` once answered in this turn.
 #[utoipa::path(get, path = "/v1/sessions/{id}/elicitations/{eid}", params(("id" = String, Path), ("eid" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_elicitation(State(state): State<AppState>, Path((id, eid)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn get_elicitation(
+    State(state): State<AppState>,
+    Path((id, eid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     let record = state.sessions.get(&id).await?;
     if let Some(request) = record.policy.pending(&eid) {
         let p = &request["params"];
-        return Ok(Json(json!({"status": "pending", "elicitation_id": eid, "message": p["message"], "phase": p["phase"],
-            "policy_name": p["policy_name"], "content_preview": p["content_preview"], "expires_at": p["expires_at"]})));
+        return Ok(Json(
+            json!({"status": "pending", "elicitation_id": eid, "message": p["message"], "phase": p["phase"],
+            "policy_name": p["policy_name"], "content_preview": p["content_preview"], "expires_at": p["expires_at"]}),
+        ));
     }
     if let Some(action) = record.policy.resolved.get(&eid) {
         return Ok(Json(json!({"status": "resolved", "elicitation_id": eid, "action": action})));
@@ -136,7 +141,10 @@ fn require_builtin(handler: &str) -> Result<(), ApiError> {
 /// The error when another of the session's policies has `policy`'s name.
 fn name_taken(record: &SessionRecord, policy: &Value) -> Option<SessionError> {
     record.policy.policies.iter().any(|p| p["name"] == policy["name"] && p["id"] != policy["id"]).then(|| {
-        SessionError::AlreadyExists(format!("this session already has a policy named '{}'", policy["name"].as_str().unwrap_or("")))
+        SessionError::AlreadyExists(format!(
+            "this session already has a policy named '{}'",
+            policy["name"].as_str().unwrap_or("")
+        ))
     })
 }
 
@@ -144,7 +152,10 @@ fn name_taken(record: &SessionRecord, policy: &Value) -> Option<SessionError> {
 /// server's defaults (`source: admin`).
 #[utoipa::path(get, path = "/v1/sessions/{id}/policies", params(("id" = String, Path)),
     responses((status = 200, body = ListResponse<Object>), (status = 404, body = ErrorEnvelope)))]
-pub async fn list_policies(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ListResponse<Value>>, ApiError> {
+pub async fn list_policies(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ListResponse<Value>>, ApiError> {
     let id = session_id(&id)?;
     let record = state.sessions.get(&id).await?;
     let mut data: Vec<Value> = record.policy.policies.clone();
@@ -184,20 +195,31 @@ pub async fn create_policy(
         if let Some(taken) = name_taken(record, &stored) {
             return Err(taken);
         }
-        Ok(vec![("session.policy.created".to_string(), json!({"conversation_id": record.id.as_str(), "policy": stored}))])
+        Ok(vec![(
+            "session.policy.created".to_string(),
+            json!({"conversation_id": record.id.as_str(), "policy": stored}),
+        )])
     });
     state.sessions.control(&id, change).await?;
     Ok(Json(object))
 }
 
 fn find<'a>(record: &'a SessionRecord, pid: &str) -> Result<&'a Value, ApiError> {
-    record.policy.policies.iter().find(|p| p["id"] == pid).ok_or_else(|| ApiError::not_found(format!("no policy '{}' in this session", crate::ids::truncate(pid, 80))))
+    record
+        .policy
+        .policies
+        .iter()
+        .find(|p| p["id"] == pid)
+        .ok_or_else(|| ApiError::not_found(format!("no policy '{}' in this session", crate::ids::truncate(pid, 80))))
 }
 
 /// One of the session's own policies.
 #[utoipa::path(get, path = "/v1/sessions/{id}/policies/{pid}", params(("id" = String, Path), ("pid" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_policy(State(state): State<AppState>, Path((id, pid)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Path((id, pid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let record = state.sessions.get(&session_id(&id)?).await?;
     Ok(Json(find(&record, &pid)?.clone()))
 }
@@ -244,7 +266,10 @@ pub async fn update_policy(
         if let Some(taken) = name_taken(record, &stored) {
             return Err(taken);
         }
-        Ok(vec![("session.policy.updated".to_string(), json!({"conversation_id": record.id.as_str(), "policy": stored}))])
+        Ok(vec![(
+            "session.policy.updated".to_string(),
+            json!({"conversation_id": record.id.as_str(), "policy": stored}),
+        )])
     });
     state.sessions.control(&id, change).await?;
     Ok(Json(object))
@@ -253,12 +278,18 @@ pub async fn update_policy(
 /// Remove a session policy (idempotent).
 #[utoipa::path(delete, path = "/v1/sessions/{id}/policies/{pid}", params(("id" = String, Path), ("pid" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorEnvelope)))]
-pub async fn delete_policy(State(state): State<AppState>, Path((id, pid)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_policy(
+    State(state): State<AppState>,
+    Path((id, pid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     let target = pid.clone();
     let change = Box::new(move |record: &SessionRecord| {
         Ok(if record.policy.policies.iter().any(|p| p["id"] == target) {
-            vec![("session.policy.deleted".to_string(), json!({"conversation_id": record.id.as_str(), "policy_id": target}))]
+            vec![(
+                "session.policy.deleted".to_string(),
+                json!({"conversation_id": record.id.as_str(), "policy_id": target}),
+            )]
         } else {
             Vec::new()
         })
@@ -271,11 +302,19 @@ pub async fn delete_policy(State(state): State<AppState>, Path((id, pid)): Path<
 /// config's. Read-only here: change the file and restart.
 #[utoipa::path(get, path = "/v1/policies", responses((status = 200, body = ListResponse<Object>)))]
 pub async fn server_policies(State(state): State<AppState>) -> Json<ListResponse<Value>> {
-    let data: Vec<Value> = state.sessions.turn_env().policies.server.0.iter().map(|(name, decl)| {
-        let mut object = entry(name, decl, Level::Server);
-        object["object"] = "default_policy".into();
-        object
-    }).collect();
+    let data: Vec<Value> = state
+        .sessions
+        .turn_env()
+        .policies
+        .server
+        .0
+        .iter()
+        .map(|(name, decl)| {
+            let mut object = entry(name, decl, Level::Server);
+            object["object"] = "default_policy".into();
+            object
+        })
+        .collect();
     Json(list(data, false, |v| v["name"].as_str().unwrap_or_default().to_string()))
 }
 
@@ -286,7 +325,10 @@ pub async fn registry(State(state): State<AppState>) -> Result<Json<ListResponse
     let mut data = Vec::new();
     for (component, _) in omnigent_runtime::BUILTIN_POLICIES {
         let decl = PolicyDecl::builtin(component);
-        let loaded = env.component(&decl).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e))?;
+        let loaded = env
+            .component(&decl)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e))?;
         let d = loaded
             .describe(Default::default())
             .await

@@ -43,7 +43,10 @@ const TERMINAL: [&str; 4] = ["response.completed", "response.failed", "response.
 #[utoipa::path(post, path = "/v1/responses", request_body = CreateResponse,
     responses((status = 200, description = "SSE of response events, or the final response object"),
         (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateResponse>) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateResponse>,
+) -> Result<Response, ApiError> {
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::invalid("client-side tools are not supported on /v1/responses; use the sessions API"));
     }
@@ -60,10 +63,19 @@ pub async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateR
             id
         }
         None => {
-            let agent = state.sessions.store().get_agent(&req.model).await.map_err(SessionError::from)?.ok_or_else(|| {
-                ApiError::not_found(format!("no agent '{}' (register one with POST /v1/agents)", truncate(&req.model, 80)))
-            })?;
-            let new = NewSession { title: Some(req.model.clone()), config: agent.config, agent_id: Some(agent.id), ..NewSession::default() };
+            let agent =
+                state.sessions.store().get_agent(&req.model).await.map_err(SessionError::from)?.ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "no agent '{}' (register one with POST /v1/agents)",
+                        truncate(&req.model, 80)
+                    ))
+                })?;
+            let new = NewSession {
+                title: Some(req.model.clone()),
+                config: agent.config,
+                agent_id: Some(agent.id),
+                ..NewSession::default()
+            };
             state.sessions.create(new).await?.id
         }
     };
@@ -115,7 +127,9 @@ pub async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateR
         }
     };
     if req.stream {
-        let frames = futures::StreamExt::map(turn, |(t, d)| Ok::<_, Infallible>(SseEvent::default().event(t).data(d.to_string())));
+        let frames = futures::StreamExt::map(turn, |(t, d)| {
+            Ok::<_, Infallible>(SseEvent::default().event(t).data(d.to_string()))
+        });
         let done = futures::stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
         return Ok(Sse::new(futures::StreamExt::chain(frames, done)).into_response());
     }

@@ -92,13 +92,17 @@ fn parse_message(data: Map<String, Value>, created_by: Option<String>) -> Result
         None => {}
         Some(Value::String(r)) if r == "user" => {}
         Some(other) => {
-            return Err(format!("message role must be 'user' (the assistant's messages come from the harness), got {other}"));
+            return Err(format!(
+                "message role must be 'user' (the assistant's messages come from the harness), got {other}"
+            ));
         }
     }
     let content = match data.get("content") {
         Some(Value::String(text)) => vec![json!({"type": "input_text", "text": text})],
         Some(Value::Array(parts)) => parts.clone(),
-        Some(other) => return Err(format!("message content must be a string or an array of parts, got {}", kind(other))),
+        Some(other) => {
+            return Err(format!("message content must be a string or an array of parts, got {}", kind(other)));
+        }
         None => return Err("message needs data.content".into()),
     };
     if content.is_empty() {
@@ -115,7 +119,9 @@ fn parse_message(data: Map<String, Value>, created_by: Option<String>) -> Result
             return Err(format!("content[{i}] ({t}) needs a string 'text'"));
         }
         if (t == "input_image" || t == "input_file")
-            && !["file_id", "image_url", "file_data", "file_url"].iter().any(|k| part.get(*k).is_some_and(Value::is_string))
+            && !["file_id", "image_url", "file_data", "file_url"]
+                .iter()
+                .any(|k| part.get(*k).is_some_and(Value::is_string))
         {
             return Err(format!("content[{i}] ({t}) needs a file_id (or image_url / file_data / file_url)"));
         }

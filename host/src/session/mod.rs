@@ -114,9 +114,17 @@ pub enum Waiter {
 pub type Change = Box<dyn FnOnce(&SessionRecord) -> Result<Vec<(String, Value)>, SessionError> + Send>;
 
 enum Command {
-    Post { input: Input, reply: oneshot::Sender<Result<Ack, SessionError>> },
-    Patch { patch: Patch, reply: oneshot::Sender<Result<SessionRecord, SessionError>> },
-    Delete { reply: oneshot::Sender<Result<(), SessionError>> },
+    Post {
+        input: Input,
+        reply: oneshot::Sender<Result<Ack, SessionError>>,
+    },
+    Patch {
+        patch: Patch,
+        reply: oneshot::Sender<Result<SessionRecord, SessionError>>,
+    },
+    Delete {
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
     /// Events from the running turn, the journal entry they complete, and what the turn waits for next.
     Emit {
         events: Vec<(String, Value)>,
@@ -125,11 +133,20 @@ enum Command {
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
     /// A change checked against the current state (policy CRUD).
-    Control { change: Change, reply: oneshot::Sender<Result<SessionRecord, SessionError>> },
+    Control {
+        change: Change,
+        reply: oneshot::Sender<Result<SessionRecord, SessionError>>,
+    },
     /// The running turn finished.
-    EndTurn { response_id: String, outcome: TurnOutcome, reply: oneshot::Sender<Result<(), SessionError>> },
+    EndTurn {
+        response_id: String,
+        outcome: TurnOutcome,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
     /// The server restarted while this session was running: record that the turn was lost.
-    Recover { reply: oneshot::Sender<Result<(), SessionError>> },
+    Recover {
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
 }
 
 #[derive(Clone)]
@@ -163,7 +180,12 @@ impl Sessions {
     }
 
     /// Appends events for a running turn (through the actor, the session's only writer).
-    pub async fn emit(&self, id: &SessionId, events: Vec<(String, Value)>, waiters: Vec<Waiter>) -> Result<(), SessionError> {
+    pub async fn emit(
+        &self,
+        id: &SessionId,
+        events: Vec<(String, Value)>,
+        waiters: Vec<Waiter>,
+    ) -> Result<(), SessionError> {
         self.call(id, |reply| Command::Emit { events, waiters, journal: Vec::new(), reply }).await
     }
 
@@ -245,7 +267,12 @@ impl Sessions {
 
     /// Forks a session: a new, idle session whose log begins as a copy of the source's — all of it, or through the
     /// end of the response `up_to_response_id`. The two are independent from then on.
-    pub async fn fork(&self, source: &SessionId, title: Option<String>, up_to_response_id: Option<&str>) -> Result<SessionRecord, SessionError> {
+    pub async fn fork(
+        &self,
+        source: &SessionId,
+        title: Option<String>,
+        up_to_response_id: Option<&str>,
+    ) -> Result<SessionRecord, SessionError> {
         let src = self.get(source).await?;
         let mut events = Vec::new();
         loop {
@@ -258,7 +285,10 @@ impl Sessions {
         }
         if let Some(wanted) = up_to_response_id {
             let end = events.iter().rposition(|e| response_id_of(e) == Some(wanted)).ok_or_else(|| {
-                SessionError::Invalid(format!("session {source} has no response '{}'", crate::ids::truncate(wanted, 80)))
+                SessionError::Invalid(format!(
+                    "session {source} has no response '{}'",
+                    crate::ids::truncate(wanted, 80)
+                ))
             })?;
             events.truncate(end + 1);
         }
@@ -428,10 +458,21 @@ struct ActiveTurn {
 /// What a committed batch of inputs sets in motion.
 enum Effect {
     /// `resume`: the turn was cut by a restart; replay it from its journal.
-    StartTurn { response_id: String, model: String, config: Box<SessionConfig>, resume: bool },
+    StartTurn {
+        response_id: String,
+        model: String,
+        config: Box<SessionConfig>,
+        resume: bool,
+    },
     Steer(String),
-    Deliver { call_id: String, output: String },
-    Resolve { elicitation_id: String, action: ApprovalAction },
+    Deliver {
+        call_id: String,
+        output: String,
+    },
+    Resolve {
+        elicitation_id: String,
+        action: ApprovalAction,
+    },
     Cancel,
 }
 
@@ -512,7 +553,9 @@ impl Actor {
                 Command::Recover { reply } => {
                     let mut draft = Draft::new(&self.record);
                     let mut effects = Vec::new();
-                    if self.turn.is_none() && matches!(self.record.status, SessionStatus::Running | SessionStatus::Paused) {
+                    if self.turn.is_none()
+                        && matches!(self.record.status, SessionStatus::Running | SessionStatus::Paused)
+                    {
                         draft.resume_turn(&mut effects);
                     }
                     let result = self.commit(draft).await;
@@ -582,7 +625,8 @@ impl Actor {
         match input {
             Input::Message { content, created_by } => {
                 let item_id = prefixed("msg");
-                let text = content.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
+                let text =
+                    content.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
                 draft.consume(&item_id, "message", json!({"role": "user", "content": content}), created_by);
                 if running {
                     effects.push(Effect::Steer(text));
@@ -593,7 +637,12 @@ impl Actor {
             }
             Input::FunctionCallOutput { call_id, output, created_by } => {
                 let item_id = prefixed("fco");
-                draft.consume(&item_id, "function_call_output", json!({"call_id": call_id, "output": output}), created_by);
+                draft.consume(
+                    &item_id,
+                    "function_call_output",
+                    json!({"call_id": call_id, "output": output}),
+                    created_by,
+                );
                 effects.push(Effect::Deliver { call_id, output });
                 Ok(Ack { queued: true, item_id: Some(item_id) })
             }
@@ -630,7 +679,8 @@ impl Actor {
                     turn.waiters.insert(call_id, tx);
                 }
                 Waiter::Approval(eid, tx) => {
-                    let answered = self.record.policy.resolved.get(&eid).and_then(|a| serde_json::from_value(a.clone()).ok());
+                    let answered =
+                        self.record.policy.resolved.get(&eid).and_then(|a| serde_json::from_value(a.clone()).ok());
                     match answered {
                         Some(action) => {
                             let _ = tx.send(action);
@@ -664,8 +714,12 @@ impl Actor {
                 if resume {
                     tracing::info!(session = %self.record.id, response = %response_id, "resuming a turn cut by a restart");
                 }
-                let task = crate::turn::run(self.sessions.clone(), self.record.clone(), response_id, *config, shared, resume);
-                tokio::spawn(tracing::Instrument::instrument(task, tracing::info_span!("turn", session = %self.record.id)));
+                let task =
+                    crate::turn::run(self.sessions.clone(), self.record.clone(), response_id, *config, shared, resume);
+                tokio::spawn(tracing::Instrument::instrument(
+                    task,
+                    tracing::info_span!("turn", session = %self.record.id),
+                ));
             }
             Effect::Steer(text) => {
                 if let Some(turn) = &self.turn {
@@ -719,20 +773,30 @@ impl Actor {
                 if !entry.is_object() {
                     *entry = json!({});
                 }
-                for (key, add) in [("input_tokens", usage.input_tokens), ("output_tokens", usage.output_tokens), ("total_tokens", total)] {
+                for (key, add) in [
+                    ("input_tokens", usage.input_tokens),
+                    ("output_tokens", usage.output_tokens),
+                    ("total_tokens", total),
+                ] {
                     entry[key] = (entry[key].as_u64().unwrap_or(0) + add).into();
                 }
                 entry["cost_usd"] = (entry["cost_usd"].as_f64().unwrap_or(0.0) + cost_usd).into();
                 let total_cost: f64 = by_model.values().filter_map(|m| m["cost_usd"].as_f64()).sum();
-                draft.emit("session.usage", json!({"conversation_id": conversation, "context_tokens": total,
-                    "total_cost_usd": total_cost, "usage_by_model": by_model}));
+                draft.emit(
+                    "session.usage",
+                    json!({"conversation_id": conversation, "context_tokens": total,
+                    "total_cost_usd": total_cost, "usage_by_model": by_model}),
+                );
                 draft.set_status(SessionStatus::Idle, None);
             }
             TurnOutcome::Interrupted => {
                 let mut r = response("incomplete");
                 r["incomplete_details"] = json!({"reason": "user_interrupt"});
                 draft.emit("response.incomplete", json!({"response": r}));
-                draft.emit("session.interrupted", json!({"data": {"requested_at": secs(now_us()), "response_id": turn.response_id}}));
+                draft.emit(
+                    "session.interrupted",
+                    json!({"data": {"requested_at": secs(now_us()), "response_id": turn.response_id}}),
+                );
                 draft.set_status(SessionStatus::Idle, None);
             }
             TurnOutcome::Failed { code, message } => {
@@ -850,7 +914,8 @@ impl Draft {
         };
         data.insert("type".into(), event_type.into());
         data.insert("sequence_number".into(), seq.into());
-        let event = StoredEvent { seq, event_type: event_type.to_string(), data: Value::Object(data), created_at_us: now };
+        let event =
+            StoredEvent { seq, event_type: event_type.to_string(), data: Value::Object(data), created_at_us: now };
         fold(&mut self.record, &event);
         if let Some(item) = item_of(&event) {
             self.items.retain(|i| i.id != item.id);
@@ -928,7 +993,8 @@ impl Draft {
         match serde_json::from_value(self.record.config.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
-                let error = TaskError { code: "invalid_config".into(), message: format!("the session config is invalid: {e}") };
+                let error =
+                    TaskError { code: "invalid_config".into(), message: format!("the session config is invalid: {e}") };
                 self.set_status(SessionStatus::Failed, Some(error));
                 None
             }
@@ -986,7 +1052,10 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
             record.policy.resolved.clear();
         }
         "response.elicitation_request" => {
-            let own = data.pointer("/params/target_session_id").and_then(Value::as_str).is_none_or(|t| t == record.id.as_str());
+            let own = data
+                .pointer("/params/target_session_id")
+                .and_then(Value::as_str)
+                .is_none_or(|t| t == record.id.as_str());
             if let Some(eid) = data.get("elicitation_id").and_then(Value::as_str)
                 && own
                 && !record.policy.resolved.contains_key(eid)
@@ -1004,7 +1073,10 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
             }
         }
         "session.policy_state" => {
-            if let Some(changes) = data.get("updates").and_then(|u| serde_json::from_value::<Vec<crate::policy::StateChange>>(u.clone()).ok()) {
+            if let Some(changes) = data
+                .get("updates")
+                .and_then(|u| serde_json::from_value::<Vec<crate::policy::StateChange>>(u.clone()).ok())
+            {
                 crate::policy::apply_state(&mut record.policy.state, &changes);
             }
         }
@@ -1099,7 +1171,8 @@ pub fn item_of(event: &StoredEvent) -> Option<Item> {
             let mut data = item.as_object()?.clone();
             let id = data.remove("id")?.as_str()?.to_string();
             let item_type = data.remove("type")?.as_str()?.to_string();
-            let status = data.remove("status").and_then(|v| v.as_str().map(str::to_string)).unwrap_or("completed".into());
+            let status =
+                data.remove("status").and_then(|v| v.as_str().map(str::to_string)).unwrap_or("completed".into());
             let response_id = data.remove("response_id").and_then(|v| v.as_str().map(str::to_string));
             let created_by = data.remove("created_by").and_then(|v| v.as_str().map(str::to_string));
             data.remove("created_at");

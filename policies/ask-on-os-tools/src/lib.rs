@@ -7,8 +7,20 @@ use policy_kit::*;
 struct AskOnOsTools;
 
 const WRITES: &[&str] = &[
-    "shell", "write_file", "sys_os_shell", "sys_os_write_file", "sys_os_edit_file", "Bash", "Write", "Edit",
-    "MultiEdit", "NotebookEdit", "apply_patch", "exec_command", "shell_command", "local_shell",
+    "shell",
+    "write_file",
+    "sys_os_shell",
+    "sys_os_write_file",
+    "sys_os_edit_file",
+    "Bash",
+    "Write",
+    "Edit",
+    "MultiEdit",
+    "NotebookEdit",
+    "apply_patch",
+    "exec_command",
+    "shell_command",
+    "local_shell",
 ];
 const READS: &[&str] = &["read_file", "list_dir", "sys_os_read_file", "sys_os_list_dir", "Read", "Glob", "Grep", "LS"];
 

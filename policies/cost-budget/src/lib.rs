@@ -14,7 +14,9 @@ fn thresholds(p: &Map<String, Value>) -> Result<Vec<f64>, String> {
         Some(Value::Array(items)) => {
             let mut out = items
                 .iter()
-                .map(|v| v.as_f64().filter(|n| *n >= 0.0).ok_or("ask_thresholds_usd must be a list of non-negative numbers"))
+                .map(|v| {
+                    v.as_f64().filter(|n| *n >= 0.0).ok_or("ask_thresholds_usd must be a list of non-negative numbers")
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             out.sort_by(|a, b| a.total_cmp(b));
             Ok(out)
@@ -60,8 +62,10 @@ impl Guest for CostBudget {
         let approved = event.state().get(&key).and_then(Value::as_f64).unwrap_or(0.0);
         let crossed = thresholds(p).unwrap_or_default().into_iter().filter(|t| spent >= *t && *t > approved).last();
         match crossed {
-            Some(t) => ask(format!("The session has spent ${spent:.4}, past the ${t:.2} threshold of its ${max:.2} budget. Continue?"))
-                .with(StateAction::Set, key, json!(t)),
+            Some(t) => ask(format!(
+                "The session has spent ${spent:.4}, past the ${t:.2} threshold of its ${max:.2} budget. Continue?"
+            ))
+            .with(StateAction::Set, key, json!(t)),
             None => allow(),
         }
     }

@@ -13,7 +13,8 @@ impl Guest for DetectLoop {
             params_schema: json!({"type": "object", "additionalProperties": false, "properties": {
                 "window": {"type": "integer", "minimum": 1, "default": 10},
                 "threshold": {"type": "integer", "minimum": 2, "default": 3}
-            }}).to_string(),
+            }})
+            .to_string(),
         }
     }
 
@@ -38,7 +39,8 @@ impl Guest for DetectLoop {
         let threshold = number(p, "threshold", Some(3.0)).unwrap_or(3.0) as usize;
         let call = event.json();
         // Arguments are compared as parsed JSON, so key order and spacing do not hide a repeat.
-        let signature = format!("{}:{}", event.target.as_deref().unwrap_or(""), call.get("arguments").unwrap_or(&Value::Null));
+        let signature =
+            format!("{}:{}", event.target.as_deref().unwrap_or(""), call.get("arguments").unwrap_or(&Value::Null));
         let key = event.key("recent");
         let mut recent: Vec<Value> = event.state().get(&key).and_then(Value::as_array).cloned().unwrap_or_default();
         let start = recent.len().saturating_sub(window.saturating_sub(1));

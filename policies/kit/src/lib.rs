@@ -13,10 +13,8 @@ pub mod bindings {
     });
 }
 
+pub use bindings::omnigent::policy::types::{Context, Elicitation, Phase, StateAction, StateUpdate, Usage, Verdict};
 pub use bindings::{Decision, Descriptor, Event, Guest, export_policy};
-pub use bindings::omnigent::policy::types::{
-    Context, Elicitation, Phase, StateAction, StateUpdate, Usage, Verdict,
-};
 
 pub use serde_json::{self, Map, Value, json};
 
@@ -58,14 +56,19 @@ pub fn string_list(params: &Map<String, Value>, key: &str, default: &[&str]) -> 
 pub fn number(params: &Map<String, Value>, key: &str, default: Option<f64>) -> Result<f64, String> {
     match params.get(key) {
         None | Some(Value::Null) => default.ok_or_else(|| format!("{key} is required")),
-        Some(v) => v.as_f64().filter(|n| *n >= 0.0).ok_or_else(|| format!("{key} must be a non-negative number, got {v}")),
+        Some(v) => {
+            v.as_f64().filter(|n| *n >= 0.0).ok_or_else(|| format!("{key} must be a non-negative number, got {v}"))
+        }
     }
 }
 
 /// Rejects parameters this policy does not know, so a typo is reported rather than ignored.
 pub fn only_keys(params: &Map<String, Value>, known: &[&str]) -> Result<(), String> {
     match params.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(format!("unknown parameter '{k}'; known: {}", if known.is_empty() { "none".into() } else { known.join(", ") })),
+        Some(k) => Err(format!(
+            "unknown parameter '{k}'; known: {}",
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        )),
         None => Ok(()),
     }
 }

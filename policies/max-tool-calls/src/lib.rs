@@ -12,7 +12,8 @@ impl Guest for MaxToolCalls {
             description: "Deny tool calls after a session has made `limit` of them.".into(),
             params_schema: json!({"type": "object", "additionalProperties": false, "properties": {
                 "limit": {"type": "integer", "minimum": 0, "default": 100}
-            }}).to_string(),
+            }})
+            .to_string(),
         }
     }
 

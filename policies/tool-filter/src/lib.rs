@@ -14,7 +14,8 @@ impl Guest for ToolFilter {
                 "allow": {"type": "array", "items": {"type": "string"}},
                 "deny": {"type": "array", "items": {"type": "string"}},
                 "reason": {"type": "string"}
-            }}).to_string(),
+            }})
+            .to_string(),
         }
     }
 
@@ -35,7 +36,10 @@ impl Guest for ToolFilter {
         let allow_list = string_list(p, "allow", &[]).unwrap_or_default();
         let deny_list = string_list(p, "deny", &[]).unwrap_or_default();
         let reason = |why: &str| {
-            p.get("reason").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("the tool '{tool}' {why}"))
+            p.get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("the tool '{tool}' {why}"))
         };
         if deny_list.iter().any(|d| matches(d, tool)) {
             return deny(reason("is on this session's deny list"));
