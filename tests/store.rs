@@ -32,6 +32,7 @@ async fn append(store: &Store, s: &mut SessionRecord, types: &[&str], items: &[I
             events: &events,
             items,
             comments: &[],
+            files: &[],
             journal: &[],
             clear_journal: false,
         })
@@ -124,6 +125,7 @@ async fn commits_append_events_and_fold_state_atomically() {
             events: &[event(3, "dup")],
             items: &[],
             comments: &[],
+            files: &[],
             journal: &[],
             clear_journal: false,
         };
@@ -189,6 +191,7 @@ async fn delete_removes_the_session_its_log_and_items() {
             events: &[event(3, "late")],
             items: &[],
             comments: &[],
+            files: &[],
             journal: &[],
             clear_journal: false,
         };
@@ -232,6 +235,7 @@ async fn a_turn_journal_commits_with_its_events_and_is_cleared_with_the_turn_end
             events: &[event(1, "a")],
             items: &[],
             comments: &[],
+            files: &[],
             journal: &journal,
             clear_journal: false,
         };
@@ -248,6 +252,7 @@ async fn a_turn_journal_commits_with_its_events_and_is_cleared_with_the_turn_end
             events: &[event(2, "b")],
             items: &[],
             comments: &[],
+            files: &[],
             journal: &[entry(2)],
             clear_journal: false,
         };
@@ -261,6 +266,7 @@ async fn a_turn_journal_commits_with_its_events_and_is_cleared_with_the_turn_end
             events: &[event(2, "end")],
             items: &[],
             comments: &[],
+            files: &[],
             journal: &[],
             clear_journal: true,
         };

@@ -115,6 +115,11 @@ const KNOWN_PRICES: [(&str, f64, f64); 8] = [
 ];
 
 impl Executor {
+    /// The model a turn names on the wire (the `scripted` demo provider needs none).
+    pub fn model_name(&self) -> &str {
+        self.model.as_deref().unwrap_or("scripted")
+    }
+
     /// The cost of `input`/`output` tokens on this executor's model; 0 when the price is unknown.
     pub fn cost_usd(&self, input: u64, output: u64) -> f64 {
         let price = self.pricing.or_else(|| {
@@ -196,15 +201,15 @@ pub struct ToolConfig {
     /// `builtin` (shell, read_file, write_file, list_dir — the map key picks which), `function` (with
     /// `runtime: client`: the client runs it and posts a `function_call_output`) or `agent` (a sub-agent that runs
     /// each call as a child session).
-    #[serde(rename = "type", default = "function_kind")]
-    pub kind: String,
+    #[serde(rename = "type", default)]
+    pub kind: ToolKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, alias = "input_schema", skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
     /// `client` for tools the client implements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<String>,
+    pub runtime: Option<ToolRuntime>,
     /// Omnigent's Python callable; not runnable here (reported as an error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callable: Option<String>,
@@ -225,8 +230,34 @@ pub struct ToolConfig {
     pub tools: Option<BTreeMap<String, ToolConfig>>,
 }
 
-fn function_kind() -> String {
-    "function".into()
+/// What runs a tool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolKind {
+    /// One of ours (`shell`, `read_file`, `write_file`, `list_dir`; the map key picks which).
+    Builtin,
+    /// Described by the config and run by the client (`runtime: client`).
+    #[default]
+    Function,
+    /// A sub-agent: each call runs as a child session.
+    Agent,
+}
+
+/// Where a `function` tool runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolRuntime {
+    /// The client implements it and posts a `function_call_output`.
+    Client,
+    /// Omnigent's Python callables; not runnable here (refused when the config is checked).
+    Server,
+}
+
+impl ToolConfig {
+    /// Whether the client runs this tool (the turn waits for its `function_call_output`).
+    pub fn runs_on_client(&self) -> bool {
+        self.runtime == Some(ToolRuntime::Client)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -418,16 +449,16 @@ impl SessionConfig {
             decl.validate(name)?;
         }
         for (name, tool) in &self.tools {
-            match tool.kind.as_str() {
-                "builtin" if !BUILTIN_TOOLS.contains(&name.as_str()) => {
+            match tool.kind {
+                ToolKind::Builtin if !BUILTIN_TOOLS.contains(&name.as_str()) => {
                     return Err(format!(
                         "tools.{name}: no builtin tool '{name}'; builtins are {}",
                         BUILTIN_TOOLS.join(", ")
                     ));
                 }
-                "builtin" => {}
-                "function" => {
-                    if tool.runtime.as_deref() != Some("client") {
+                ToolKind::Builtin => {}
+                ToolKind::Function => {
+                    if !tool.runs_on_client() {
                         return Err(format!(
                             "tools.{name}: function tools run on the client here (set runtime: client); Python \
                              callables are not supported"
@@ -439,7 +470,7 @@ impl SessionConfig {
                         return Err(format!("tools.{name}.parameters must be a JSON Schema object"));
                     }
                 }
-                "agent" => {
+                ToolKind::Agent => {
                     if tool.description.as_deref().is_none_or(str::is_empty) {
                         return Err(format!(
                             "tools.{name}: a sub-agent needs a description (the parent's model reads it)"
@@ -447,11 +478,6 @@ impl SessionConfig {
                     }
                     let child = self.sub_agent(name, tool);
                     child.validate().map_err(|e| format!("tools.{name}: {e}"))?;
-                }
-                other => {
-                    return Err(format!(
-                        "tools.{name}: type '{other}' is not supported (use builtin, function or agent)"
-                    ));
                 }
             }
         }

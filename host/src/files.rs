@@ -4,8 +4,9 @@ use serde_json::{Value, json};
 
 use crate::ids::{SessionId, prefixed};
 use crate::model::{now_us, secs};
+use crate::protocol;
 use crate::session::{SessionError, Sessions};
-use crate::store::FileMeta;
+use crate::store::{FileChange, FileMeta, FileSource};
 
 /// Largest file a session accepts.
 pub const MAX_FILE_BYTES: usize = 25 << 20;
@@ -74,22 +75,12 @@ pub enum FileError {
     Session(#[from] SessionError),
 }
 
-/// Where a file came from; decides the event that announces it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    Upload,
-    Harness,
-}
-
-/// Checks, stores and announces a file. Uploads are announced with `session.resource.created`, harness artifacts
-/// with `response.output_file.done`.
-pub async fn add(
-    sessions: &Sessions,
-    session: &SessionId,
+/// Checks a file (name, size, type) and gives it an id: its metadata, ready to store.
+pub fn check(
     name: &str,
     content_type: Option<&str>,
     content: &[u8],
-    source: Source,
+    source: FileSource,
 ) -> Result<FileMeta, FileError> {
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS
@@ -108,46 +99,38 @@ pub async fn add(
     if !accepted(&content_type) {
         return Err(FileError::Refused(content_type));
     }
-    sessions.get(session).await?;
-    let meta = FileMeta {
+    Ok(FileMeta {
         id: prefixed("file"),
         name: name.to_string(),
         content_type,
         bytes: content.len() as i64,
-        source: match source {
-            Source::Upload => "upload".into(),
-            Source::Harness => "harness".into(),
-        },
+        source,
         created_at_us: now_us(),
-    };
-    sessions.store().put_file(session, &meta, content).await.map_err(SessionError::from)?;
-    let event = match source {
-        Source::Upload => ("session.resource.created".to_string(), json!({"resource": resource(session, &meta)})),
-        Source::Harness => (
-            "response.output_file.done".to_string(),
-            json!({"file_id": meta.id, "filename": meta.name, "content_type": meta.content_type}),
-        ),
-    };
-    sessions.emit(session, vec![event], Vec::new()).await?;
-    Ok(meta)
+    })
 }
 
-/// Deletes a file and announces it. Err(NotFound) when the session is gone; Ok(false) when the file is.
-pub async fn delete(sessions: &Sessions, session: &SessionId, id: &str) -> Result<bool, SessionError> {
-    sessions.get(session).await?;
-    if !sessions.store().delete_file(session, id).await? {
-        return Ok(false);
-    }
-    let event = json!({"resource_id": id, "resource_type": "file", "session_id": session.as_str()});
-    sessions.emit(session, vec![("session.resource.deleted".to_string(), event)], Vec::new()).await?;
-    Ok(true)
+/// Checks, stores and announces an upload (`session.resource.created`), in one transaction with its event.
+/// (A harness's files go through its turn's journal: `turn::session_import`.)
+pub async fn upload(
+    sessions: &Sessions,
+    session: &SessionId,
+    name: &str,
+    content_type: Option<&str>,
+    content: Vec<u8>,
+) -> Result<FileMeta, FileError> {
+    let meta = check(name, content_type, &content, FileSource::Upload)?;
+    let event = protocol::resource_created(resource(session, &meta));
+    sessions
+        .record_with_files(session, vec![event], Vec::new(), vec![FileChange::Put { meta: meta.clone(), content }])
+        .await?;
+    Ok(meta)
 }
 
 /// Omnigent's `session.resource` shape of a file.
 pub fn resource(session: &SessionId, meta: &FileMeta) -> Value {
     json!({
         "id": meta.id,
-        "object": "session.resource",
+        "object": protocol::object::SESSION_RESOURCE,
         "type": "file",
         "session_id": session.as_str(),
         "name": meta.name,
@@ -156,7 +139,7 @@ pub fn resource(session: &SessionId, meta: &FileMeta) -> Value {
             "bytes": meta.bytes,
             "created_at": secs(meta.created_at_us),
             "content_type": meta.content_type,
-            "source": meta.source,
+            "source": meta.source.as_str(),
         },
     })
 }

@@ -52,6 +52,18 @@ pub fn prefixed(prefix: &str) -> String {
     format!("{prefix}_{}", random_hex())
 }
 
+/// A new response id that names its session: `resp_<session hex><8 hex>`, so a `previous_response_id` leads back
+/// to the session without a lookup table.
+pub fn response_id_for(session: &SessionId) -> String {
+    format!("resp_{}{}", &session.as_str()["conv_".len()..], &random_hex()[..8])
+}
+
+/// The session a response id (made by `response_id_for`) belongs to.
+pub fn session_of_response(response_id: &str) -> Option<SessionId> {
+    let hex = response_id.strip_prefix("resp_")?;
+    SessionId::parse(hex.get(..32)?).ok()
+}
+
 /// Shortens user input quoted back in error messages.
 pub fn truncate(s: &str, max_chars: usize) -> String {
     if s.chars().count() <= max_chars {
@@ -74,6 +86,15 @@ mod tests {
         let bare = &id.as_str()[5..];
         assert_eq!(SessionId::parse(bare).unwrap(), id);
         assert_eq!(SessionId::parse(&bare.to_uppercase()).unwrap(), id);
+    }
+
+    #[test]
+    fn a_response_id_leads_back_to_its_session() {
+        let id = SessionId::new();
+        let response = response_id_for(&id);
+        assert_eq!(session_of_response(&response), Some(id));
+        assert_eq!(session_of_response("resp_short"), None);
+        assert_eq!(session_of_response("msg_0123"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod llm;
 pub mod model;
 pub mod policy;
+pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod sse;

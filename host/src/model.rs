@@ -37,6 +37,29 @@ impl SessionStatus {
     }
 }
 
+/// What a session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// Started by a user or a client.
+    Default,
+    /// A sub-agent's child session, started by its parent's turn.
+    SubAgent,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Default => "default",
+            SessionKind::SubAgent => "sub_agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SessionKind> {
+        [SessionKind::Default, SessionKind::SubAgent].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// Why the last turn failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TaskError {
@@ -57,7 +80,7 @@ pub struct SessionRecord {
     /// The session config (Omnigent's agent YAML, as JSON).
     pub config: Value,
     pub agent_id: Option<String>,
-    pub kind: String,
+    pub kind: SessionKind,
     pub parent_session_id: Option<SessionId>,
     /// Sequence number of the newest event in the log (0 when empty).
     pub last_seq: i64,
@@ -106,7 +129,7 @@ impl SessionRecord {
             last_task_error: None,
             config,
             agent_id: None,
-            kind: "default".into(),
+            kind: SessionKind::Default,
             parent_session_id: None,
             last_seq: 0,
             active_response_id: None,

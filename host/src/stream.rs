@@ -12,6 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::ids::SessionId;
 use crate::model::StoredEvent;
+use crate::protocol::EventType;
 use crate::session::{Published, SessionError, Sessions};
 
 /// Idle keep-alive period (Omnigent's `session.heartbeat` every 15 s).
@@ -69,7 +70,7 @@ pub async fn follow(
                 let seq = data["sequence_number"].as_i64().unwrap_or(0);
                 Arc::new(StoredEvent {
                     seq,
-                    event_type: "response.elicitation_request".into(),
+                    event_type: EventType::ElicitationRequest.as_str().into(),
                     data: data.clone(),
                     created_at_us: 0,
                 })

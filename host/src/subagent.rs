@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SessionConfig;
 use crate::ids::SessionId;
 use crate::model::{SessionRecord, SessionStatus, secs};
+use crate::protocol::{self, EventType, NewEvent};
 use crate::session::{Input, NewSession, Published, Sessions};
 use crate::store::Page;
 
@@ -51,9 +52,7 @@ impl Child {
             ..NewSession::default()
         };
         let child = self.sessions.create(new).await.map_err(|e| format!("cannot start the sub-agent: {e}"))?;
-        let announce = json!({"conversation_id": self.parent.as_str(), "child_session_id": child.id.as_str(),
-            "parent_session_id": self.parent.as_str(), "agent_id": null});
-        self.to_parent("session.created", announce).await;
+        self.to_parent(protocol::child_created(&self.parent, &child.id)).await;
         Ok(child.id)
     }
 
@@ -88,20 +87,16 @@ impl Child {
         loop {
             let status = tokio::select! {
                 message = rx.recv() => match message {
-                    Ok(Published::Event(e)) if e.event_type == "session.status" => e.data["status"].as_str().and_then(SessionStatus::parse),
-                    Ok(Published::Event(e)) if e.event_type.starts_with("response.elicitation_") => {
+                    Ok(Published::Event(e)) => match EventType::parse(&e.event_type) {
+                        Some(EventType::SessionStatus) => e.data["status"].as_str().and_then(SessionStatus::parse),
                         // The child's approval requests show on the parent's stream; `params.target_session_id`
                         // names the child (answer there, or through the parent's resolve endpoint).
-                        let mut mirrored = e.data.clone();
-                        if let Some(m) = mirrored.as_object_mut() {
-                            m.remove("type");
-                            m.remove("sequence_number");
-                            m.insert("child_session_id".into(), child.id.as_str().into());
+                        Some(t) if t.is_elicitation() => {
+                            self.to_parent(protocol::child_elicitation(t, &e.data, &child.id)).await;
+                            continue;
                         }
-                        self.to_parent(&e.event_type, mirrored).await;
-                        continue;
-                    }
-                    Ok(Published::Event(_)) => continue,
+                        _ => continue,
+                    },
                     Ok(Published::Closed) | Err(RecvError::Closed) => return Err("the sub-agent's session was deleted".into()),
                     // Fell behind: the stored state says where the child is.
                     Err(RecvError::Lagged(_)) => self.sessions.get(&child.id).await.ok().map(|r| r.status),
@@ -113,12 +108,7 @@ impl Child {
             };
             let Some(status) = status else { continue };
             let record = self.sessions.get(&child.id).await.map_err(|e| e.to_string())?;
-            self.to_parent(
-                "session.child_session.updated",
-                json!({"conversation_id": self.parent.as_str(),
-                "child_session_id": child.id.as_str(), "child": summary(&record)}),
-            )
-            .await;
+            self.to_parent(protocol::child_updated(&self.parent, &child.id, summary(&record))).await;
             match status {
                 SessionStatus::Running | SessionStatus::Paused => started = true,
                 SessionStatus::Idle if started => return Ok(self.final_answer(&child.id).await),
@@ -132,8 +122,8 @@ impl Child {
         }
     }
 
-    async fn to_parent(&self, event_type: &str, payload: Value) {
-        if let Err(e) = self.sessions.emit(&self.parent, vec![(event_type.to_string(), payload)], Vec::new()).await {
+    async fn to_parent(&self, event: NewEvent) {
+        if let Err(e) = self.sessions.emit(&self.parent, vec![event], Vec::new()).await {
             tracing::warn!(session = %self.parent, error = %e, "could not record a sub-agent event");
         }
     }
@@ -155,10 +145,10 @@ impl Child {
 pub fn summary(record: &SessionRecord) -> Value {
     json!({
         "id": record.id.as_str(),
-        "object": "child_session",
+        "object": protocol::object::CHILD_SESSION,
         "parent_session_id": record.parent_session_id.as_ref().map(SessionId::as_str),
         "title": record.title,
-        "kind": record.kind,
+        "kind": record.kind.as_str(),
         "created_at": secs(record.created_at_us),
         "updated_at": secs(record.updated_at_us),
         "agent_name": record.config.get("name"),

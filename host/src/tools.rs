@@ -162,7 +162,7 @@ mod tests {
 
     fn cfg(timeout_s: Option<u64>, max: Option<usize>) -> ToolConfig {
         ToolConfig {
-            kind: "builtin".into(),
+            kind: crate::config::ToolKind::Builtin,
             description: None,
             parameters: None,
             runtime: None,

@@ -14,6 +14,9 @@ wasmtime::component::bindgen!({
     world: "harness",
     imports: { default: async | trappable },
     exports: { default: async },
+    // The host journals what it answers a harness (history, completions, tool results) and replays it after a
+    // restart: the WIT values serialize as they are.
+    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
 pub use omnigent::harness::session::LogLevel;

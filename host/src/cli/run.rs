@@ -13,6 +13,8 @@ use tokio::io::AsyncBufReadExt;
 use super::ClientArgs;
 use super::client::Client;
 use crate::config::{Executor, SessionConfig};
+use crate::model::SessionStatus;
+use crate::protocol::EventType;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -251,10 +253,11 @@ impl<'a> Chat<'a> {
                         eprintln!("the session ended (deleted, or the server stopped)");
                         return Ok(ExitCode::FAILURE);
                     };
-                    if event_type == "session.status" {
+                    let known = EventType::parse(&event_type);
+                    if known == Some(EventType::SessionStatus) {
                         running = data["status"] == "running";
                     }
-                    if event_type == "session.input.consumed" && data["data"]["type"] == "message" {
+                    if known == Some(EventType::SessionInputConsumed) && data["data"]["type"] == "message" {
                         renderer.newline();
                         let text: Vec<&str> = data["data"]["data"]["content"].as_array().map(|p| p.iter().filter_map(|c| c["text"].as_str()).collect()).unwrap_or_default();
                         println!("user: {}", text.join(" "));
@@ -315,13 +318,14 @@ impl Renderer {
     /// Some(true/false) when the turn ended well/badly.
     async fn show(&mut self, event_type: &str, data: &Value, chat: &Chat<'_>) -> anyhow::Result<Option<bool>> {
         let mut out = std::io::stdout();
+        let Some(event_type) = EventType::parse(event_type) else { return Ok(None) };
         match event_type {
-            "response.output_text.delta" => {
+            EventType::OutputTextDelta => {
                 print!("{}", data["delta"].as_str().unwrap_or(""));
                 let _ = out.flush();
                 self.mid_line = true;
             }
-            "response.output_item.done" => {
+            EventType::OutputItemDone => {
                 let item = &data["item"];
                 match item["type"].as_str().unwrap_or("") {
                     "function_call" if item["status"] == "action_required" => {
@@ -358,7 +362,7 @@ impl Renderer {
                     _ => {}
                 }
             }
-            "response.retry" => {
+            EventType::Retry => {
                 self.newline();
                 eprintln!(
                     "(retrying: {}; attempt {}/{} in {:.1}s)",
@@ -368,7 +372,7 @@ impl Renderer {
                     data["delay_seconds"].as_f64().unwrap_or(0.0)
                 );
             }
-            "response.error" => {
+            EventType::Error => {
                 self.newline();
                 eprintln!(
                     "error ({}): {}",
@@ -376,11 +380,11 @@ impl Renderer {
                     data["error"]["message"].as_str().unwrap_or("")
                 );
             }
-            "response.incomplete" => {
+            EventType::ResponseIncomplete => {
                 self.newline();
                 eprintln!("(interrupted)");
             }
-            "response.elicitation_request" => {
+            EventType::ElicitationRequest => {
                 self.newline();
                 let p = &data["params"];
                 let eid = data["elicitation_id"].as_str().unwrap_or_default().to_string();
@@ -394,23 +398,23 @@ impl Renderer {
                 let _ = std::io::stderr().flush();
                 self.asking = Some((eid, target));
             }
-            "response.elicitation_resolved"
+            EventType::ElicitationResolved
                 if self.asking.as_ref().is_some_and(|(eid, _)| data["elicitation_id"] == eid.as_str()) =>
             {
                 self.asking = None;
                 eprintln!("(answered elsewhere: {})", data["action"].as_str().unwrap_or("?"));
             }
-            "response.policy_denied" => {
+            EventType::PolicyDenied => {
                 self.newline();
                 eprintln!("(denied: {})", data["reason"].as_str().unwrap_or("by a policy"));
             }
-            "session.status" => match data["status"].as_str().unwrap_or("") {
-                "running" => self.started = true,
-                "idle" if self.started => {
+            EventType::SessionStatus => match data["status"].as_str().and_then(SessionStatus::parse) {
+                Some(SessionStatus::Running) => self.started = true,
+                Some(SessionStatus::Idle) if self.started => {
                     self.newline();
                     return Ok(Some(true));
                 }
-                "failed" => {
+                Some(SessionStatus::Failed) => {
                     self.newline();
                     let e = &data["error"];
                     eprintln!(

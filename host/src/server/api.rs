@@ -16,7 +16,8 @@ use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
 use crate::config::SessionConfig;
 use crate::ids::SessionId;
-use crate::model::{SessionRecord, SessionStatus, secs};
+use crate::model::{SessionKind, SessionRecord, SessionStatus, secs};
+use crate::protocol::{self, EventType};
 use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError};
 use crate::store::Page;
 use crate::stream::{Frame, follow};
@@ -86,7 +87,7 @@ pub struct SessionSummary {
     pub title: Option<String>,
     #[schema(value_type = Object)]
     pub labels: Map<String, Value>,
-    pub kind: String,
+    pub kind: SessionKind,
     pub agent_id: Option<String>,
     pub agent_name: Option<String>,
     pub parent_session_id: Option<String>,
@@ -369,8 +370,8 @@ pub async fn create_session(
 /// declaration is refused at creation rather than failing the first turn.
 pub(super) async fn check_policies(state: &AppState, config: &SessionConfig) -> Result<(), ApiError> {
     let Some(policies) = &config.policies else { return Ok(()) };
-    let env = &state.sessions.turn_env().policies;
-    env.check(policies, crate::policy::Level::Agent).await.map_err(|e| ApiError::invalid(format!("config: {e}")))
+    let env = &state.policies;
+    env.check(policies).await.map_err(|e| ApiError::invalid(format!("config: {e}")))
 }
 
 /// List sessions, newest first by default.
@@ -398,7 +399,7 @@ pub async fn list_sessions(
     }
     let kind = match q.kind.as_deref() {
         None | Some("any") => None,
-        Some(k @ ("default" | "sub_agent")) => Some(k.to_string()),
+        Some(k) if SessionKind::parse(k).is_some() => SessionKind::parse(k),
         Some(other) => {
             return Err(ApiError::invalid(format!(
                 "kind must be default, sub_agent or any; got '{}'",
@@ -533,10 +534,9 @@ fn parse_cursor(raw: &str, what: &str) -> Result<i64, ApiError> {
 
 fn sse_event(frame: Frame) -> SseEvent {
     match frame {
-        Frame::Heartbeat => SseEvent::default().event("session.heartbeat").data(
-            json!({"type": "session.heartbeat", "sequence_number": null, "server_time": secs(crate::model::now_us())})
-                .to_string(),
-        ),
+        Frame::Heartbeat => SseEvent::default()
+            .event(EventType::SessionHeartbeat.as_str())
+            .data(protocol::heartbeat(secs(crate::model::now_us())).to_string()),
         Frame::Event(e) => SseEvent::default().id(e.seq.to_string()).event(&e.event_type).data(e.data.to_string()),
         Frame::State(e) => SseEvent::default().event(&e.event_type).data(e.data.to_string()),
         Frame::Done => SseEvent::default().data("[DONE]"),

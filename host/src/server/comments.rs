@@ -12,6 +12,7 @@ use super::api::{ApiJson, ApiQuery, session_id};
 use super::error::{ApiError, ErrorEnvelope};
 use crate::ids::{SessionId, prefixed, truncate};
 use crate::model::{now_us, secs};
+use crate::protocol::{self, CommentChangeKind};
 use crate::session::SessionError;
 
 const MAX_BODY_CHARS: usize = 16 * 1024;
@@ -63,9 +64,8 @@ fn check_body(body: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn emit(state: &AppState, id: &SessionId, event_type: &str, comment: &Value) -> Result<(), ApiError> {
-    let payload = json!({"conversation_id": id.as_str(), "comment": comment});
-    Ok(state.sessions.emit(id, vec![(event_type.to_string(), payload)], Vec::new()).await?)
+async fn emit(state: &AppState, id: &SessionId, change: CommentChangeKind, comment: &Value) -> Result<(), ApiError> {
+    Ok(state.sessions.emit(id, vec![protocol::comment(id, change, comment)], Vec::new()).await?)
 }
 
 async fn existing(state: &AppState, id: &SessionId, cid: &str) -> Result<Value, ApiError> {
@@ -94,7 +94,7 @@ pub async fn create(
         "start_index": req.start_index, "end_index": req.end_index, "body": req.body, "status": "draft",
         "created_at": secs(now), "updated_at": now, "anchor_content": req.anchor_content, "created_by": req.created_by,
     });
-    emit(&state, &id, "session.comment.created", &comment).await?;
+    emit(&state, &id, CommentChangeKind::Created, &comment).await?;
     Ok(Json(comment))
 }
 
@@ -135,7 +135,7 @@ pub async fn update(
         comment["body"] = body.into();
     }
     comment["updated_at"] = now_us().into();
-    emit(&state, &id, "session.comment.updated", &comment).await?;
+    emit(&state, &id, CommentChangeKind::Updated, &comment).await?;
     Ok(Json(comment))
 }
 
@@ -148,7 +148,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     let comment = existing(&state, &id, &cid).await?;
-    emit(&state, &id, "session.comment.deleted", &comment).await?;
+    emit(&state, &id, CommentChangeKind::Deleted, &comment).await?;
     Ok(Json(json!({"deleted": true})))
 }
 
@@ -182,7 +182,7 @@ pub async fn send(
     for mut c in comments {
         c["status"] = "addressed".into();
         c["updated_at"] = now_us().into();
-        emit(&state, &id, "session.comment.updated", &c).await?;
+        emit(&state, &id, CommentChangeKind::Updated, &c).await?;
     }
     Ok(Json(json!({"formatted_message": text, "sent_comment_ids": req.comment_ids})))
 }

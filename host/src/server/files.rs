@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::api::{ApiQuery, ListItemsQuery, ListResponse, page, session_id};
 use super::error::{ApiError, ErrorEnvelope};
-use crate::files::{self, FileError, MAX_FILE_BYTES, Source};
+use crate::files::{self, FileError, MAX_FILE_BYTES};
+use crate::protocol::object;
 use crate::session::SessionError;
 
 impl From<FileError> for ApiError {
@@ -50,7 +51,7 @@ pub async fn upload(
             .ok_or_else(|| ApiError::invalid("the 'file' part needs a filename"))?;
         let content_type = field.content_type().map(str::to_string);
         let bytes = field.bytes().await.map_err(|e| multipart_error(&e))?;
-        let meta = files::add(&state.sessions, &id, &name, content_type.as_deref(), &bytes, Source::Upload).await?;
+        let meta = files::upload(&state.sessions, &id, &name, content_type.as_deref(), bytes.to_vec()).await?;
         return Ok((StatusCode::CREATED, Json(files::resource(&id, &meta))));
     }
 }
@@ -134,8 +135,8 @@ pub async fn delete(
     Path((id, fid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
-    if !files::delete(&state.sessions, &id, &fid).await? {
+    if !state.sessions.delete_file(&id, &fid).await? {
         return Err(ApiError::not_found(format!("no file '{}' in session {id}", crate::ids::truncate(&fid, 80))));
     }
-    Ok(Json(json!({"id": fid, "object": "session.resource.deleted", "deleted": true})))
+    Ok(Json(json!({"id": fid, "object": object::SESSION_RESOURCE_DELETED, "deleted": true})))
 }

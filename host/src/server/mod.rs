@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+use crate::policy::PolicyEnv;
 use crate::session::Sessions;
 use crate::store::Store;
 use crate::turn::TurnEnv;
@@ -57,6 +58,8 @@ impl Default for ServerOptions {
 #[derive(Clone)]
 pub struct AppState {
     pub sessions: Sessions,
+    /// Policy components and the server-wide defaults (checks of declarations made over REST).
+    pub policies: Arc<PolicyEnv>,
     pub heartbeat: Duration,
     auth_token: Option<Arc<str>>,
 }
@@ -144,9 +147,13 @@ pub fn check_exposure(addr: SocketAddr, options: &ServerOptions) -> Result<(), S
     }
 }
 
-pub fn router(sessions: Sessions, options: &ServerOptions) -> Router {
-    let state =
-        AppState { sessions, heartbeat: options.heartbeat, auth_token: options.auth_token.as_deref().map(Arc::from) };
+pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOptions) -> Router {
+    let state = AppState {
+        sessions,
+        policies,
+        heartbeat: options.heartbeat,
+        auth_token: options.auth_token.as_deref().map(Arc::from),
+    };
     let v1 = Router::new()
         .route("/sessions", get(api::list_sessions).post(api::create_session))
         .route("/sessions/{id}", get(api::get_session).patch(api::update_session).delete(api::delete_session))
@@ -227,6 +234,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 /// A server bound to a listener, ready to run.
 pub struct Server {
     pub sessions: Sessions,
+    pub policies: Arc<PolicyEnv>,
     pub listener: TcpListener,
     pub options: ServerOptions,
     pub shutdown: CancellationToken,
@@ -243,8 +251,9 @@ impl Server {
         check_exposure(listener.local_addr().expect("bound listener has an address"), &options)?;
         let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone())
             .map_err(|e| StartError::Runtime(format!("{e:#}")))?;
-        turns.policies.check(&options.policies, crate::policy::Level::Server).await.map_err(StartError::Policies)?;
-        let sessions = Sessions::new(store, shutdown.clone(), turns);
+        turns.policies.check(&options.policies).await.map_err(StartError::Policies)?;
+        let policies = turns.policies.clone();
+        let sessions = Sessions::new(store, shutdown.clone(), Arc::new(turns));
         let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
         if recovered > 0 {
             tracing::warn!(
@@ -252,7 +261,7 @@ impl Server {
                 "found sessions whose turn was cut short by the last shutdown: resuming them (or failing them with a reason)"
             );
         }
-        Ok(Server { sessions, listener, options, shutdown })
+        Ok(Server { sessions, policies, listener, options, shutdown })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -261,7 +270,7 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled; open streams then end with `[DONE]`.
     pub async fn run(self) -> std::io::Result<()> {
-        let app = router(self.sessions.clone(), &self.options);
+        let app = router(self.sessions.clone(), self.policies.clone(), &self.options);
         let token = self.shutdown.clone();
         let result =
             axum::serve(self.listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;

@@ -14,6 +14,7 @@ use super::error::{ApiError, ErrorEnvelope};
 use crate::config::SessionConfig;
 use crate::model::{SessionRecord, now_us, secs};
 use crate::policy::{Level, PolicyDecl, builtin_for, handlers_of};
+use crate::protocol::{self, object};
 use crate::session::{Ack, ApprovalAction, Input, SessionError};
 
 /// `POST /v1/sessions/{id}/elicitations/{eid}/resolve` (MCP's `ElicitResult`).
@@ -116,7 +117,7 @@ pub struct UpdatePolicyRequest {
 }
 
 fn entry(name: &str, decl: &PolicyDecl, level: Level) -> Value {
-    json!({"id": null, "object": "session.policy", "name": name, "type": decl.kind.clone().unwrap_or_else(|| "component".into()),
+    json!({"id": null, "object": object::SESSION_POLICY, "name": name, "type": decl.kind.clone().unwrap_or_else(|| "component".into()),
         "handler": decl.handler, "component": decl.component, "factory_params": decl.factory_params, "on": decl.on,
         "enabled": decl.enabled, "source": level.as_str()})
 }
@@ -124,7 +125,7 @@ fn entry(name: &str, decl: &PolicyDecl, level: Level) -> Value {
 /// Checks a declaration by loading it and running its `init` with the parameters.
 async fn check(state: &AppState, name: &str, decl: &PolicyDecl) -> Result<(), ApiError> {
     let one = crate::policy::PolicyMap(vec![(name.to_string(), decl.clone())]);
-    state.sessions.turn_env().policies.check(&one, Level::Session).await.map_err(ApiError::invalid)
+    state.policies.check(&one).await.map_err(ApiError::invalid)
 }
 
 /// Over REST only builtins: a path would let a client make the server read any file.
@@ -164,7 +165,7 @@ pub async fn list_policies(
             data.push(entry(name, decl, Level::Agent));
         }
     }
-    for (name, decl) in &state.sessions.turn_env().policies.server.0 {
+    for (name, decl) in &state.policies.server.0 {
         data.push(entry(name, decl, Level::Server));
     }
     Ok(Json(list(data, false, |v| v["id"].as_str().unwrap_or_default().to_string())))
@@ -185,7 +186,7 @@ pub async fn create_policy(
     }
     require_builtin(&req.handler)?;
     let now = secs(now_us());
-    let object = json!({"id": format!("pol_{}", crate::ids::random_hex()), "object": "session.policy", "name": name,
+    let object = json!({"id": format!("pol_{}", crate::ids::random_hex()), "object": object::SESSION_POLICY, "name": name,
         "type": req.kind.unwrap_or_else(|| "component".into()), "handler": req.handler, "factory_params": req.factory_params,
         "on": req.on, "ask_timeout": req.ask_timeout, "enabled": req.enabled, "source": "session", "created_at": now, "updated_at": now});
     let decl = PolicyDecl::of_object(&object).ok_or_else(|| ApiError::invalid("invalid policy"))?;
@@ -195,10 +196,7 @@ pub async fn create_policy(
         if let Some(taken) = name_taken(record, &stored) {
             return Err(taken);
         }
-        Ok(vec![(
-            "session.policy.created".to_string(),
-            json!({"conversation_id": record.id.as_str(), "policy": stored}),
-        )])
+        Ok(vec![protocol::policy_saved(&record.id, stored, true)])
     });
     state.sessions.control(&id, change).await?;
     Ok(Json(object))
@@ -266,10 +264,7 @@ pub async fn update_policy(
         if let Some(taken) = name_taken(record, &stored) {
             return Err(taken);
         }
-        Ok(vec![(
-            "session.policy.updated".to_string(),
-            json!({"conversation_id": record.id.as_str(), "policy": stored}),
-        )])
+        Ok(vec![protocol::policy_saved(&record.id, stored, false)])
     });
     state.sessions.control(&id, change).await?;
     Ok(Json(object))
@@ -286,16 +281,13 @@ pub async fn delete_policy(
     let target = pid.clone();
     let change = Box::new(move |record: &SessionRecord| {
         Ok(if record.policy.policies.iter().any(|p| p["id"] == target) {
-            vec![(
-                "session.policy.deleted".to_string(),
-                json!({"conversation_id": record.id.as_str(), "policy_id": target}),
-            )]
+            vec![protocol::policy_deleted(&record.id, &target)]
         } else {
             Vec::new()
         })
     });
     state.sessions.control(&id, change).await?;
-    Ok(Json(json!({"id": pid, "object": "session.policy.deleted", "deleted": true})))
+    Ok(Json(json!({"id": pid, "object": object::SESSION_POLICY_DELETED, "deleted": true})))
 }
 
 /// The server-wide default policies (`omnigent server --policies FILE`), judged after every session's own and its
@@ -303,8 +295,6 @@ pub async fn delete_policy(
 #[utoipa::path(get, path = "/v1/policies", responses((status = 200, body = ListResponse<Object>)))]
 pub async fn server_policies(State(state): State<AppState>) -> Json<ListResponse<Value>> {
     let data: Vec<Value> = state
-        .sessions
-        .turn_env()
         .policies
         .server
         .0
@@ -321,7 +311,7 @@ pub async fn server_policies(State(state): State<AppState>) -> Json<ListResponse
 /// The builtin policies: handler names (Omnigent's and ours), description and parameter schema.
 #[utoipa::path(get, path = "/v1/policy-registry", responses((status = 200, body = ListResponse<Object>)))]
 pub async fn registry(State(state): State<AppState>) -> Result<Json<ListResponse<Value>>, ApiError> {
-    let env = &state.sessions.turn_env().policies;
+    let env = &state.policies;
     let mut data = Vec::new();
     for (component, _) in omnigent_runtime::BUILTIN_POLICIES {
         let decl = PolicyDecl::builtin(component);

@@ -15,8 +15,10 @@ use tokio::sync::broadcast::error::RecvError;
 use super::AppState;
 use super::api::ApiJson;
 use super::error::{ApiError, ErrorEnvelope};
+use crate::ids::session_of_response;
 use crate::ids::truncate;
-use crate::session::{Input, NewSession, Published, SessionError, session_of_response};
+use crate::protocol::{self, EventType};
+use crate::session::{Input, NewSession, Published, SessionError};
 
 /// The body the SDK sends (its `_build_body`); other fields are ignored.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -36,8 +38,6 @@ pub struct CreateResponse {
     // `instructions`, `background`, `reasoning`, `model_override` are accepted and ignored: the agent's config
     // decides.
 }
-
-const TERMINAL: [&str; 4] = ["response.completed", "response.failed", "response.incomplete", "response.cancelled"];
 
 /// Run one turn, streamed as response events (`stream: true`) or answered with the final response object.
 #[utoipa::path(post, path = "/v1/responses", request_body = CreateResponse,
@@ -97,16 +97,15 @@ pub async fn create(
                 Ok(Published::Event(e)) => {
                     let data = &e.data;
                     let mine = match &response_id {
-                        None if e.event_type == "response.created" => {
+                        None if e.event_type == EventType::ResponseCreated.as_str() => {
                             response_id = data.pointer("/response/id").and_then(Value::as_str).map(str::to_string);
                             true
                         }
                         None => {
                             // A turn that fails before it starts (e.g. no harness) ends as a failed response.
-                            if e.event_type == "session.status" && data["status"] == "failed" {
-                                let failed = json!({"type": "response.failed", "response": {"id": null, "object": "response",
-                                    "status": "failed", "error": data["error"], "conversation": {"id": id.as_str()}}});
-                                yield ("response.failed".to_string(), failed);
+                            if e.event_type == EventType::SessionStatus.as_str() && data["status"] == "failed" {
+                                let failed = protocol::failed_before_start(&id, &data["error"]);
+                                yield (EventType::ResponseFailed.as_str().to_string(), failed);
                                 return;
                             }
                             false
@@ -114,9 +113,10 @@ pub async fn create(
                         Some(r) => data.pointer("/response/id").and_then(Value::as_str).is_none_or(|x| x == r)
                             && data.pointer("/item/response_id").and_then(Value::as_str).is_none_or(|x| x == r),
                     };
-                    if mine && e.event_type.starts_with("response.") {
+                    let event_type = EventType::parse(&e.event_type);
+                    if mine && event_type.is_some_and(EventType::is_response_event) {
                         yield (e.event_type.clone(), e.data.clone());
-                        if TERMINAL.contains(&e.event_type.as_str()) {
+                        if event_type.is_some_and(EventType::ends_response) {
                             return;
                         }
                     }
@@ -138,7 +138,7 @@ pub async fn create(
     let mut output = Vec::new();
     futures::pin_mut!(turn);
     while let Some((event_type, data)) = futures::StreamExt::next(&mut turn).await {
-        if event_type == "response.output_item.done" {
+        if event_type == EventType::OutputItemDone.as_str() {
             output.push(data["item"].clone());
         }
         last = data;

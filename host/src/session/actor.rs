@@ -1,0 +1,496 @@
+//! The actor of one live session: the only writer of its log. It takes commands from its mailbox one at a time,
+//! builds each transaction in a [`Draft`], commits it, and only then publishes the events and sets in motion what
+//! they imply (a turn starts, a waiting turn gets its answer).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::draft::{Draft, EndingTurn, PlannedTurn};
+use super::runner::{TurnOutcome, TurnShared, TurnStart, Waiter};
+use super::{Ack, ApprovalAction, Change, Input, Patch, Published, SessionError, Sessions};
+use crate::ids::prefixed;
+use crate::model::{SessionRecord, SessionStatus, now_us};
+use crate::protocol::{self, NewEvent};
+use crate::store::{Commit, FileChange, JournalEntry, StoreError};
+
+/// Most input events one transaction takes (group commit under load).
+const MAX_BATCH: usize = 128;
+
+type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
+
+pub(super) enum Command {
+    Post {
+        input: Input,
+        reply: Reply<Ack>,
+    },
+    Patch {
+        patch: Patch,
+        reply: Reply<SessionRecord>,
+    },
+    Delete {
+        reply: Reply<()>,
+    },
+    /// Events (from the running turn, a sub-agent, a comment, a file), the journal entries and file rows they
+    /// commit with, and what the turn waits for next.
+    Record {
+        events: Vec<NewEvent>,
+        waiters: Vec<Waiter>,
+        journal: Vec<JournalEntry>,
+        files: Vec<FileChange>,
+        reply: Reply<()>,
+    },
+    /// Removes a file and announces it; answers false when there is no such file.
+    DeleteFile {
+        file_id: String,
+        reply: Reply<bool>,
+    },
+    /// A change checked against the current state (policy CRUD).
+    Control {
+        change: Change,
+        reply: Reply<SessionRecord>,
+    },
+    /// The running turn finished.
+    EndTurn {
+        response_id: String,
+        outcome: TurnOutcome,
+        reply: Reply<()>,
+    },
+    /// The server restarted while this session was running: resume its turn or record that it was lost.
+    Recover {
+        reply: Reply<()>,
+    },
+}
+
+pub(super) struct Actor {
+    pub sessions: Sessions,
+    pub record: SessionRecord,
+    pub mailbox: mpsc::Receiver<Command>,
+    pub events: broadcast::Sender<Published>,
+    pub turn: Option<ActiveTurn>,
+}
+
+/// The turn this session is running.
+pub(super) struct ActiveTurn {
+    response_id: String,
+    model: String,
+    created_at_us: i64,
+    shared: TurnShared,
+    /// Client tool calls waiting for their output.
+    waiters: HashMap<String, oneshot::Sender<String>>,
+    /// Elicitations the turn waits on.
+    approvals: HashMap<String, oneshot::Sender<ApprovalAction>>,
+}
+
+/// What a committed batch of inputs sets in motion.
+enum Effect {
+    StartTurn(PlannedTurn),
+    Steer(String),
+    Deliver { call_id: String, output: String },
+    Resolve { elicitation_id: String, action: ApprovalAction },
+    Cancel,
+}
+
+/// Whether the actor goes on after a command.
+#[derive(PartialEq, Eq)]
+enum Next {
+    Continue,
+    /// The session is gone (deleted here or elsewhere).
+    Stop,
+}
+
+impl Actor {
+    pub async fn run(mut self) {
+        let idle = self.sessions.inner.idle_timeout;
+        let mut carried: Option<Command> = None;
+        loop {
+            let command = match carried.take() {
+                Some(c) => c,
+                None => tokio::select! {
+                    c = self.mailbox.recv() => match c {
+                        Some(c) => c,
+                        None => return,
+                    },
+                    _ = tokio::time::sleep(idle) => {
+                        if self.try_retire() { return; }
+                        continue;
+                    }
+                },
+            };
+            let next = match command {
+                Command::Post { input, reply } => {
+                    let (batch, rest) = self.gather(input, reply);
+                    carried = rest;
+                    self.post_batch(batch).await
+                }
+                Command::Patch { patch, reply } => self.on_patch(patch, reply).await,
+                Command::Record { events, waiters, journal, files, reply } => {
+                    self.on_record(events, waiters, journal, files, reply).await
+                }
+                Command::DeleteFile { file_id, reply } => self.on_delete_file(file_id, reply).await,
+                Command::Control { change, reply } => self.on_control(change, reply).await,
+                Command::EndTurn { response_id, outcome, reply } => {
+                    let _ = reply.send(self.end_turn(&response_id, outcome).await);
+                    Next::Continue
+                }
+                Command::Recover { reply } => self.on_recover(reply).await,
+                Command::Delete { reply } => self.on_delete(reply).await,
+            };
+            if next == Next::Stop {
+                return;
+            }
+        }
+    }
+
+    /// The inputs queued behind this one (up to a batch), and the first other command if one interrupts them.
+    fn gather(&mut self, input: Input, reply: Reply<Ack>) -> (Vec<(Input, Reply<Ack>)>, Option<Command>) {
+        let mut batch = vec![(input, reply)];
+        while batch.len() < MAX_BATCH {
+            match self.mailbox.try_recv() {
+                Ok(Command::Post { input, reply }) => batch.push((input, reply)),
+                Ok(other) => return (batch, Some(other)),
+                Err(_) => break,
+            }
+        }
+        (batch, None)
+    }
+
+    async fn on_patch(&mut self, patch: Patch, reply: Reply<SessionRecord>) -> Next {
+        let mut draft = Draft::new(&self.record);
+        draft.patch(patch);
+        let result = self.commit(draft).await.map(|()| self.record.clone());
+        let next = stop_if_gone(&result);
+        let _ = reply.send(result);
+        next
+    }
+
+    async fn on_record(
+        &mut self,
+        events: Vec<NewEvent>,
+        waiters: Vec<Waiter>,
+        journal: Vec<JournalEntry>,
+        files: Vec<FileChange>,
+        reply: Reply<()>,
+    ) -> Next {
+        let mut draft = Draft::new(&self.record);
+        for event in events {
+            draft.emit(event);
+        }
+        draft.journal.extend(journal);
+        draft.files.extend(files);
+        let result = self.commit(draft).await;
+        if result.is_ok() {
+            self.wait_for(waiters);
+        }
+        let next = stop_if_gone(&result);
+        let _ = reply.send(result);
+        next
+    }
+
+    async fn on_delete_file(&mut self, file_id: String, reply: Reply<bool>) -> Next {
+        // Every file change of this session goes through this actor, so the check cannot go stale before the commit.
+        let found = match self.sessions.store().get_file(&self.record.id, &file_id).await {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return Next::Continue;
+            }
+        };
+        if !found {
+            let _ = reply.send(Ok(false));
+            return Next::Continue;
+        }
+        let mut draft = Draft::new(&self.record);
+        draft.emit(protocol::resource_deleted(&self.record.id, &file_id));
+        draft.files.push(FileChange::Delete { id: file_id });
+        let result = self.commit(draft).await.map(|()| true);
+        let next = stop_if_gone(&result);
+        let _ = reply.send(result);
+        next
+    }
+
+    async fn on_control(&mut self, change: Change, reply: Reply<SessionRecord>) -> Next {
+        let result = match change(&self.record) {
+            Ok(events) => {
+                let mut draft = Draft::new(&self.record);
+                for event in events {
+                    draft.emit(event);
+                }
+                self.commit(draft).await.map(|()| self.record.clone())
+            }
+            Err(e) => Err(e),
+        };
+        let next = stop_if_gone(&result);
+        let _ = reply.send(result);
+        next
+    }
+
+    async fn on_recover(&mut self, reply: Reply<()>) -> Next {
+        let mut draft = Draft::new(&self.record);
+        let mut planned = None;
+        if self.turn.is_none() && matches!(self.record.status, SessionStatus::Running | SessionStatus::Paused) {
+            planned = draft.resume_turn();
+        }
+        let result = self.commit(draft).await;
+        if result.is_ok()
+            && let Some(turn) = planned
+        {
+            self.apply(Effect::StartTurn(turn));
+        }
+        let next = stop_if_gone(&result);
+        let _ = reply.send(result);
+        next
+    }
+
+    async fn on_delete(&mut self, reply: Reply<()>) -> Next {
+        if let Some(turn) = &self.turn {
+            turn.shared.cancel.cancel();
+        }
+        match self.sessions.store().delete_session(&self.record.id).await {
+            Ok(_) => {
+                tracing::info!(session = %self.record.id, "session deleted");
+                self.close();
+                let _ = reply.send(Ok(()));
+                Next::Stop
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                Next::Continue
+            }
+        }
+    }
+
+    /// Applies a batch of inputs in one transaction.
+    async fn post_batch(&mut self, batch: Vec<(Input, Reply<Ack>)>) -> Next {
+        let mut draft = Draft::new(&self.record);
+        let mut effects = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (input, reply) in batch {
+            outcomes.push((self.input(&mut draft, &mut effects, input), reply));
+        }
+        match self.commit(draft).await {
+            Ok(()) => {
+                for effect in effects {
+                    self.apply(effect);
+                }
+                for (outcome, reply) in outcomes {
+                    let _ = reply.send(outcome);
+                }
+                Next::Continue
+            }
+            Err(e) => {
+                let gone = matches!(e, SessionError::NotFound(_));
+                for (outcome, reply) in outcomes {
+                    // Inputs that failed validation keep their own error; the rest share the commit's.
+                    let _ = reply.send(match outcome {
+                        Err(own) => Err(own),
+                        Ok(_) => Err(e.share()),
+                    });
+                }
+                if gone { Next::Stop } else { Next::Continue }
+            }
+        }
+    }
+
+    /// Writes one input into the draft; what it sets in motion waits in `effects` until the commit succeeds.
+    fn input(&self, draft: &mut Draft, effects: &mut Vec<Effect>, input: Input) -> Result<Ack, SessionError> {
+        let running = self.turn.is_some() || effects.iter().any(|e| matches!(e, Effect::StartTurn(_)));
+        match input {
+            Input::Message { content, created_by } => {
+                let item_id = prefixed("msg");
+                let text =
+                    content.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
+                let data = json!({"role": "user", "content": content});
+                draft.emit(protocol::input_consumed(&item_id, "message", data, created_by));
+                if running {
+                    effects.push(Effect::Steer(text));
+                } else if let Some(turn) = draft.start_turn() {
+                    effects.push(Effect::StartTurn(turn));
+                }
+                Ok(Ack { queued: true, item_id: Some(item_id) })
+            }
+            Input::FunctionCallOutput { call_id, output, created_by } => {
+                let item_id = prefixed("fco");
+                let data = json!({"call_id": call_id, "output": output});
+                draft.emit(protocol::input_consumed(&item_id, "function_call_output", data, created_by));
+                effects.push(Effect::Deliver { call_id, output });
+                Ok(Ack { queued: true, item_id: Some(item_id) })
+            }
+            Input::Interrupt => {
+                if running {
+                    effects.push(Effect::Cancel);
+                }
+                Ok(Ack { queued: false, item_id: None })
+            }
+            Input::Approval { elicitation_id, action, content } => {
+                if draft.record.policy.pending(&elicitation_id).is_none() {
+                    return Err(SessionError::NoSuchElicitation(elicitation_id));
+                }
+                draft.emit(protocol::elicitation_resolved(&elicitation_id, json!(action), content));
+                if draft.record.policy.pending.is_empty() && draft.record.status == SessionStatus::Paused {
+                    draft.set_status(SessionStatus::Running, None);
+                }
+                effects.push(Effect::Resolve { elicitation_id, action });
+                Ok(Ack { queued: false, item_id: None })
+            }
+        }
+    }
+
+    /// Registers what the running turn waits for; an answer that is already in the log is delivered at once.
+    fn wait_for(&mut self, waiters: Vec<Waiter>) {
+        let Some(turn) = &mut self.turn else { return };
+        for waiter in waiters {
+            match waiter {
+                Waiter::Output(call_id, tx) => {
+                    turn.waiters.insert(call_id, tx);
+                }
+                Waiter::Approval(eid, tx) => {
+                    let answered =
+                        self.record.policy.resolved.get(&eid).and_then(|a| serde_json::from_value(a.clone()).ok());
+                    match answered {
+                        Some(action) => {
+                            let _ = tx.send(action);
+                        }
+                        None if self.record.policy.pending(&eid).is_some() => {
+                            turn.approvals.insert(eid, tx);
+                        }
+                        // Neither asked nor answered in this turn: nobody can answer it, so it counts as cancelled.
+                        None => {
+                            tracing::warn!(session = %self.record.id, elicitation = %eid, "a turn waits on a question that is not pending; denying");
+                            let _ = tx.send(ApprovalAction::Cancel);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::StartTurn(planned) => self.start(planned),
+            Effect::Steer(text) => {
+                if let Some(turn) = &self.turn {
+                    turn.shared.steering.lock().unwrap().push_back(text);
+                }
+            }
+            Effect::Deliver { call_id, output } => {
+                if let Some(waiter) = self.turn.as_mut().and_then(|t| t.waiters.remove(&call_id)) {
+                    let _ = waiter.send(output);
+                }
+            }
+            Effect::Resolve { elicitation_id, action } => {
+                if let Some(waiter) = self.turn.as_mut().and_then(|t| t.approvals.remove(&elicitation_id)) {
+                    let _ = waiter.send(action);
+                }
+            }
+            Effect::Cancel => {
+                if let Some(turn) = &self.turn {
+                    turn.shared.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    /// Starts a planned turn through the server's turn runner.
+    fn start(&mut self, planned: PlannedTurn) {
+        let PlannedTurn { response_id, model, config, resume } = planned;
+        let shared = TurnShared::default();
+        self.turn = Some(ActiveTurn {
+            response_id: response_id.clone(),
+            model,
+            created_at_us: now_us(),
+            shared: shared.clone(),
+            waiters: HashMap::new(),
+            approvals: HashMap::new(),
+        });
+        if resume {
+            tracing::info!(session = %self.record.id, response = %response_id, "resuming a turn cut by a restart");
+        }
+        let start = TurnStart { record: self.record.clone(), response_id, config: *config, shared, resume };
+        let task = self.sessions.inner.runner.run(self.sessions.clone(), start);
+        tokio::spawn(tracing::Instrument::instrument(task, tracing::info_span!("turn", session = %self.record.id)));
+    }
+
+    /// Records the end of the running turn; starts the next one if messages came in that the harness did not take.
+    async fn end_turn(&mut self, response_id: &str, outcome: TurnOutcome) -> Result<(), SessionError> {
+        let Some(turn) = self.turn.take_if(|t| t.response_id == response_id) else {
+            return Ok(()); // a stale report (the turn was already ended)
+        };
+        let mut draft = Draft::new(&self.record);
+        let ending =
+            EndingTurn { response_id: &turn.response_id, model: &turn.model, created_at_us: turn.created_at_us };
+        draft.end_turn(&ending, outcome);
+        let leftover = !turn.shared.steering.lock().unwrap().is_empty();
+        let next = if leftover && !turn.shared.cancel.is_cancelled() { draft.start_turn() } else { None };
+        self.commit(draft).await?;
+        if let Some(planned) = next {
+            self.apply(Effect::StartTurn(planned));
+        }
+        Ok(())
+    }
+
+    /// Persists a draft, then publishes its events. On a conflict the actor reloads; a vanished session closes.
+    async fn commit(&mut self, draft: Draft) -> Result<(), SessionError> {
+        if draft.is_empty() {
+            return Ok(());
+        }
+        let commit = Commit {
+            expected_last_seq: self.record.last_seq,
+            session: &draft.record,
+            events: &draft.events,
+            items: &draft.items,
+            comments: &draft.comments,
+            files: &draft.files,
+            journal: &draft.journal,
+            clear_journal: draft.clear_journal,
+        };
+        match self.sessions.store().commit(&commit).await {
+            Ok(()) => {
+                self.record = draft.record;
+                for event in draft.events {
+                    let _ = self.events.send(Published::Event(Arc::new(event)));
+                }
+                Ok(())
+            }
+            Err(StoreError::Conflict(id)) => match self.sessions.store().get_session(&id).await {
+                Ok(Some(fresh)) => {
+                    tracing::warn!(session = %id, "log moved under this writer; reloaded");
+                    self.record = fresh;
+                    Err(SessionError::Conflict(id))
+                }
+                Ok(None) => {
+                    self.close();
+                    Err(SessionError::NotFound(id))
+                }
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => {
+                tracing::error!(session = %self.record.id, error = %e, "commit failed");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Tells subscribers the session is gone and leaves the registry.
+    fn close(&self) {
+        let _ = self.events.send(Published::Closed);
+        self.sessions.inner.live.lock().unwrap().remove(&self.record.id);
+    }
+
+    /// Leaves the registry if nobody listens and nothing is queued.
+    fn try_retire(&self) -> bool {
+        let mut live = self.sessions.inner.live.lock().unwrap();
+        if self.events.receiver_count() == 0 && self.mailbox.is_empty() && self.turn.is_none() {
+            live.remove(&self.record.id);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn stop_if_gone<T>(result: &Result<T, SessionError>) -> Next {
+    if matches!(result, Err(SessionError::NotFound(_))) { Next::Stop } else { Next::Continue }
+}

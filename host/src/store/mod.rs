@@ -1,0 +1,174 @@
+//! Durable storage: one store with two backends (SQLite by default, Postgres when the URL says so).
+//!
+//! Both backends run the same SQL text (`$N` placeholders work in both), so every query is written once and
+//! `on_pool!` expands it per backend. One file per table family: `sessions`, `log` (events, items, the turn
+//! journal), `files`, `comments`, `agents`; `commit` writes one session's transaction across them; `migrate`
+//! brings the schema up to date on connect; `paging` is the keyset paging they share.
+
+mod agents;
+mod comments;
+mod commit;
+mod files;
+mod log;
+mod migrate;
+mod paging;
+mod sessions;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::ids::SessionId;
+
+pub use agents::Agent;
+pub use comments::CommentChange;
+pub use commit::Commit;
+pub use files::{FileChange, FileMeta, FileSource};
+pub use log::JournalEntry;
+pub use paging::Page;
+pub use sessions::SessionFilter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(
+        "the database was migrated by a newer omnigent (schema version {found}, this binary knows up to {known}); \
+         upgrade omnigent"
+    )]
+    TooNew { found: i64, known: i64 },
+    /// The session's log moved on (or the session was deleted) since the writer last read it.
+    #[error("session {0} was changed by another writer or deleted")]
+    Conflict(SessionId),
+    #[error("unknown cursor '{0}'")]
+    UnknownCursor(String),
+    #[error("an agent named '{0}' already exists")]
+    NameTaken(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which backend a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same block of code against whichever pool the store has.
+macro_rules! on_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+use on_pool;
+
+/// A row struct read by column name on both backends: sqlx's `FromRow` derive without its proc-macro crate
+/// (which would compile both database drivers a second time).
+macro_rules! row {
+    ($(#[$meta:meta])* struct $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        struct $name { $($field: $ty,)* }
+
+        impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for $name {
+            fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+                use sqlx::Row;
+                Ok($name { $($field: row.try_get(stringify!($field))?,)* })
+            }
+        }
+
+        impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for $name {
+            fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+                use sqlx::Row;
+                Ok($name { $($field: row.try_get(stringify!($field))?,)* })
+            }
+        }
+    };
+}
+use row;
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    /// SQLite has one writer at a time; contending writers would sleep in SQLite's busy handler (milliseconds).
+    /// Queueing them here instead keeps write latency flat under load. None for Postgres.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let backend = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // In WAL mode NORMAL never corrupts and never loses a committed transaction when the process dies
+                // (SIGKILL included); only an OS crash or power loss may roll back the newest commits.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .min_connections(2)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let write_gate = matches!(backend, Backend::Sqlite(_)).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let store = Store { backend, write_gate };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+
+    /// This writer's turn (SQLite only; Postgres writers run concurrently).
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
+    }
+}
+
+fn json_text(v: &Value) -> String {
+    v.to_string()
+}
+
+fn parse_json(text: &str, what: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}

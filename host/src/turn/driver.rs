@@ -1,0 +1,190 @@
+//! Driving a WASM harness turn from start to end: load the harness and the policies, replay the journal if the
+//! turn is resumed, judge the user's request, run the harness, judge its answer, and report the outcome.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use omnigent_runtime::harness::TurnInput;
+use omnigent_runtime::{HarnessComponent, TurnFailure, TurnLimits};
+use serde_json::json;
+
+use super::TurnEnv;
+use super::gate::Gate;
+use super::history::last_user_text;
+use super::host::Host;
+use super::journal::Journal;
+use crate::config::SessionConfig;
+use crate::llm::Provider;
+use crate::policy::{Phase, PolicyMap};
+use crate::session::{Sessions, TurnOutcome, TurnStart};
+
+/// Largest `.wasm` harness file accepted.
+const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+const DEFAULT_MAX_STEPS: u32 = 25;
+
+fn failed(code: &str, message: String) -> TurnOutcome {
+    TurnOutcome::Failed { code: code.into(), message }
+}
+
+/// Runs a turn to its end and reports the outcome to the session's actor.
+pub(super) async fn run(env: TurnEnv, sessions: Sessions, turn: TurnStart) {
+    let id = turn.record.id.clone();
+    let response_id = turn.response_id.clone();
+    let cancel = turn.shared.cancel.clone();
+    let outcome = prepare_and_drive(&env, &sessions, turn).await;
+    let outcome = if cancel.is_cancelled() && !matches!(outcome, TurnOutcome::Completed { .. }) {
+        TurnOutcome::Interrupted
+    } else {
+        outcome
+    };
+    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
+        tracing::warn!(session = %id, error = %e, "could not record the end of a turn");
+    }
+}
+
+async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
+    let TurnStart { record, response_id, config, shared, resume } = turn;
+    let component = match load_harness(env, &config).await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let provider = match Provider::from_config(&config, env.http.clone()) {
+        Ok(p) => p,
+        Err(e) => return failed(e.code(), e.to_string()),
+    };
+    let Ok(_slot) = env.slots.clone().acquire_owned().await else {
+        return failed("shutting_down", "the server is shutting down".into());
+    };
+    let defaults = TurnLimits::default();
+    let limits = TurnLimits {
+        memory_bytes: config.executor.memory_mb.map(|mb| (mb as usize) << 20).unwrap_or(defaults.memory_bytes),
+        deadline: config.executor.turn_timeout_s.map(Duration::from_secs).unwrap_or(defaults.deadline),
+    };
+    let model = config.executor.model_name().to_string();
+    // Without os_env.cwd, tools run where the server runs (a background server inherits its starter's directory).
+    let cwd = config
+        .os_env
+        .as_ref()
+        .and_then(|o| o.cwd.clone())
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(std::env::temp_dir);
+    let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+    let session_policies = PolicyMap::of_session(&record.policy.policies);
+    let agent_policies = config.policies.clone().unwrap_or_default();
+    let chain = match env.policies.chain(&session_policies, &agent_policies).await {
+        Ok(c) => c,
+        Err(e) => return failed("policy_invalid", e),
+    };
+    let journal = match Journal::open(sessions, &record.id, &response_id, resume).await {
+        Ok(j) => j,
+        Err(e) => return failed("journal_unavailable", e),
+    };
+    let gate = Gate::new(chain, sessions, &record, &response_id, config.executor.clone(), shared.cancel.clone());
+    let host = Arc::new(Host {
+        sessions: sessions.clone(),
+        id: record.id.clone(),
+        response_id,
+        config,
+        provider,
+        model: model.clone(),
+        cwd,
+        shared,
+        journal,
+        gate,
+        client_calls: Mutex::default(),
+        children: Mutex::default(),
+        history: Mutex::default(),
+    });
+    let outcome = drive(&host, component, TurnInput { max_steps }, limits, model).await;
+    // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.
+    host.journal.flush(Vec::new()).await;
+    outcome
+}
+
+/// The turn proper: the request's verdict, the harness run, the response's verdict.
+async fn drive(
+    host: &Arc<Host>,
+    component: Arc<HarnessComponent>,
+    input: TurnInput,
+    limits: TurnLimits,
+    model: String,
+) -> TurnOutcome {
+    // The user's request is judged before the harness sees it.
+    if host.gate.judges(Phase::Request) {
+        // A replay has the verdict in its journal; a live turn reads the history the harness is about to get.
+        let text = if host.journal.replaying() { String::new() } else { last_user_text(&host.read_history().await) };
+        let request = json!({"user_content": text, "attachments": []});
+        if let Err(reason) = host.gate.check(&host.journal, Phase::Request, None, request, None, None).await {
+            return failed("policy_denied", reason);
+        }
+    }
+    let run = component.run_turn(host.clone(), input, limits);
+    let result = tokio::select! {
+        r = run => r,
+        _ = host.shared.cancel.cancelled() => return TurnOutcome::Interrupted,
+    };
+    if let Some(why) = host.journal.diverged() {
+        return failed("replay_diverged", why);
+    }
+    match result {
+        // The answer's text is already in the log (the harness's model calls recorded it).
+        Ok(out) => {
+            if host.gate.judges(Phase::Response) {
+                // The answer was streamed already: a deny here is reported, not undone.
+                let answer = json!({"text": out.text});
+                let _ = host.gate.check(&host.journal, Phase::Response, None, answer, None, None).await;
+            }
+            // What the host counted, not what the harness reports: a harness cannot talk its spend down.
+            let usage = host.gate.turn_usage();
+            if (usage.input_tokens, usage.output_tokens) != (out.usage.input_tokens, out.usage.output_tokens) {
+                tracing::debug!(session = %host.id, reported = ?out.usage, counted = ?usage, "the harness reported other usage than its model calls");
+            }
+            let cost_usd = host.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
+            TurnOutcome::Completed { usage, model, cost_usd }
+        }
+        Err(TurnFailure::Harness(e)) if e.code == "cancelled" => TurnOutcome::Interrupted,
+        Err(e) => failed(e.code(), e.to_string()),
+    }
+}
+
+async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<HarnessComponent>, TurnOutcome> {
+    let harness = config.executor.harness.clone();
+    let bytes: Vec<u8> = match harness.as_str() {
+        "agent" => {
+            if let Some(loaded) = env.runtime.agent() {
+                return Ok(loaded);
+            }
+            let runtime = env.runtime.clone();
+            return tokio::task::spawn_blocking(move || runtime.load_agent())
+                .await
+                .map_err(|e| failed("harness_invalid", format!("loading the harness panicked: {e}")))?
+                .map_err(|e| failed("harness_invalid", format!("the builtin agent harness: {e}")));
+        }
+        path if path.ends_with(".wasm") => {
+            let unreadable =
+                |e: std::io::Error| failed("harness_not_found", format!("cannot read harness {path}: {e}"));
+            let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
+            if meta.len() > MAX_COMPONENT_BYTES {
+                return Err(failed(
+                    "harness_invalid",
+                    format!("harness {path} is larger than {MAX_COMPONENT_BYTES} bytes"),
+                ));
+            }
+            tokio::fs::read(path).await.map_err(unreadable)?
+        }
+        other => {
+            return Err(failed(
+                "harness_not_found",
+                format!("harness '{other}' is not available (builtin: agent, or a .wasm path)"),
+            ));
+        }
+    };
+    let runtime = env.runtime.clone();
+    // Compiling is CPU work (100+ ms the first time): keep it off the async workers.
+    tokio::task::spawn_blocking(move || runtime.load_harness(&bytes))
+        .await
+        .map_err(|e| failed("harness_invalid", format!("loading the harness panicked: {e}")))?
+        .map_err(|e| failed("harness_invalid", format!("harness {harness}: {e}")))
+}

@@ -1,0 +1,336 @@
+//! The policy gate of a turn: every phase a policy may judge passes through [`Gate::check`], whatever kind of
+//! turn it is (a WASM harness's today, a native bridge's next). The chain decides allow, deny or ask; an ask
+//! pauses the session until a human answers (or the ask times out), and every verdict is journaled, so a turn
+//! replayed after a restart gets the same answer without asking again.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::journal::{Ask, Entry, Journal, Kind, Verdict};
+use crate::config::Executor;
+use crate::ids::SessionId;
+use crate::model::{SessionRecord, now_us, secs};
+use crate::policy::{Loaded, Outcome, Phase, Situation, StateChange};
+use crate::protocol::{self, ElicitationRequest, NewEvent};
+use crate::session::{ApprovalAction, Input, Sessions, TokenUsage, Waiter};
+
+/// What a gate's verdict is: Ok carries a rewritten payload (if a policy rewrote it), Err a denial reason the
+/// model (or user) can read.
+pub type GateResult = Result<Option<Value>, String>;
+
+/// The policies of one turn and what they see of the session.
+pub struct Gate {
+    chain: Vec<Loaded>,
+    sessions: Sessions,
+    session: SessionId,
+    response_id: String,
+    /// The turn's model and harness, and the price of its tokens.
+    executor: Executor,
+    cancel: CancellationToken,
+    /// What the policies see of the session: read once at the start, plus this turn's own writes.
+    view: Mutex<View>,
+    /// Time spent waiting for humans (finished waits, and when the current one began).
+    waited: Mutex<(Duration, Option<Instant>)>,
+}
+
+/// The session as its policies see it during a turn.
+struct View {
+    labels: Map<String, Value>,
+    state: Map<String, Value>,
+    /// Spent before this turn.
+    before: TokenUsage,
+    cost_before_usd: f64,
+    /// This turn's model calls so far.
+    turn: TokenUsage,
+}
+
+impl Gate {
+    /// `record`: the session as the turn started with it.
+    pub fn new(
+        chain: Vec<Loaded>,
+        sessions: &Sessions,
+        record: &SessionRecord,
+        response_id: &str,
+        executor: Executor,
+        cancel: CancellationToken,
+    ) -> Gate {
+        let usage = record.usage_by_model.values();
+        let view = View {
+            labels: record.labels.clone(),
+            state: record.policy.state.clone(),
+            before: TokenUsage {
+                input_tokens: usage.clone().map(|u| u["input_tokens"].as_u64().unwrap_or(0)).sum(),
+                output_tokens: usage.clone().map(|u| u["output_tokens"].as_u64().unwrap_or(0)).sum(),
+            },
+            cost_before_usd: usage.map(|u| u["cost_usd"].as_f64().unwrap_or(0.0)).sum(),
+            turn: TokenUsage::default(),
+        };
+        Gate {
+            chain,
+            sessions: sessions.clone(),
+            session: record.id.clone(),
+            response_id: response_id.to_string(),
+            executor,
+            cancel,
+            view: Mutex::new(view),
+            waited: Mutex::default(),
+        }
+    }
+
+    /// Whether any policy judges this phase (for any tool).
+    pub fn judges(&self, phase: Phase) -> bool {
+        self.chain.iter().any(|p| p.decl.selects_phase(phase))
+    }
+
+    /// Counts a model call's tokens (the policies see the turn's spend as it grows).
+    pub fn add_usage(&self, usage: TokenUsage) {
+        let mut view = self.view.lock().unwrap();
+        view.turn.input_tokens += usage.input_tokens;
+        view.turn.output_tokens += usage.output_tokens;
+    }
+
+    /// The tokens of this turn's model calls so far.
+    pub fn turn_usage(&self) -> TokenUsage {
+        self.view.lock().unwrap().turn
+    }
+
+    /// Time this turn spent waiting for humans, a wait in progress included.
+    pub fn waited(&self) -> Duration {
+        let (done, since) = *self.waited.lock().unwrap();
+        done + since.map(|t| t.elapsed()).unwrap_or_default()
+    }
+
+    /// Runs the chain on one phase of the turn. `target`: the tool, for tool phases; `call_id`: the tool call an
+    /// approval request names.
+    pub async fn check(
+        &self,
+        journal: &Journal,
+        phase: Phase,
+        target: Option<&str>,
+        data: Value,
+        request_data: Option<&Value>,
+        call_id: Option<&str>,
+    ) -> GateResult {
+        if !self.chain.iter().any(|p| p.decl.selects(phase, target)) {
+            return Ok(None);
+        }
+        if let Some(Entry::Gate(verdict)) = journal.take(Kind::Gate) {
+            return verdict.into_result();
+        }
+        let (ask, waiting) = match journal.take(Kind::Ask) {
+            Some(Entry::Ask(ask)) => {
+                // Answered before the restart: the verdict follows it. Otherwise the session was paused on it.
+                if let Some(Entry::Gate(verdict)) = journal.take(Kind::Gate) {
+                    return verdict.into_result();
+                }
+                (ask, None)
+            }
+            _ => {
+                journal.check_live("a policy verdict")?;
+                let situation = self.situation();
+                let outcome =
+                    crate::policy::evaluate(&self.chain, phase, target, data.clone(), request_data, &situation).await;
+                match outcome {
+                    Outcome::Allow { data, changes, labels } => {
+                        let verdict = Ok(data);
+                        journal.defer(self.policy_writes(changes, labels), Entry::Gate(Verdict::of(&verdict)));
+                        return verdict;
+                    }
+                    Outcome::Deny { policy, reason, changes, labels } => {
+                        let reason = format!("denied by policy '{policy}': {reason}");
+                        let mut events = self.policy_writes(changes, labels);
+                        events.push(self.denied(phase, &policy, &reason, target));
+                        let verdict = Err(reason);
+                        journal.defer(events, Entry::Gate(Verdict::of(&verdict)));
+                        return verdict;
+                    }
+                    Outcome::Ask {
+                        policies,
+                        message,
+                        data: rewritten,
+                        changes,
+                        labels,
+                        held_changes,
+                        held_labels,
+                        timeout_s,
+                    } => {
+                        let preview = crate::ids::truncate(&data.to_string(), 2000).to_string();
+                        let ask = self.ask(
+                            phase,
+                            target,
+                            call_id,
+                            policies,
+                            &message,
+                            &preview,
+                            rewritten,
+                            held_changes,
+                            held_labels,
+                            timeout_s,
+                        );
+                        let mut events = self.policy_writes(changes, labels);
+                        events.push(protocol::elicitation_request(ask.request.clone()));
+                        events.push(protocol::status(&self.session, crate::model::SessionStatus::Paused, None));
+                        let (tx, rx) = oneshot::channel();
+                        tracing::info!(session = %self.session, elicitation = %ask.elicitation_id, phase = phase.as_str(), "a policy asks a human; the session is paused");
+                        let waiter = Waiter::Approval(ask.elicitation_id.clone(), tx);
+                        journal.record(events, vec![waiter], Entry::Ask(ask.clone())).await;
+                        (ask, Some(rx))
+                    }
+                }
+            }
+        };
+        let action = self.answer(&ask, waiting).await;
+        let policies = ask.policies.join(", ");
+        if action == ApprovalAction::Accept {
+            let verdict = Ok(ask.data.clone().filter(|d| !d.is_null()));
+            let events = self.policy_writes(ask.held_changes, ask.held_labels);
+            journal.record(events, Vec::new(), Entry::Gate(Verdict::of(&verdict))).await;
+            return verdict;
+        }
+        let reason = match action {
+            ApprovalAction::Decline => format!("a human declined this {phase} (asked by policy {policies})"),
+            _ => format!("this {phase} was not approved: the question of policy {policies} was cancelled or timed out"),
+        };
+        let events = vec![self.denied(phase, &policies, &reason, target)];
+        let verdict = Err(reason);
+        journal.record(events, Vec::new(), Entry::Gate(Verdict::of(&verdict))).await;
+        verdict
+    }
+
+    /// A new question to a human, as journaled (the request event's payload included).
+    #[allow(clippy::too_many_arguments)]
+    fn ask(
+        &self,
+        phase: Phase,
+        target: Option<&str>,
+        call_id: Option<&str>,
+        policies: Vec<String>,
+        message: &str,
+        preview: &str,
+        data: Option<Value>,
+        held_changes: Vec<StateChange>,
+        held_labels: Map<String, Value>,
+        timeout_s: u64,
+    ) -> Ask {
+        let elicitation_id = format!("elicit_{}", crate::ids::random_hex());
+        let expires_at = secs(now_us()) + timeout_s as i64;
+        let request = ElicitationRequest {
+            elicitation_id: &elicitation_id,
+            message,
+            phase: phase.as_str(),
+            policies: &policies,
+            content_preview: preview,
+            tool_name: target,
+            call_id,
+            session: &self.session,
+            response_id: &self.response_id,
+            expires_at,
+        }
+        .payload();
+        Ask {
+            elicitation_id,
+            request,
+            data,
+            held_changes,
+            held_labels,
+            policies,
+            expires_at,
+            phase: phase.as_str().into(),
+        }
+    }
+
+    /// Waits for a human's answer to an ask (or its timeout). `waiting` is None when the ask comes from the
+    /// journal of a resumed turn: then the answer may be in the log already, or the request is still pending.
+    async fn answer(&self, ask: &Ask, waiting: Option<oneshot::Receiver<ApprovalAction>>) -> ApprovalAction {
+        let eid = ask.elicitation_id.clone();
+        let rx = match waiting {
+            Some(rx) => rx,
+            None => {
+                // The request is still pending in the snapshot and shown to every new subscriber (`stream`); the
+                // actor delivers an answer already in the log at once (and a cancel for a question it does not know).
+                let (tx, rx) = oneshot::channel();
+                tracing::info!(session = %self.session, elicitation = %eid, "the resumed turn waits for the pending approval");
+                if let Err(e) =
+                    self.sessions.emit(&self.session, Vec::new(), vec![Waiter::Approval(eid.clone(), tx)]).await
+                {
+                    tracing::warn!(session = %self.session, error = %e, "could not wait for an approval");
+                    return ApprovalAction::Cancel;
+                }
+                rx
+            }
+        };
+        let left = Duration::from_secs((ask.expires_at - secs(now_us())).max(0) as u64);
+        self.waited.lock().unwrap().1 = Some(Instant::now());
+        let _waiting = WaitEnds(&self.waited);
+        tokio::select! {
+            answer = rx => answer.unwrap_or(ApprovalAction::Cancel),
+            _ = tokio::time::sleep(left) => {
+                tracing::info!(session = %self.session, elicitation = %eid, "no answer before the ask timed out; denying");
+                // Recorded like a human's cancel, so the log says what happened.
+                let timeout = Input::Approval { elicitation_id: eid, action: ApprovalAction::Cancel, content: Some(json!({"reason": "timeout"})) };
+                let _ = self.sessions.post(&self.session, timeout).await;
+                ApprovalAction::Cancel
+            }
+            _ = self.cancel.cancelled() => ApprovalAction::Cancel,
+        }
+    }
+
+    /// How the session looks to its policies right now.
+    fn situation(&self) -> Situation {
+        let view = self.view.lock().unwrap();
+        let (input, output) =
+            (view.before.input_tokens + view.turn.input_tokens, view.before.output_tokens + view.turn.output_tokens);
+        Situation {
+            session_id: self.session.to_string(),
+            model: self.executor.model_name().to_string(),
+            harness: self.executor.harness.clone(),
+            usage: omnigent_runtime::policy::Usage {
+                input_tokens: input,
+                output_tokens: output,
+                total_tokens: input + output,
+                total_cost_usd: view.cost_before_usd
+                    + self.executor.cost_usd(view.turn.input_tokens, view.turn.output_tokens),
+            },
+            labels: view.labels.clone(),
+            state: view.state.clone(),
+        }
+    }
+
+    /// Events applying state changes and labels written by policies.
+    fn policy_writes(&self, changes: Vec<StateChange>, labels: Map<String, Value>) -> Vec<NewEvent> {
+        {
+            // Later verdicts of this turn see the writes at once, committed or not.
+            let mut view = self.view.lock().unwrap();
+            crate::policy::apply_state(&mut view.state, &changes);
+            crate::model::merge_labels(&mut view.labels, &labels);
+        }
+        let mut events = Vec::new();
+        if !changes.is_empty() {
+            events.push(protocol::policy_state(&self.session, &changes));
+        }
+        if !labels.is_empty() {
+            events.push(protocol::labels_set(&self.session, &labels));
+        }
+        events
+    }
+
+    fn denied(&self, phase: Phase, policy: &str, reason: &str, tool: Option<&str>) -> NewEvent {
+        protocol::policy_denied(&self.session, &self.response_id, phase.as_str(), policy, reason, tool)
+    }
+}
+
+/// Adds a finished wait for a human to the turn's total when dropped (however the wait ended).
+struct WaitEnds<'a>(&'a Mutex<(Duration, Option<Instant>)>);
+
+impl Drop for WaitEnds<'_> {
+    fn drop(&mut self) {
+        let mut w = self.0.lock().unwrap();
+        if let Some(since) = w.1.take() {
+            w.0 += since.elapsed();
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The conversation so far as harness messages: a projection of the session's transcript items.
+
+use omnigent_runtime::harness::{Message, Role, ToolCall};
+use serde_json::Value;
+
+use crate::ids::SessionId;
+use crate::model::Item;
+use crate::session::Sessions;
+use crate::store::Page;
+
+/// Reads the whole transcript and projects it.
+pub async fn history(sessions: &Sessions, id: &SessionId) -> Vec<Message> {
+    let mut items: Vec<Item> = Vec::new();
+    let mut page = Page { limit: 1000, after: None, before: None, descending: false };
+    loop {
+        match sessions.store().list_items(id, &page).await {
+            Ok((batch, more)) => {
+                page.after = batch.last().map(|i| i.id.clone());
+                items.extend(batch);
+                if !more {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(session = %id, error = %e, "reading history failed");
+                break;
+            }
+        }
+    }
+    project(&items)
+}
+
+/// Messages from transcript items: user and assistant messages, each model response's tool calls on its
+/// assistant message, tool results as tool messages. Other items are not part of the conversation.
+pub fn project(items: &[Item]) -> Vec<Message> {
+    let mut messages: Vec<Message> = Vec::new();
+    for item in items {
+        let d = &item.data;
+        match item.item_type.as_str() {
+            "message" => {
+                let role = if d["role"] == "assistant" { Role::Assistant } else { Role::User };
+                messages.push(Message {
+                    role,
+                    content: text_of(&d["content"]),
+                    tool_calls: vec![],
+                    tool_call_id: None,
+                });
+            }
+            "function_call" => {
+                let call = ToolCall {
+                    id: d["call_id"].as_str().unwrap_or_default().into(),
+                    name: d["name"].as_str().unwrap_or_default().into(),
+                    arguments: d["arguments"].as_str().unwrap_or("{}").into(),
+                };
+                // Calls belong to the assistant message of the same model response.
+                match messages.last_mut() {
+                    Some(last) if last.role == Role::Assistant => last.tool_calls.push(call),
+                    _ => messages.push(Message {
+                        role: Role::Assistant,
+                        content: String::new(),
+                        tool_calls: vec![call],
+                        tool_call_id: None,
+                    }),
+                }
+            }
+            "function_call_output" => messages.push(Message {
+                role: Role::Tool,
+                content: d["output"].as_str().map(str::to_string).unwrap_or_else(|| d["output"].to_string()),
+                tool_calls: vec![],
+                tool_call_id: d["call_id"].as_str().map(str::to_string),
+            }),
+            _ => {}
+        }
+    }
+    messages
+}
+
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// The newest user message's text.
+pub fn last_user_text(messages: &[Message]) -> String {
+    messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn item(item_type: &str, data: Value) -> Item {
+        Item {
+            id: "i".into(),
+            position: 0,
+            response_id: None,
+            item_type: item_type.into(),
+            status: "completed".into(),
+            created_at_us: 0,
+            data,
+            created_by: None,
+        }
+    }
+
+    #[test]
+    fn tool_calls_join_their_assistant_message() {
+        let items = [
+            item("message", json!({"role": "user", "content": [{"type": "input_text", "text": "list"}]})),
+            item("message", json!({"role": "assistant", "content": [{"type": "output_text", "text": "sure"}]})),
+            item("function_call", json!({"call_id": "c1", "name": "shell", "arguments": "{}"})),
+            item("function_call", json!({"call_id": "c2", "name": "ls"})),
+            item("function_call_output", json!({"call_id": "c1", "output": "a b"})),
+            item("function_call_output", json!({"call_id": "c2", "output": {"not": "text"}})),
+            item("reasoning", json!({})),
+        ];
+        let messages = project(&items);
+        assert_eq!(messages.len(), 4);
+        assert_eq!((messages[0].role, messages[0].content.as_str()), (Role::User, "list"));
+        assert_eq!(messages[1].tool_calls.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);
+        assert_eq!(messages[1].tool_calls[1].arguments, "{}");
+        assert_eq!(messages[3].content, r#"{"not":"text"}"#);
+        assert_eq!(last_user_text(&messages), "list");
+    }
+
+    #[test]
+    fn a_call_without_text_opens_an_assistant_message() {
+        let messages = project(&[item("function_call", json!({"call_id": "c", "name": "x", "arguments": "{}"}))]);
+        assert_eq!(messages[0].role, Role::Assistant);
+        assert!(messages[0].content.is_empty());
+    }
+}

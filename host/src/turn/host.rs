@@ -1,0 +1,96 @@
+//! The host side of one WASM harness turn: what the harness's imports reach. Each WIT interface has its own file
+//! (`llm_import`, `tools_import`, `session_import`); this one holds the turn's state and routes the runtime's
+//! calls to them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use omnigent_runtime::TurnHost;
+use omnigent_runtime::harness::{Error as HarnessError, LogLevel, Message, ToolSpec, llm, tools};
+use tokio::sync::oneshot;
+
+use super::gate::Gate;
+use super::journal::Journal;
+use crate::config::{SessionConfig, ToolConfig};
+use crate::ids::SessionId;
+use crate::llm::Provider;
+use crate::session::{Sessions, TurnShared};
+
+/// The state of one running harness turn.
+pub(super) struct Host {
+    pub sessions: Sessions,
+    pub id: SessionId,
+    pub response_id: String,
+    pub config: SessionConfig,
+    pub provider: Provider,
+    pub model: String,
+    /// Where the session's builtin tools run.
+    pub cwd: PathBuf,
+    pub shared: TurnShared,
+    pub journal: Journal,
+    /// The session's policies: its own, its config's, the server's.
+    pub gate: Gate,
+    /// Client-side tool calls waiting for the client's `function_call_output`: call id → (item id, answer).
+    pub client_calls: Mutex<HashMap<String, (String, oneshot::Receiver<String>)>>,
+    /// Sub-agent calls: their child sessions start as soon as the model asks (so several run in parallel) and
+    /// `call_tool` collects each result once.
+    pub children: Mutex<HashMap<String, oneshot::Receiver<Result<String, String>>>>,
+    /// The history read for the request's verdict, kept for the harness's `history` call (read once, not twice).
+    pub history: Mutex<Option<Vec<Message>>>,
+}
+
+impl Host {
+    pub fn tool_config(&self, name: &str) -> Option<&ToolConfig> {
+        self.config.tools.get(name)
+    }
+}
+
+/// A failed host call, as the harness sees it.
+pub(super) fn harness_error(code: &str, message: String) -> HarnessError {
+    HarnessError { code: code.into(), message }
+}
+
+#[async_trait::async_trait]
+impl TurnHost for Host {
+    async fn complete(&self, request: llm::Request) -> Result<llm::Completion, HarnessError> {
+        self.llm_complete(request).await
+    }
+
+    async fn tools(&self) -> Vec<ToolSpec> {
+        self.tools_available()
+    }
+
+    async fn call_tool(&self, call_id: String, name: String, arguments: String) -> tools::ToolResult {
+        self.tools_call(call_id, name, arguments).await
+    }
+
+    async fn history(&self) -> Vec<Message> {
+        self.session_history().await
+    }
+
+    async fn steering(&self) -> Vec<String> {
+        self.session_steering().await
+    }
+
+    fn cancelled(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+
+    async fn emit(&self, event_type: String, data: String) -> Result<(), HarnessError> {
+        self.session_emit(event_type, data).await
+    }
+
+    async fn write_file(&self, name: String, content: Vec<u8>) -> Result<String, HarnessError> {
+        self.session_write_file(name, content).await
+    }
+
+    fn log(&self, level: LogLevel, message: String) {
+        self.session_log(level, message)
+    }
+
+    fn waited(&self) -> Duration {
+        self.gate.waited()
+    }
+}
