@@ -1,6 +1,6 @@
 //! The store's story, run on SQLite always and on Postgres when TEST_DATABASE_URL is set.
 
-use omnigent::model::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, now_us};
+use omnigent::record::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, now_us};
 use omnigent::store::{Commit, Page, Store, StoreError};
 use omnigent_testkit::databases;
 use serde_json::{Map, json};

@@ -331,8 +331,15 @@ async fn policy_suite(rows: &mut Vec<Row>) {
     let mut samples = Vec::new();
     for _ in 0..n(5000) {
         let t = Instant::now();
-        let outcome =
-            omnigent::policy::evaluate(&chain, "tool_call", Some("shell"), args.clone(), None, &situation).await;
+        let outcome = omnigent::policy::evaluate(
+            &chain,
+            omnigent::policy::Phase::ToolCall,
+            Some("shell"),
+            args.clone(),
+            None,
+            &situation,
+        )
+        .await;
         assert!(matches!(outcome, omnigent::policy::Outcome::Allow { .. }), "{outcome:?}");
         samples.push(t.elapsed());
     }

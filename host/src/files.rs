@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use crate::ids::{SessionId, prefixed};
-use crate::model::{now_us, secs};
 use crate::protocol;
+use crate::record::{now_us, secs};
 use crate::session::{SessionError, Sessions};
 use crate::store::{FileChange, FileMeta, FileSource};
 

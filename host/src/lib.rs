@@ -1,23 +1,31 @@
 //! omnigent: a host for AI coding agent sessions.
 //!
 //! Data flows one way: HTTP/CLI input → the session's actor (its only writer) → the event log (store) → the
-//! live channel → SSE subscribers. See `session` for the actor, `store` for the log and `stream` for replay.
+//! live channel → SSE subscribers. Where each concern lives:
+//! - `session`: the registry and one actor per live session (`actor`), the transaction it builds (`draft`), what
+//!   each event changes (`fold`), and the seam through which it starts turns (`runner`);
+//! - `turn`: a WASM harness turn — its driver, the policy `gate` any kind of turn calls, the `journal` that makes
+//!   it durable, and one file per WIT interface the harness imports;
+//! - `protocol`: the wire vocabulary, every event name and payload; `record`: the session records it folds into;
+//! - `store`: the log and its folds on SQLite or Postgres; `stream`: replay-then-live for subscribers;
+//! - `policy`: policy declarations, the chain, the components; `config`: session YAML; `llm`: model providers;
+//! - `server`: the HTTP API; `cli`: the `omnigent` command.
 
 pub mod cli;
 pub mod config;
 pub mod files;
 pub mod ids;
 pub mod llm;
-pub mod model;
 pub mod policy;
-pub mod protocol;
+pub(crate) mod protocol;
+pub mod record;
 pub mod server;
 pub mod session;
-pub mod sse;
+pub(crate) mod sse_reader;
 pub mod store;
 pub mod stream;
-pub mod subagent;
-pub mod tools;
+pub(crate) mod subagent;
+pub(crate) mod tools;
 pub mod turn;
 
 /// A reqwest client builder with the process's TLS crypto provider (ring) installed.

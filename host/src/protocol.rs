@@ -9,8 +9,8 @@ use std::borrow::Cow;
 use serde_json::{Map, Value, json};
 
 use crate::ids::SessionId;
-use crate::model::{SessionStatus, TaskError};
 use crate::policy::StateChange;
+use crate::record::{SessionStatus, TaskError};
 
 macro_rules! event_types {
     ($($variant:ident = $name:literal,)*) => {

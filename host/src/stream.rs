@@ -11,8 +11,8 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::ids::SessionId;
-use crate::model::StoredEvent;
 use crate::protocol::EventType;
+use crate::record::StoredEvent;
 use crate::session::{Published, SessionError, Sessions};
 
 /// Idle keep-alive period (Omnigent's `session.heartbeat` every 15 s).

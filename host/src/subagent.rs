@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionConfig;
 use crate::ids::SessionId;
-use crate::model::{SessionRecord, SessionStatus, secs};
 use crate::protocol::{self, EventType, NewEvent};
+use crate::record::{SessionRecord, SessionStatus, secs};
 use crate::session::{Input, NewSession, Published, Sessions};
 use crate::store::Page;
 

@@ -19,9 +19,10 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-pub use omnigent::harness::session::LogLevel;
-pub use omnigent::harness::types::{Message, Role, ToolCall, ToolSpec};
-pub use omnigent::harness::{llm, tools};
+// `self::omnigent` is the module bindgen made for the WIT package `omnigent:harness`, not the host crate.
+pub use self::omnigent::harness::session::LogLevel;
+pub use self::omnigent::harness::types::{Message, Role, ToolCall, ToolSpec};
+pub use self::omnigent::harness::{llm, tools};
 
 /// The most memory any harness may be configured to use (the pooling allocator's slot size).
 pub const MAX_MEMORY_CEILING: usize = 1 << 30;

@@ -18,7 +18,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use omnigent::policy::types::{Context, Elicitation, Phase, StateAction, StateUpdate, Usage, Verdict};
+// `self::omnigent` is the module bindgen made for the WIT package `omnigent:policy`, not the host crate.
+pub use self::omnigent::policy::types::{Context, Elicitation, Phase, StateAction, StateUpdate, Usage, Verdict};
 
 /// What one evaluation may use.
 #[derive(Clone, Copy, Debug)]

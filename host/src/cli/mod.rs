@@ -2,6 +2,7 @@
 
 mod client;
 mod daemon;
+mod render;
 mod run;
 mod sessions;
 

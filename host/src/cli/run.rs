@@ -12,8 +12,8 @@ use tokio::io::AsyncBufReadExt;
 
 use super::ClientArgs;
 use super::client::Client;
+use super::render::Renderer;
 use crate::config::{Executor, SessionConfig};
-use crate::model::SessionStatus;
 use crate::protocol::EventType;
 
 #[derive(clap::Args, Debug)]
@@ -194,7 +194,7 @@ impl<'a> Chat<'a> {
                 }
             };
             let Some((event_type, data)) = event else { bail!("the server closed the stream") };
-            if let Some(done) = renderer.show(&event_type, &data, self).await? {
+            if let Some(done) = renderer.show(&event_type, &data, self.client, &self.id).await? {
                 return Ok(done);
             }
             if let Some((eid, target)) = renderer.asking.take() {
@@ -262,7 +262,7 @@ impl<'a> Chat<'a> {
                         let text: Vec<&str> = data["data"]["data"]["content"].as_array().map(|p| p.iter().filter_map(|c| c["text"].as_str()).collect()).unwrap_or_default();
                         println!("user: {}", text.join(" "));
                     }
-                    renderer.show(&event_type, &data, self).await?;
+                    renderer.show(&event_type, &data, self.client, &self.id).await?;
                 }
                 _ = tokio::signal::ctrl_c() => {
                     if !running {
@@ -298,140 +298,6 @@ impl<'a> Chat<'a> {
     }
 }
 
-/// Prints a turn's events compactly; tells when the turn is over.
-#[derive(Default)]
-struct Renderer {
-    started: bool,
-    mid_line: bool,
-    /// An elicitation shown and not answered yet: (id, session to answer in).
-    asking: Option<(String, String)>,
-}
-
-impl Renderer {
-    fn newline(&mut self) {
-        if self.mid_line {
-            println!();
-            self.mid_line = false;
-        }
-    }
-
-    /// Some(true/false) when the turn ended well/badly.
-    async fn show(&mut self, event_type: &str, data: &Value, chat: &Chat<'_>) -> anyhow::Result<Option<bool>> {
-        let mut out = std::io::stdout();
-        let Some(event_type) = EventType::parse(event_type) else { return Ok(None) };
-        match event_type {
-            EventType::OutputTextDelta => {
-                print!("{}", data["delta"].as_str().unwrap_or(""));
-                let _ = out.flush();
-                self.mid_line = true;
-            }
-            EventType::OutputItemDone => {
-                let item = &data["item"];
-                match item["type"].as_str().unwrap_or("") {
-                    "function_call" if item["status"] == "action_required" => {
-                        self.newline();
-                        let name = item["name"].as_str().unwrap_or("?");
-                        println!(
-                            "→ {name}({}) — a client tool; this terminal cannot run it",
-                            short(item["arguments"].as_str().unwrap_or(""), 200)
-                        );
-                        let body = json!({"type": "function_call_output", "data": {"call_id": item["call_id"],
-                            "output": format!("error: the omnigent CLI cannot run the client tool '{name}'")}});
-                        chat.client
-                            .request(Method::POST, &format!("/v1/sessions/{}/events", chat.id), Some(&body))
-                            .await?;
-                    }
-                    "function_call" if item["status"] == "completed" => {
-                        self.newline();
-                        println!(
-                            "→ {}({})",
-                            item["name"].as_str().unwrap_or("?"),
-                            short(item["arguments"].as_str().unwrap_or(""), 200)
-                        );
-                    }
-                    "function_call_output" => {
-                        self.newline();
-                        let output = item["output"].as_str().unwrap_or("");
-                        let lines: Vec<&str> = output.lines().collect();
-                        let shown: Vec<&str> = lines.iter().take(6).copied().collect();
-                        println!("← {}", shown.join("\n  "));
-                        if lines.len() > 6 {
-                            println!("  … ({} more lines)", lines.len() - 6);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            EventType::Retry => {
-                self.newline();
-                eprintln!(
-                    "(retrying: {}; attempt {}/{} in {:.1}s)",
-                    data["error"]["message"].as_str().unwrap_or("error"),
-                    data["attempt"],
-                    data["max_attempts"],
-                    data["delay_seconds"].as_f64().unwrap_or(0.0)
-                );
-            }
-            EventType::Error => {
-                self.newline();
-                eprintln!(
-                    "error ({}): {}",
-                    data["source"].as_str().unwrap_or("?"),
-                    data["error"]["message"].as_str().unwrap_or("")
-                );
-            }
-            EventType::ResponseIncomplete => {
-                self.newline();
-                eprintln!("(interrupted)");
-            }
-            EventType::ElicitationRequest => {
-                self.newline();
-                let p = &data["params"];
-                let eid = data["elicitation_id"].as_str().unwrap_or_default().to_string();
-                let target = p["target_session_id"].as_str().unwrap_or(&chat.id).to_string();
-                eprintln!(
-                    "? {} [policy {}]",
-                    p["message"].as_str().unwrap_or("approve?"),
-                    p["policy_name"].as_str().unwrap_or("?")
-                );
-                eprint!("  allow? [y/n] ");
-                let _ = std::io::stderr().flush();
-                self.asking = Some((eid, target));
-            }
-            EventType::ElicitationResolved
-                if self.asking.as_ref().is_some_and(|(eid, _)| data["elicitation_id"] == eid.as_str()) =>
-            {
-                self.asking = None;
-                eprintln!("(answered elsewhere: {})", data["action"].as_str().unwrap_or("?"));
-            }
-            EventType::PolicyDenied => {
-                self.newline();
-                eprintln!("(denied: {})", data["reason"].as_str().unwrap_or("by a policy"));
-            }
-            EventType::SessionStatus => match data["status"].as_str().and_then(SessionStatus::parse) {
-                Some(SessionStatus::Running) => self.started = true,
-                Some(SessionStatus::Idle) if self.started => {
-                    self.newline();
-                    return Ok(Some(true));
-                }
-                Some(SessionStatus::Failed) => {
-                    self.newline();
-                    let e = &data["error"];
-                    eprintln!(
-                        "turn failed: {}: {}",
-                        e["code"].as_str().unwrap_or("error"),
-                        e["message"].as_str().unwrap_or("")
-                    );
-                    return Ok(Some(false));
-                }
-                _ => {}
-            },
-            _ => {}
-        }
-        Ok(None)
-    }
-}
-
 /// `y`/`yes` → accept, `n`/`no` → decline, anything else → not an answer.
 fn yes_no(line: &str) -> Option<bool> {
     match line.trim().to_ascii_lowercase().as_str() {
@@ -456,16 +322,12 @@ async fn read_answer() -> Option<bool> {
     }
 }
 
-fn short(s: &str, max: usize) -> String {
-    crate::ids::truncate(&s.replace('\n', " "), max)
-}
-
 /// Reads `(event type, data)` pairs from our SSE stream; `[DONE]` ends it.
-struct EventReader(crate::sse::SseReader);
+struct EventReader(crate::sse_reader::SseReader);
 
 impl EventReader {
     fn new(response: reqwest::Response) -> Self {
-        EventReader(crate::sse::SseReader::new(response))
+        EventReader(crate::sse_reader::SseReader::new(response))
     }
 
     async fn next(&mut self) -> anyhow::Result<Option<(String, Value)>> {

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::{ChatRequest, LlmError, empty_usage, http_error, normalize_calls, transport_error};
-use crate::sse::SseReader;
+use crate::sse_reader::SseReader;
 use omnigent_runtime::harness::{Role, ToolCall, Usage, llm::Completion};
 
 pub struct OpenAi {

@@ -16,6 +16,8 @@ use omnigent_runtime::PolicyLimits;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+#[cfg(test)]
+pub(crate) use chain::testing;
 pub use chain::{Evaluate, Loaded, Outcome, Situation, evaluate};
 pub use env::PolicyEnv;
 pub use state::{StateAction, StateChange, apply_state};

@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::api::{ApiJson, ApiQuery, session_id};
 use super::error::{ApiError, ErrorEnvelope};
+use super::extract::{ApiJson, ApiQuery, session_id};
 use crate::ids::{SessionId, prefixed, truncate};
-use crate::model::{now_us, secs};
 use crate::protocol::{self, CommentChangeKind};
+use crate::record::{now_us, secs};
 use crate::session::SessionError;
 
 const MAX_BODY_CHARS: usize = 16 * 1024;

@@ -13,9 +13,40 @@ use crate::stream::FollowError;
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
+}
+
+/// Every error code the API answers with; each has one HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidInput,
+    Unauthorized,
+    NotFound,
+    Conflict,
+    AlreadyExists,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    MethodNotAllowed,
+    Unavailable,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict | ErrorCode::AlreadyExists => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 /// `{"error": {"code": "...", "message": "..."}}`
@@ -26,44 +57,38 @@ pub struct ErrorEnvelope {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// `invalid_input`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`,
-    /// `method_not_allowed`, `unavailable` or `internal_error`.
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+        Self::new(ErrorCode::InvalidInput, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this server requires a bearer token: send 'Authorization: Bearer <token>'",
-        )
+        Self::new(ErrorCode::Unauthorized, "this server requires a bearer token: send 'Authorization: Bearer <token>'")
     }
 
     fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
         // The cause goes to the log; the client gets a generic message.
         tracing::error!(error = %error, "{context}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the server log")
+        Self::new(ErrorCode::InternalError, "internal error; see the server log")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorEnvelope { error: ErrorBody { code: self.code.to_string(), message: self.message } };
-        (self.status, Json(body)).into_response()
+        let body = ErrorEnvelope { error: ErrorBody { code: self.code, message: self.message } };
+        (self.code.status(), Json(body)).into_response()
     }
 }
 
@@ -72,9 +97,9 @@ impl From<SessionError> for ApiError {
         match &e {
             SessionError::NotFound(_) | SessionError::NoSuchElicitation(_) => ApiError::not_found(e.to_string()),
             SessionError::Invalid(m) => ApiError::invalid(m.clone()),
-            SessionError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-            SessionError::AlreadyExists(m) => ApiError::new(StatusCode::CONFLICT, "already_exists", m.clone()),
-            SessionError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+            SessionError::Conflict(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            SessionError::AlreadyExists(m) => ApiError::new(ErrorCode::AlreadyExists, m.clone()),
+            SessionError::ShuttingDown => ApiError::new(ErrorCode::Unavailable, e.to_string()),
             SessionError::Store(StoreError::UnknownCursor(c)) => {
                 ApiError::invalid(format!("unknown pagination cursor '{}'", crate::ids::truncate(c, 80)))
             }
@@ -97,13 +122,11 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as JSON with 'Content-Type: application/json'",
             ),
             JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "the request body is larger than this server accepts (--max-body-bytes)",
             ),
             other => ApiError::invalid(format!("invalid JSON body: {}", other.body_text())),

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{ApiQuery, ListItemsQuery, ListResponse, page, session_id};
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, ErrorCode, ErrorEnvelope};
+use super::extract::{self, ApiQuery, ListItemsQuery, ListResponse, page, session_id};
 use crate::files::{self, FileError, MAX_FILE_BYTES};
 use crate::protocol::object;
 use crate::session::SessionError;
@@ -16,10 +16,8 @@ use crate::session::SessionError;
 impl From<FileError> for ApiError {
     fn from(e: FileError) -> Self {
         match e {
-            FileError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()),
-            FileError::Refused(_) => {
-                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", e.to_string())
-            }
+            FileError::TooLarge(_) => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+            FileError::Refused(_) => ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string()),
             FileError::BadName => ApiError::invalid(e.to_string()),
             FileError::Session(s) => s.into(),
         }
@@ -58,11 +56,7 @@ pub async fn upload(
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the upload is larger than {MAX_FILE_BYTES} bytes"),
-        );
+        return ApiError::new(ErrorCode::PayloadTooLarge, format!("the upload is larger than {MAX_FILE_BYTES} bytes"));
     }
     ApiError::invalid(format!("invalid multipart body: {}", e.body_text()))
 }
@@ -80,7 +74,7 @@ pub async fn list(
     state.sessions.get(&id).await?;
     let (metas, has_more) = state.sessions.store().list_files(&id, &page).await.map_err(SessionError::from)?;
     let data: Vec<Value> = metas.iter().map(|m| files::resource(&id, m)).collect();
-    Ok(Json(super::api::list(data, has_more, |v| v["id"].as_str().unwrap_or_default().to_string())))
+    Ok(Json(extract::list(data, has_more, |v| v["id"].as_str().unwrap_or_default().to_string())))
 }
 
 async fn meta(

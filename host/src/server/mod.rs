@@ -1,11 +1,14 @@
 //! The HTTP server: routes, auth, limits, OpenAPI, graceful shutdown.
 
-pub mod api;
+mod agents;
 mod comments;
 pub mod error;
+mod extract;
 mod files;
 pub mod policies;
 mod responses;
+mod sessions;
+mod sse;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +30,7 @@ use crate::policy::PolicyEnv;
 use crate::session::Sessions;
 use crate::store::Store;
 use crate::turn::TurnEnv;
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 
 /// How the server runs.
 #[derive(Clone, Debug)]
@@ -85,17 +89,17 @@ pub enum StartError {
 #[openapi(
     info(title = "omnigent", description = "Agent sessions: durable history, live SSE streams with replay."),
     paths(
-        api::health,
-        api::create_session,
-        api::list_sessions,
-        api::get_session,
-        api::update_session,
-        api::delete_session,
-        api::list_items,
-        api::post_event,
-        api::stream,
-        api::fork_session,
-        api::child_sessions,
+        health,
+        sessions::create_session,
+        sessions::list_sessions,
+        sessions::get_session,
+        sessions::update_session,
+        sessions::delete_session,
+        sessions::list_items,
+        sessions::post_event,
+        sse::stream,
+        sessions::fork_session,
+        sessions::child_sessions,
         files::upload,
         files::list,
         files::get,
@@ -107,9 +111,9 @@ pub enum StartError {
         comments::delete,
         comments::send,
         responses::create,
-        api::create_agent,
-        api::list_agents,
-        api::get_agent,
+        agents::create_agent,
+        agents::list_agents,
+        agents::get_agent,
         policies::resolve,
         policies::get_elicitation,
         policies::list_policies,
@@ -155,13 +159,16 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
         auth_token: options.auth_token.as_deref().map(Arc::from),
     };
     let v1 = Router::new()
-        .route("/sessions", get(api::list_sessions).post(api::create_session))
-        .route("/sessions/{id}", get(api::get_session).patch(api::update_session).delete(api::delete_session))
-        .route("/sessions/{id}/items", get(api::list_items))
-        .route("/sessions/{id}/events", axum::routing::post(api::post_event))
-        .route("/sessions/{id}/stream", get(api::stream))
-        .route("/sessions/{id}/fork", axum::routing::post(api::fork_session))
-        .route("/sessions/{id}/child_sessions", get(api::child_sessions))
+        .route("/sessions", get(sessions::list_sessions).post(sessions::create_session))
+        .route(
+            "/sessions/{id}",
+            get(sessions::get_session).patch(sessions::update_session).delete(sessions::delete_session),
+        )
+        .route("/sessions/{id}/items", get(sessions::list_items))
+        .route("/sessions/{id}/events", axum::routing::post(sessions::post_event))
+        .route("/sessions/{id}/stream", get(sse::stream))
+        .route("/sessions/{id}/fork", axum::routing::post(sessions::fork_session))
+        .route("/sessions/{id}/child_sessions", get(sessions::child_sessions))
         .route(
             "/sessions/{id}/resources/files",
             get(files::list)
@@ -183,20 +190,34 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
         )
         .route("/policy-registry", get(policies::registry))
         .route("/policies", get(policies::server_policies))
-        .route("/agents", get(api::list_agents).post(api::create_agent))
+        .route("/agents", get(agents::list_agents).post(agents::create_agent))
         .route("/responses", axum::routing::post(responses::create))
-        .route("/agents/{id}", get(api::get_agent));
+        .route("/agents/{id}", get(agents::get_agent));
     let guarded = Router::new()
         .nest("/v1", v1)
         .route("/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .route("/health", get(api::health))
+        .route("/health", get(health))
         .merge(guarded)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(state)
+}
+
+/// Liveness and basic facts about this server.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "The server is up", body = Object)))]
+pub async fn health(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": match state.sessions.store().kind() {
+            crate::store::BackendKind::Sqlite => "sqlite",
+            crate::store::BackendKind::Postgres => "postgres",
+        },
+        "live_sessions": state.sessions.live_count(),
+    }))
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
@@ -208,11 +229,7 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{method} is not allowed on {}", uri.path()),
-    )
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {

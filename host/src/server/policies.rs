@@ -9,12 +9,12 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::api::{ApiJson, ListResponse, list, session_id};
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, ErrorCode, ErrorEnvelope};
+use super::extract::{ApiJson, ListResponse, list, session_id};
 use crate::config::SessionConfig;
-use crate::model::{SessionRecord, now_us, secs};
 use crate::policy::{Level, PolicyDecl, builtin_for, handlers_of};
 use crate::protocol::{self, object};
+use crate::record::{SessionRecord, now_us, secs};
 use crate::session::{Ack, ApprovalAction, Input, SessionError};
 
 /// `POST /v1/sessions/{id}/elicitations/{eid}/resolve` (MCP's `ElicitResult`).
@@ -315,14 +315,11 @@ pub async fn registry(State(state): State<AppState>) -> Result<Json<ListResponse
     let mut data = Vec::new();
     for (component, _) in omnigent_runtime::BUILTIN_POLICIES {
         let decl = PolicyDecl::builtin(component);
-        let loaded = env
-            .component(&decl)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e))?;
+        let loaded = env.component(&decl).await.map_err(|e| ApiError::new(ErrorCode::InternalError, e))?;
         let d = loaded
             .describe(Default::default())
             .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+            .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
         let handlers = handlers_of(component);
         data.push(json!({"handler": handlers.first(), "name": d.name, "kind": "component", "component": component,
             "description": d.description, "params_schema": serde_json::from_str::<Value>(&d.params_schema).unwrap_or(Value::Null),

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
-use super::api::ApiJson;
 use super::error::{ApiError, ErrorEnvelope};
+use super::extract::ApiJson;
 use crate::ids::session_of_response;
 use crate::ids::truncate;
 use crate::protocol::{self, EventType};

@@ -12,8 +12,8 @@ use super::draft::{Draft, EndingTurn, PlannedTurn};
 use super::runner::{TurnOutcome, TurnShared, TurnStart, Waiter};
 use super::{Ack, ApprovalAction, Change, Input, Patch, Published, SessionError, Sessions};
 use crate::ids::prefixed;
-use crate::model::{SessionRecord, SessionStatus, now_us};
 use crate::protocol::{self, NewEvent};
+use crate::record::{SessionRecord, SessionStatus, now_us};
 use crate::store::{Commit, FileChange, JournalEntry, StoreError};
 
 /// Most input events one transaction takes (group commit under load).

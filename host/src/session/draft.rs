@@ -6,10 +6,10 @@ use serde_json::{Map, Value, json};
 
 use super::Patch;
 use super::fold::{comment_change_of, fold, item_of};
-use super::runner::TurnOutcome;
+use super::runner::{FailureCode, TurnOutcome};
 use crate::config::SessionConfig;
-use crate::model::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, now_us, secs};
 use crate::protocol::{self, EventType, NewEvent, ResponseStatus};
+use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, now_us, secs};
 use crate::store::{CommentChange, FileChange, JournalEntry};
 
 pub(super) struct Draft {
@@ -114,7 +114,7 @@ impl Draft {
     pub fn resume_turn(&mut self) -> Option<PlannedTurn> {
         let Some(response_id) = self.record.active_response_id.clone() else {
             let error = TaskError {
-                code: "server_restarted".into(),
+                code: FailureCode::ServerRestarted.as_str().into(),
                 message: "the server stopped while this session was running and no turn was recorded as in \
                           progress; what happened until then is in the transcript. Send a message to continue."
                     .into(),
@@ -132,7 +132,7 @@ impl Draft {
         let harness = self.record.config.pointer("/executor/harness").and_then(Value::as_str);
         if harness.is_none_or(str::is_empty) {
             let error = TaskError {
-                code: "no_harness".into(),
+                code: FailureCode::NoHarness.as_str().into(),
                 message: "this session's config names no executor.harness, so no turn can run; create the session \
                           with a config that sets executor.harness"
                     .into(),
@@ -143,8 +143,10 @@ impl Draft {
         match serde_json::from_value(self.record.config.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
-                let error =
-                    TaskError { code: "invalid_config".into(), message: format!("the session config is invalid: {e}") };
+                let error = TaskError {
+                    code: FailureCode::InvalidConfig.as_str().into(),
+                    message: format!("the session config is invalid: {e}"),
+                };
                 self.set_status(SessionStatus::Failed, Some(error));
                 None
             }
@@ -194,6 +196,7 @@ impl Draft {
             }
             TurnOutcome::Failed { code, message } => {
                 let mut r = response(ResponseStatus::Failed);
+                let code = code.as_str().to_string();
                 r["error"] = json!({"code": code, "message": message});
                 self.emit(protocol::response(EventType::ResponseFailed, r));
                 self.set_status(SessionStatus::Failed, Some(TaskError { code, message }));
@@ -209,7 +212,7 @@ impl Draft {
         }
         if let Some(changes) = patch.labels {
             let mut labels = self.record.labels.clone();
-            crate::model::merge_labels(&mut labels, &changes);
+            crate::record::merge_labels(&mut labels, &changes);
             if labels != self.record.labels {
                 self.emit(protocol::labels(&self.record.id, &labels));
             }

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use crate::model::{Item, SessionRecord, SessionStatus, StoredEvent};
 use crate::protocol::EventType;
+use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent};
 use crate::store::CommentChange;
 
 /// Folds one event into the session's cached state. The session row is exactly the fold of its log.
@@ -96,7 +96,7 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
         // Labels a policy sets: merged, a null value removes the label.
         EventType::SessionLabelsSet => {
             if let Some(Value::Object(changes)) = data.get("set_labels") {
-                crate::model::merge_labels(&mut record.labels, changes);
+                crate::record::merge_labels(&mut record.labels, changes);
             }
         }
         _ => {}
@@ -158,5 +158,143 @@ pub fn item_of(event: &StoredEvent) -> Option<Item> {
             })
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::ids::SessionId;
+    use crate::protocol::{self, CommentChangeKind, NewEvent, ResponseStatus};
+    use crate::record::{SessionKind, TaskError};
+
+    fn record() -> SessionRecord {
+        SessionRecord::new(json!({}), None, Map::new(), 0)
+    }
+
+    /// An event as the log stores it (`type` and `sequence_number` in its data).
+    fn stored(record: &SessionRecord, event: NewEvent) -> StoredEvent {
+        let seq = record.last_seq + 1;
+        let (event_type, mut data) = event.into_parts();
+        data["type"] = event_type.clone().into();
+        data["sequence_number"] = seq.into();
+        StoredEvent { seq, event_type, data, created_at_us: seq * 1000 }
+    }
+
+    fn apply(record: &mut SessionRecord, event: NewEvent) -> StoredEvent {
+        let event = stored(record, event);
+        fold(record, &event);
+        event
+    }
+
+    fn response(record: &SessionRecord, t: EventType, id: &str) -> NewEvent {
+        protocol::response(t, protocol::response_object(id, ResponseStatus::InProgress, "m", 0, Some(&record.id)))
+    }
+
+    #[test]
+    fn status_and_errors() {
+        let mut r = record();
+        let id = r.id.clone();
+        let event = response(&r, EventType::ResponseCreated, "resp_1");
+        apply(&mut r, event);
+        assert_eq!(r.active_response_id.as_deref(), Some("resp_1"));
+        let error = TaskError { code: "harness_trap".into(), message: "boom".into() };
+        apply(&mut r, protocol::status(&id, SessionStatus::Failed, Some(&error)));
+        assert_eq!(
+            (r.status, r.last_task_error.clone(), r.active_response_id.clone()),
+            (SessionStatus::Failed, Some(error), None)
+        );
+        apply(&mut r, protocol::status(&id, SessionStatus::Idle, None));
+        assert_eq!((r.status, r.last_task_error.clone()), (SessionStatus::Idle, None));
+        assert_eq!((r.last_seq, r.updated_at_us), (3, 3000), "the head moves with every event");
+    }
+
+    #[test]
+    fn elicitations_are_pending_until_answered_and_forgotten_when_the_turn_ends() {
+        let mut r = record();
+        let id = r.id.clone();
+        let event = response(&r, EventType::ResponseCreated, "resp_1");
+        apply(&mut r, event);
+        let ask = |eid: &str, target: &SessionId| {
+            let policies = ["p".to_string()];
+            protocol::elicitation_request(
+                protocol::ElicitationRequest {
+                    elicitation_id: eid,
+                    message: "ok?",
+                    phase: "tool_call",
+                    policies: &policies,
+                    content_preview: "",
+                    tool_name: None,
+                    call_id: None,
+                    session: target,
+                    response_id: "resp_1",
+                    expires_at: 0,
+                }
+                .payload(),
+            )
+        };
+        apply(&mut r, ask("e1", &id));
+        apply(&mut r, ask("e_child", &SessionId::new()));
+        assert_eq!(r.policy.pending.len(), 1, "a child's mirrored request is pending in the child, not here");
+        apply(&mut r, protocol::elicitation_resolved("e1", json!("accept"), None));
+        assert!(r.policy.pending.is_empty());
+        assert_eq!(r.policy.resolved["e1"], "accept");
+        apply(&mut r, ask("e1", &id));
+        assert!(r.policy.pending.is_empty(), "an answered request does not come back");
+        let event = response(&r, EventType::ResponseCompleted, "resp_other");
+        apply(&mut r, event);
+        assert_eq!(r.policy.resolved.len(), 1, "another response's end changes nothing");
+        let event = response(&r, EventType::ResponseCompleted, "resp_1");
+        apply(&mut r, event);
+        assert!(r.policy.resolved.is_empty() && r.active_response_id.is_none());
+    }
+
+    #[test]
+    fn labels_policies_and_state() {
+        let mut r = record();
+        let id = r.id.clone();
+        let labels = |v: serde_json::Value| v.as_object().unwrap().clone();
+        apply(&mut r, protocol::labels(&id, &labels(json!({"a": 1, "b": 2}))));
+        apply(&mut r, protocol::labels_set(&id, &labels(json!({"b": null, "c": 3}))));
+        assert_eq!(Value::Object(r.labels.clone()), json!({"a": 1, "c": 3}));
+        apply(&mut r, protocol::policy_saved(&id, json!({"id": "pol_1", "name": "x"}), true));
+        apply(&mut r, protocol::policy_saved(&id, json!({"id": "pol_1", "name": "y"}), false));
+        assert_eq!(r.policy.policies, [json!({"id": "pol_1", "name": "y"})]);
+        apply(&mut r, protocol::policy_deleted(&id, "pol_1"));
+        assert!(r.policy.policies.is_empty());
+        let change = crate::policy::StateChange {
+            key: "n".into(),
+            action: crate::policy::StateAction::Increment,
+            value: json!(2),
+        };
+        apply(&mut r, protocol::policy_state(&id, &[change]));
+        assert_eq!(r.policy.state["n"], 2);
+        apply(&mut r, protocol::title(&id, Some("t")));
+        assert_eq!(r.title.as_deref(), Some("t"));
+        assert_eq!(r.kind, SessionKind::Default);
+    }
+
+    #[test]
+    fn items_and_comments_come_from_their_events() {
+        let r = record();
+        let input =
+            stored(&r, protocol::input_consumed("msg_1", "message", json!({"role": "user"}), Some("me".into())));
+        let item = item_of(&input).unwrap();
+        assert_eq!(
+            (item.id.as_str(), item.item_type.as_str(), item.created_by.as_deref()),
+            ("msg_1", "message", Some("me"))
+        );
+        let done = protocol::item("fc_1", "function_call", "action_required", "resp_1", 0, json!({"name": "shell"}));
+        let item = item_of(&stored(&r, protocol::output_item_done(done))).unwrap();
+        assert_eq!((item.status.as_str(), item.response_id.as_deref()), ("action_required", Some("resp_1")));
+        assert_eq!(item.data, json!({"name": "shell"}), "the common fields are columns, not data");
+        assert!(item_of(&stored(&r, protocol::title(&r.id, None))).is_none());
+        let comment = json!({"id": "c1", "path": "a.rs", "body": "hm"});
+        let created = stored(&r, protocol::comment(&r.id, CommentChangeKind::Created, &comment));
+        assert!(matches!(comment_change_of(&created), Some(CommentChange::Upsert { ref path, .. }) if path == "a.rs"));
+        let deleted = stored(&r, protocol::comment(&r.id, CommentChangeKind::Deleted, &comment));
+        assert_eq!(comment_change_of(&deleted), Some(CommentChange::Delete { id: "c1".into() }));
     }
 }

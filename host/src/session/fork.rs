@@ -5,8 +5,8 @@ use serde_json::Value;
 use super::draft::Draft;
 use super::{SessionError, Sessions};
 use crate::ids::SessionId;
-use crate::model::{SessionRecord, SessionStatus, StoredEvent, now_us};
 use crate::protocol;
+use crate::record::{SessionRecord, SessionStatus, StoredEvent, now_us};
 use crate::store::Commit;
 
 impl Sessions {

@@ -20,12 +20,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::SessionId;
-use crate::model::{Item, SessionRecord, SessionStatus, StoredEvent, now_us};
 use crate::protocol::NewEvent;
+use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent, now_us};
 use crate::store::{FileChange, JournalEntry, Page, Store, StoreError};
 use actor::{Actor, Command};
 pub use input::{ApprovalAction, EventInput, Input};
-pub use runner::{TokenUsage, TurnOutcome, TurnRunner, TurnShared, TurnStart, Waiter};
+pub use runner::{FailureCode, TokenUsage, TurnOutcome, TurnRunner, TurnShared, TurnStart, Waiter};
 
 /// How many published events a subscriber may fall behind before it is caught up from the log instead.
 pub const BROADCAST_CAPACITY: usize = 256;
@@ -221,7 +221,7 @@ impl Sessions {
         let mut record = SessionRecord::new(new.config, new.title, new.labels, now_us());
         record.agent_id = new.agent_id;
         if let Some(parent) = new.parent {
-            record.kind = crate::model::SessionKind::SubAgent;
+            record.kind = crate::record::SessionKind::SubAgent;
             record.parent_session_id = Some(parent);
         }
         self.inner.store.create_session(&record).await?;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ApprovalAction, Sessions};
 use crate::config::SessionConfig;
-use crate::model::SessionRecord;
+use crate::record::SessionRecord;
 
 /// Starts turns. The actor holds one for the process and calls it for each turn it begins or resumes.
 pub trait TurnRunner: Send + Sync {
@@ -48,7 +48,49 @@ impl TokenUsage {
 pub enum TurnOutcome {
     Completed { usage: TokenUsage, model: String, cost_usd: f64 },
     Interrupted,
-    Failed { code: String, message: String },
+    Failed { code: FailureCode, message: String },
+}
+
+macro_rules! failure_codes {
+    ($($variant:ident = $code:literal: $doc:literal,)*) => {
+        /// Why a turn failed, as `last_task_error.code` names it. The host's own reasons are listed; a harness's,
+        /// a model provider's or the sandbox's own code passes through as `Other`.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum FailureCode {
+            $(#[doc = $doc] $variant,)*
+            Other(String),
+        }
+
+        impl FailureCode {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(FailureCode::$variant => $code,)*
+                    FailureCode::Other(code) => code,
+                }
+            }
+
+            /// The code a harness, provider or the sandbox reported (one of ours if it names one).
+            pub fn of(code: &str) -> FailureCode {
+                match code {
+                    $($code => FailureCode::$variant,)*
+                    other => FailureCode::Other(other.to_string()),
+                }
+            }
+        }
+    };
+}
+
+failure_codes! {
+    NoHarness = "no_harness": "The session's config names no harness.",
+    InvalidConfig = "invalid_config": "The stored config cannot be read as a session config.",
+    ServerRestarted = "server_restarted": "The server stopped during a turn that cannot be resumed.",
+    HarnessNotFound = "harness_not_found": "The harness is not a builtin and no `.wasm` file is there.",
+    HarnessInvalid = "harness_invalid": "The harness component does not load.",
+    PolicyInvalid = "policy_invalid": "A policy of the session does not load.",
+    PolicyDenied = "policy_denied": "A policy denied the user's request.",
+    JournalUnavailable = "journal_unavailable": "A resumed turn cannot read its journal.",
+    ReplayDiverged = "replay_diverged": "A resumed harness asked for other host calls than its journal holds.",
+    ShuttingDown = "shutting_down": "The server is shutting down.",
 }
 
 /// State the actor shares with a running turn.

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{Backend, CommentChange, FileChange, JournalEntry, Result, Store, StoreError, json_text, on_pool};
-use crate::model::{Item, SessionRecord, StoredEvent};
+use crate::record::{Item, SessionRecord, StoredEvent};
 
 pub struct Commit<'a> {
     /// The session's `last_seq` as the writer knows it; the commit fails with `Conflict` if it moved.

@@ -6,7 +6,7 @@ use sqlx::AssertSqlSafe;
 
 use super::{Backend, Page, Result, Store, StoreError, on_pool, parse_json, row};
 use crate::ids::SessionId;
-use crate::model::{Item, StoredEvent};
+use crate::record::{Item, StoredEvent};
 
 /// One recorded host call of the turn in progress (see `turn::journal` for what `entry` holds).
 #[derive(Clone, Debug, PartialEq)]

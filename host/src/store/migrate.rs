@@ -66,7 +66,7 @@ impl Store {
                 sqlx::query("INSERT INTO omnigent_migrations (version, name, applied_at_us) VALUES ($1, $2, $3)")
                     .bind(m.version)
                     .bind(m.name)
-                    .bind(crate::model::now_us())
+                    .bind(crate::record::now_us())
                     .execute(&mut *tx)
                     .await?;
             }

@@ -5,7 +5,7 @@ use sqlx::AssertSqlSafe;
 
 use super::{Backend, Page, Result, Store, StoreError, json_text, on_pool, parse_json, row};
 use crate::ids::SessionId;
-use crate::model::{PolicyFold, SessionKind, SessionRecord, SessionStatus, TaskError};
+use crate::record::{PolicyFold, SessionKind, SessionRecord, SessionStatus, TaskError};
 
 /// Which sessions a list returns.
 #[derive(Clone, Debug, Default)]

@@ -17,14 +17,14 @@ use super::journal::Journal;
 use crate::config::SessionConfig;
 use crate::llm::Provider;
 use crate::policy::{Phase, PolicyMap};
-use crate::session::{Sessions, TurnOutcome, TurnStart};
+use crate::session::{FailureCode, Sessions, TurnOutcome, TurnStart};
 
 /// Largest `.wasm` harness file accepted.
 const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 const DEFAULT_MAX_STEPS: u32 = 25;
 
-fn failed(code: &str, message: String) -> TurnOutcome {
-    TurnOutcome::Failed { code: code.into(), message }
+fn failed(code: FailureCode, message: String) -> TurnOutcome {
+    TurnOutcome::Failed { code, message }
 }
 
 /// Runs a turn to its end and reports the outcome to the session's actor.
@@ -51,10 +51,10 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
     };
     let provider = match Provider::from_config(&config, env.http.clone()) {
         Ok(p) => p,
-        Err(e) => return failed(e.code(), e.to_string()),
+        Err(e) => return failed(FailureCode::of(e.code()), e.to_string()),
     };
     let Ok(_slot) = env.slots.clone().acquire_owned().await else {
-        return failed("shutting_down", "the server is shutting down".into());
+        return failed(FailureCode::ShuttingDown, "the server is shutting down".into());
     };
     let defaults = TurnLimits::default();
     let limits = TurnLimits {
@@ -75,11 +75,11 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
     let agent_policies = config.policies.clone().unwrap_or_default();
     let chain = match env.policies.chain(&session_policies, &agent_policies).await {
         Ok(c) => c,
-        Err(e) => return failed("policy_invalid", e),
+        Err(e) => return failed(FailureCode::PolicyInvalid, e),
     };
     let journal = match Journal::open(sessions, &record.id, &response_id, resume).await {
         Ok(j) => j,
-        Err(e) => return failed("journal_unavailable", e),
+        Err(e) => return failed(FailureCode::JournalUnavailable, e),
     };
     let gate = Gate::new(chain, sessions, &record, &response_id, config.executor.clone(), shared.cancel.clone());
     let host = Arc::new(Host {
@@ -117,7 +117,7 @@ async fn drive(
         let text = if host.journal.replaying() { String::new() } else { last_user_text(&host.read_history().await) };
         let request = json!({"user_content": text, "attachments": []});
         if let Err(reason) = host.gate.check(&host.journal, Phase::Request, None, request, None, None).await {
-            return failed("policy_denied", reason);
+            return failed(FailureCode::PolicyDenied, reason);
         }
     }
     let run = component.run_turn(host.clone(), input, limits);
@@ -126,7 +126,7 @@ async fn drive(
         _ = host.shared.cancel.cancelled() => return TurnOutcome::Interrupted,
     };
     if let Some(why) = host.journal.diverged() {
-        return failed("replay_diverged", why);
+        return failed(FailureCode::ReplayDiverged, why);
     }
     match result {
         // The answer's text is already in the log (the harness's model calls recorded it).
@@ -145,7 +145,7 @@ async fn drive(
             TurnOutcome::Completed { usage, model, cost_usd }
         }
         Err(TurnFailure::Harness(e)) if e.code == "cancelled" => TurnOutcome::Interrupted,
-        Err(e) => failed(e.code(), e.to_string()),
+        Err(e) => failed(FailureCode::of(e.code()), e.to_string()),
     }
 }
 
@@ -159,16 +159,16 @@ async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<Harne
             let runtime = env.runtime.clone();
             return tokio::task::spawn_blocking(move || runtime.load_agent())
                 .await
-                .map_err(|e| failed("harness_invalid", format!("loading the harness panicked: {e}")))?
-                .map_err(|e| failed("harness_invalid", format!("the builtin agent harness: {e}")));
+                .map_err(|e| failed(FailureCode::HarnessInvalid, format!("loading the harness panicked: {e}")))?
+                .map_err(|e| failed(FailureCode::HarnessInvalid, format!("the builtin agent harness: {e}")));
         }
         path if path.ends_with(".wasm") => {
             let unreadable =
-                |e: std::io::Error| failed("harness_not_found", format!("cannot read harness {path}: {e}"));
+                |e: std::io::Error| failed(FailureCode::HarnessNotFound, format!("cannot read harness {path}: {e}"));
             let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
             if meta.len() > MAX_COMPONENT_BYTES {
                 return Err(failed(
-                    "harness_invalid",
+                    FailureCode::HarnessInvalid,
                     format!("harness {path} is larger than {MAX_COMPONENT_BYTES} bytes"),
                 ));
             }
@@ -176,7 +176,7 @@ async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<Harne
         }
         other => {
             return Err(failed(
-                "harness_not_found",
+                FailureCode::HarnessNotFound,
                 format!("harness '{other}' is not available (builtin: agent, or a .wasm path)"),
             ));
         }
@@ -185,6 +185,6 @@ async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<Harne
     // Compiling is CPU work (100+ ms the first time): keep it off the async workers.
     tokio::task::spawn_blocking(move || runtime.load_harness(&bytes))
         .await
-        .map_err(|e| failed("harness_invalid", format!("loading the harness panicked: {e}")))?
-        .map_err(|e| failed("harness_invalid", format!("harness {harness}: {e}")))
+        .map_err(|e| failed(FailureCode::HarnessInvalid, format!("loading the harness panicked: {e}")))?
+        .map_err(|e| failed(FailureCode::HarnessInvalid, format!("harness {harness}: {e}")))
 }

@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::journal::{Ask, Entry, Journal, Kind, Verdict};
 use crate::config::Executor;
 use crate::ids::SessionId;
-use crate::model::{SessionRecord, now_us, secs};
 use crate::policy::{Loaded, Outcome, Phase, Situation, StateChange};
 use crate::protocol::{self, ElicitationRequest, NewEvent};
+use crate::record::{SessionRecord, now_us, secs};
 use crate::session::{ApprovalAction, Input, Sessions, TokenUsage, Waiter};
 
 /// What a gate's verdict is: Ok carries a rewritten payload (if a policy rewrote it), Err a denial reason the
@@ -127,7 +127,7 @@ impl Gate {
                 if let Some(Entry::Gate(verdict)) = journal.take(Kind::Gate) {
                     return verdict.into_result();
                 }
-                (ask, None)
+                (*ask, None)
             }
             _ => {
                 journal.check_live("a policy verdict")?;
@@ -173,11 +173,11 @@ impl Gate {
                         );
                         let mut events = self.policy_writes(changes, labels);
                         events.push(protocol::elicitation_request(ask.request.clone()));
-                        events.push(protocol::status(&self.session, crate::model::SessionStatus::Paused, None));
+                        events.push(protocol::status(&self.session, crate::record::SessionStatus::Paused, None));
                         let (tx, rx) = oneshot::channel();
                         tracing::info!(session = %self.session, elicitation = %ask.elicitation_id, phase = phase.as_str(), "a policy asks a human; the session is paused");
                         let waiter = Waiter::Approval(ask.elicitation_id.clone(), tx);
-                        journal.record(events, vec![waiter], Entry::Ask(ask.clone())).await;
+                        journal.record(events, vec![waiter], Entry::Ask(Box::new(ask.clone()))).await;
                         (ask, Some(rx))
                     }
                 }
@@ -306,7 +306,7 @@ impl Gate {
             // Later verdicts of this turn see the writes at once, committed or not.
             let mut view = self.view.lock().unwrap();
             crate::policy::apply_state(&mut view.state, &changes);
-            crate::model::merge_labels(&mut view.labels, &labels);
+            crate::record::merge_labels(&mut view.labels, &labels);
         }
         let mut events = Vec::new();
         if !changes.is_empty() {
@@ -332,5 +332,140 @@ impl Drop for WaitEnds<'_> {
         if let Some(since) = w.1.take() {
             w.0 += since.elapsed();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The gate driven by a turn that is not a WASM harness (as a native bridge will drive it): a turn runner that
+    //! asks about one tool call and reports the verdict, against a real session on SQLite.
+
+    use std::sync::Arc;
+
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+    use omnigent_runtime::policy as wit;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::policy::testing::{Fixed, loaded};
+    use crate::protocol::EventType;
+    use crate::record::{SessionStatus, StoredEvent};
+    use crate::session::{NewSession, Published, TurnOutcome, TurnRunner, TurnStart};
+    use crate::store::Store;
+
+    struct OneToolCall {
+        verdict: wit::Verdict,
+        results: mpsc::UnboundedSender<GateResult>,
+    }
+
+    impl TurnRunner for OneToolCall {
+        fn run(&self, sessions: Sessions, turn: TurnStart) -> BoxFuture<'static, ()> {
+            let (verdict, results) = (self.verdict.clone(), self.results.clone());
+            async move {
+                let (policy, _) = loaded("guard", Fixed::new(verdict), &["tool_call"]);
+                let (id, response_id) = (turn.record.id.clone(), turn.response_id.clone());
+                let journal = Journal::open(&sessions, &id, &response_id, turn.resume).await.unwrap();
+                let executor = turn.config.executor.clone();
+                let gate = Gate::new(vec![policy], &sessions, &turn.record, &response_id, executor, turn.shared.cancel);
+                assert!(!gate.judges(Phase::LlmRequest), "the policy judges tool calls only");
+                let call = json!({"name": "shell", "arguments": {"command": "ls"}});
+                let result = gate.check(&journal, Phase::ToolCall, Some("shell"), call, None, Some("call_1")).await;
+                journal.flush(Vec::new()).await;
+                results.send(result).unwrap();
+                let usage = TokenUsage::default();
+                let outcome = TurnOutcome::Completed { usage, model: "m".into(), cost_usd: 0.0 };
+                sessions.end_turn(&id, &response_id, outcome).await.unwrap();
+            }
+            .boxed()
+        }
+    }
+
+    struct Session {
+        sessions: Sessions,
+        id: SessionId,
+        events: tokio::sync::broadcast::Receiver<Published>,
+        results: mpsc::UnboundedReceiver<GateResult>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A session whose turn asks its policy (answering `verdict`) about one tool call; the turn has started.
+    async fn turn_with(verdict: wit::Verdict) -> Session {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("gate.db").display())).await.unwrap();
+        let (tx, results) = mpsc::unbounded_channel();
+        let runner = Arc::new(OneToolCall { verdict, results: tx });
+        let sessions = Sessions::new(store, CancellationToken::new(), runner);
+        let config = json!({"name": "gate-test", "executor": {"harness": "not-wasm"}});
+        let record = sessions.create(NewSession { config, ..NewSession::default() }).await.unwrap();
+        let (events, _) = sessions.subscribe(&record.id).await.unwrap();
+        let message = Input::Message { content: vec![json!({"type": "input_text", "text": "ls"})], created_by: None };
+        sessions.post(&record.id, message).await.unwrap();
+        Session { sessions, id: record.id, events, results, _dir: dir }
+    }
+
+    impl Session {
+        async fn next_event(&mut self, wanted: EventType) -> Arc<StoredEvent> {
+            let wait = async {
+                loop {
+                    if let Ok(Published::Event(e)) = self.events.recv().await
+                        && e.event_type == wanted.as_str()
+                    {
+                        return e;
+                    }
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), wait).await.expect("the event came")
+        }
+
+        async fn verdict(&mut self) -> GateResult {
+            tokio::time::timeout(Duration::from_secs(10), self.results.recv()).await.unwrap().unwrap()
+        }
+
+        async fn answer(&mut self, action: ApprovalAction) {
+            let request = self.next_event(EventType::ElicitationRequest).await;
+            let paused = self.sessions.get(&self.id).await.unwrap();
+            assert_eq!(paused.status, SessionStatus::Paused);
+            assert_eq!(request.data["params"]["tool_name"], "shell");
+            assert_eq!(request.data["params"]["call_id"], "call_1");
+            let elicitation_id = request.data["elicitation_id"].as_str().unwrap().to_string();
+            let answer = Input::Approval { elicitation_id, action, content: None };
+            self.sessions.post(&self.id, answer).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_allow_lets_the_call_through() {
+        let mut s = turn_with(wit::Verdict::Allow).await;
+        assert_eq!(s.verdict().await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn a_deny_is_a_reason_and_an_event() {
+        let mut s = turn_with(wit::Verdict::Deny("not here".into())).await;
+        let reason = s.verdict().await.unwrap_err();
+        assert_eq!(reason, "denied by policy 'guard': not here");
+        let denied = s.next_event(EventType::PolicyDenied).await;
+        assert_eq!(denied.data["phase"], "tool_call");
+        assert_eq!(denied.data["tool_name"], "shell");
+    }
+
+    #[tokio::test]
+    async fn an_ask_pauses_until_a_human_accepts() {
+        let mut s = turn_with(wit::Verdict::Ask(wit::Elicitation { message: "run ls?".into() })).await;
+        s.answer(ApprovalAction::Accept).await;
+        assert_eq!(s.verdict().await, Ok(None));
+        s.next_event(EventType::ResponseCompleted).await;
+        let after = s.sessions.get(&s.id).await.unwrap();
+        assert_eq!(after.status, SessionStatus::Idle);
+        assert!(after.policy.pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_declined_ask_denies() {
+        let mut s = turn_with(wit::Verdict::Ask(wit::Elicitation { message: "run ls?".into() })).await;
+        s.answer(ApprovalAction::Decline).await;
+        let reason = s.verdict().await.unwrap_err();
+        assert!(reason.starts_with("a human declined this tool_call"), "{reason}");
     }
 }

@@ -4,7 +4,7 @@ use omnigent_runtime::harness::{Message, Role, ToolCall};
 use serde_json::Value;
 
 use crate::ids::SessionId;
-use crate::model::Item;
+use crate::record::Item;
 use crate::session::Sessions;
 use crate::store::Page;
 

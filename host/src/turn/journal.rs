@@ -34,7 +34,7 @@ pub enum Entry {
     /// A policy verdict: allowed (with the payload a policy rewrote, if any) or denied.
     Gate(Verdict),
     /// A policy asked a human; the session paused. The verdict follows as a `Gate` entry once answered.
-    Ask(Ask),
+    Ask(Box<Ask>),
     /// A builtin tool began running (its effects are outside the log).
     Started { call_id: String },
     /// A tool's result as the harness got it.
@@ -316,7 +316,7 @@ mod tests {
         });
         round_trip(Entry::Gate(Verdict::Allow { data: Some(json!({"arguments": "{}"})) }));
         round_trip(Entry::Gate(Verdict::Deny { reason: Some("no".into()) }));
-        round_trip(Entry::Ask(Ask {
+        round_trip(Entry::Ask(Box::new(Ask {
             elicitation_id: "elicit_1".into(),
             request: json!({"elicitation_id": "elicit_1"}),
             data: None,
@@ -329,7 +329,7 @@ mod tests {
             policies: vec!["ask".into()],
             expires_at: 1,
             phase: "tool_call".into(),
-        }));
+        })));
         round_trip(Entry::Started { call_id: "call_1".into() });
         round_trip(Entry::Tool { output: "out".into(), is_error: false });
         round_trip(Entry::Steering { messages: vec!["and then".into()] });

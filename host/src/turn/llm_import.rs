@@ -16,9 +16,9 @@ use super::journal::{Entry, Kind};
 use crate::config::ToolKind;
 use crate::ids::{SessionId, prefixed, truncate};
 use crate::llm::{ChatRequest, LlmError};
-use crate::model::{now_us, secs};
 use crate::policy::Phase;
 use crate::protocol::{self, ErrorSource, NewEvent};
+use crate::record::{now_us, secs};
 use crate::session::{TokenUsage, Waiter};
 use crate::subagent::Child;
 

@@ -11,9 +11,9 @@ use super::host::Host;
 use super::journal::{Entry, Kind};
 use crate::config::{ToolConfig, ToolKind};
 use crate::ids::prefixed;
-use crate::model::Item;
 use crate::policy::Phase;
 use crate::protocol::{self, ErrorSource, NewEvent};
+use crate::record::Item;
 use crate::session::Waiter;
 use crate::store::Page;
 

@@ -1,43 +1,21 @@
-//! Session API handlers: parse → call the session layer → render Omnigent's JSON shapes.
-
-use std::convert::Infallible;
+//! The session API: create, list, read, change and delete sessions, post their input events, fork them and list
+//! their children. Each handler parses, calls the session layer and renders Omnigent's JSON shapes.
 
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event as SseEvent, Sse};
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
+use super::extract::{ApiJson, ApiQuery, DeletedResponse, ListItemsQuery, ListResponse, list, page, session_id};
 use crate::config::SessionConfig;
-use crate::ids::SessionId;
-use crate::model::{SessionKind, SessionRecord, SessionStatus, secs};
-use crate::protocol::{self, EventType};
+use crate::record::{SessionKind, SessionRecord, SessionStatus, secs};
 use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError};
 use crate::store::Page;
-use crate::stream::{Frame, follow};
 
-/// JSON body whose rejections render as the API's error envelope.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
-
-/// Query string whose rejections render as the API's error envelope.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
-
-pub(super) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
-    SessionId::parse(raw)
-        .map_err(|e| ApiError::not_found(format!("no session '{}': {e}", crate::ids::truncate(raw, 80))))
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // Wire shapes
 
 /// `POST /v1/sessions`
@@ -92,7 +70,7 @@ pub struct SessionSummary {
     pub agent_name: Option<String>,
     pub parent_session_id: Option<String>,
     /// Set only while `status` is `failed`.
-    pub last_task_error: Option<crate::model::TaskError>,
+    pub last_task_error: Option<crate::record::TaskError>,
 }
 
 /// A session snapshot (`GET /v1/sessions/{id}`).
@@ -125,23 +103,6 @@ pub struct SessionListItem {
     pub pending_elicitations_count: usize,
 }
 
-/// Omnigent's paginated list envelope.
-#[derive(Serialize, ToSchema)]
-pub struct ListResponse<T> {
-    pub object: &'static str,
-    pub data: Vec<T>,
-    pub first_id: Option<String>,
-    pub last_id: Option<String>,
-    pub has_more: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeletedResponse {
-    pub id: String,
-    pub object: &'static str,
-    pub deleted: bool,
-}
-
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListSessionsQuery {
@@ -166,20 +127,8 @@ pub struct ListSessionsQuery {
     /// `all` or `mine` (the same on a single-user server); `shared` and `archived` are empty here.
     pub visibility: Option<String>,
     /// Accepted for Omnigent compatibility (nothing is archived on this server).
+    #[allow(dead_code)] // accepted, not acted on
     pub include_archived: Option<bool>,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ListItemsQuery {
-    /// 1..1000, default 100.
-    pub limit: Option<u32>,
-    /// Item id cursor.
-    pub after: Option<String>,
-    /// Item id cursor.
-    pub before: Option<String>,
-    /// `asc` (log order, default) or `desc`.
-    pub order: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -188,47 +137,11 @@ pub struct SnapshotQuery {
     /// Include the transcript (default true).
     pub include_items: Option<bool>,
     /// Accepted for Omnigent compatibility.
+    #[allow(dead_code)]
     pub include_liveness: Option<bool>,
     /// Accepted for Omnigent compatibility.
+    #[allow(dead_code)]
     pub refresh_state: Option<bool>,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct StreamQuery {
-    /// Replay every event with a sequence number above this one, then continue live (same as `Last-Event-ID`).
-    pub after: Option<String>,
-    /// Accepted for Omnigent compatibility (presence flag).
-    pub idle: Option<bool>,
-}
-
-pub(super) fn page(
-    limit: Option<u32>,
-    default_limit: u32,
-    after: Option<String>,
-    before: Option<String>,
-    order: Option<String>,
-    default_desc: bool,
-) -> Result<Page, ApiError> {
-    let limit = limit.unwrap_or(default_limit);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(format!("limit must be between 1 and 1000, got {limit}")));
-    }
-    if after.is_some() && before.is_some() {
-        return Err(ApiError::invalid("give either 'after' or 'before', not both"));
-    }
-    let descending = match order.as_deref() {
-        None => default_desc,
-        Some("desc") => true,
-        Some("asc") => false,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "order must be 'asc' or 'desc', got '{}'",
-                crate::ids::truncate(other, 40)
-            )));
-        }
-    };
-    Ok(Page { limit, after, before, descending })
 }
 
 fn config_str(config: &Value, pointer: &str) -> Option<String> {
@@ -269,16 +182,6 @@ fn list_item(record: SessionRecord) -> SessionListItem {
     SessionListItem { pending_elicitations_count: record.policy.pending.len(), summary: summary(record) }
 }
 
-pub(super) fn list<T>(data: Vec<T>, has_more: bool, id_of: impl Fn(&T) -> String) -> ListResponse<T> {
-    ListResponse {
-        object: "list",
-        first_id: data.first().map(&id_of),
-        last_id: data.last().map(&id_of),
-        data,
-        has_more,
-    }
-}
-
 async fn render_snapshot(
     state: &AppState,
     record: SessionRecord,
@@ -301,22 +204,7 @@ async fn render_snapshot(
     Ok(snapshot(record, items))
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // Handlers
-
-/// Liveness and basic facts about this server.
-#[utoipa::path(get, path = "/health", responses((status = 200, description = "The server is up", body = Object)))]
-pub async fn health(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "database": match state.sessions.store().kind() {
-            crate::store::BackendKind::Sqlite => "sqlite",
-            crate::store::BackendKind::Postgres => "postgres",
-        },
-        "live_sessions": state.sessions.live_count(),
-    }))
-}
 
 /// Create a session.
 #[utoipa::path(post, path = "/v1/sessions", request_body = CreateSessionRequest,
@@ -497,115 +385,6 @@ pub async fn post_event(
     let input = Input::parse(raw).map_err(ApiError::invalid)?;
     let ack = state.sessions.post(&id, input).await?;
     Ok((StatusCode::ACCEPTED, Json(ack)))
-}
-
-/// Server-Sent Events: every event of the session, each persisted one with `id: <seq>`. Reconnect with
-/// `Last-Event-ID` (or `?after=<seq>`) to receive everything missed, in order, then live.
-#[utoipa::path(get, path = "/v1/sessions/{id}/stream", params(("id" = String, Path), StreamQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number")),
-    responses((status = 200, content_type = "text/event-stream", body = String), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn stream(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<StreamQuery>,
-) -> Result<Response, ApiError> {
-    let id = session_id(&id)?;
-    // A browser's EventSource reconnects to the same URL (with its ?after=) and adds Last-Event-ID, which is newer.
-    let cursor = match headers.get("last-event-id") {
-        Some(v) => Some(parse_cursor(v.to_str().unwrap_or("\u{fffd}"), "Last-Event-ID")?),
-        None => q.after.as_deref().map(|a| parse_cursor(a, "after")).transpose()?,
-    };
-    let frames = follow(&state.sessions, &id, cursor, state.heartbeat).await?;
-    let events = frames.map(|frame| Ok::<_, Infallible>(sse_event(frame)));
-    let mut response = Sse::new(events).into_response();
-    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
-}
-
-fn parse_cursor(raw: &str, what: &str) -> Result<i64, ApiError> {
-    raw.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "{what} must be a non-negative event sequence number, got '{}'",
-            crate::ids::truncate(raw, 40)
-        ))
-    })
-}
-
-fn sse_event(frame: Frame) -> SseEvent {
-    match frame {
-        Frame::Heartbeat => SseEvent::default()
-            .event(EventType::SessionHeartbeat.as_str())
-            .data(protocol::heartbeat(secs(crate::model::now_us())).to_string()),
-        Frame::Event(e) => SseEvent::default().id(e.seq.to_string()).event(&e.event_type).data(e.data.to_string()),
-        Frame::State(e) => SseEvent::default().event(&e.event_type).data(e.data.to_string()),
-        Frame::Done => SseEvent::default().data("[DONE]"),
-    }
-}
-
-/// `POST /v1/agents`
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateAgentRequest {
-    /// The session config (Omnigent's agent YAML as JSON). Its `name` names the agent.
-    #[schema(value_type = Object)]
-    pub config: Value,
-}
-
-/// A registered agent: a named session config.
-#[derive(Serialize, ToSchema)]
-pub struct AgentObject {
-    pub id: String,
-    pub object: &'static str,
-    pub name: String,
-    #[schema(value_type = Object)]
-    pub config: Value,
-    pub created_at: i64,
-}
-
-fn agent_object(a: crate::store::Agent) -> AgentObject {
-    AgentObject { id: a.id, object: "agent", name: a.name, config: a.config, created_at: secs(a.created_at_us) }
-}
-
-/// Register a named session config; sessions can then be created with `agent_id` = its id or name.
-#[utoipa::path(post, path = "/v1/agents", request_body = CreateAgentRequest,
-    responses((status = 201, body = AgentObject), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn create_agent(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<CreateAgentRequest>,
-) -> Result<(StatusCode, Json<AgentObject>), ApiError> {
-    let config = SessionConfig::from_json(req.config).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
-    check_policies(&state, &config).await?;
-    let agent = crate::store::Agent {
-        id: format!("ag_{}", crate::ids::random_hex()),
-        name: config.name.clone(),
-        config: config.to_json(),
-        created_at_us: crate::model::now_us(),
-    };
-    match state.sessions.store().create_agent(&agent).await {
-        Ok(()) => Ok((StatusCode::CREATED, Json(agent_object(agent)))),
-        Err(e @ crate::store::StoreError::NameTaken(_)) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string()))
-        }
-        Err(e) => Err(SessionError::from(e).into()),
-    }
-}
-
-/// Registered agents, by name.
-#[utoipa::path(get, path = "/v1/agents", responses((status = 200, body = ListResponse<AgentObject>)))]
-pub async fn list_agents(State(state): State<AppState>) -> Result<Json<ListResponse<AgentObject>>, ApiError> {
-    let agents = state.sessions.store().list_agents().await.map_err(SessionError::from)?;
-    Ok(Json(list(agents.into_iter().map(agent_object).collect(), false, |a| a.id.clone())))
-}
-
-/// One agent, by id or name.
-#[utoipa::path(get, path = "/v1/agents/{id}", params(("id" = String, Path, description = "Agent id or name")),
-    responses((status = 200, body = AgentObject), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AgentObject>, ApiError> {
-    let agent = state.sessions.store().get_agent(&id).await.map_err(SessionError::from)?;
-    agent
-        .map(|a| Json(agent_object(a)))
-        .ok_or_else(|| ApiError::not_found(format!("no agent '{}'", crate::ids::truncate(&id, 80))))
 }
 
 /// `POST /v1/sessions/{id}/fork`

@@ -1,0 +1,96 @@
+//! What a config must satisfy before any session runs it, and the Omnigent keys it accepts without acting on.
+
+use super::{BUILTIN_HARNESSES, BUILTIN_TOOLS, ProviderKind, SessionConfig, ToolKind};
+
+impl SessionConfig {
+    /// Keys accepted for Omnigent compatibility that this server does not act on.
+    pub fn unsupported_keys(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (present, key) in [
+            (self.terminals.is_some(), "terminals"),
+            (self.params.is_some(), "params"),
+            (self.async_enabled.is_some(), "async"),
+            (self.cancellable.is_some(), "cancellable"),
+            (self.labels.is_some(), "labels"),
+            (self.metadata.is_some(), "metadata"),
+            (self.executor.profile.is_some(), "executor.profile"),
+            (self.os_env.as_ref().is_some_and(|o| o.sandbox.is_some()), "os_env.sandbox"),
+        ] {
+            if present {
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    pub(super) fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("name must not be empty".into());
+        }
+        let harness = &self.executor.harness;
+        if !BUILTIN_HARNESSES.contains(&harness.as_str()) && !harness.ends_with(".wasm") {
+            return Err(format!(
+                "executor.harness '{harness}' is neither a builtin harness ({}) nor a path to a .wasm component",
+                BUILTIN_HARNESSES.join(", ")
+            ));
+        }
+        if let Some(mb) = self.executor.memory_mb
+            && !(16..=1024).contains(&mb)
+        {
+            return Err(format!("executor.memory_mb must be between 16 and 1024, got {mb}"));
+        }
+        if self.executor.max_steps == Some(0) {
+            return Err("executor.max_steps must be at least 1".into());
+        }
+        if self.provider() == ProviderKind::Scripted && self.executor.script.is_empty() {
+            return Err("the scripted provider needs executor.script (a list of replies)".into());
+        }
+        for (i, step) in self.executor.script.iter().enumerate() {
+            if step.text.is_none() && step.tool_call.is_none() && step.tool_calls.is_empty() {
+                return Err(format!("executor.script[{i}] needs text, tool_call or tool_calls"));
+            }
+        }
+        if let Some(p) = &self.executor.pricing
+            && !(p.input_usd_per_mtok >= 0.0 && p.output_usd_per_mtok >= 0.0)
+        {
+            return Err("executor.pricing: prices must be non-negative numbers".into());
+        }
+        for (name, decl) in self.policies.iter().flat_map(|p| p.0.iter()) {
+            decl.validate(name)?;
+        }
+        for (name, tool) in &self.tools {
+            match tool.kind {
+                ToolKind::Builtin if !BUILTIN_TOOLS.contains(&name.as_str()) => {
+                    return Err(format!(
+                        "tools.{name}: no builtin tool '{name}'; builtins are {}",
+                        BUILTIN_TOOLS.join(", ")
+                    ));
+                }
+                ToolKind::Builtin => {}
+                ToolKind::Function => {
+                    if !tool.runs_on_client() {
+                        return Err(format!(
+                            "tools.{name}: function tools run on the client here (set runtime: client); Python \
+                             callables are not supported"
+                        ));
+                    }
+                    if let Some(p) = &tool.parameters
+                        && !p.is_object()
+                    {
+                        return Err(format!("tools.{name}.parameters must be a JSON Schema object"));
+                    }
+                }
+                ToolKind::Agent => {
+                    if tool.description.as_deref().is_none_or(str::is_empty) {
+                        return Err(format!(
+                            "tools.{name}: a sub-agent needs a description (the parent's model reads it)"
+                        ));
+                    }
+                    let child = self.sub_agent(name, tool);
+                    child.validate().map_err(|e| format!("tools.{name}: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

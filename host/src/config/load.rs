@@ -1,0 +1,242 @@
+//! Reading a session config: YAML with `${VAR}` expansion and `file:line:column` errors, JSON from the API, the
+//! server's policies file.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ConfigError, MAX_CONFIG_BYTES, OsEnv, SessionConfig};
+
+impl SessionConfig {
+    /// Parses YAML text. `origin` names the source in errors (a file path).
+    pub fn from_yaml(text: &str, origin: &str) -> Result<SessionConfig, ConfigError> {
+        let err = |position, message: String| ConfigError { origin: origin.to_string(), position, message };
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(err(None, format!("the file is larger than {} bytes", MAX_CONFIG_BYTES)));
+        }
+        // ${VAR} expands in the text before parsing, as Omnigent does (so `{api_key: ${KEY}}` works in flow
+        // style). Lines keep their numbers; a column after an expansion on the same line may shift.
+        let text = expand_env(text).map_err(|(var, at)| {
+            err(Some(line_col(text, at)), format!("environment variable {var} is not set (used as ${{{var}}})"))
+        })?;
+        let config: SessionConfig = serde_norway::from_str(&text).map_err(|e| yaml_error(e, origin))?;
+        config.validate().map_err(|m| err(None, m))?;
+        Ok(config)
+    }
+
+    /// Reads a config sent as JSON (the API's `config`), with the same checks as YAML.
+    pub fn from_json(value: Value) -> Result<SessionConfig, String> {
+        let config: SessionConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a YAML file; relative `os_env.cwd` and `.wasm` paths become relative to the file.
+    pub fn from_file(path: &Path) -> Result<SessionConfig, ConfigError> {
+        let origin = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            position: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        if meta.len() as usize > MAX_CONFIG_BYTES {
+            return Err(ConfigError {
+                origin,
+                position: None,
+                message: format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            position: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let mut config = Self::from_yaml(&text, &origin)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = std::fs::canonicalize(&base).unwrap_or(base);
+        let cwd = config.os_env.as_ref().and_then(|o| o.cwd.clone()).unwrap_or_else(|| ".".into());
+        let resolved = base.join(&cwd);
+        config.os_env.get_or_insert(OsEnv { kind: None, cwd: None, sandbox: None }).cwd =
+            Some(std::fs::canonicalize(&resolved).unwrap_or(resolved).display().to_string());
+        if config.executor.harness.ends_with(".wasm") && !Path::new(&config.executor.harness).is_absolute() {
+            config.executor.harness = base.join(&config.executor.harness).display().to_string();
+        }
+        Ok(config)
+    }
+}
+
+/// The server config file of `omnigent server --policies FILE`: `policies: {name: {handler | component, …}}`.
+pub fn server_policies(path: &Path) -> Result<crate::policy::PolicyMap, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ServerFile {
+        #[serde(default)]
+        policies: crate::policy::PolicyMap,
+    }
+    let origin = path.display().to_string();
+    let err = |message: String| ConfigError { origin: origin.clone(), position: None, message };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(err(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let text = expand_env(&text).map_err(|(var, at)| ConfigError {
+        origin: origin.clone(),
+        position: Some(line_col(&text, at)),
+        message: format!("environment variable {var} is not set (used as ${{{var}}})"),
+    })?;
+    let file: ServerFile = serde_norway::from_str(&text).map_err(|e| yaml_error(e, &origin))?;
+    for (name, decl) in &file.policies.0 {
+        decl.validate(name).map_err(err)?;
+    }
+    Ok(file.policies)
+}
+
+fn yaml_error(e: serde_norway::Error, origin: &str) -> ConfigError {
+    let position = e.location().map(|l| (l.line(), l.column()));
+    let mut message = e.to_string();
+    // The position is in the prefix already; drop serde's " at line X column Y" tail.
+    if let Some(at) = message.find(" at line ") {
+        message.truncate(at);
+    }
+    ConfigError { origin: origin.to_string(), position, message }
+}
+
+fn line_col(text: &str, byte: usize) -> (usize, usize) {
+    let before = &text[..byte];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Replaces every `${VAR}`; an unset variable is an error with its name and byte offset.
+fn expand_env(text: &str) -> Result<String, (String, usize)> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else { break };
+        let var = &rest[start + 2..start + 2 + len];
+        let valid = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        out.push_str(&rest[..start]);
+        if valid {
+            let value = std::env::var(var).map_err(|_| (var.to_string(), offset + start))?;
+            out.push_str(&value);
+        } else {
+            out.push_str(&rest[start..start + 3 + len]);
+        }
+        offset += start + 3 + len;
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::*;
+
+    const GOOD: &str = "name: helper\nprompt: Be brief.\nexecutor:\n  harness: agent\n  model: gpt-4o-mini\n  auth: {type: api_key, api_key: sk-test}\ntools:\n  shell: {type: builtin}\n";
+
+    #[test]
+    fn parses_omnigent_single_file_yaml() {
+        let c = SessionConfig::from_yaml(GOOD, "a.yaml").unwrap();
+        assert_eq!(c.name, "helper");
+        assert_eq!(c.system_prompt(), Some("Be brief."));
+        assert_eq!(c.provider(), ProviderKind::Openai);
+        assert!(c.tools.contains_key("shell"));
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_line_and_column() {
+        let text = "name: x\nexecutor:\n  harness: agent\n  modle: gpt\n";
+        let e = SessionConfig::from_yaml(text, "s.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("s.yaml:4:3: "), "{e}");
+        assert!(e.contains("unknown field `modle`") && e.contains("expected one of"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let e = SessionConfig::from_yaml("name: [unclosed\n", "s.yaml").unwrap_err();
+        assert!(e.position.is_some(), "{e}");
+        let e = SessionConfig::from_yaml("name: x\n", "s.yaml").unwrap_err().to_string();
+        assert!(e.contains("missing field `executor`"), "{e}");
+    }
+
+    #[test]
+    fn env_vars_expand_and_unset_ones_are_located() {
+        // SAFETY: a variable name private to this test.
+        unsafe { std::env::set_var("OMNIGENT_TEST_KEY_X1", "sk-from-env") };
+        let text = GOOD.replace("sk-test", "${OMNIGENT_TEST_KEY_X1}");
+        let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
+        assert_eq!(c.executor.auth.unwrap().api_key.as_deref(), Some("sk-from-env"));
+        let text = GOOD.replace("sk-test", "${OMNIGENT_SURELY_UNSET_VAR}");
+        let e = SessionConfig::from_yaml(&text, "a.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("a.yaml:6:") && e.contains("OMNIGENT_SURELY_UNSET_VAR is not set"), "{e}");
+    }
+
+    #[test]
+    fn omnigent_keys_without_effect_are_reported_not_silently_dropped() {
+        let text = format!("{GOOD}async: true\nterminals: {{bash: {{command: bash}}}}\n");
+        assert!(
+            SessionConfig::from_yaml(
+                &format!("{GOOD}policies: {{a: {{handler: cost_budget, factory_params: {{max_cost_usd: 1}}}}}}\n"),
+                "a"
+            )
+            .unwrap()
+            .unsupported_keys()
+            .is_empty()
+        );
+        let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
+        assert_eq!(c.unsupported_keys(), vec!["terminals", "async"]);
+        assert!(SessionConfig::from_yaml(GOOD, "a.yaml").unwrap().unsupported_keys().is_empty());
+    }
+
+    #[test]
+    fn policies_keep_their_order_and_unknown_handlers_are_named() {
+        let text = format!(
+            "{GOOD}policies:\n  zeta: {{handler: omnigent.policies.builtins.safety.ask_on_os_tools}}\n  alpha:\n    type: function\n    \
+             handler: cost_budget\n    factory_params: {{max_cost_usd: 2}}\n    on: [request, \"tool_call:shell\"]\n"
+        );
+        let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
+        let names: Vec<&str> = c.policies.as_ref().unwrap().0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["zeta", "alpha"]);
+        // The order survives the JSON the session stores.
+        let back = SessionConfig::from_json(c.to_json()).unwrap();
+        assert_eq!(back.policies, c.policies);
+        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: nope.nope}}\n"), "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no builtin policy 'nope.nope'") && e.contains("ask_on_os_tools"), "{e}");
+        let e = SessionConfig::from_yaml(&format!("{GOOD}policies:\n  x: {{handler: detect_loop, on: [tool]}}\n"), "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'tool' is not a phase"), "{e}");
+        let e = SessionConfig::from_yaml(
+            &format!("{GOOD}policies:\n  x: {{handler: detect_loop, hanlder: 1}}\n"),
+            "s.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("s.yaml:") && e.contains("unknown field `hanlder`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_say_what_was_expected() {
+        let e =
+            SessionConfig::from_yaml(&GOOD.replace("harness: agent", "harness: nope"), "a").unwrap_err().to_string();
+        assert!(e.contains("neither a builtin harness"), "{e}");
+        let e = SessionConfig::from_yaml(&GOOD.replace("shell: {type: builtin}", "rm: {type: builtin}"), "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no builtin tool 'rm'"), "{e}");
+        let e = SessionConfig::from_yaml(&GOOD.replace("model: gpt-4o-mini", "provider: scripted"), "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs executor.script"), "{e}");
+        let e = SessionConfig::from_yaml(&GOOD.replace("harness: agent", "harness: agent\n  memory_mb: 5000"), "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory_mb"), "{e}");
+    }
+}

@@ -1,0 +1,343 @@
+//! Session configs: Omnigent's single-file agent YAML, with our extensions (`executor.harness` names a builtin
+//! WASM harness or a `.wasm` path; `executor.provider`; the `scripted` demo provider).
+//!
+//! Structure errors carry `file:line:column`; `${VAR}` expands from the environment after the structure is known
+//! to be right, and an unset variable is reported where it is used.
+
+mod check;
+mod load;
+
+pub use load::server_policies;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Largest config file accepted.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// Builtin harness names.
+pub const BUILTIN_HARNESSES: [&str; 1] = ["agent"];
+
+/// A config error, rendered `file:line:column: message` when the position is known.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}{}: {message}", position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub origin: String,
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// The agent's name.
+    pub name: String,
+    /// System instructions (Omnigent: `prompt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// System instructions; wins over `prompt` (Omnigent allows a path here too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub executor: Executor,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, ToolConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_env: Option<OsEnv>,
+    /// Omnigent keys this server does not act on yet; accepted so Omnigent YAML loads, and reported by `check`.
+    #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
+    pub async_enabled: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellable: Option<Value>,
+    /// Elicitation policies judged for this session (after its REST-added ones, before the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<crate::policy::PolicyMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminals: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Executor {
+    /// A builtin harness (`agent`) or a path to a `.wasm` harness component.
+    pub harness: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `openai` (Chat Completions), `anthropic` (Messages) or `scripted` (demo/test). Default: from `auth.type`,
+    /// then the model name (`claude-*` → anthropic), else openai.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// Replies of the `scripted` provider, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub script: Vec<ScriptStep>,
+    /// Most model calls in one turn (default 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u32>,
+    /// Wall-clock limit of a turn in seconds (default 1800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_timeout_s: Option<u64>,
+    /// Memory limit of the harness instance in MiB (default 256, at most 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    /// Legacy Omnigent key; accepted and unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Prices of the model, for cost accounting and cost policies (default: a table of well-known models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+}
+
+/// US dollars per million tokens.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+}
+
+/// List prices of some well-known models (USD per million input / output tokens); longest prefix wins.
+const KNOWN_PRICES: [(&str, f64, f64); 8] = [
+    ("gpt-4o-mini", 0.15, 0.6),
+    ("gpt-4o", 2.5, 10.0),
+    ("gpt-4.1-mini", 0.4, 1.6),
+    ("gpt-4.1", 2.0, 8.0),
+    ("claude-3-5-haiku", 0.8, 4.0),
+    ("claude-haiku-4", 1.0, 5.0),
+    ("claude-sonnet-4", 3.0, 15.0),
+    ("claude-opus-4", 15.0, 75.0),
+];
+
+impl Executor {
+    /// The model a turn names on the wire (the `scripted` demo provider needs none).
+    pub fn model_name(&self) -> &str {
+        self.model.as_deref().unwrap_or("scripted")
+    }
+
+    /// The cost of `input`/`output` tokens on this executor's model; 0 when the price is unknown.
+    pub fn cost_usd(&self, input: u64, output: u64) -> f64 {
+        let price = self.pricing.or_else(|| {
+            let model = self.model.as_deref().unwrap_or_default();
+            KNOWN_PRICES
+                .iter()
+                .filter(|(prefix, _, _)| model.starts_with(prefix))
+                .max_by_key(|(prefix, _, _)| prefix.len())
+                .map(|(_, i, o)| Pricing { input_usd_per_mtok: *i, output_usd_per_mtok: *o })
+        });
+        price
+            .map(|p| (input as f64 * p.input_usd_per_mtok + output as f64 * p.output_usd_per_mtok) / 1e6)
+            .unwrap_or(0.0)
+    }
+}
+
+impl Executor {
+    /// `harness` with `model` and every other setting at its default.
+    pub fn new(harness: &str, model: Option<String>) -> Executor {
+        Executor {
+            harness: harness.to_string(),
+            model,
+            provider: None,
+            auth: None,
+            script: Vec::new(),
+            max_steps: None,
+            turn_timeout_s: None,
+            memory_mb: None,
+            profile: None,
+            pricing: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Scripted,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// `api_key` (with `api_key` and optional `base_url`), `anthropic`/`openai` (same, naming the wire format),
+    /// or `scripted`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
+/// One reply of the scripted provider: text, tool calls, or both.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptStep {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call: Option<ScriptedCall>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ScriptedCall>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedCall {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    /// `builtin` (shell, read_file, write_file, list_dir — the map key picks which), `function` (with
+    /// `runtime: client`: the client runs it and posts a `function_call_output`) or `agent` (a sub-agent that runs
+    /// each call as a child session).
+    #[serde(rename = "type", default)]
+    pub kind: ToolKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, alias = "input_schema", skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    /// `client` for tools the client implements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<ToolRuntime>,
+    /// Omnigent's Python callable; not runnable here (reported as an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callable: Option<String>,
+    /// Builtin shell: seconds before the command is killed (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    /// Builtin tools: most bytes of output returned to the model (default 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<usize>,
+    /// Sub-agent (`type: agent`): its instructions.
+    #[serde(default, alias = "instructions", skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Sub-agent: its own harness and model (default: the parent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Executor>,
+    /// Sub-agent: its own tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<BTreeMap<String, ToolConfig>>,
+}
+
+/// What runs a tool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolKind {
+    /// One of ours (`shell`, `read_file`, `write_file`, `list_dir`; the map key picks which).
+    Builtin,
+    /// Described by the config and run by the client (`runtime: client`).
+    #[default]
+    Function,
+    /// A sub-agent: each call runs as a child session.
+    Agent,
+}
+
+/// Where a `function` tool runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolRuntime {
+    /// The client implements it and posts a `function_call_output`.
+    Client,
+    /// Omnigent's Python callables; not runnable here (refused when the config is checked).
+    Server,
+}
+
+impl ToolConfig {
+    /// Whether the client runs this tool (the turn waits for its `function_call_output`).
+    pub fn runs_on_client(&self) -> bool {
+        self.runtime == Some(ToolRuntime::Client)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OsEnv {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Working directory of the session's tools (relative paths are relative to the YAML file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Value>,
+}
+
+pub const BUILTIN_TOOLS: [&str; 4] = ["shell", "read_file", "write_file", "list_dir"];
+
+impl SessionConfig {
+    /// The session config as stored with the session.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The system instructions, if any.
+    pub fn system_prompt(&self) -> Option<&str> {
+        self.instructions.as_deref().or(self.prompt.as_deref())
+    }
+
+    /// The provider this config talks to.
+    pub fn provider(&self) -> ProviderKind {
+        if let Some(p) = self.executor.provider {
+            return p;
+        }
+        match self.executor.auth.as_ref().map(|a| a.kind.as_str()) {
+            Some("anthropic") => return ProviderKind::Anthropic,
+            Some("openai") => return ProviderKind::Openai,
+            Some("scripted") => return ProviderKind::Scripted,
+            _ => {}
+        }
+        match self.executor.model.as_deref() {
+            Some("scripted") => ProviderKind::Scripted,
+            Some(m) if m.starts_with("claude") || m.starts_with("anthropic/") => ProviderKind::Anthropic,
+            _ => ProviderKind::Openai,
+        }
+    }
+
+    /// A config with only a name and an executor (no prompt, no tools).
+    pub fn new(name: &str, executor: Executor) -> SessionConfig {
+        SessionConfig {
+            name: name.to_string(),
+            prompt: None,
+            instructions: None,
+            description: None,
+            executor,
+            tools: BTreeMap::new(),
+            os_env: None,
+            async_enabled: None,
+            cancellable: None,
+            policies: None,
+            terminals: None,
+            params: None,
+            labels: None,
+            metadata: None,
+        }
+    }
+
+    /// The config of the child session a sub-agent tool runs as: its own prompt, tools and executor (default:
+    /// this config's executor), in this config's working directory.
+    pub fn sub_agent(&self, name: &str, tool: &ToolConfig) -> SessionConfig {
+        SessionConfig {
+            prompt: tool.prompt.clone().or_else(|| tool.description.clone()),
+            description: tool.description.clone(),
+            tools: tool.tools.clone().unwrap_or_default(),
+            os_env: self.os_env.clone(),
+            // Delegated work is judged by the same policies as the parent's own.
+            policies: self.policies.clone(),
+            ..SessionConfig::new(name, tool.executor.clone().unwrap_or_else(|| self.executor.clone()))
+        }
+    }
+}
