@@ -11,6 +11,7 @@
 //! - `policy`: policy declarations, the chain, the components; `config`: session YAML; `llm`: model providers;
 //! - `server`: the HTTP API; `cli`: the `omnigent` command.
 
+pub(crate) mod bounds;
 pub mod cli;
 pub mod config;
 pub mod files;
@@ -19,6 +20,7 @@ pub mod llm;
 pub mod policy;
 pub(crate) mod protocol;
 pub mod record;
+pub(crate) mod regular_file;
 pub mod server;
 pub mod session;
 pub(crate) mod sse_reader;

@@ -190,7 +190,7 @@ impl HarnessComponent {
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let started = Instant::now();
-        crate::arm_deadline(&mut store, started + limits.deadline, |s: &HostState| s.host.waited());
+        crate::arm_deadline(&mut store, crate::later(started, limits.deadline), |s: &HostState| s.host.waited());
         let classify = |e: wasmtime::Error| TurnFailure::Sandbox(crate::classify(e, memory, limits.deadline));
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| match classify(e) {
@@ -206,11 +206,11 @@ impl HarnessComponent {
         // The epoch callback stops guest code; this also bounds time spent awaiting host calls (but not a human).
         tokio::pin!(run);
         loop {
-            let until = started + limits.deadline + host.waited();
+            let until = crate::later(crate::later(started, limits.deadline), host.waited());
             tokio::select! {
                 result = &mut run => return result,
                 _ = tokio::time::sleep_until(until.into()) => {
-                    if Instant::now() >= started + limits.deadline + host.waited() {
+                    if Instant::now() >= crate::later(crate::later(started, limits.deadline), host.waited()) {
                         return Err(TurnFailure::Sandbox(Failure::Deadline(limits.deadline)));
                     }
                 }

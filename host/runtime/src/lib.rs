@@ -53,10 +53,15 @@ pub enum Failure {
 
 /// Makes a store yield to the executor every epoch tick (a looping guest never starves other tasks) and trap once
 /// `deadline` (moved later by `excluded`: time that does not count, such as waiting for a human) has passed.
+/// `at + after`, or a year after `at` if that cannot be represented (a deadline too far to matter).
+pub(crate) fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after).unwrap_or_else(|| at + Duration::from_secs(365 * 24 * 60 * 60))
+}
+
 pub(crate) fn arm_deadline<T: Send>(store: &mut Store<T>, deadline: Instant, excluded: fn(&T) -> Duration) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |ctx| {
-        if Instant::now() >= deadline + excluded(ctx.data()) {
+        if Instant::now() >= later(deadline, excluded(ctx.data())) {
             Ok(UpdateDeadline::Interrupt)
         } else {
             // tokio's yield_now lets the timer and IO drivers run before this task resumes.
@@ -105,6 +110,10 @@ pub struct Runtime {
     loaded: Mutex<HashMap<[u8; 32], Arc<HarnessComponent>>>,
     policies: Mutex<HashMap<[u8; 32], Arc<PolicyComponent>>>,
     agent: std::sync::OnceLock<Arc<HarnessComponent>>,
+    /// Held while a component compiles: concurrent first uses of one component wait for its one compile.
+    compiling: Mutex<()>,
+    /// Components compiled (not found in a cache) since start.
+    compiled: std::sync::atomic::AtomicU64,
 }
 
 impl Runtime {
@@ -134,6 +143,8 @@ impl Runtime {
             loaded: Mutex::default(),
             policies: Mutex::default(),
             agent: Default::default(),
+            compiling: Mutex::default(),
+            compiled: Default::default(),
         }))
     }
 
@@ -143,6 +154,11 @@ impl Runtime {
 
     pub fn pooling(&self) -> bool {
         self.pooling
+    }
+
+    /// How many components were compiled (or read from the disk cache) since start: each at most once.
+    pub fn compilations(&self) -> u64 {
+        self.compiled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The builtin agent harness, if it was loaded already (no hashing on the hot path).
@@ -182,12 +198,18 @@ impl Runtime {
         if let Some(found) = cache.lock().unwrap().get(&digest) {
             return Ok(found.clone());
         }
+        // One compile at a time (single flight): whoever waited here finds the component cached.
+        let _compiling = self.compiling.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = cache.lock().unwrap().get(&digest) {
+            return Ok(found.clone());
+        }
         let loaded = Arc::new(link(&self.compile(bytes, &digest)?)?);
         cache.lock().unwrap().insert(digest, loaded.clone());
         Ok(loaded)
     }
 
     fn compile(&self, bytes: &[u8], digest: &[u8; 32]) -> Result<Component, LoadError> {
+        self.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some(dir) = &self.cache_dir else {
             return Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")));
         };

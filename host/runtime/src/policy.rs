@@ -92,7 +92,7 @@ impl PolicyComponent {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        crate::arm_deadline(&mut store, Instant::now() + limits.deadline, |_| Duration::ZERO);
+        crate::arm_deadline(&mut store, crate::later(Instant::now(), limits.deadline), |_| Duration::ZERO);
         store
     }
 

@@ -85,3 +85,24 @@ async fn garbage_is_not_a_component() {
     let err = rt.load_harness(b"\0asm garbage").err().unwrap();
     assert!(err.to_string().contains("not a valid WebAssembly component"), "{err}");
 }
+
+#[test]
+fn concurrent_first_uses_compile_a_component_once() {
+    let rt = Runtime::new(None).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..5 {
+            s.spawn(|| rt.load_harness(omnigent_runtime::AGENT_HARNESS).unwrap());
+        }
+    });
+    assert_eq!(rt.compilations(), 1, "five threads asked at once; one compiled, four waited for it");
+}
+
+#[tokio::test]
+async fn a_deadline_too_far_to_represent_is_no_panic() {
+    let rt = Runtime::new(None).unwrap();
+    let component = rt.load_harness(omnigent_runtime::AGENT_HARNESS).unwrap();
+    let limits = TurnLimits { memory_bytes: 64 << 20, deadline: Duration::from_secs(u64::MAX) };
+    let host = Arc::new(FixedHost::new("", "hi"));
+    let out = component.run_turn(host, TurnInput { max_steps: 5 }, limits).await;
+    assert!(out.is_ok(), "{:?}", out.err());
+}

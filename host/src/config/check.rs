@@ -1,6 +1,7 @@
 //! What a config must satisfy before any session runs it, and the Omnigent keys it accepts without acting on.
 
 use super::{BUILTIN_HARNESSES, BUILTIN_TOOLS, ProviderKind, SessionConfig, ToolKind};
+use crate::bounds::{MAX_TOOL_OUTPUT_BYTES, MAX_TOOL_TIMEOUT_S, MAX_TURN_TIMEOUT_S, within};
 
 impl SessionConfig {
     /// Keys accepted for Omnigent compatibility that this server does not act on.
@@ -42,6 +43,7 @@ impl SessionConfig {
         if self.executor.max_steps == Some(0) {
             return Err("executor.max_steps must be at least 1".into());
         }
+        within("executor.turn_timeout_s", self.executor.turn_timeout_s, MAX_TURN_TIMEOUT_S, "seconds")?;
         if self.provider() == ProviderKind::Scripted && self.executor.script.is_empty() {
             return Err("the scripted provider needs executor.script (a list of replies)".into());
         }
@@ -59,6 +61,13 @@ impl SessionConfig {
             decl.validate(name)?;
         }
         for (name, tool) in &self.tools {
+            within(&format!("tools.{name}.timeout_s"), tool.timeout_s, MAX_TOOL_TIMEOUT_S, "seconds")?;
+            within(
+                &format!("tools.{name}.max_output_bytes"),
+                tool.max_output_bytes.map(|b| b as u64),
+                MAX_TOOL_OUTPUT_BYTES,
+                "bytes",
+            )?;
             match tool.kind {
                 ToolKind::Builtin if !BUILTIN_TOOLS.contains(&name.as_str()) => {
                     return Err(format!(

@@ -35,23 +35,8 @@ impl SessionConfig {
     /// Reads and parses a YAML file; relative `os_env.cwd` and `.wasm` paths become relative to the file.
     pub fn from_file(path: &Path) -> Result<SessionConfig, ConfigError> {
         let origin = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|e| ConfigError {
-            origin: origin.clone(),
-            position: None,
-            message: format!("cannot read: {e}"),
-        })?;
-        if meta.len() as usize > MAX_CONFIG_BYTES {
-            return Err(ConfigError {
-                origin,
-                position: None,
-                message: format!("larger than {MAX_CONFIG_BYTES} bytes"),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            origin: origin.clone(),
-            position: None,
-            message: format!("cannot read: {e}"),
-        })?;
+        let text =
+            read_text(path).map_err(|message| ConfigError { origin: origin.clone(), position: None, message })?;
         let mut config = Self::from_yaml(&text, &origin)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = std::fs::canonicalize(&base).unwrap_or(base);
@@ -76,10 +61,7 @@ pub fn server_policies(path: &Path) -> Result<crate::policy::PolicyMap, ConfigEr
     }
     let origin = path.display().to_string();
     let err = |message: String| ConfigError { origin: origin.clone(), position: None, message };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    if text.len() > MAX_CONFIG_BYTES {
-        return Err(err(format!("larger than {MAX_CONFIG_BYTES} bytes")));
-    }
+    let text = read_text(path).map_err(err)?;
     let text = expand_env(&text).map_err(|(var, at)| ConfigError {
         origin: origin.clone(),
         position: Some(line_col(&text, at)),
@@ -90,6 +72,21 @@ pub fn server_policies(path: &Path) -> Result<crate::policy::PolicyMap, ConfigEr
         decl.validate(name).map_err(err)?;
     }
     Ok(file.policies)
+}
+
+/// A config file's text: a regular file of at most `MAX_CONFIG_BYTES`, in UTF-8.
+fn read_text(path: &Path) -> Result<String, String> {
+    use crate::regular_file::ReadError;
+    let bytes = crate::regular_file::read(path, MAX_CONFIG_BYTES as u64).map_err(|e| match e {
+        // The path prefixes every config error already.
+        ReadError::Io { source, .. } => format!("cannot read: {source}"),
+        ReadError::NotRegular { kind, .. } => {
+            format!("not a regular file (it is {kind}); give the path of a YAML file")
+        }
+        ReadError::TooLarge { limit, .. } => format!("larger than {limit} bytes"),
+        ReadError::TimedOut { .. } => e.to_string(),
+    })?;
+    String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
 }
 
 fn yaml_error(e: serde_norway::Error, origin: &str) -> ConfigError {

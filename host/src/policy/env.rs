@@ -48,13 +48,9 @@ impl PolicyEnv {
             }
             _ => {
                 let path = decl.component.clone().unwrap_or_default();
-                let meta = tokio::fs::metadata(&path)
+                crate::regular_file::read_async(std::path::Path::new(&path), MAX_COMPONENT_BYTES)
                     .await
-                    .map_err(|e| format!("cannot read policy component {path}: {e}"))?;
-                if meta.len() > MAX_COMPONENT_BYTES {
-                    return Err(format!("policy component {path} is larger than {MAX_COMPONENT_BYTES} bytes"));
-                }
-                tokio::fs::read(&path).await.map_err(|e| format!("cannot read policy component {path}: {e}"))?
+                    .map_err(|e| format!("policy component: {e}"))?
             }
         };
         let runtime = self.runtime.clone();

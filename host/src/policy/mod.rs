@@ -16,6 +16,8 @@ use omnigent_runtime::PolicyLimits;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::bounds::{MAX_ASK_TIMEOUT_S, MAX_POLICY_TIMEOUT_MS, within};
+
 #[cfg(test)]
 pub(crate) use chain::testing;
 pub use chain::{Evaluate, Loaded, Outcome, Situation, evaluate};
@@ -254,8 +256,9 @@ impl PolicyDecl {
         if self.memory_mb.is_some_and(|m| !(1..=256).contains(&m)) {
             return Err(format!("policies.{name}.memory_mb must be between 1 and 256"));
         }
-        if self.timeout_ms.is_some_and(|t| !(1..=60_000).contains(&t)) {
-            return Err(format!("policies.{name}.timeout_ms must be between 1 and 60000"));
+        within(&format!("policies.{name}.ask_timeout"), self.ask_timeout, MAX_ASK_TIMEOUT_S, "seconds")?;
+        if self.timeout_ms.is_some_and(|t| !(1..=MAX_POLICY_TIMEOUT_MS).contains(&t)) {
+            return Err(format!("policies.{name}.timeout_ms must be between 1 and {MAX_POLICY_TIMEOUT_MS}"));
         }
         Ok(())
     }

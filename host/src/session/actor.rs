@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::draft::{Draft, EndingTurn, PlannedTurn};
-use super::runner::{TurnOutcome, TurnShared, TurnStart, Waiter};
+use super::runner::{TurnOutcome, TurnShared, TurnStart, Waiter, ended_even_if_it_panics};
 use super::{Ack, ApprovalAction, Change, Input, Patch, Published, SessionError, Sessions};
 use crate::ids::prefixed;
 use crate::protocol::{self, NewEvent};
@@ -408,8 +408,15 @@ impl Actor {
         if resume {
             tracing::info!(session = %self.record.id, response = %response_id, "resuming a turn cut by a restart");
         }
-        let start = TurnStart { record: self.record.clone(), response_id, config: *config, shared, resume };
+        let start = TurnStart {
+            record: self.record.clone(),
+            response_id: response_id.clone(),
+            config: *config,
+            shared,
+            resume,
+        };
         let task = self.sessions.inner.runner.run(self.sessions.clone(), start);
+        let task = ended_even_if_it_panics(task, self.sessions.clone(), self.record.id.clone(), response_id);
         tokio::spawn(tracing::Instrument::instrument(task, tracing::info_span!("turn", session = %self.record.id)));
     }
 

@@ -3,14 +3,17 @@
 //! [`TurnShared`] with it, delivers what it waits for ([`Waiter`]) and records its [`TurnOutcome`].
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{ApprovalAction, Sessions};
 use crate::config::SessionConfig;
+use crate::ids::SessionId;
 use crate::record::SessionRecord;
 
 /// Starts turns. The actor holds one for the process and calls it for each turn it begins or resumes.
@@ -91,6 +94,7 @@ failure_codes! {
     JournalUnavailable = "journal_unavailable": "A resumed turn cannot read its journal.",
     ReplayDiverged = "replay_diverged": "A resumed harness asked for other host calls than its journal holds.",
     ShuttingDown = "shutting_down": "The server is shutting down.",
+    InternalError = "internal_error": "The turn hit a bug in the host (it panicked); the server log has the details.",
 }
 
 /// State the actor shares with a running turn.
@@ -108,4 +112,83 @@ pub enum Waiter {
     Output(String, oneshot::Sender<String>),
     /// A human's answer to an elicitation, by elicitation id.
     Approval(String, oneshot::Sender<ApprovalAction>),
+}
+
+/// Runs a turn; if it panics (a bug), the turn still ends — `failed`, with `internal_error` — so the session is
+/// never left `running`, and its journal is dropped, so a restart does not replay into the same panic.
+pub(super) async fn ended_even_if_it_panics(
+    turn: impl Future<Output = ()> + Send + 'static,
+    sessions: Sessions,
+    id: SessionId,
+    response_id: String,
+) {
+    let Err(panic) = AssertUnwindSafe(turn).catch_unwind().await else { return };
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    tracing::error!(session = %id, response = %response_id, panic = %why, "a turn panicked; it ends failed");
+    let message = format!(
+        "the turn stopped on an internal error ({}); this is a bug in omnigent, the server log has the details. \
+         Send a message to continue.",
+        crate::ids::truncate(&why, 300)
+    );
+    let outcome = TurnOutcome::Failed { code: FailureCode::InternalError, message };
+    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
+        tracing::warn!(session = %id, error = %e, "could not record the end of a turn that panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::protocol::EventType;
+    use crate::record::SessionStatus;
+    use crate::session::{Input, NewSession, Published};
+    use crate::store::Store;
+
+    /// A turn with a bug.
+    struct Panics;
+
+    impl TurnRunner for Panics {
+        fn run(&self, _: Sessions, _: TurnStart) -> BoxFuture<'static, ()> {
+            async { panic!("deliberately broken turn") }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_turn_that_panics_ends_failed_and_the_session_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("p.db").display())).await.unwrap();
+        let sessions = Sessions::new(store, CancellationToken::new(), Arc::new(Panics));
+        let config = json!({"name": "broken", "executor": {"harness": "any"}});
+        let id = sessions.create(NewSession { config, ..NewSession::default() }).await.unwrap().id;
+        let (mut events, _) = sessions.subscribe(&id).await.unwrap();
+        for turn in 0..2 {
+            let message =
+                Input::Message { content: vec![json!({"type": "input_text", "text": "hi"})], created_by: None };
+            sessions.post(&id, message).await.unwrap();
+            let failed = async {
+                loop {
+                    if let Ok(Published::Event(e)) = events.recv().await
+                        && e.event_type == EventType::ResponseFailed.as_str()
+                    {
+                        return e;
+                    }
+                }
+            };
+            let failed = tokio::time::timeout(Duration::from_secs(10), failed).await.expect("the turn ended");
+            assert_eq!(failed.data["response"]["error"]["code"], "internal_error", "turn {turn}");
+            let record = sessions.get(&id).await.unwrap();
+            assert_eq!(record.status, SessionStatus::Failed);
+            let error = record.last_task_error.unwrap();
+            assert!(error.message.contains("deliberately broken turn"), "{}", error.message);
+            assert!(sessions.store().journal(&id).await.unwrap().is_empty(), "nothing left to replay into the bug");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Driving a WASM harness turn from start to end: load the harness and the policies, replay the journal if the
 //! turn is resumed, judge the user's request, run the harness, judge its answer, and report the outcome.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -163,16 +163,10 @@ async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<Harne
                 .map_err(|e| failed(FailureCode::HarnessInvalid, format!("the builtin agent harness: {e}")));
         }
         path if path.ends_with(".wasm") => {
-            let unreadable =
-                |e: std::io::Error| failed(FailureCode::HarnessNotFound, format!("cannot read harness {path}: {e}"));
-            let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
-            if meta.len() > MAX_COMPONENT_BYTES {
-                return Err(failed(
-                    FailureCode::HarnessInvalid,
-                    format!("harness {path} is larger than {MAX_COMPONENT_BYTES} bytes"),
-                ));
-            }
-            tokio::fs::read(path).await.map_err(unreadable)?
+            crate::regular_file::read_async(Path::new(path), MAX_COMPONENT_BYTES).await.map_err(|e| {
+                let code = if e.is_missing() { FailureCode::HarnessNotFound } else { FailureCode::HarnessInvalid };
+                failed(code, format!("harness: {e}"))
+            })?
         }
         other => {
             return Err(failed(
