@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use omnigent::server::{Server, ServerOptions};
 use omnigent::store::Store;
-use omnigent_testkit::{Api, Sse, TestDb, sqlite_db};
+use omnigent_testkit::{Api, Sse, TestDb, databases, sqlite_db};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,10 @@ struct TestServer {
 }
 
 async fn server() -> TestServer {
-    let db = sqlite_db();
+    server_on(sqlite_db()).await
+}
+
+async fn server_on(db: TestDb) -> TestServer {
     let store = Store::connect(&db.url).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shutdown = CancellationToken::new();
@@ -132,5 +135,90 @@ fn the_cli_refuses_a_config_that_is_not_a_regular_file() {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("not a regular file"), "{stderr}");
         assert!(started.elapsed() < Duration::from_secs(5), "answered at once");
+    }
+}
+
+/// A NUL (which Postgres cannot store) or an oversized name in any text that lands in a column is a 400 on both
+/// databases, never a 500 on one of them.
+#[tokio::test]
+async fn nul_and_oversized_texts_are_refused_alike_on_both_databases() {
+    for db in databases().await {
+        let label = db.label;
+        let srv = server_on(db).await;
+        let api = &srv.api;
+        let id = api.create(json!({"title": "ok"})).await;
+        let nul = "a\u{0}b";
+        let bodies = [
+            ("POST", "/v1/sessions".to_string(), json!({"title": nul})),
+            ("PATCH", format!("/v1/sessions/{id}"), json!({"title": nul})),
+            (
+                "POST",
+                format!("/v1/sessions/{id}/events"),
+                json!({"type": "message", "data": {"content": "hi"}, "created_by": nul}),
+            ),
+            ("POST", format!("/v1/sessions/{id}/comments"), json!({"path": nul, "body": "b"})),
+            (
+                "POST",
+                format!("/v1/sessions/{id}/comments"),
+                json!({"path": "p", "body": "b", "start_index": 5, "end_index": 2}),
+            ),
+            ("POST", format!("/v1/sessions/{id}/comments"), json!({"path": "p", "body": "b", "start_index": -1})),
+            (
+                "POST",
+                "/v1/agents".to_string(),
+                json!({"config": config(scripted(), json!({})).as_object().map(|c| { let mut c = c.clone(); c.insert("name".into(), nul.into()); c })}),
+            ),
+            (
+                "POST",
+                "/v1/agents".to_string(),
+                json!({"config": config(scripted(), json!({})).as_object().map(|c| { let mut c = c.clone(); c.insert("name".into(), "n".repeat(1 << 20).into()); c })}),
+            ),
+        ];
+        for (method, path, body) in bodies {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let (status, answer) = api.call(method, &path, Some(body)).await;
+            assert_eq!(status, 400, "{label} {path}: {answer}");
+        }
+        for path in [
+            format!("/v1/sessions/{id}/resources/files/file%00x"),
+            format!("/v1/sessions/{id}/comments/cmt%00"),
+            format!("/v1/sessions/{id}/items?after=x%00"),
+            "/v1/sessions?agent_id=a%00".to_string(),
+            "/v1/agents/a%00".to_string(),
+            format!("/v1/sessions/{id}/elicitations/e%00"),
+        ] {
+            let (status, answer) = api.get(&path).await;
+            assert_eq!(status, 400, "{label} {path}: {answer}");
+        }
+        // The session took none of it.
+        let (_, items) = api.get(&format!("/v1/sessions/{id}/items")).await;
+        assert_eq!(items["data"], json!([]), "{label}");
+    }
+}
+
+/// Inputs queued together commit together; one bad input among them must not fail the others.
+#[tokio::test]
+async fn one_clients_bad_input_does_not_fail_the_others_queued_with_it() {
+    for db in databases().await {
+        let label = db.label;
+        let srv = server_on(db).await;
+        let id = srv.api.create(json!({"title": "busy"})).await;
+        let mut posts = Vec::new();
+        for i in 0..200 {
+            let api = srv.api.clone();
+            let path = format!("/v1/sessions/{id}/events");
+            let author = if i == 100 { "bad\u{0}author".to_string() } else { format!("client-{i}") };
+            let body = json!({"type": "message", "data": {"content": format!("m{i}")}, "created_by": author});
+            posts.push(tokio::spawn(async move { api.post(&path, body).await.0 }));
+        }
+        let mut statuses = Vec::new();
+        for p in posts {
+            statuses.push(p.await.unwrap());
+        }
+        assert_eq!(statuses[100], 400, "{label}");
+        let accepted = statuses.iter().filter(|s| **s == 202).count();
+        assert_eq!(accepted, 199, "{label}: every other post went through: {statuses:?}");
+        let (_, items) = srv.api.get(&format!("/v1/sessions/{id}/items?limit=1000")).await;
+        assert_eq!(items["data"].as_array().unwrap().len(), 199, "{label}");
     }
 }

@@ -64,6 +64,18 @@ pub fn session_of_response(response_id: &str) -> Option<SessionId> {
     SessionId::parse(hex.get(..32)?).ok()
 }
 
+/// Checks a short text a client names something with (a title, an author, a path): at most `max_chars`, and no
+/// control characters — NUL included, which Postgres cannot store, so both databases accept the same texts.
+pub fn check_short_text(field: &str, value: &str, max_chars: usize) -> Result<(), String> {
+    if value.chars().count() > max_chars {
+        return Err(format!("{field} must be at most {max_chars} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field} must not contain control characters (such as NUL or a newline)"));
+    }
+    Ok(())
+}
+
 /// Shortens user input quoted back in error messages.
 pub fn truncate(s: &str, max_chars: usize) -> String {
     if s.chars().count() <= max_chars {
@@ -95,6 +107,15 @@ mod tests {
         assert_eq!(session_of_response(&response), Some(id));
         assert_eq!(session_of_response("resp_short"), None);
         assert_eq!(session_of_response("msg_0123"), None);
+    }
+
+    #[test]
+    fn short_texts_are_bounded_and_printable() {
+        assert!(check_short_text("title", "a title", 10).is_ok());
+        assert!(check_short_text("title", "ünïcödé", 7).is_ok());
+        assert!(check_short_text("title", "too long", 3).unwrap_err().contains("at most 3"));
+        assert!(check_short_text("created_by", "a\0b", 10).unwrap_err().contains("created_by must not contain"));
+        assert!(check_short_text("path", "a\nb", 10).is_err());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 use super::{BUILTIN_HARNESSES, BUILTIN_TOOLS, ProviderKind, SessionConfig, ToolKind};
 use crate::bounds::{MAX_TOOL_OUTPUT_BYTES, MAX_TOOL_TIMEOUT_S, MAX_TURN_TIMEOUT_S, within};
 
+/// Longest agent name.
+const MAX_NAME_CHARS: usize = 256;
+
 impl SessionConfig {
     /// Keys accepted for Omnigent compatibility that this server does not act on.
     pub fn unsupported_keys(&self) -> Vec<&'static str> {
@@ -28,6 +31,8 @@ impl SessionConfig {
         if self.name.trim().is_empty() {
             return Err("name must not be empty".into());
         }
+        // An agent is registered under its name (an indexed column).
+        crate::ids::check_short_text("name", &self.name, MAX_NAME_CHARS)?;
         let harness = &self.executor.harness;
         if !BUILTIN_HARNESSES.contains(&harness.as_str()) && !harness.ends_with(".wasm") {
             return Err(format!(

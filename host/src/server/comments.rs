@@ -64,6 +64,19 @@ fn check_body(body: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A comment's anchor: offsets from 0, the start not after the end.
+fn check_range(start: Option<i64>, end: Option<i64>) -> Result<(), ApiError> {
+    if start.is_some_and(|s| s < 0) || end.is_some_and(|e| e < 0) {
+        return Err(ApiError::invalid("start_index and end_index must not be negative"));
+    }
+    if let (Some(s), Some(e)) = (start, end)
+        && s > e
+    {
+        return Err(ApiError::invalid(format!("start_index ({s}) must not be after end_index ({e})")));
+    }
+    Ok(())
+}
+
 async fn emit(state: &AppState, id: &SessionId, change: CommentChangeKind, comment: &Value) -> Result<(), ApiError> {
     Ok(state.sessions.emit(id, vec![protocol::comment(id, change, comment)], Vec::new()).await?)
 }
@@ -87,6 +100,11 @@ pub async fn create(
     if req.path.is_empty() || req.path.len() > 1024 {
         return Err(ApiError::invalid("path must be 1 to 1024 bytes"));
     }
+    crate::ids::check_short_text("path", &req.path, 1024).map_err(ApiError::invalid)?;
+    if let Some(by) = &req.created_by {
+        crate::ids::check_short_text("created_by", by, 256).map_err(ApiError::invalid)?;
+    }
+    check_range(req.start_index, req.end_index)?;
     state.sessions.get(&id).await?;
     let now = now_us();
     let comment = json!({

@@ -203,6 +203,7 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(middleware::from_fn(refuse_nul_in_url))
         .with_state(state)
 }
 
@@ -230,6 +231,17 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// A NUL (`%00`) in a path or query cannot be an id or a cursor, and Postgres cannot compare against it: refused
+/// before any handler, the same on both databases.
+async fn refuse_nul_in_url(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let nul = |s: &str| s.to_ascii_lowercase().contains("%00");
+    if nul(uri.path()) || uri.query().is_some_and(nul) {
+        return ApiError::invalid("the URL contains a NUL character (%00)").into_response();
+    }
+    next.run(request).await
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {

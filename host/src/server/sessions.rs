@@ -240,6 +240,7 @@ pub async fn create_session(
         }
         Some(_) => return Err(ApiError::invalid("'config' must be a JSON object (the session config)")),
     };
+    check_title(req.title.as_deref())?;
     let initial_items = req
         .initial_items
         .into_iter()
@@ -252,6 +253,13 @@ pub async fn create_session(
         .await?;
     let body = render_snapshot(&state, record, true).await?;
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Longest session title.
+const MAX_TITLE_CHARS: usize = 1024;
+
+fn check_title(title: Option<&str>) -> Result<(), ApiError> {
+    title.map_or(Ok(()), |t| crate::ids::check_short_text("title", t, MAX_TITLE_CHARS).map_err(ApiError::invalid))
 }
 
 /// Loads every policy a config declares and checks its parameters with the component's `init`, so a bad
@@ -342,6 +350,7 @@ pub async fn update_session(
     ApiJson(req): ApiJson<UpdateSessionRequest>,
 ) -> Result<Json<SessionResponse>, ApiError> {
     let id = session_id(&id)?;
+    check_title(req.title.as_ref().and_then(Option::as_deref))?;
     let record = state.sessions.patch(&id, Patch { title: req.title, labels: req.labels }).await?;
     Ok(Json(render_snapshot(&state, record, true).await?))
 }
@@ -412,6 +421,7 @@ pub async fn fork_session(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
     };
+    check_title(req.title.as_deref())?;
     let record = state.sessions.fork(&id, req.title, req.up_to_response_id.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(render_snapshot(&state, record, true).await?)))
 }

@@ -5,21 +5,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::draft::{Draft, EndingTurn, PlannedTurn};
 use super::runner::{TurnOutcome, TurnShared, TurnStart, Waiter, ended_even_if_it_panics};
 use super::{Ack, ApprovalAction, Change, Input, Patch, Published, SessionError, Sessions};
-use crate::ids::prefixed;
 use crate::protocol::{self, NewEvent};
 use crate::record::{SessionRecord, SessionStatus, now_us};
 use crate::store::{Commit, FileChange, JournalEntry, StoreError};
 
-/// Most input events one transaction takes (group commit under load).
-const MAX_BATCH: usize = 128;
-
-type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
+pub(super) type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
 
 pub(super) enum Command {
     Post {
@@ -85,7 +80,7 @@ pub(super) struct ActiveTurn {
 }
 
 /// What a committed batch of inputs sets in motion.
-enum Effect {
+pub(super) enum Effect {
     StartTurn(PlannedTurn),
     Steer(String),
     Deliver { call_id: String, output: String },
@@ -95,7 +90,7 @@ enum Effect {
 
 /// Whether the actor goes on after a command.
 #[derive(PartialEq, Eq)]
-enum Next {
+pub(super) enum Next {
     Continue,
     /// The session is gone (deleted here or elsewhere).
     Stop,
@@ -142,19 +137,6 @@ impl Actor {
                 return;
             }
         }
-    }
-
-    /// The inputs queued behind this one (up to a batch), and the first other command if one interrupts them.
-    fn gather(&mut self, input: Input, reply: Reply<Ack>) -> (Vec<(Input, Reply<Ack>)>, Option<Command>) {
-        let mut batch = vec![(input, reply)];
-        while batch.len() < MAX_BATCH {
-            match self.mailbox.try_recv() {
-                Ok(Command::Post { input, reply }) => batch.push((input, reply)),
-                Ok(other) => return (batch, Some(other)),
-                Err(_) => break,
-            }
-        }
-        (batch, None)
     }
 
     async fn on_patch(&mut self, patch: Patch, reply: Reply<SessionRecord>) -> Next {
@@ -262,82 +244,6 @@ impl Actor {
         }
     }
 
-    /// Applies a batch of inputs in one transaction.
-    async fn post_batch(&mut self, batch: Vec<(Input, Reply<Ack>)>) -> Next {
-        let mut draft = Draft::new(&self.record);
-        let mut effects = Vec::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (input, reply) in batch {
-            outcomes.push((self.input(&mut draft, &mut effects, input), reply));
-        }
-        match self.commit(draft).await {
-            Ok(()) => {
-                for effect in effects {
-                    self.apply(effect);
-                }
-                for (outcome, reply) in outcomes {
-                    let _ = reply.send(outcome);
-                }
-                Next::Continue
-            }
-            Err(e) => {
-                let gone = matches!(e, SessionError::NotFound(_));
-                for (outcome, reply) in outcomes {
-                    // Inputs that failed validation keep their own error; the rest share the commit's.
-                    let _ = reply.send(match outcome {
-                        Err(own) => Err(own),
-                        Ok(_) => Err(e.share()),
-                    });
-                }
-                if gone { Next::Stop } else { Next::Continue }
-            }
-        }
-    }
-
-    /// Writes one input into the draft; what it sets in motion waits in `effects` until the commit succeeds.
-    fn input(&self, draft: &mut Draft, effects: &mut Vec<Effect>, input: Input) -> Result<Ack, SessionError> {
-        let running = self.turn.is_some() || effects.iter().any(|e| matches!(e, Effect::StartTurn(_)));
-        match input {
-            Input::Message { content, created_by } => {
-                let item_id = prefixed("msg");
-                let text =
-                    content.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
-                let data = json!({"role": "user", "content": content});
-                draft.emit(protocol::input_consumed(&item_id, "message", data, created_by));
-                if running {
-                    effects.push(Effect::Steer(text));
-                } else if let Some(turn) = draft.start_turn() {
-                    effects.push(Effect::StartTurn(turn));
-                }
-                Ok(Ack { queued: true, item_id: Some(item_id) })
-            }
-            Input::FunctionCallOutput { call_id, output, created_by } => {
-                let item_id = prefixed("fco");
-                let data = json!({"call_id": call_id, "output": output});
-                draft.emit(protocol::input_consumed(&item_id, "function_call_output", data, created_by));
-                effects.push(Effect::Deliver { call_id, output });
-                Ok(Ack { queued: true, item_id: Some(item_id) })
-            }
-            Input::Interrupt => {
-                if running {
-                    effects.push(Effect::Cancel);
-                }
-                Ok(Ack { queued: false, item_id: None })
-            }
-            Input::Approval { elicitation_id, action, content } => {
-                if draft.record.policy.pending(&elicitation_id).is_none() {
-                    return Err(SessionError::NoSuchElicitation(elicitation_id));
-                }
-                draft.emit(protocol::elicitation_resolved(&elicitation_id, json!(action), content));
-                if draft.record.policy.pending.is_empty() && draft.record.status == SessionStatus::Paused {
-                    draft.set_status(SessionStatus::Running, None);
-                }
-                effects.push(Effect::Resolve { elicitation_id, action });
-                Ok(Ack { queued: false, item_id: None })
-            }
-        }
-    }
-
     /// Registers what the running turn waits for; an answer that is already in the log is delivered at once.
     fn wait_for(&mut self, waiters: Vec<Waiter>) {
         let Some(turn) = &mut self.turn else { return };
@@ -367,7 +273,7 @@ impl Actor {
         }
     }
 
-    fn apply(&mut self, effect: Effect) {
+    pub(super) fn apply(&mut self, effect: Effect) {
         match effect {
             Effect::StartTurn(planned) => self.start(planned),
             Effect::Steer(text) => {
@@ -439,7 +345,7 @@ impl Actor {
     }
 
     /// Persists a draft, then publishes its events. On a conflict the actor reloads; a vanished session closes.
-    async fn commit(&mut self, draft: Draft) -> Result<(), SessionError> {
+    pub(super) async fn commit(&mut self, draft: Draft) -> Result<(), SessionError> {
         if draft.is_empty() {
             return Ok(());
         }
@@ -498,6 +404,6 @@ impl Actor {
     }
 }
 
-fn stop_if_gone<T>(result: &Result<T, SessionError>) -> Next {
+pub(super) fn stop_if_gone<T>(result: &Result<T, SessionError>) -> Next {
     if matches!(result, Err(SessionError::NotFound(_))) { Next::Stop } else { Next::Continue }
 }

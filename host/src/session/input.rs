@@ -50,10 +50,16 @@ pub enum ApprovalAction {
     Cancel,
 }
 
+/// Longest `created_by`.
+const MAX_AUTHOR_CHARS: usize = 256;
+
 const CONTENT_PART_TYPES: [&str; 4] = ["input_text", "output_text", "input_image", "input_file"];
 
 impl Input {
     pub fn parse(raw: EventInput) -> Result<Input, String> {
+        if let Some(by) = &raw.created_by {
+            crate::ids::check_short_text("created_by", by, MAX_AUTHOR_CHARS)?;
+        }
         let data = match raw.data {
             Value::Object(m) => m,
             Value::Null => Map::new(),

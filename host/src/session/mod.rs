@@ -9,6 +9,7 @@ mod draft;
 pub mod fold;
 mod fork;
 pub mod input;
+mod intake;
 pub mod runner;
 
 use std::collections::HashMap;

@@ -1,0 +1,140 @@
+//! How the actor takes clients' inputs: the posts queued in its mailbox are applied as one transaction (group
+//! commit), each checked against the session as the batch has changed it; an input the database refuses fails
+//! alone, never the inputs queued with it.
+
+use serde_json::{Value, json};
+
+use super::actor::{Actor, Command, Effect, Next, Reply, stop_if_gone};
+use super::draft::Draft;
+use super::{Ack, Input, SessionError};
+use crate::ids::prefixed;
+use crate::protocol;
+use crate::record::SessionStatus;
+
+/// Most input events one transaction takes (group commit under load).
+const MAX_BATCH: usize = 128;
+
+impl Actor {
+    /// The inputs queued behind this one (up to a batch), and the first other command if one interrupts them.
+    pub(super) fn gather(&mut self, input: Input, reply: Reply<Ack>) -> (Vec<(Input, Reply<Ack>)>, Option<Command>) {
+        let mut batch = vec![(input, reply)];
+        while batch.len() < MAX_BATCH {
+            match self.mailbox.try_recv() {
+                Ok(Command::Post { input, reply }) => batch.push((input, reply)),
+                Ok(other) => return (batch, Some(other)),
+                Err(_) => break,
+            }
+        }
+        (batch, None)
+    }
+
+    /// Applies a batch of inputs in one transaction. If that commit fails, each input is tried alone, so one
+    /// client's input that the database refuses never fails another client's request.
+    pub(super) async fn post_batch(&mut self, batch: Vec<(Input, Reply<Ack>)>) -> Next {
+        if batch.len() == 1 {
+            return self.post_alone(batch).await;
+        }
+        let (inputs, replies): (Vec<Input>, Vec<Reply<Ack>>) = batch.into_iter().unzip();
+        match self.apply_inputs(inputs.clone()).await {
+            Ok(outcomes) => {
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    let _ = reply.send(outcome);
+                }
+                Next::Continue
+            }
+            Err(SessionError::NotFound(id)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(SessionError::NotFound(id.clone())));
+                }
+                Next::Stop
+            }
+            Err(e) => {
+                tracing::warn!(session = %self.record.id, error = %e, inputs = inputs.len(), "a batch of inputs failed to commit; committing them one by one");
+                let alone = inputs.into_iter().zip(replies).map(|pair| vec![pair]);
+                for one in alone {
+                    if self.post_alone(one).await == Next::Stop {
+                        return Next::Stop;
+                    }
+                }
+                Next::Continue
+            }
+        }
+    }
+
+    /// Commits one input (a batch of one) and answers it.
+    async fn post_alone(&mut self, one: Vec<(Input, Reply<Ack>)>) -> Next {
+        let (inputs, replies): (Vec<Input>, Vec<Reply<Ack>>) = one.into_iter().unzip();
+        let result = self.apply_inputs(inputs).await;
+        let next = stop_if_gone(&result);
+        match result {
+            Ok(outcomes) => {
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.share()));
+                }
+            }
+        }
+        next
+    }
+
+    /// Writes inputs into one draft and commits it; then sets in motion what they imply. Each input's own outcome
+    /// (its ack, or why it was refused) comes back; Err when the commit failed.
+    async fn apply_inputs(&mut self, inputs: Vec<Input>) -> Result<Vec<Result<Ack, SessionError>>, SessionError> {
+        let mut draft = Draft::new(&self.record);
+        let mut effects = Vec::new();
+        let outcomes: Vec<_> = inputs.into_iter().map(|input| self.input(&mut draft, &mut effects, input)).collect();
+        self.commit(draft).await?;
+        for effect in effects {
+            self.apply(effect);
+        }
+        Ok(outcomes)
+    }
+
+    /// Writes one input into the draft; what it sets in motion waits in `effects` until the commit succeeds.
+    fn input(&self, draft: &mut Draft, effects: &mut Vec<Effect>, input: Input) -> Result<Ack, SessionError> {
+        let running = self.turn.is_some() || effects.iter().any(|e| matches!(e, Effect::StartTurn(_)));
+        match input {
+            Input::Message { content, created_by } => {
+                let item_id = prefixed("msg");
+                let text =
+                    content.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
+                let data = json!({"role": "user", "content": content});
+                draft.emit(protocol::input_consumed(&item_id, "message", data, created_by));
+                if running {
+                    effects.push(Effect::Steer(text));
+                } else if let Some(turn) = draft.start_turn() {
+                    effects.push(Effect::StartTurn(turn));
+                }
+                Ok(Ack { queued: true, item_id: Some(item_id) })
+            }
+            Input::FunctionCallOutput { call_id, output, created_by } => {
+                let item_id = prefixed("fco");
+                let data = json!({"call_id": call_id, "output": output});
+                draft.emit(protocol::input_consumed(&item_id, "function_call_output", data, created_by));
+                effects.push(Effect::Deliver { call_id, output });
+                Ok(Ack { queued: true, item_id: Some(item_id) })
+            }
+            Input::Interrupt => {
+                if running {
+                    effects.push(Effect::Cancel);
+                }
+                Ok(Ack { queued: false, item_id: None })
+            }
+            Input::Approval { elicitation_id, action, content } => {
+                if draft.record.policy.pending(&elicitation_id).is_none() {
+                    return Err(SessionError::NoSuchElicitation(elicitation_id));
+                }
+                draft.emit(protocol::elicitation_resolved(&elicitation_id, json!(action), content));
+                if draft.record.policy.pending.is_empty() && draft.record.status == SessionStatus::Paused {
+                    draft.set_status(SessionStatus::Running, None);
+                }
+                effects.push(Effect::Resolve { elicitation_id, action });
+                Ok(Ack { queued: false, item_id: None })
+            }
+        }
+    }
+}
