@@ -222,3 +222,74 @@ async fn one_clients_bad_input_does_not_fail_the_others_queued_with_it() {
         assert_eq!(items["data"].as_array().unwrap().len(), 199, "{label}");
     }
 }
+
+#[tokio::test]
+async fn a_tool_output_without_a_waiting_call_or_a_message_with_an_unknown_file_is_refused() {
+    let srv = server().await;
+    let id = srv.api.create(json!({"title": "t"})).await;
+    let orphan = json!({"type": "function_call_output", "data": {"call_id": "call_nobody", "output": "x"}});
+    let (status, body) = srv.api.post(&format!("/v1/sessions/{id}/events"), orphan).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("call_nobody"), "{body}");
+    let file = json!({"type": "message", "data": {"content": [{"type": "input_file", "file_id": "file_nope"}]}});
+    let (status, body) = srv.api.post(&format!("/v1/sessions/{id}/events"), file).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("file_nope"), "{body}");
+    let (_, items) = srv.api.get(&format!("/v1/sessions/{id}/items")).await;
+    assert_eq!(items["data"], json!([]), "nothing of either reached the transcript");
+    let missing = omnigent::ids::SessionId::new();
+    let (status, _) = srv
+        .api
+        .post(
+            &format!("/v1/sessions/{missing}/events"),
+            json!({"type": "function_call_output", "data": {"call_id": "c", "output": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// `POST /v1/responses` with `stream: true` to a reader too slow for the live channel: every event still arrives,
+/// refilled from the log.
+#[tokio::test]
+async fn a_slow_reader_of_a_streamed_response_misses_nothing() {
+    let srv = server().await;
+    // The hostile fixture's `flood`: 1,000 events of 32 KB, far more than the socket buffers and the live channel hold.
+    let hostile = format!("{}/hostile.wasm", omnigent_runtime::GUEST_DIR);
+    let executor = json!({"harness": hostile, "provider": "scripted", "script": [{"text": "unused"}]});
+    let agent = json!({"name": "flood", "executor": executor});
+    let (status, body) = srv.api.post("/v1/agents", json!({"config": agent})).await;
+    assert_eq!(status, 201, "{body}");
+    let response = omnigent_testkit::http()
+        .post(format!("{}/v1/responses", srv.api.base))
+        .json(&json!({"model": "flood", "input": "flood", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Read nothing until the turn is over.
+    let started = Instant::now();
+    let session = loop {
+        let (_, list) = srv.api.get("/v1/sessions?agent_name=flood").await;
+        let first = list["data"].as_array().and_then(|d| d.first()).cloned().unwrap_or_default();
+        if first["status"] == "idle" || first["status"] == "failed" {
+            assert_eq!(first["status"], "idle", "{first}");
+            break first["id"].as_str().unwrap().to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the turn ends: {first}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stream = Sse::from_response(response);
+    let (mut deltas, mut completed) = (Vec::new(), false);
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap() {
+        if frame.is_done() {
+            break;
+        }
+        match frame.event.as_deref() {
+            Some("response.reasoning_text.delta") => deltas.push(frame.json()["n"].as_i64().unwrap()),
+            Some("response.completed") => completed = true,
+            _ => {}
+        }
+    }
+    assert!(completed, "the stream ends with the response ({session})");
+    assert_eq!(deltas, (0..1000).collect::<Vec<_>>(), "every event, in order");
+}

@@ -95,7 +95,9 @@ impl IntoResponse for ApiError {
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         match &e {
-            SessionError::NotFound(_) | SessionError::NoSuchElicitation(_) => ApiError::not_found(e.to_string()),
+            SessionError::NotFound(_) | SessionError::NoSuchElicitation(_) | SessionError::NoPendingCall(_) => {
+                ApiError::not_found(e.to_string())
+            }
             SessionError::Invalid(m) => ApiError::invalid(m.clone()),
             SessionError::Conflict(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
             SessionError::AlreadyExists(m) => ApiError::new(ErrorCode::AlreadyExists, m.clone()),

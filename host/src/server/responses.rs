@@ -10,7 +10,6 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
@@ -18,7 +17,8 @@ use super::extract::ApiJson;
 use crate::ids::session_of_response;
 use crate::ids::truncate;
 use crate::protocol::{self, EventType};
-use crate::session::{Input, NewSession, Published, SessionError};
+use crate::session::{Input, NewSession, SessionError};
+use crate::stream::{Frame, follow};
 
 /// The body the SDK sends (its `_build_body`); other fields are ignored.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -79,8 +79,9 @@ pub async fn create(
             state.sessions.create(new).await?.id
         }
     };
-    // Subscribe first, then send: the turn's events cannot slip past.
-    let (mut rx, _) = state.sessions.subscribe(&id).await?;
+    // Follow from the log's head before the message, so no event of the turn can slip past (a slow reader is
+    // refilled from the log, never skipped).
+    let head = state.sessions.get(&id).await?.last_seq;
     let input = Input::parse(crate::session::EventInput {
         event_type: "message".into(),
         data: json!({"role": "user", "content": content}),
@@ -90,11 +91,13 @@ pub async fn create(
     })
     .map_err(ApiError::invalid)?;
     state.sessions.post(&id, input).await?;
+    let frames = follow(&state.sessions, &id, Some(head), state.heartbeat).await?;
     let turn = async_stream::stream! {
         let mut response_id: Option<String> = None;
-        loop {
-            match rx.recv().await {
-                Ok(Published::Event(e)) => {
+        futures::pin_mut!(frames);
+        while let Some(frame) = futures::StreamExt::next(&mut frames).await {
+            match frame {
+                Frame::Event(e) => {
                     let data = &e.data;
                     let mine = match &response_id {
                         None if e.event_type == EventType::ResponseCreated.as_str() => {
@@ -121,8 +124,8 @@ pub async fn create(
                         }
                     }
                 }
-                Ok(Published::Closed) | Err(RecvError::Closed) => return,
-                Err(RecvError::Lagged(_)) => continue,
+                Frame::Done => return,
+                Frame::Heartbeat | Frame::State(_) => {}
             }
         }
     };

@@ -1,8 +1,12 @@
-//! Validation of what clients send to `POST /v1/sessions/{id}/events`.
+//! Validation of what clients send to `POST /v1/sessions/{id}/events`: its shape, and what it refers to.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
+
+use super::SessionError;
+use crate::ids::SessionId;
+use crate::store::{Page, Store};
 
 /// The body of `POST /v1/sessions/{id}/events` (Omnigent's `SessionEventInput`).
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -133,6 +137,42 @@ fn parse_message(data: Map<String, Value>, created_by: Option<String>) -> Result
         }
     }
     Ok(Input::Message { content, created_by })
+}
+
+/// Checks what an input refers to against the session's stored state: a `function_call_output` answers a client
+/// tool call that waits for one (an orphan output would reach the model as a tool message without its call on
+/// every later turn, which vendors reject), and a message's `file_id`s name files of this session.
+pub async fn check_references(store: &Store, session: &SessionId, input: &Input) -> Result<(), SessionError> {
+    match input {
+        Input::FunctionCallOutput { call_id, .. } => {
+            // The newest items: a call waiting for its client belongs to the turn in progress.
+            let page = Page { limit: 1000, after: None, before: None, descending: true };
+            let (items, _) = store.list_items(session, &page).await?;
+            let for_call = |t: &str| items.iter().find(|i| i.item_type == t && i.data["call_id"] == call_id.as_str());
+            let waiting = for_call("function_call").is_some_and(|c| c.status == "action_required")
+                && for_call("function_call_output").is_none();
+            if !waiting {
+                if store.get_session(session).await?.is_none() {
+                    return Err(SessionError::NotFound(session.clone()));
+                }
+                return Err(SessionError::NoPendingCall(crate::ids::truncate(call_id, 80)));
+            }
+        }
+        Input::Message { content, .. } => {
+            for (i, part) in content.iter().enumerate() {
+                if let Some(file_id) = part.get("file_id").and_then(Value::as_str)
+                    && store.get_file(session, file_id).await?.is_none()
+                {
+                    return Err(SessionError::Invalid(format!(
+                        "content[{i}]: this session has no file '{}' (upload it first)",
+                        crate::ids::truncate(file_id, 80)
+                    )));
+                }
+            }
+        }
+        Input::Interrupt | Input::Approval { .. } => {}
+    }
+    Ok(())
 }
 
 fn required_str(data: &Map<String, Value>, key: &str) -> Result<String, String> {

@@ -39,6 +39,8 @@ pub enum SessionError {
     Invalid(String),
     #[error("no pending elicitation '{0}' in this session")]
     NoSuchElicitation(String),
+    #[error("no client tool call '{0}' is waiting for output in this session")]
+    NoPendingCall(String),
     #[error("{0}")]
     AlreadyExists(String),
     #[error("session {0} was changed by another writer; retry")]
@@ -61,6 +63,7 @@ impl SessionError {
             SessionError::ShuttingDown => SessionError::ShuttingDown,
             SessionError::Invalid(m) => SessionError::Invalid(m.clone()),
             SessionError::NoSuchElicitation(m) => SessionError::NoSuchElicitation(m.clone()),
+            SessionError::NoPendingCall(m) => SessionError::NoPendingCall(m.clone()),
             SessionError::AlreadyExists(m) => SessionError::AlreadyExists(m.clone()),
             SessionError::Store(e) => SessionError::Internal(e.to_string()),
             SessionError::Internal(m) => SessionError::Internal(m.clone()),
@@ -256,6 +259,7 @@ impl Sessions {
     }
 
     pub async fn post(&self, id: &SessionId, input: Input) -> Result<Ack, SessionError> {
+        input::check_references(&self.inner.store, id, &input).await?;
         self.call(id, |reply| Command::Post { input, reply }).await
     }
 
