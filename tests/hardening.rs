@@ -293,3 +293,58 @@ async fn a_slow_reader_of_a_streamed_response_misses_nothing() {
     assert!(completed, "the stream ends with the response ({session})");
     assert_eq!(deltas, (0..1000).collect::<Vec<_>>(), "every event, in order");
 }
+
+#[tokio::test]
+async fn agents_are_shown_without_their_api_keys() {
+    let srv = server().await;
+    let executor = json!({"harness": "agent", "provider": "scripted", "script": [{"text": "hi"}],
+        "auth": {"type": "api_key", "api_key": "sk-live-SECRET"}});
+    let (status, created) =
+        srv.api.post("/v1/agents", json!({"config": config(executor, json!({"name": "keyed"}))})).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["config"]["executor"]["auth"]["api_key"], "[redacted]");
+    let agent = created["id"].as_str().unwrap();
+    for path in ["/v1/agents".to_string(), format!("/v1/agents/{agent}"), "/v1/agents/keyed".to_string()] {
+        let (status, body) = srv.api.get(&path).await;
+        assert_eq!(status, 200);
+        assert!(!body.to_string().contains("sk-live-SECRET"), "{path}: {body}");
+    }
+    // The key is still there for the agent's sessions.
+    let id = srv.api.create(json!({"agent_id": agent})).await;
+    let mut stream = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.api.base), &[]).await;
+    srv.api.message(&id, "hi").await;
+    let statuses = tokio::time::timeout(Duration::from_secs(10), stream.statuses_until_settled()).await.unwrap();
+    assert_eq!(statuses.last().map(String::as_str), Some("idle"), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn the_data_dir_and_the_database_are_private_and_the_token_can_come_from_a_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let db = format!("sqlite://{}", data.join("omnigent.db").display());
+    let port = omnigent_testkit::free_port();
+    let bin = Path::new(env!("CARGO_BIN_EXE_omnigent"));
+    let server = omnigent_testkit::ServerProcess::start(
+        bin,
+        &data,
+        &db,
+        port,
+        &["--auth-token-file", token_file.to_str().unwrap()],
+    )
+    .await;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data dir");
+    assert_eq!(mode(&data.join("omnigent.db")), 0o600, "the database");
+    assert_eq!(mode(&data.join("server.pid")), 0o600, "the pid file");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.pid())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("s3cret-token"), "the token is not in the process list");
+    let (status, _) = Api::new(server.url.clone()).get("/v1/sessions").await;
+    assert_eq!(status, 401);
+    let (status, _) = Api::new(server.url.clone()).with_token("s3cret-token").get("/v1/sessions").await;
+    assert_eq!(status, 200);
+}

@@ -30,7 +30,8 @@ impl Client {
             bind,
             database_url: std::env::var("DATABASE_URL").ok(),
             data_dir: args.data_dir.clone(),
-            auth_token: args.token.clone(),
+            auth_token: args.token()?,
+            auth_token_file: None,
             max_body_bytes: 4 * 1024 * 1024,
             policies: None,
         };
@@ -58,7 +59,7 @@ impl Client {
     fn new(args: &ClientArgs) -> anyhow::Result<Client> {
         let base = args.server.trim_end_matches('/').to_string();
         let http = crate::http_client().connect_timeout(Duration::from_secs(5)).build()?;
-        Ok(Client { http, base, token: args.token.clone() })
+        Ok(Client { http, base, token: args.token()? })
     }
 
     async fn answers(&self) -> bool {

@@ -16,6 +16,7 @@ use crate::store::Store;
 
 const PID_FILE: &str = "server.pid";
 const LOG_FILE: &str = "server.log";
+const DB_FILE: &str = "omnigent.db";
 const START_WAIT: Duration = Duration::from_secs(30);
 const STOP_WAIT: Duration = Duration::from_secs(15);
 
@@ -48,8 +49,31 @@ fn process_alive(pid: u32) -> bool {
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }
 
+/// Creates the data dir readable by its owner only (0700; an existing one is tightened): it holds the database,
+/// with the configs' API keys, and the compiled-component cache the server loads as native code.
+fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make the data dir {} private (0700)", dir.display()))
+}
+
+/// Creates (if need be) a file of the data dir readable by its owner only (0600). SQLite gives its -wal and -shm
+/// files the permissions of the database file.
+fn private_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private (0600)", path.display()))
+}
+
 fn database_url(args: &ServerArgs) -> String {
-    args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("omnigent.db").display()))
+    args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join(DB_FILE).display()))
 }
 
 /// Hides credentials in a database URL before it is printed or logged.
@@ -71,15 +95,14 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
         None => Default::default(),
     };
     let options = ServerOptions {
-        auth_token: args.auth_token.clone(),
+        auth_token: args.auth_token()?,
         max_body_bytes: args.max_body_bytes,
         cache_dir: Some(args.data_dir.join("cache")),
         policies,
         ..ServerOptions::default()
     };
     check_exposure(args.bind, &options)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
+    private_data_dir(&args.data_dir)?;
     if let Some(other) = read_pid_file(&args.data_dir)
         && other.pid != std::process::id()
         && process_alive(other.pid)
@@ -93,12 +116,21 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let db = database_url(&args);
+    // The database holds the configs' API keys: a SQLite file is created readable by its owner only.
+    if let Some(path) = db
+        .strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"))
+    {
+        private_file(Path::new(path))?;
+    }
     let store = Store::connect(&db).await.with_context(|| format!("cannot open the database {}", redact(&db)))?;
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
     let shutdown = CancellationToken::new();
     let server = Server::new(store, listener, options, shutdown.clone()).await?;
     let addr = server.local_addr();
     let pid_file = PidFile { pid: std::process::id(), url: url_for(addr), database: redact(&db) };
+    private_file(&pid_path(&args.data_dir))?;
     std::fs::write(pid_path(&args.data_dir), serde_json::to_string(&pid_file)?)
         .with_context(|| format!("cannot write {}", pid_path(&args.data_dir).display()))?;
     tracing::info!(url = %pid_file.url, database = %pid_file.database, "omnigent server listening");
@@ -141,9 +173,9 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<ExitCode> {
 
 /// Starts `omnigent server` detached from this terminal and waits until it answers `/health`.
 pub async fn spawn_background(args: &ServerArgs) -> anyhow::Result<(u32, String)> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
+    private_data_dir(&args.data_dir)?;
     let log_path = args.data_dir.join(LOG_FILE);
+    private_file(&log_path)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -168,7 +200,7 @@ pub async fn spawn_background(args: &ServerArgs) -> anyhow::Result<(u32, String)
     if let Some(url) = &args.database_url {
         command.env("DATABASE_URL", url);
     }
-    if let Some(token) = &args.auth_token {
+    if let Some(token) = args.auth_token()? {
         command.env("OMNIGENT_AUTH_TOKEN", token);
     }
     // A session of its own: the server outlives this terminal and its Ctrl-C.

@@ -78,9 +78,13 @@ pub struct ServerArgs {
     /// Directory for the SQLite database, pid file and server log.
     #[arg(long, env = "OMNIGENT_DATA_DIR", default_value_os_t = daemon::default_data_dir(), global = true)]
     data_dir: PathBuf,
-    /// Bearer token clients must send. Required when --bind is not a loopback address.
+    /// Bearer token clients must send. Required when --bind is not a loopback address. A value given here is
+    /// visible to other local users in the process list: prefer OMNIGENT_AUTH_TOKEN or --auth-token-file.
     #[arg(long, env = "OMNIGENT_AUTH_TOKEN", hide_env_values = true, global = true)]
     auth_token: Option<String>,
+    /// A file holding the bearer token (its first line); the safe way to pass a token.
+    #[arg(long, env = "OMNIGENT_AUTH_TOKEN_FILE", conflicts_with = "auth_token", global = true)]
+    auth_token_file: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024, global = true)]
     max_body_bytes: usize,
@@ -96,9 +100,13 @@ pub struct ClientArgs {
     /// Server URL. A loopback URL that nobody answers gets a background server started for it.
     #[arg(long, env = "OMNIGENT_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
-    /// Bearer token for servers that require one.
+    /// Bearer token for servers that require one. A value given here is visible to other local users in the
+    /// process list: prefer OMNIGENT_AUTH_TOKEN or --token-file.
     #[arg(long, env = "OMNIGENT_AUTH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file holding the bearer token (its first line).
+    #[arg(long, env = "OMNIGENT_AUTH_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// Data dir for a server started in the background (its database, pid file and log).
     #[arg(long, env = "OMNIGENT_DATA_DIR", default_value_os_t = daemon::default_data_dir())]
     data_dir: PathBuf,
@@ -142,6 +150,33 @@ enum SessionsCommand {
     },
 }
 
+impl ServerArgs {
+    /// The bearer token, from --auth-token, OMNIGENT_AUTH_TOKEN or the token file.
+    fn auth_token(&self) -> anyhow::Result<Option<String>> {
+        token_from(&self.auth_token, &self.auth_token_file)
+    }
+}
+
+impl ClientArgs {
+    /// The bearer token, from --token, OMNIGENT_AUTH_TOKEN or the token file.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        token_from(&self.token, &self.token_file)
+    }
+}
+
+/// A token given directly, or the first line of a token file (a regular file of at most 4 KiB).
+fn token_from(direct: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    let Some(path) = file else { return Ok(direct.clone()) };
+    let bytes = crate::regular_file::read(path, 4096)?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("the token file {} is not text", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!("the token file {} is empty", path.display());
+    }
+    Ok(Some(token))
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_server = matches!(&cli.command, Command::Server(ServerCommand { action: None, .. }));
@@ -153,13 +188,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("omnigent: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Whatever is still stuck (a blocking read, a tool's child) does not keep the process from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
 }
 
 fn init_tracing(default: &str) {

@@ -341,3 +341,51 @@ impl SessionConfig {
         }
     }
 }
+
+/// What a credential is replaced with in configs shown to clients.
+pub const REDACTED: &str = "[redacted]";
+
+/// A config as shown to clients: every credential (a key named like `api_key`, `token`, `secret`, `password`)
+/// replaced by [`REDACTED`], unless it is a `${VAR}` reference (which names, but does not hold, the secret).
+pub fn redacted(config: &Value) -> Value {
+    let secret = |key: &str| {
+        let key = key.to_ascii_lowercase().replace(['-', '_'], "");
+        ["apikey", "token", "secret", "password", "authorization"].iter().any(|s| key.contains(s))
+    };
+    match config {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| {
+                    let shown = match v {
+                        Value::String(s) if secret(k) && !s.starts_with("${") => Value::String(REDACTED.into()),
+                        other => redacted(other),
+                    };
+                    (k.clone(), shown)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted_wherever_they_are_and_references_kept() {
+        let config = json!({"executor": {"auth": {"type": "api_key", "api_key": "sk-live-1", "base_url": "http://x"}},
+            "tools": {"helper": {"executor": {"auth": {"apiKey": "sk-live-2"}}}},
+            "mcp": [{"headers": {"Authorization": "Bearer t"}, "token": "${GH_TOKEN}"}], "name": "kept"});
+        let shown = redacted(&config);
+        let text = shown.to_string();
+        assert!(!text.contains("sk-live") && !text.contains("Bearer t"), "{text}");
+        assert_eq!(shown["executor"]["auth"]["base_url"], "http://x");
+        assert_eq!(shown["mcp"][0]["token"], "${GH_TOKEN}");
+        assert_eq!(shown["name"], "kept");
+    }
+}

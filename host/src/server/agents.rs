@@ -36,7 +36,9 @@ pub struct AgentObject {
 }
 
 fn agent_object(a: crate::store::Agent) -> AgentObject {
-    AgentObject { id: a.id, object: "agent", name: a.name, config: a.config, created_at: secs(a.created_at_us) }
+    // Configs hold API keys; clients see them redacted.
+    let config = crate::config::redacted(&a.config);
+    AgentObject { id: a.id, object: "agent", name: a.name, config, created_at: secs(a.created_at_us) }
 }
 
 /// Register a named session config; sessions can then be created with `agent_id` = its id or name.
