@@ -348,3 +348,149 @@ async fn the_data_dir_and_the_database_are_private_and_the_token_can_come_from_a
     let (status, _) = Api::new(server.url.clone()).with_token("s3cret-token").get("/v1/sessions").await;
     assert_eq!(status, 200);
 }
+
+/// Postgres cuts the server's connections in the middle of its writes while turns run (`pg_terminate_backend`, as
+/// an operator or a failover would): the writes are retried, every turn completes, every log is gap-free, and the
+/// transcript is whole — no tool output without its call, no completed response without its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_survive_the_database_cutting_their_connections() {
+    let Some(db) = omnigent_testkit::postgres_db().await else {
+        eprintln!("skipped: TEST_DATABASE_URL is not set");
+        return;
+    };
+    let app = format!("omnigent_cut_{:08x}", rand::random::<u32>());
+    let url = format!("{}&application_name={app}", db.url);
+    let store = Store::connect(&url).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = CancellationToken::new();
+    let server = Server::new(store.clone(), listener, ServerOptions::default(), shutdown.clone()).await.unwrap();
+    let api = Api::new(format!("http://{}", server.local_addr()));
+    tokio::spawn(server.run());
+
+    let turns = 6;
+    let mut script = Vec::new();
+    for t in 0..turns {
+        let echo = json!({"name": "shell", "arguments": {"command": format!("echo turn {t}")}});
+        script.push(json!({"text": format!("working on {t}"), "tool_call": echo}));
+        script.push(json!({"text": format!("answer {t}")}));
+    }
+    let executor = json!({"harness": "agent", "provider": "scripted", "script": script});
+    let session_config = config(executor, json!({"tools": {"shell": {"type": "builtin"}}}));
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        sessions.push(api.create(json!({"config": session_config.clone()})).await);
+    }
+
+    // The cutter, eleven times: hold a lock that makes the server's next write wait, terminate the server's
+    // connection in the middle of that write, let go. Every cut hits a commit in flight.
+    let base = std::env::var("TEST_DATABASE_URL").unwrap();
+    let schema_url = db.url.clone();
+    let cutter = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await.unwrap();
+            let mut locker = <sqlx::PgConnection as sqlx::Connection>::connect(&schema_url).await.unwrap();
+            let mut cut = 0;
+            for _ in 0..11 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+                sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_secs(3) {
+                    let killed: Vec<(bool,)> = sqlx::query_as(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                    )
+                    .bind(&app)
+                    .fetch_all(&mut admin)
+                    .await
+                    .unwrap();
+                    if !killed.is_empty() {
+                        cut += killed.len();
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+            }
+            cut
+        }
+    });
+    let drivers: Vec<_> = sessions
+        .iter()
+        .cloned()
+        .map(|id| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                for t in 0..turns {
+                    // A refused post (the database down for longer than the retries) is not a lost one: retry it.
+                    let started = Instant::now();
+                    loop {
+                        let (status, _) = api
+                            .post(
+                                &format!("/v1/sessions/{id}/events"),
+                                json!({"type": "message", "data": {"content": format!("turn {t}")}}),
+                            )
+                            .await;
+                        if status == 202 || started.elapsed() > Duration::from_secs(20) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    settle(&api, &id).await;
+                }
+            })
+        })
+        .collect();
+    for d in drivers {
+        d.await.unwrap();
+    }
+    let cut = cutter.await.unwrap();
+    eprintln!("connections cut: {cut}");
+    assert!(cut >= 5, "the cutter cut writes in flight: {cut}");
+
+    for id in &sessions {
+        let record = settle(&api, id).await;
+        // Each cut was a passing failure: the writes were retried and every turn completed.
+        assert_eq!(record["status"], "idle", "{id}: {}", record["last_task_error"]);
+        let sid = omnigent::ids::SessionId::parse(id).unwrap();
+        let events = store.events_after(&sid, 0, None, 100_000).await.unwrap();
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=record["last_seq"].as_i64().unwrap_or(seqs.len() as i64)).collect::<Vec<_>>(),
+            "gap-free log of {id}"
+        );
+        let (_, items) = api.get(&format!("/v1/sessions/{id}/items?limit=1000")).await;
+        let items = items["data"].as_array().unwrap().clone();
+        for (i, item) in items.iter().enumerate().filter(|(_, i)| i["type"] == "function_call_output") {
+            assert!(
+                items[..i].iter().any(|c| c["type"] == "function_call" && c["call_id"] == item["call_id"]),
+                "{id}: the output {item} has its call"
+            );
+        }
+        for done in events.iter().filter(|e| e.event_type == "response.completed") {
+            let response = &done.data["response"]["id"];
+            assert!(
+                items
+                    .iter()
+                    .any(|i| i["type"] == "message" && i["role"] == "assistant" && i["response_id"] == *response),
+                "{id}: the completed response {response} has its answer"
+            );
+        }
+    }
+    shutdown.cancel();
+}
+
+/// Waits until a session is neither running nor paused, and returns its snapshot.
+async fn settle(api: &Api, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, snapshot) = api.get(&format!("/v1/sessions/{id}?include_items=false")).await;
+        if status == 200 && snapshot["status"] != "running" && snapshot["status"] != "paused" {
+            return snapshot;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{id} settles: {snapshot}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -328,7 +328,7 @@ impl Actor {
 
     /// Records the end of the running turn; starts the next one if messages came in that the harness did not take.
     async fn end_turn(&mut self, response_id: &str, outcome: TurnOutcome) -> Result<(), SessionError> {
-        let Some(turn) = self.turn.take_if(|t| t.response_id == response_id) else {
+        let Some(turn) = self.turn.as_ref().filter(|t| t.response_id == response_id) else {
             return Ok(()); // a stale report (the turn was already ended)
         };
         let mut draft = Draft::new(&self.record);
@@ -337,7 +337,9 @@ impl Actor {
         draft.end_turn(&ending, outcome);
         let leftover = !turn.shared.steering.lock().unwrap().is_empty();
         let next = if leftover && !turn.shared.cancel.is_cancelled() { draft.start_turn() } else { None };
+        // The turn stays this session's until its end is stored, so a failed commit can be reported again.
         self.commit(draft).await?;
+        self.turn = None;
         if let Some(planned) = next {
             self.apply(Effect::StartTurn(planned));
         }

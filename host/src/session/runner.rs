@@ -94,6 +94,7 @@ failure_codes! {
     JournalUnavailable = "journal_unavailable": "A resumed turn cannot read its journal.",
     ReplayDiverged = "replay_diverged": "A resumed harness asked for other host calls than its journal holds.",
     ShuttingDown = "shutting_down": "The server is shutting down.",
+    StorageError = "storage_error": "The database failed for longer than the retries; nothing half-written was kept.",
     InternalError = "internal_error": "The turn hit a bug in the host (it panicked); the server log has the details.",
 }
 

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::retry::retrying;
 use super::{Backend, CommentChange, FileChange, JournalEntry, Result, Store, StoreError, json_text, on_pool};
 use crate::record::{Item, SessionRecord, StoredEvent};
 
@@ -26,8 +27,23 @@ pub struct Commit<'a> {
 
 impl Store {
     /// Appends events (and their folds) in one transaction. Fails with `Conflict`, writing nothing, when the
-    /// session's `last_seq` is not `expected_last_seq` (another writer, or the session was deleted).
+    /// session's `last_seq` is not `expected_last_seq` (another writer, or the session was deleted). A transient
+    /// failure is retried; a retry that finds the log already at this commit's head knows the earlier attempt
+    /// committed (only its answer was lost), since this session has one writer.
     pub async fn commit(&self, c: &Commit<'_>) -> Result<()> {
+        retrying("a commit", |attempt| async move {
+            match self.commit_once(c).await {
+                Err(StoreError::Conflict(id)) if attempt > 0 => match self.get_session(&id).await? {
+                    Some(now) if now.last_seq == c.session.last_seq => Ok(()),
+                    _ => Err(StoreError::Conflict(id)),
+                },
+                other => other,
+            }
+        })
+        .await
+    }
+
+    async fn commit_once(&self, c: &Commit<'_>) -> Result<()> {
         let s = c.session;
         let labels = json_text(&Value::Object(s.labels.clone()));
         let error = s.last_task_error.as_ref().map(|e| json_text(&serde_json::to_value(e).unwrap_or_default()));

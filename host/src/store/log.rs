@@ -4,6 +4,7 @@
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
 
+use super::retry::retrying;
 use super::{Backend, Page, Result, Store, StoreError, on_pool, parse_json, row};
 use crate::ids::SessionId;
 use crate::record::{Item, StoredEvent};
@@ -53,9 +54,10 @@ impl Store {
     /// The journal of a session's turn in progress, oldest first.
     pub async fn journal(&self, id: &SessionId) -> Result<Vec<JournalEntry>> {
         let sql = "SELECT idx, response_id, entry FROM turn_journal WHERE session_id = $1 ORDER BY idx";
-        let rows: Vec<JournalRow> = on_pool!(self, pool => {
-            sqlx::query_as(sql).bind(id.as_str()).fetch_all(pool).await?
-        });
+        let rows: Vec<JournalRow> = retrying("reading a turn's journal", |_| async move {
+            Ok(on_pool!(self, pool => { sqlx::query_as(sql).bind(id.as_str()).fetch_all(pool).await? }))
+        })
+        .await?;
         rows.into_iter()
             .map(|r| {
                 let entry = parse_json(&r.entry, "turn_journal.entry")?;
@@ -74,15 +76,18 @@ impl Store {
     ) -> Result<Vec<StoredEvent>> {
         let sql = "SELECT seq, type AS event_type, data, created_at_us FROM events WHERE session_id = $1 \
                    AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4";
-        let rows: Vec<EventRow> = on_pool!(self, pool => {
-            sqlx::query_as(sql)
-                .bind(id.as_str())
-                .bind(after)
-                .bind(up_to.unwrap_or(i64::MAX))
-                .bind(limit as i64)
-                .fetch_all(pool)
-                .await?
-        });
+        let rows: Vec<EventRow> = retrying("reading a session's log", |_| async move {
+            Ok(on_pool!(self, pool => {
+                sqlx::query_as(sql)
+                    .bind(id.as_str())
+                    .bind(after)
+                    .bind(up_to.unwrap_or(i64::MAX))
+                    .bind(limit as i64)
+                    .fetch_all(pool)
+                    .await?
+            }))
+        })
+        .await?;
         rows.into_iter()
             .map(|r| {
                 let data = parse_json(&r.data, "events.data")?;
@@ -106,13 +111,19 @@ impl Store {
         let (keyset, tail) = page.sql("position", 2);
         let keyset = keyset.map(|k| format!("AND {k}")).unwrap_or_default();
         let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE session_id = $1 {keyset} {tail}");
-        let rows: Vec<ItemRow> = on_pool!(self, pool => {
-            let mut q = sqlx::query_as(AssertSqlSafe(sql)).bind(id.as_str());
-            if let Some((pos, item)) = &cursor {
-                q = q.bind(*pos).bind(item.clone());
+        let rows: Vec<ItemRow> = retrying("reading a session's items", |_| {
+            let (sql, cursor) = (sql.clone(), cursor.clone());
+            async move {
+                Ok(on_pool!(self, pool => {
+                    let mut q = sqlx::query_as(AssertSqlSafe(sql)).bind(id.as_str());
+                    if let Some((pos, item)) = cursor {
+                        q = q.bind(pos).bind(item);
+                    }
+                    q.fetch_all(pool).await?
+                }))
             }
-            q.fetch_all(pool).await?
-        });
+        })
+        .await?;
         let (rows, has_more) = page.finish(rows);
         Ok((rows.into_iter().map(ItemRow::item).collect::<Result<_>>()?, has_more))
     }

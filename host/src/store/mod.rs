@@ -12,6 +12,7 @@ mod files;
 mod log;
 mod migrate;
 mod paging;
+mod retry;
 mod sessions;
 
 use std::str::FromStr;

@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 
+use super::retry::retrying;
 use super::{Backend, Page, Result, Store, StoreError, json_text, on_pool, parse_json, row};
 use crate::ids::SessionId;
 use crate::record::{PolicyFold, SessionKind, SessionRecord, SessionStatus, TaskError};
@@ -73,10 +74,11 @@ impl Store {
     }
 
     pub async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
-        let row: Option<SessionRow> = on_pool!(self, pool => {
-            sqlx::query_as(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(pool).await?
-        });
+        let row: Option<SessionRow> = retrying("reading a session", |_| async move {
+            let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+            Ok(on_pool!(self, pool => { sqlx::query_as(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(pool).await? }))
+        })
+        .await?;
         row.map(SessionRow::record).transpose()
     }
 

@@ -17,7 +17,7 @@ use super::journal::Journal;
 use crate::config::SessionConfig;
 use crate::llm::Provider;
 use crate::policy::{Phase, PolicyMap};
-use crate::session::{FailureCode, Sessions, TurnOutcome, TurnStart};
+use crate::session::{FailureCode, SessionError, Sessions, TurnOutcome, TurnStart};
 
 /// Largest `.wasm` harness file accepted.
 const MAX_COMPONENT_BYTES: u64 = 64 << 20;
@@ -38,9 +38,22 @@ pub(super) async fn run(env: TurnEnv, sessions: Sessions, turn: TurnStart) {
     } else {
         outcome
     };
-    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
-        tracing::warn!(session = %id, error = %e, "could not record the end of a turn");
+    // The end must be stored, or the session would stay `running`: a storage failure is retried for a while
+    // (if the database stays away, the next start resumes the turn from its journal).
+    for wait in [1, 2, 4, 8, 15].map(Duration::from_secs) {
+        match sessions.end_turn(&id, &response_id, outcome.clone()).await {
+            Err(e @ (SessionError::Store(_) | SessionError::Internal(_))) => {
+                tracing::warn!(session = %id, error = %e, "could not record the end of a turn; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "could not record the end of a turn");
+                return;
+            }
+            Ok(()) => return,
+        }
     }
+    tracing::error!(session = %id, "gave up recording the end of a turn; a restart resumes it from its journal");
 }
 
 async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
@@ -100,7 +113,10 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
     let outcome = drive(&host, component, TurnInput { max_steps }, limits, model).await;
     // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.
     host.journal.flush(Vec::new()).await;
-    outcome
+    match host.journal.storage_failure() {
+        Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError, why),
+        _ => outcome,
+    }
 }
 
 /// The turn proper: the request's verdict, the harness run, the response's verdict.
@@ -125,6 +141,9 @@ async fn drive(
         r = run => r,
         _ = host.shared.cancel.cancelled() => return TurnOutcome::Interrupted,
     };
+    if let Some(why) = host.journal.storage_failure() {
+        return failed(FailureCode::StorageError, why);
+    }
     if let Some(why) = host.journal.diverged() {
         return failed(FailureCode::ReplayDiverged, why);
     }

@@ -6,28 +6,21 @@ use serde_json::Value;
 use crate::ids::SessionId;
 use crate::record::Item;
 use crate::session::Sessions;
-use crate::store::Page;
+use crate::store::{Page, StoreError};
 
-/// Reads the whole transcript and projects it.
-pub async fn history(sessions: &Sessions, id: &SessionId) -> Vec<Message> {
+/// Reads the whole transcript and projects it. A failed read is an error, never a shorter conversation.
+pub async fn history(sessions: &Sessions, id: &SessionId) -> Result<Vec<Message>, StoreError> {
     let mut items: Vec<Item> = Vec::new();
     let mut page = Page { limit: 1000, after: None, before: None, descending: false };
     loop {
-        match sessions.store().list_items(id, &page).await {
-            Ok((batch, more)) => {
-                page.after = batch.last().map(|i| i.id.clone());
-                items.extend(batch);
-                if !more {
-                    break;
-                }
-            }
-            Err(e) => {
-                tracing::error!(session = %id, error = %e, "reading history failed");
-                break;
-            }
+        let (batch, more) = sessions.store().list_items(id, &page).await?;
+        page.after = batch.last().map(|i| i.id.clone());
+        items.extend(batch);
+        if !more {
+            break;
         }
     }
-    project(&items)
+    Ok(project(&items))
 }
 
 /// Messages from transcript items: user and assistant messages, each model response's tool calls on its

@@ -144,6 +144,8 @@ struct State {
     deferred_events: Vec<NewEvent>,
     /// Set when a replay met a host call its journal does not have in that place.
     diverged: Option<String>,
+    /// Set when a commit failed for good: nothing of it was written, and the turn cannot go on consistently.
+    storage_failure: Option<String>,
 }
 
 impl Journal {
@@ -176,6 +178,7 @@ impl Journal {
                 deferred: Vec::new(),
                 deferred_events: Vec::new(),
                 diverged: None,
+                storage_failure: None,
             }),
         })
     }
@@ -190,15 +193,30 @@ impl Journal {
         !self.state.lock().unwrap().replay.is_empty()
     }
 
-    /// Before a live call: a replay that has entries left, but not for this call, has diverged.
+    /// Before a live call: a replay that has entries left, but not for this call, has diverged; a turn whose
+    /// storage failed makes no more calls.
     pub fn check_live(&self, what: &str) -> Result<(), String> {
         let mut s = self.state.lock().unwrap();
+        if let Some(why) = &s.storage_failure {
+            return Err(format!("the turn stopped: {why}"));
+        }
         let Some(front) = s.replay.front().map(Entry::kind) else { return Ok(()) };
         let why =
             format!("replaying the turn after a restart, the harness asked for {what} where the journal has {front:?}");
         tracing::error!(session = %self.session, "{why}");
         s.diverged = Some(why.clone());
         Err(why)
+    }
+
+    /// Why the turn's storage failed, if it did.
+    pub fn storage_failure(&self) -> Option<String> {
+        self.state.lock().unwrap().storage_failure.clone()
+    }
+
+    /// Records that the turn cannot go on: its storage failed beyond the retries.
+    pub fn fail(&self, why: String) {
+        tracing::error!(session = %self.session, "{why}; the turn ends failed");
+        self.state.lock().unwrap().storage_failure.get_or_insert(why);
     }
 
     /// Why the replay diverged, if it did.
@@ -232,14 +250,14 @@ impl Journal {
             return;
         }
         if let Err(e) = self.sessions.record(&self.session, events, waiters, entries).await {
-            tracing::warn!(session = %self.session, error = %e, "could not record a host call of the turn");
+            self.fail(format!("recording a host call of the turn failed: {e}"));
         }
     }
 
     /// Publishes events that belong to no host call's result (streamed text, retries, errors).
     pub async fn emit(&self, events: Vec<NewEvent>) {
         if let Err(e) = self.sessions.emit(&self.session, events, Vec::new()).await {
-            tracing::warn!(session = %self.session, error = %e, "could not record turn events");
+            self.fail(format!("recording the turn's events failed: {e}"));
         }
     }
 
@@ -260,7 +278,11 @@ impl Journal {
         };
         events.push(event);
         let files = vec![FileChange::Put { meta, content }];
-        self.sessions.record_with_files(&self.session, events, entries, files).await
+        let result = self.sessions.record_with_files(&self.session, events, entries, files).await;
+        if let Err(e) = &result {
+            self.fail(format!("storing a file of the turn failed: {e}"));
+        }
+        result
     }
 
     fn stored(&self, s: &mut State, entry: Entry) -> JournalEntry {

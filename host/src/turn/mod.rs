@@ -30,8 +30,6 @@ use omnigent_runtime::Runtime;
 use crate::policy::{PolicyEnv, PolicyMap};
 use crate::session::{Sessions, TurnRunner, TurnStart};
 
-pub use history::history;
-
 /// What every turn needs from the server.
 #[derive(Clone)]
 pub struct TurnEnv {

@@ -20,7 +20,9 @@ impl Host {
             return Vec::new();
         }
         let messages = self.read_history().await;
-        self.journal.defer(Vec::new(), Entry::History { messages: messages.clone() });
+        if self.journal.storage_failure().is_none() {
+            self.journal.defer(Vec::new(), Entry::History { messages: messages.clone() });
+        }
         messages
     }
 
@@ -29,9 +31,17 @@ impl Host {
         if let Some(read) = self.history.lock().unwrap().clone() {
             return read;
         }
-        let messages = super::history::history(&self.sessions, &self.id).await;
-        *self.history.lock().unwrap() = Some(messages.clone());
-        messages
+        match super::history::history(&self.sessions, &self.id).await {
+            Ok(messages) => {
+                *self.history.lock().unwrap() = Some(messages.clone());
+                messages
+            }
+            Err(e) => {
+                // The turn ends failed; the harness's next call is refused (`check_live`).
+                self.journal.fail(format!("reading the conversation failed: {e}"));
+                Vec::new()
+            }
+        }
     }
 
     pub(super) async fn session_steering(&self) -> Vec<String> {
