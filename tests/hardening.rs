@@ -21,10 +21,14 @@ async fn server() -> TestServer {
 }
 
 async fn server_on(db: TestDb) -> TestServer {
+    server_with(db, ServerOptions::default()).await
+}
+
+async fn server_with(db: TestDb, options: ServerOptions) -> TestServer {
     let store = Store::connect(&db.url).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shutdown = CancellationToken::new();
-    let server = Server::new(store, listener, ServerOptions::default(), shutdown.clone()).await.unwrap();
+    let server = Server::new(store, listener, options, shutdown.clone()).await.unwrap();
     let api = Api::new(format!("http://{}", server.local_addr()));
     tokio::spawn(server.run());
     TestServer { api, shutdown, _db: db }
@@ -493,4 +497,46 @@ async fn settle(api: &Api, id: &str) -> Value {
         assert!(started.elapsed() < Duration::from_secs(60), "{id} settles: {snapshot}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Clients that hold connections without finishing their requests are cut off; an oversized body is refused from
+/// its announced length, before a byte of it is read; every such answer is the API's JSON envelope.
+#[tokio::test]
+async fn slow_or_oversized_requests_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let options = ServerOptions { read_timeout: Duration::from_secs(1), ..ServerOptions::default() };
+    let srv = server_with(sqlite_db(), options).await;
+    let addr = srv.api.base.trim_start_matches("http://").to_string();
+    let id = srv.api.create(json!({"title": "t"})).await;
+    let exchange = |request: String| {
+        let addr = addr.clone();
+        async move {
+            let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            conn.write_all(request.as_bytes()).await.unwrap();
+            let started = Instant::now();
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await.expect("closed");
+            (String::from_utf8_lossy(&answer).to_string(), started.elapsed())
+        }
+    };
+    // Headers that never end: the connection is closed after the read timeout.
+    let (answer, took) = exchange(format!("GET /v1/sessions/{id} HTTP/1.1\r\nHost: x\r\n")).await;
+    assert!(took < Duration::from_secs(5), "cut off after {took:?}: {answer}");
+    // A body announced larger than the limit: 413 at once, in the envelope.
+    let (answer, took) = exchange(format!(
+        "POST /v1/sessions/{id}/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n"
+    ))
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("payload_too_large"), "{answer}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // A body that never comes: 408 after the read timeout.
+    let (answer, _) = exchange(format!(
+        "POST /v1/sessions/{id}/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{{\"ty"
+    ))
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"), "{answer}");
+    // An upload that is not multipart: the envelope, not a bare text.
+    let (status, body) = srv.api.post(&format!("/v1/sessions/{id}/resources/files"), json!({"file": "x"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input", "{body}");
 }

@@ -20,6 +20,7 @@ impl SessionConfig {
         let text = expand_env(text).map_err(|(var, at)| {
             err(Some(line_col(text, at)), format!("environment variable {var} is not set (used as ${{{var}}})"))
         })?;
+        check_nesting(&text).map_err(|(at, message)| err(Some(line_col(&text, at)), message))?;
         let config: SessionConfig = serde_norway::from_str(&text).map_err(|e| yaml_error(e, origin))?;
         config.validate().map_err(|m| err(None, m))?;
         Ok(config)
@@ -67,11 +68,65 @@ pub fn server_policies(path: &Path) -> Result<crate::policy::PolicyMap, ConfigEr
         position: Some(line_col(&text, at)),
         message: format!("environment variable {var} is not set (used as ${{{var}}})"),
     })?;
+    check_nesting(&text).map_err(|(at, message)| ConfigError {
+        origin: origin.clone(),
+        position: Some(line_col(&text, at)),
+        message,
+    })?;
     let file: ServerFile = serde_norway::from_str(&text).map_err(|e| yaml_error(e, &origin))?;
     for (name, decl) in &file.policies.0 {
         decl.validate(name).map_err(err)?;
     }
     Ok(file.policies)
+}
+
+/// Deepest nesting a config may have: far beyond any real config, and short of where the YAML parser's time grows
+/// with the square of the depth.
+const MAX_NESTING: usize = 64;
+
+/// Refuses YAML nested deeper than [`MAX_NESTING`] — flow collections (`[`, `{`) or indentation — before the
+/// parser sees it. Returns the byte offset where the limit is passed.
+fn check_nesting(text: &str) -> Result<(), (usize, String)> {
+    let too_deep = |at| Err((at, format!("the YAML is nested deeper than {MAX_NESTING} levels")));
+    let (mut depth, mut quote, mut comment, mut line_start) = (0usize, None, false, true);
+    let mut indent = 0;
+    let mut prev = ' ';
+    for (at, c) in text.char_indices() {
+        if c == '\n' {
+            (comment, line_start, indent) = (false, true, 0);
+            prev = c;
+            continue;
+        }
+        if line_start {
+            if c == ' ' {
+                indent += 1;
+                // Two spaces a level is the narrowest indentation anyone writes.
+                if indent > 2 * MAX_NESTING {
+                    return too_deep(at);
+                }
+                continue;
+            }
+            line_start = false;
+        }
+        match (quote, c) {
+            _ if comment => {}
+            (Some('"'), '"') if prev != '\\' => quote = None,
+            (Some('\''), '\'') => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') if prev.is_whitespace() => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return too_deep(at);
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev = c;
+    }
+    Ok(())
 }
 
 /// A config file's text: a regular file of at most `MAX_CONFIG_BYTES`, in UTF-8.
@@ -150,6 +205,20 @@ mod tests {
         let e = SessionConfig::from_yaml(text, "s.yaml").unwrap_err().to_string();
         assert!(e.starts_with("s.yaml:4:3: "), "{e}");
         assert!(e.contains("unknown field `modle`") && e.contains("expected one of"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_once() {
+        let deep = format!("name: x\nexecutor: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let err = SessionConfig::from_yaml(&deep, "deep.yaml").unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 64 levels") && err.starts_with("deep.yaml:2:"), "{err}");
+        let indented: String = (0..200).map(|i| format!("{}k{i}:\n", " ".repeat(i * 2))).collect();
+        assert!(SessionConfig::from_yaml(&indented, "i.yaml").unwrap_err().to_string().contains("nested deeper"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Brackets in strings and comments do not count.
+        let fine = format!("name: \"{}\"  # {}\nexecutor: {{harness: agent}}\n", "[".repeat(100), "{".repeat(100));
+        assert!(SessionConfig::from_yaml(&fine, "f.yaml").is_ok());
     }
 
     #[test]

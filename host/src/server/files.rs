@@ -32,9 +32,11 @@ impl From<FileError> for ApiError {
 pub async fn upload(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    mut form: Multipart,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = session_id(&id)?;
+    let mut form =
+        form.map_err(|e| ApiError::invalid(format!("an upload is a multipart/form-data body: {}", e.body_text())))?;
     loop {
         let field = form.next_field().await.map_err(|e| multipart_error(&e))?;
         let Some(field) = field else {

@@ -32,6 +32,11 @@ use crate::store::Store;
 use crate::turn::TurnEnv;
 use error::{ApiError, ErrorCode};
 
+/// What an upload's multipart framing may add to the file's own bytes.
+const UPLOAD_FRAMING: usize = 64 * 1024;
+/// How long requests in flight may go on after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How the server runs.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -45,6 +50,8 @@ pub struct ServerOptions {
     pub cache_dir: Option<std::path::PathBuf>,
     /// Server-wide default policies, judged after each session's own and its config's.
     pub policies: crate::policy::PolicyMap,
+    /// Longest a client may take to send a request's headers, and again its body; then it is cut off.
+    pub read_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +62,7 @@ impl Default for ServerOptions {
             heartbeat: crate::stream::HEARTBEAT,
             cache_dir: None,
             policies: Default::default(),
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -174,7 +182,7 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
             get(files::list)
                 .post(files::upload)
                 // Uploads may be larger than other bodies (the file limit plus multipart framing).
-                .layer(DefaultBodyLimit::max(crate::files::MAX_FILE_BYTES + 64 * 1024)),
+                .layer(DefaultBodyLimit::max(crate::files::MAX_FILE_BYTES + UPLOAD_FRAMING)),
         )
         .route("/sessions/{id}/resources/files/{fid}", get(files::get).delete(files::delete))
         .route("/sessions/{id}/comments", get(comments::list).post(comments::create))
@@ -203,6 +211,10 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            BodyLimits { max_bytes: options.max_body_bytes, read_timeout: options.read_timeout },
+            guard_body,
+        ))
         .layer(middleware::from_fn(refuse_nul_in_url))
         .with_state(state)
 }
@@ -231,6 +243,47 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// How much a body may hold and how long it may take to arrive.
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    max_bytes: usize,
+    read_timeout: Duration,
+}
+
+/// A body announced larger than the route accepts is refused at once (413, before it is read); a body that does not
+/// arrive within the read timeout is refused (408) instead of holding the connection.
+async fn guard_body(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
+    let BodyLimits { max_bytes: max_body_bytes, read_timeout } = limits;
+    let upload = request.method() == Method::POST && request.uri().path().ends_with("/resources/files");
+    let limit = if upload { crate::files::MAX_FILE_BYTES + UPLOAD_FRAMING } else { max_body_bytes };
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        let what = if upload { "the upload" } else { "the request body" };
+        return ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("{what} is larger than this server accepts ({limit} bytes)"),
+        )
+        .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body is larger than {limit} bytes"))
+                .into_response();
+        }
+        Err(_) => {
+            let message = format!("the request body did not arrive within {}s", read_timeout.as_secs_f64());
+            return ApiError::new(ErrorCode::RequestTimeout, message).into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// A NUL (`%00`) in a path or query cannot be an id or a cursor, and Postgres cannot compare against it: refused
@@ -300,10 +353,37 @@ impl Server {
     /// Serves until `shutdown` is cancelled; open streams then end with `[DONE]`.
     pub async fn run(self) -> std::io::Result<()> {
         let app = router(self.sessions.clone(), self.policies.clone(), &self.options);
-        let token = self.shutdown.clone();
-        let result =
-            axum::serve(self.listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
+        let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        // A client that dribbles its headers (or sends none) is cut off instead of holding a connection forever.
+        builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(self.options.read_timeout);
+        let connections = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait a little rather than spin.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = self.shutdown.cancelled() => break,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+            let connection = connections.watch(connection.into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "a connection ended with an error");
+                }
+            });
+        }
+        // Open streams end with [DONE] on shutdown; requests in flight get a moment to finish.
+        if tokio::time::timeout(SHUTDOWN_GRACE, connections.shutdown()).await.is_err() {
+            tracing::warn!("some connections were still open {SHUTDOWN_GRACE:?} after shutdown began; closing them");
+        }
         self.sessions.store().close().await;
-        result
+        Ok(())
     }
 }

@@ -28,7 +28,15 @@ pub(super) fn transient(e: &StoreError) -> bool {
 }
 
 /// Runs `op` until it succeeds, fails for good, or runs out of retries.
-pub(super) async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T>
+pub(super) async fn retrying<T, F, Fut>(what: &str, op: F) -> Result<T>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retrying_after(&BACKOFF, what, op).await
+}
+
+async fn retrying_after<T, F, Fut>(backoff: &[Duration], what: &str, mut op: F) -> Result<T>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -36,9 +44,9 @@ where
     let mut attempt = 0;
     loop {
         match op(attempt).await {
-            Err(e) if transient(&e) && attempt < BACKOFF.len() => {
+            Err(e) if transient(&e) && attempt < backoff.len() => {
                 tracing::warn!(error = %e, attempt = attempt + 1, "{what} failed on a transient database error; retrying");
-                tokio::time::sleep(BACKOFF[attempt]).await;
+                tokio::time::sleep(backoff[attempt]).await;
                 attempt += 1;
             }
             result => return result,
@@ -52,7 +60,15 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    async fn retrying<T, F, Fut>(what: &str, op: F) -> Result<T>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        retrying_after(&[Duration::ZERO; 4], what, op).await
+    }
+
+    #[tokio::test]
     async fn transient_errors_are_retried_and_others_are_not() {
         let calls = AtomicUsize::new(0);
         let flaky = retrying("a read", |attempt| {
