@@ -540,3 +540,40 @@ async fn slow_or_oversized_requests_are_cut_off() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_input", "{body}");
 }
+
+/// A file name with a quote is stored whole when it is escaped (curl's `\"`; a browser's `%22` is kept as sent), and
+/// refused when it is not — never cut short.
+#[tokio::test]
+async fn an_upload_keeps_its_whole_name() {
+    let srv = server().await;
+    let id = srv.api.create(json!({"title": "t"})).await;
+    for (sent, stored) in [
+        (r#"a\"b.txt"#, Some(r#"a"b.txt"#)),
+        ("a%22b.txt", Some("a%22b.txt")),
+        ("plain.txt", Some("plain.txt")),
+        (r#"a"b.txt"#, None),
+    ] {
+        let body = format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{sent}\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XyZ--\r\n"
+        );
+        let response = omnigent_testkit::http()
+            .post(format!("{}/v1/sessions/{id}/resources/files", srv.api.base))
+            .header("content-type", "multipart/form-data; boundary=XyZ")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let file: Value = response.json().await.unwrap();
+        match stored {
+            Some(stored) => {
+                assert_eq!(status, 201, "{file}");
+                assert_eq!(file["name"], stored, "{sent}");
+            }
+            None => {
+                assert_eq!(status, 400, "{sent}: {file}");
+                assert!(file["error"]["message"].as_str().unwrap().contains("unescaped"), "{file}");
+            }
+        }
+    }
+}

@@ -49,11 +49,31 @@ pub async fn upload(
             .file_name()
             .map(str::to_string)
             .ok_or_else(|| ApiError::invalid("the 'file' part needs a filename"))?;
+        let disposition = field.headers().get(axum::http::header::CONTENT_DISPOSITION).and_then(|v| v.to_str().ok());
+        if disposition.is_some_and(|d| name_cut_short(d, &name)) {
+            return Err(ApiError::invalid(
+                "the file name has an unescaped '\"' (send it as \\\" or %22): it cannot be read whole",
+            ));
+        }
         let content_type = field.content_type().map(str::to_string);
         let bytes = field.bytes().await.map_err(|e| multipart_error(&e))?;
         let meta = files::upload(&state.sessions, &id, &name, content_type.as_deref(), bytes.to_vec()).await?;
         return Ok((StatusCode::CREATED, Json(files::resource(&id, &meta))));
     }
+}
+
+/// Whether the quoted `filename` of a Content-Disposition header goes on past where the parser ended `name` (an
+/// unescaped quote inside it), so the name would be stored cut short.
+fn name_cut_short(disposition: &str, name: &str) -> bool {
+    let Some(at) = disposition.find("filename=\"") else { return false };
+    let raw = &disposition[at + "filename=\"".len()..];
+    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+    for quoted in [escaped.as_str(), name] {
+        if let Some(rest) = raw.strip_prefix(quoted).and_then(|r| r.strip_prefix('"')) {
+            return !(rest.is_empty() || rest.starts_with(';') || rest.starts_with(char::is_whitespace));
+        }
+    }
+    false
 }
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
@@ -135,4 +155,18 @@ pub async fn delete(
         return Err(ApiError::not_found(format!("no file '{}' in session {id}", crate::ids::truncate(&fid, 80))));
     }
     Ok(Json(json!({"id": fid, "object": object::SESSION_RESOURCE_DELETED, "deleted": true})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_cut_short;
+
+    #[test]
+    fn a_name_cut_at_an_unescaped_quote_is_noticed() {
+        let header = |name: &str| format!("form-data; name=\"file\"; filename=\"{name}\"");
+        assert!(!name_cut_short(&header("plain.txt"), "plain.txt"));
+        assert!(!name_cut_short(&header(r#"a\"b.txt"#), r#"a"b.txt"#));
+        assert!(!name_cut_short(&format!("{}; size=3", header("x")), "x"));
+        assert!(name_cut_short(&header(r#"a"b.txt"#), "a"));
+    }
 }
