@@ -535,6 +535,17 @@ async fn slow_or_oversized_requests_are_cut_off() {
     ))
     .await;
     assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"), "{answer}");
+    // Headers too large: 431 in the envelope.
+    let (answer, _) = exchange(format!(
+        "GET /v1/sessions/{id} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(100 * 1024)
+    ))
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 431") && answer.contains("headers_too_large"),
+        "{}",
+        &answer[..200.min(answer.len())]
+    );
     // An upload that is not multipart: the envelope, not a bare text.
     let (status, body) = srv.api.post(&format!("/v1/sessions/{id}/resources/files"), json!({"file": "x"})).await;
     assert_eq!(status, 400, "{body}");

@@ -32,6 +32,10 @@ use crate::store::Store;
 use crate::turn::TurnEnv;
 use error::{ApiError, ErrorCode};
 
+/// Most header bytes a request may carry.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper's read buffer: requests with headers beyond it get hyper's own bare 431.
+const HYPER_BUFFER: usize = 1 << 20;
 /// What an upload's multipart framing may add to the file's own bytes.
 const UPLOAD_FRAMING: usize = 64 * 1024;
 /// How long requests in flight may go on after shutdown begins.
@@ -216,6 +220,7 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
             guard_body,
         ))
         .layer(middleware::from_fn(refuse_nul_in_url))
+        .layer(middleware::from_fn(refuse_large_headers))
         .with_state(state)
 }
 
@@ -284,6 +289,16 @@ async fn guard_body(State(limits): State<BodyLimits>, request: Request, next: Ne
         }
     };
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// Headers larger than `MAX_HEADER_BYTES` are refused (431) in the API's envelope.
+async fn refuse_large_headers(request: Request, next: Next) -> Response {
+    let bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if bytes > MAX_HEADER_BYTES {
+        let message = format!("the request headers are {bytes} bytes; the limit is {MAX_HEADER_BYTES}");
+        return ApiError::new(ErrorCode::HeadersTooLarge, message).into_response();
+    }
+    next.run(request).await
 }
 
 /// A NUL (`%00`) in a path or query cannot be an id or a cursor, and Postgres cannot compare against it: refused
@@ -355,7 +370,12 @@ impl Server {
         let app = router(self.sessions.clone(), self.policies.clone(), &self.options);
         let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         // A client that dribbles its headers (or sends none) is cut off instead of holding a connection forever.
-        builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(self.options.read_timeout);
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.options.read_timeout)
+            // Room for headers past our own limit, so `refuse_large_headers` answers in the API's envelope.
+            .max_buf_size(HYPER_BUFFER);
         let connections = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             let stream = tokio::select! {
