@@ -24,7 +24,10 @@ use crate::store::{FileChange, FileMeta, JournalEntry};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
     /// The conversation the harness was given.
-    History { messages: Vec<Message> },
+    History {
+        #[serde(deserialize_with = "messages_of_any_version")]
+        messages: Vec<Message>,
+    },
     /// A model call's answer, and the child sessions of its sub-agent calls (tool call id → session id).
     Complete {
         completion: llm::Completion,
@@ -45,6 +48,20 @@ pub enum Entry {
     Emit,
     /// A file the harness wrote.
     File { id: String },
+}
+
+/// Messages as journaled now, or by versions before the journal was an enum (roles in lowercase), so a turn cut
+/// by the restart that upgrades omnigent still replays.
+fn messages_of_any_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Message>, D::Error> {
+    let mut messages: Vec<Value> = Deserialize::deserialize(d)?;
+    for m in &mut messages {
+        if let Some(Value::String(role)) = m.get_mut("role")
+            && let Some(first) = role.get(..1)
+        {
+            *role = format!("{}{}", first.to_ascii_uppercase(), &role[1..]);
+        }
+    }
+    serde_json::from_value(Value::Array(messages)).map_err(serde::de::Error::custom)
 }
 
 /// The kinds of [`Entry`], for asking the replay for the next entry of one.
@@ -371,5 +388,11 @@ mod tests {
         assert_eq!(tool, Entry::Tool { output: "x".into(), is_error: true });
         let emit: Entry = serde_json::from_value(json!({"kind": "emit"})).unwrap();
         assert_eq!(emit, Entry::Emit);
+        let history: Entry = serde_json::from_value(json!({"kind": "history", "messages": [
+            {"role": "user", "content": "hi", "tool_calls": [], "tool_call_id": null},
+            {"role": "tool", "content": "x", "tool_calls": [], "tool_call_id": "c1"}]}))
+        .unwrap();
+        let Entry::History { messages } = history else { panic!() };
+        assert_eq!((messages[0].role, messages[1].role), (Role::User, Role::Tool));
     }
 }
