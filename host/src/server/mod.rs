@@ -390,6 +390,10 @@ impl Server {
                 },
                 _ = self.shutdown.cancelled() => break,
             };
+            // Small writes (an SSE frame, an ack) go out at once rather than waiting to be coalesced.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
             let service = hyper_util::service::TowerToHyperService::new(app.clone());
             let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
             let connection = connections.watch(connection.into_owned());
