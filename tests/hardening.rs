@@ -101,12 +101,10 @@ async fn a_fifo_or_a_device_as_a_component_is_refused_at_once() {
     for path in [&fifo, &zero] {
         // A policy: the session is refused where it is declared, without waiting for a writer or reading forever.
         let policies = json!({"policies": {"p": {"component": path.display().to_string()}}});
-        let started = Instant::now();
         let request = srv.api.post("/v1/sessions", json!({"config": config(scripted(), policies)}));
         let (status, body) = tokio::time::timeout(Duration::from_secs(10), request).await.expect("an answer");
         assert_eq!(status, 400, "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("is not a regular file"), "{body}");
-        assert!(started.elapsed() < Duration::from_secs(5));
 
         // A harness: the turn fails with a reason instead of running forever.
         let executor =
@@ -123,22 +121,22 @@ async fn a_fifo_or_a_device_as_a_component_is_refused_at_once() {
     }
 }
 
-#[test]
-fn the_cli_refuses_a_config_that_is_not_a_regular_file() {
+#[tokio::test]
+async fn the_cli_refuses_a_config_that_is_not_a_regular_file() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = mkfifo(dir.path(), "session.yaml");
     for path in [fifo.as_path(), Path::new("/dev/zero")] {
-        let started = Instant::now();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_omnigent"))
+        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_omnigent"))
             .args(["run", "-f", path.to_str().unwrap(), "-p", "hi"])
             .env("OMNIGENT_DATA_DIR", dir.path())
             .env("OMNIGENT_SERVER", "http://127.0.0.1:9")
-            .output()
-            .unwrap();
+            .kill_on_drop(true)
+            .output();
+        // Before, it waited for a writer (FIFO) or read forever (/dev/zero).
+        let out = tokio::time::timeout(Duration::from_secs(10), run).await.expect("the CLI answers").unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("not a regular file"), "{stderr}");
-        assert!(started.elapsed() < Duration::from_secs(5), "answered at once");
     }
 }
 
@@ -513,30 +511,30 @@ async fn slow_or_oversized_requests_are_cut_off() {
         async move {
             let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
             conn.write_all(request.as_bytes()).await.unwrap();
-            let started = Instant::now();
             let mut answer = Vec::new();
+            // A connection the server holds open fails here.
             let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await.expect("closed");
-            (String::from_utf8_lossy(&answer).to_string(), started.elapsed())
+            String::from_utf8_lossy(&answer).to_string()
         }
     };
     // Headers that never end: the connection is closed after the read timeout.
-    let (answer, took) = exchange(format!("GET /v1/sessions/{id} HTTP/1.1\r\nHost: x\r\n")).await;
-    assert!(took < Duration::from_secs(5), "cut off after {took:?}: {answer}");
-    // A body announced larger than the limit: 413 at once, in the envelope.
-    let (answer, took) = exchange(format!(
+    let answer = exchange(format!("GET /v1/sessions/{id} HTTP/1.1\r\nHost: x\r\n")).await;
+    assert!(!answer.starts_with("HTTP/1.1 2"), "{answer}");
+    // A body announced larger than the limit (and never sent): 413 without waiting for it — waiting would end in
+    // the read timeout's 408 — in the envelope.
+    let answer = exchange(format!(
         "POST /v1/sessions/{id}/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n"
     ))
     .await;
     assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("payload_too_large"), "{answer}");
-    assert!(took < Duration::from_secs(1), "{took:?}");
     // A body that never comes: 408 after the read timeout.
-    let (answer, _) = exchange(format!(
+    let answer = exchange(format!(
         "POST /v1/sessions/{id}/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{{\"ty"
     ))
     .await;
     assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"), "{answer}");
     // Headers too large: 431 in the envelope.
-    let (answer, _) = exchange(format!(
+    let answer = exchange(format!(
         "GET /v1/sessions/{id} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
         "b".repeat(100 * 1024)
     ))

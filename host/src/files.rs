@@ -82,11 +82,7 @@ pub fn check(
     content: &[u8],
     source: FileSource,
 ) -> Result<FileMeta, FileError> {
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.contains('/')
-        || name.chars().any(char::is_control)
-    {
+    if name.is_empty() || name.contains('/') || crate::ids::check_short_text("name", name, MAX_NAME_CHARS).is_err() {
         return Err(FileError::BadName);
     }
     if content.len() > MAX_FILE_BYTES {

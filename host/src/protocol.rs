@@ -127,14 +127,6 @@ impl NewEvent {
         NewEvent { event_type: Cow::Owned(event_type), payload }
     }
 
-    pub fn event_type(&self) -> &str {
-        &self.event_type
-    }
-
-    pub fn payload(&self) -> &Value {
-        &self.payload
-    }
-
     pub fn into_parts(self) -> (String, Value) {
         (self.event_type.into_owned(), self.payload)
     }

@@ -30,7 +30,7 @@ impl Client {
             bind,
             database_url: std::env::var("DATABASE_URL").ok(),
             data_dir: args.data_dir.clone(),
-            auth_token: args.token()?,
+            auth_token: client.token.clone(),
             auth_token_file: None,
             max_body_bytes: 4 * 1024 * 1024,
             policies: None,

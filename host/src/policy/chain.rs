@@ -68,17 +68,26 @@ pub enum Outcome {
         changes: Vec<StateChange>,
         labels: Map<String, Value>,
     },
-    /// Ask a human. `changes`/`labels` were written by allowing policies (apply now); `held_*` wait for an accept.
-    Ask {
-        policies: Vec<String>,
-        message: String,
-        data: Option<Value>,
-        changes: Vec<StateChange>,
-        labels: Map<String, Value>,
-        held_changes: Vec<StateChange>,
-        held_labels: Map<String, Value>,
-        timeout_s: u64,
-    },
+    /// Ask a human.
+    Ask(Asked),
+}
+
+/// What the chain asks a human, and what each answer applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asked {
+    /// Every policy that asked.
+    pub policies: Vec<String>,
+    pub message: String,
+    /// The payload as rewritten by the policies, if one rewrote it.
+    pub data: Option<Value>,
+    /// Written by the policies that allowed: applies now.
+    pub changes: Vec<StateChange>,
+    pub labels: Map<String, Value>,
+    /// Written by the policies that asked: applies only on an accept.
+    pub held_changes: Vec<StateChange>,
+    pub held_labels: Map<String, Value>,
+    /// How long the question may wait (the longest any asking policy allows).
+    pub timeout_s: u64,
 }
 
 /// The phase as the policy world's WIT names it.
@@ -214,7 +223,7 @@ pub async fn evaluate(
     if askers.is_empty() {
         Outcome::Allow { data, changes, labels }
     } else {
-        Outcome::Ask {
+        Outcome::Ask(Asked {
             policies: askers,
             message: messages.join("\n"),
             data,
@@ -223,7 +232,7 @@ pub async fn evaluate(
             held_changes,
             held_labels,
             timeout_s,
-        }
+        })
     }
 }
 
@@ -318,7 +327,7 @@ mod tests {
         let (b, _) = loaded("b", Fixed::new(ask("really?")), &[]);
         let (c, _) = loaded("c", Fixed::new(wit::Verdict::Abstain), &[]);
         match run(&[a, b, c], Phase::ToolCall, Some("shell")).await {
-            Outcome::Ask { policies, message, changes, held_changes, .. } => {
+            Outcome::Ask(Asked { policies, message, changes, held_changes, .. }) => {
                 assert_eq!(policies, ["a", "b"]);
                 assert_eq!(message, "sure?\nreally?");
                 assert!(changes.is_empty());

@@ -20,7 +20,7 @@ use crate::bounds::{MAX_ASK_TIMEOUT_S, MAX_POLICY_TIMEOUT_MS, within};
 
 #[cfg(test)]
 pub(crate) use chain::testing;
-pub use chain::{Evaluate, Loaded, Outcome, Situation, evaluate};
+pub use chain::{Asked, Evaluate, Loaded, Outcome, Situation, evaluate};
 pub use env::PolicyEnv;
 pub use state::{StateAction, StateChange, apply_state};
 

@@ -5,6 +5,7 @@ mod comments;
 pub mod error;
 mod extract;
 mod files;
+mod guards;
 pub mod policies;
 mod responses;
 mod sessions;
@@ -14,14 +15,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, Uri};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -32,12 +31,8 @@ use crate::store::Store;
 use crate::turn::TurnEnv;
 use error::{ApiError, ErrorCode};
 
-/// Most header bytes a request may carry.
-const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// hyper's read buffer: requests with headers beyond it get hyper's own bare 431.
+/// hyper's read buffer: requests with headers beyond it get hyper's own bare 431 (below it, `guards` answers).
 const HYPER_BUFFER: usize = 1 << 20;
-/// What an upload's multipart framing may add to the file's own bytes.
-const UPLOAD_FRAMING: usize = 64 * 1024;
 /// How long requests in flight may go on after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -186,7 +181,7 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
             get(files::list)
                 .post(files::upload)
                 // Uploads may be larger than other bodies (the file limit plus multipart framing).
-                .layer(DefaultBodyLimit::max(crate::files::MAX_FILE_BYTES + UPLOAD_FRAMING)),
+                .layer(DefaultBodyLimit::max(guards::UPLOAD_LIMIT)),
         )
         .route("/sessions/{id}/resources/files/{fid}", get(files::get).delete(files::delete))
         .route("/sessions/{id}/comments", get(comments::list).post(comments::create))
@@ -208,7 +203,7 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
     let guarded = Router::new()
         .nest("/v1", v1)
         .route("/openapi.json", get(openapi))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), guards::require_token));
     Router::new()
         .route("/health", get(health))
         .merge(guarded)
@@ -216,11 +211,11 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(middleware::from_fn_with_state(
-            BodyLimits { max_bytes: options.max_body_bytes, read_timeout: options.read_timeout },
-            guard_body,
+            guards::BodyLimits { max_bytes: options.max_body_bytes, read_timeout: options.read_timeout },
+            guards::guard_body,
         ))
-        .layer(middleware::from_fn(refuse_nul_in_url))
-        .layer(middleware::from_fn(refuse_large_headers))
+        .layer(middleware::from_fn(guards::refuse_nul_in_url))
+        .layer(middleware::from_fn(guards::refuse_large_headers))
         .with_state(state)
 }
 
@@ -248,84 +243,6 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
-}
-
-/// How much a body may hold and how long it may take to arrive.
-#[derive(Clone, Copy)]
-struct BodyLimits {
-    max_bytes: usize,
-    read_timeout: Duration,
-}
-
-/// A body announced larger than the route accepts is refused at once (413, before it is read); a body that does not
-/// arrive within the read timeout is refused (408) instead of holding the connection.
-async fn guard_body(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
-    let BodyLimits { max_bytes: max_body_bytes, read_timeout } = limits;
-    let upload = request.method() == Method::POST && request.uri().path().ends_with("/resources/files");
-    let limit = if upload { crate::files::MAX_FILE_BYTES + UPLOAD_FRAMING } else { max_body_bytes };
-    let announced = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        let what = if upload { "the upload" } else { "the request body" };
-        return ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("{what} is larger than this server accepts ({limit} bytes)"),
-        )
-        .into_response();
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body is larger than {limit} bytes"))
-                .into_response();
-        }
-        Err(_) => {
-            let message = format!("the request body did not arrive within {}s", read_timeout.as_secs_f64());
-            return ApiError::new(ErrorCode::RequestTimeout, message).into_response();
-        }
-    };
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
-}
-
-/// Headers larger than `MAX_HEADER_BYTES` are refused (431) in the API's envelope.
-async fn refuse_large_headers(request: Request, next: Next) -> Response {
-    let bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
-    if bytes > MAX_HEADER_BYTES {
-        let message = format!("the request headers are {bytes} bytes; the limit is {MAX_HEADER_BYTES}");
-        return ApiError::new(ErrorCode::HeadersTooLarge, message).into_response();
-    }
-    next.run(request).await
-}
-
-/// A NUL (`%00`) in a path or query cannot be an id or a cursor, and Postgres cannot compare against it: refused
-/// before any handler, the same on both databases.
-async fn refuse_nul_in_url(request: Request, next: Next) -> Response {
-    let uri = request.uri();
-    let nul = |s: &str| s.to_ascii_lowercase().contains("%00");
-    if nul(uri.path()) || uri.query().is_some_and(nul) {
-        return ApiError::invalid("the URL contains a NUL character (%00)").into_response();
-    }
-    next.run(request).await
-}
-
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &state.auth_token {
-        let presented = request
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        // Constant-time: the comparison must not reveal how much of a guess was right.
-        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-            return ApiError::unauthorized().into_response();
-        }
-    }
-    next.run(request).await
 }
 
 /// A server bound to a listener, ready to run.

@@ -143,9 +143,7 @@ impl Actor {
         let mut draft = Draft::new(&self.record);
         draft.patch(patch);
         let result = self.commit(draft).await.map(|()| self.record.clone());
-        let next = stop_if_gone(&result);
-        let _ = reply.send(result);
-        next
+        reply_with(reply, result)
     }
 
     async fn on_record(
@@ -166,9 +164,7 @@ impl Actor {
         if result.is_ok() {
             self.wait_for(waiters);
         }
-        let next = stop_if_gone(&result);
-        let _ = reply.send(result);
-        next
+        reply_with(reply, result)
     }
 
     async fn on_delete_file(&mut self, file_id: String, reply: Reply<bool>) -> Next {
@@ -188,9 +184,7 @@ impl Actor {
         draft.emit(protocol::resource_deleted(&self.record.id, &file_id));
         draft.files.push(FileChange::Delete { id: file_id });
         let result = self.commit(draft).await.map(|()| true);
-        let next = stop_if_gone(&result);
-        let _ = reply.send(result);
-        next
+        reply_with(reply, result)
     }
 
     async fn on_control(&mut self, change: Change, reply: Reply<SessionRecord>) -> Next {
@@ -204,9 +198,7 @@ impl Actor {
             }
             Err(e) => Err(e),
         };
-        let next = stop_if_gone(&result);
-        let _ = reply.send(result);
-        next
+        reply_with(reply, result)
     }
 
     async fn on_recover(&mut self, reply: Reply<()>) -> Next {
@@ -221,9 +213,7 @@ impl Actor {
         {
             self.apply(Effect::StartTurn(turn));
         }
-        let next = stop_if_gone(&result);
-        let _ = reply.send(result);
-        next
+        reply_with(reply, result)
     }
 
     async fn on_delete(&mut self, reply: Reply<()>) -> Next {
@@ -404,6 +394,13 @@ impl Actor {
             false
         }
     }
+}
+
+/// Sends a command's result; the actor stops when it says the session is gone.
+fn reply_with<T>(reply: Reply<T>, result: Result<T, SessionError>) -> Next {
+    let next = stop_if_gone(&result);
+    let _ = reply.send(result);
+    next
 }
 
 pub(super) fn stop_if_gone<T>(result: &Result<T, SessionError>) -> Next {

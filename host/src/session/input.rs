@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::SessionError;
 use crate::ids::SessionId;
-use crate::store::{Page, Store};
+use crate::store::Store;
 
 /// The body of `POST /v1/sessions/{id}/events` (Omnigent's `SessionEventInput`).
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -145,12 +145,10 @@ fn parse_message(data: Map<String, Value>, created_by: Option<String>) -> Result
 pub async fn check_references(store: &Store, session: &SessionId, input: &Input) -> Result<(), SessionError> {
     match input {
         Input::FunctionCallOutput { call_id, .. } => {
-            // The newest items: a call waiting for its client belongs to the turn in progress.
-            let page = Page { limit: 1000, after: None, before: None, descending: true };
-            let (items, _) = store.list_items(session, &page).await?;
-            let for_call = |t: &str| items.iter().find(|i| i.item_type == t && i.data["call_id"] == call_id.as_str());
-            let waiting = for_call("function_call").is_some_and(|c| c.status == "action_required")
-                && for_call("function_call_output").is_none();
+            let items = store.items_for_call(session, call_id).await?;
+            let of_type = |t: &str| items.iter().find(|i| i.item_type == t);
+            let waiting = of_type("function_call").is_some_and(|c| c.status == "action_required")
+                && of_type("function_call_output").is_none();
             if !waiting {
                 if store.get_session(session).await?.is_none() {
                     return Err(SessionError::NotFound(session.clone()));

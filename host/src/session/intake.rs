@@ -14,6 +14,24 @@ use crate::record::SessionStatus;
 /// Most input events one transaction takes (group commit under load).
 const MAX_BATCH: usize = 128;
 
+/// Answers each input: with its own outcome when the commit went through, else with the commit's error.
+fn answer(result: Result<Vec<Result<Ack, SessionError>>, SessionError>, replies: Vec<Reply<Ack>>) -> Next {
+    let next = stop_if_gone(&result);
+    match result {
+        Ok(outcomes) => {
+            for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.share()));
+            }
+        }
+    }
+    next
+}
+
 impl Actor {
     /// The inputs queued behind this one (up to a batch), and the first other command if one interrupts them.
     pub(super) fn gather(&mut self, input: Input, reply: Reply<Ack>) -> (Vec<(Input, Reply<Ack>)>, Option<Command>) {
@@ -28,57 +46,25 @@ impl Actor {
         (batch, None)
     }
 
-    /// Applies a batch of inputs in one transaction. If that commit fails, each input is tried alone, so one
+    /// Applies a batch of inputs in one transaction. If that commit fails, each input is committed alone, so one
     /// client's input that the database refuses never fails another client's request.
     pub(super) async fn post_batch(&mut self, batch: Vec<(Input, Reply<Ack>)>) -> Next {
-        if batch.len() == 1 {
-            return self.post_alone(batch).await;
-        }
         let (inputs, replies): (Vec<Input>, Vec<Reply<Ack>>) = batch.into_iter().unzip();
-        match self.apply_inputs(inputs.clone()).await {
-            Ok(outcomes) => {
-                for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                    let _ = reply.send(outcome);
-                }
-                Next::Continue
-            }
-            Err(SessionError::NotFound(id)) => {
-                for reply in replies {
-                    let _ = reply.send(Err(SessionError::NotFound(id.clone())));
-                }
-                Next::Stop
-            }
-            Err(e) => {
-                tracing::warn!(session = %self.record.id, error = %e, inputs = inputs.len(), "a batch of inputs failed to commit; committing them one by one");
-                let alone = inputs.into_iter().zip(replies).map(|pair| vec![pair]);
-                for one in alone {
-                    if self.post_alone(one).await == Next::Stop {
+        // A copy only where there is something to isolate: the inputs go into the draft by value.
+        let alone = (inputs.len() > 1).then(|| inputs.clone());
+        match (self.apply_inputs(inputs).await, alone) {
+            (Err(e), Some(alone)) if !matches!(e, SessionError::NotFound(_)) => {
+                tracing::warn!(session = %self.record.id, error = %e, inputs = alone.len(), "a batch of inputs failed to commit; committing them one by one");
+                for (input, reply) in alone.into_iter().zip(replies) {
+                    let result = self.apply_inputs(vec![input]).await;
+                    if answer(result, vec![reply]) == Next::Stop {
                         return Next::Stop;
                     }
                 }
                 Next::Continue
             }
+            (result, _) => answer(result, replies),
         }
-    }
-
-    /// Commits one input (a batch of one) and answers it.
-    async fn post_alone(&mut self, one: Vec<(Input, Reply<Ack>)>) -> Next {
-        let (inputs, replies): (Vec<Input>, Vec<Reply<Ack>>) = one.into_iter().unzip();
-        let result = self.apply_inputs(inputs).await;
-        let next = stop_if_gone(&result);
-        match result {
-            Ok(outcomes) => {
-                for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.share()));
-                }
-            }
-        }
-        next
     }
 
     /// Writes inputs into one draft and commits it; then sets in motion what they imply. Each input's own outcome

@@ -179,8 +179,20 @@ impl Sessions {
         self.call(id, |reply| Command::Control { change, reply }).await
     }
 
-    /// Records how a turn ended.
+    /// Records how a turn ended. The end must be stored, or the session would stay `running`: a storage failure
+    /// is tried again for about 30 s (the actor keeps the turn until its end is stored); if the database stays away
+    /// longer, the next start resumes the turn from its journal.
     pub async fn end_turn(&self, id: &SessionId, response_id: &str, outcome: TurnOutcome) -> Result<(), SessionError> {
+        for wait in [1, 2, 4, 8, 15].map(Duration::from_secs) {
+            let (response_id, outcome) = (response_id.to_string(), outcome.clone());
+            match self.call(id, |reply| Command::EndTurn { response_id, outcome, reply }).await {
+                Err(e @ (SessionError::Store(_) | SessionError::Internal(_))) => {
+                    tracing::warn!(session = %id, error = %e, "could not record the end of a turn; retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                }
+                result => return result,
+            }
+        }
         let response_id = response_id.to_string();
         self.call(id, |reply| Command::EndTurn { response_id, outcome, reply }).await
     }

@@ -129,6 +129,20 @@ impl Store {
     }
 }
 
+/// How many of a session's newest items a lookup by tool call reads: a call waiting for its client belongs to the
+/// turn in progress.
+const CALL_SCAN: u32 = 1000;
+
+impl Store {
+    /// The items of a tool call (its `function_call`, its `function_call_output`), newest first, among the
+    /// session's newest items.
+    pub async fn items_for_call(&self, id: &SessionId, call_id: &str) -> Result<Vec<Item>> {
+        let page = Page { limit: CALL_SCAN, after: None, before: None, descending: true };
+        let (items, _) = self.list_items(id, &page).await?;
+        Ok(items.into_iter().filter(|i| i.data["call_id"] == call_id).collect())
+    }
+}
+
 impl ItemRow {
     fn item(self) -> Result<Item> {
         Ok(Item {

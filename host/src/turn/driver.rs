@@ -17,7 +17,7 @@ use super::journal::Journal;
 use crate::config::SessionConfig;
 use crate::llm::Provider;
 use crate::policy::{Phase, PolicyMap};
-use crate::session::{FailureCode, SessionError, Sessions, TurnOutcome, TurnStart};
+use crate::session::{FailureCode, Sessions, TurnOutcome, TurnStart};
 
 /// Largest `.wasm` harness file accepted.
 const MAX_COMPONENT_BYTES: u64 = 64 << 20;
@@ -38,22 +38,9 @@ pub(super) async fn run(env: TurnEnv, sessions: Sessions, turn: TurnStart) {
     } else {
         outcome
     };
-    // The end must be stored, or the session would stay `running`: a storage failure is retried for a while
-    // (if the database stays away, the next start resumes the turn from its journal).
-    for wait in [1, 2, 4, 8, 15].map(Duration::from_secs) {
-        match sessions.end_turn(&id, &response_id, outcome.clone()).await {
-            Err(e @ (SessionError::Store(_) | SessionError::Internal(_))) => {
-                tracing::warn!(session = %id, error = %e, "could not record the end of a turn; retrying in {wait:?}");
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => {
-                tracing::warn!(session = %id, error = %e, "could not record the end of a turn");
-                return;
-            }
-            Ok(()) => return,
-        }
+    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
+        tracing::error!(session = %id, error = %e, "could not record the end of a turn; a restart resumes it from its journal");
     }
-    tracing::error!(session = %id, "gave up recording the end of a turn; a restart resumes it from its journal");
 }
 
 async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::journal::{Ask, Entry, Journal, Kind, Verdict};
 use crate::config::Executor;
 use crate::ids::SessionId;
-use crate::policy::{Loaded, Outcome, Phase, Situation, StateChange};
+use crate::policy::{Asked, Loaded, Outcome, Phase, Situation, StateChange};
 use crate::protocol::{self, ElicitationRequest, NewEvent};
 use crate::record::{SessionRecord, now_us, secs};
 use crate::session::{ApprovalAction, Input, Sessions, TokenUsage, Waiter};
@@ -148,29 +148,9 @@ impl Gate {
                         journal.defer(events, Entry::Gate(Verdict::of(&verdict)));
                         return verdict;
                     }
-                    Outcome::Ask {
-                        policies,
-                        message,
-                        data: rewritten,
-                        changes,
-                        labels,
-                        held_changes,
-                        held_labels,
-                        timeout_s,
-                    } => {
-                        let preview = crate::ids::truncate(&data.to_string(), 2000).to_string();
-                        let ask = self.ask(
-                            phase,
-                            target,
-                            call_id,
-                            policies,
-                            &message,
-                            &preview,
-                            rewritten,
-                            held_changes,
-                            held_labels,
-                            timeout_s,
-                        );
+                    Outcome::Ask(mut asked) => {
+                        let (changes, labels) = (std::mem::take(&mut asked.changes), std::mem::take(&mut asked.labels));
+                        let ask = self.ask(phase, target, call_id, &data, asked);
                         let mut events = self.policy_writes(changes, labels);
                         events.push(protocol::elicitation_request(ask.request.clone()));
                         events.push(protocol::status(&self.session, crate::record::SessionStatus::Paused, None));
@@ -201,29 +181,18 @@ impl Gate {
         verdict
     }
 
-    /// A new question to a human, as journaled (the request event's payload included).
-    #[allow(clippy::too_many_arguments)]
-    fn ask(
-        &self,
-        phase: Phase,
-        target: Option<&str>,
-        call_id: Option<&str>,
-        policies: Vec<String>,
-        message: &str,
-        preview: &str,
-        data: Option<Value>,
-        held_changes: Vec<StateChange>,
-        held_labels: Map<String, Value>,
-        timeout_s: u64,
-    ) -> Ask {
+    /// A new question to a human, as journaled (the request event's payload included). `data`: the payload as
+    /// the policies saw it, previewed in the request.
+    fn ask(&self, phase: Phase, target: Option<&str>, call_id: Option<&str>, data: &Value, asked: Asked) -> Ask {
+        let Asked { policies, message, data: rewritten, held_changes, held_labels, timeout_s, .. } = asked;
         let elicitation_id = format!("elicit_{}", crate::ids::random_hex());
         let expires_at = secs(now_us()) + timeout_s as i64;
         let request = ElicitationRequest {
             elicitation_id: &elicitation_id,
-            message,
+            message: &message,
             phase: phase.as_str(),
             policies: &policies,
-            content_preview: preview,
+            content_preview: &crate::ids::truncate(&data.to_string(), 2000),
             tool_name: target,
             call_id,
             session: &self.session,
@@ -234,7 +203,7 @@ impl Gate {
         Ask {
             elicitation_id,
             request,
-            data,
+            data: rewritten,
             held_changes,
             held_labels,
             policies,

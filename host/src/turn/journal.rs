@@ -259,10 +259,7 @@ impl Journal {
 
     /// Commits whatever is deferred.
     pub async fn flush(&self, waiters: Vec<Waiter>) {
-        let (entries, events) = {
-            let mut s = self.state.lock().unwrap();
-            (std::mem::take(&mut s.deferred), std::mem::take(&mut s.deferred_events))
-        };
+        let (entries, events) = self.take_deferred();
         if entries.is_empty() && events.is_empty() && waiters.is_empty() {
             return;
         }
@@ -287,19 +284,20 @@ impl Journal {
         event: NewEvent,
         entry: Entry,
     ) -> Result<(), SessionError> {
-        let (entries, mut events) = {
-            let mut s = self.state.lock().unwrap();
-            let entry = self.stored(&mut s, entry);
-            s.deferred.push(entry);
-            (std::mem::take(&mut s.deferred), std::mem::take(&mut s.deferred_events))
-        };
-        events.push(event);
+        self.defer(vec![event], entry);
+        let (entries, events) = self.take_deferred();
         let files = vec![FileChange::Put { meta, content }];
         let result = self.sessions.record_with_files(&self.session, events, entries, files).await;
         if let Err(e) = &result {
             self.fail(format!("storing a file of the turn failed: {e}"));
         }
         result
+    }
+
+    /// The entries and events waiting for a commit, handed over to one.
+    fn take_deferred(&self) -> (Vec<JournalEntry>, Vec<NewEvent>) {
+        let mut s = self.state.lock().unwrap();
+        (std::mem::take(&mut s.deferred), std::mem::take(&mut s.deferred_events))
     }
 
     fn stored(&self, s: &mut State, entry: Entry) -> JournalEntry {

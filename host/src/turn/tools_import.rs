@@ -15,7 +15,6 @@ use crate::policy::Phase;
 use crate::protocol::{self, ErrorSource, NewEvent};
 use crate::record::Item;
 use crate::session::Waiter;
-use crate::store::Page;
 
 fn failed(output: String) -> ToolResult {
     ToolResult { output, is_error: true }
@@ -203,8 +202,7 @@ impl Host {
     /// item, or the client's `function_call_output` if it came while the server was down or before the replay got
     /// here.
     async fn item_for_call(&self, call_id: &str, item_type: &str) -> Option<Item> {
-        let page = Page { limit: 200, after: None, before: None, descending: true };
-        let (items, _) = self.sessions.store().list_items(&self.id, &page).await.ok()?;
-        items.into_iter().find(|i| i.item_type == item_type && i.data["call_id"] == call_id)
+        let items = self.sessions.store().items_for_call(&self.id, call_id).await.ok()?;
+        items.into_iter().find(|i| i.item_type == item_type)
     }
 }

@@ -1,0 +1,96 @@
+//! What a request must pass before any handler sees it: a URL without NUL, headers and a body of bounded size that
+//! arrive in bounded time, and the bearer token when the server has one. Each refusal is the API's error envelope.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+
+/// Most header bytes a request may carry.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest upload body: the file limit plus what multipart framing adds.
+pub(super) const UPLOAD_LIMIT: usize = crate::files::MAX_FILE_BYTES + 64 * 1024;
+
+/// How much a body may hold and how long it may take to arrive.
+#[derive(Clone, Copy)]
+pub(super) struct BodyLimits {
+    pub max_bytes: usize,
+    pub read_timeout: Duration,
+}
+
+/// A body announced larger than the route accepts is refused at once (413, before it is read); a body that does not
+/// arrive within the read timeout is refused (408) instead of holding the connection.
+pub(super) async fn guard_body(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
+    let BodyLimits { max_bytes: max_body_bytes, read_timeout } = limits;
+    let upload = request.method() == Method::POST && request.uri().path().ends_with("/resources/files");
+    let limit = if upload { UPLOAD_LIMIT } else { max_body_bytes };
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        let what = if upload { "the upload" } else { "the request body" };
+        return ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("{what} is larger than this server accepts ({limit} bytes)"),
+        )
+        .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body is larger than {limit} bytes"))
+                .into_response();
+        }
+        Err(_) => {
+            let message = format!("the request body did not arrive within {}s", read_timeout.as_secs_f64());
+            return ApiError::new(ErrorCode::RequestTimeout, message).into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// Headers larger than `MAX_HEADER_BYTES` are refused (431) in the API's envelope.
+pub(super) async fn refuse_large_headers(request: Request, next: Next) -> Response {
+    let bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if bytes > MAX_HEADER_BYTES {
+        let message = format!("the request headers are {bytes} bytes; the limit is {MAX_HEADER_BYTES}");
+        return ApiError::new(ErrorCode::HeadersTooLarge, message).into_response();
+    }
+    next.run(request).await
+}
+
+/// A NUL (`%00`) in a path or query cannot be an id or a cursor, and Postgres cannot compare against it: refused
+/// before any handler, the same on both databases.
+pub(super) async fn refuse_nul_in_url(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let nul = |s: &str| s.to_ascii_lowercase().contains("%00");
+    if nul(uri.path()) || uri.query().is_some_and(nul) {
+        return ApiError::invalid("the URL contains a NUL character (%00)").into_response();
+    }
+    next.run(request).await
+}
+
+pub(super) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.auth_token {
+        let presented = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Constant-time: the comparison must not reveal how much of a guess was right.
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
