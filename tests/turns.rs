@@ -140,7 +140,7 @@ async fn a_turn_calls_the_shell_tool_and_answers_on_both_wire_formats_and_backen
                 let last = second["messages"].as_array().unwrap().last().unwrap();
                 assert_eq!(last["role"], "user");
                 assert_eq!(last["content"][0]["type"], "tool_result");
-                assert_eq!(last["content"][0]["tool_use_id"], "toolu_mock_0");
+                assert_eq!(last["content"][0]["tool_use_id"], "toolu_mock_0_0");
             }
         }
     }

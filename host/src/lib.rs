@@ -9,6 +9,7 @@
 //! - `protocol`: the wire vocabulary, every event name and payload; `record`: the session records it folds into;
 //! - `store`: the log and its folds on SQLite or Postgres; `stream`: replay-then-live for subscribers;
 //! - `policy`: policy declarations, the chain, the components; `config`: session YAML; `llm`: model providers;
+//! - `native`: vendor CLIs (Claude Code) run in a tmux terminal owned by the session, bridged into it;
 //! - `server`: the HTTP API; `cli`: the `omnigent` command.
 
 pub(crate) mod bounds;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod files;
 pub mod ids;
 pub mod llm;
+pub mod native;
 pub mod policy;
 pub(crate) mod protocol;
 pub mod record;

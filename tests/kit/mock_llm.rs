@@ -53,6 +53,14 @@ pub struct Recorded {
 struct MockState {
     replies: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Recorded>>,
+    /// Numbers Anthropic message and tool-use ids, so each is unique within a conversation (as the vendor's are).
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// Claude Code's side requests (a session title, answered as JSON) use no script step: the test scripts only the
+/// conversation. They ask for a structured output format.
+fn is_side_request(body: &Value) -> bool {
+    body["output_config"]["format"].is_object()
 }
 
 pub struct MockLlm {
@@ -64,7 +72,7 @@ pub struct MockLlm {
 
 impl MockLlm {
     pub async fn start(replies: Vec<Reply>) -> MockLlm {
-        let state = Arc::new(MockState { replies: Mutex::new(replies.into()), requests: Mutex::default() });
+        let state = Arc::new(MockState { replies: Mutex::new(replies.into()), ..MockState::default() });
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
@@ -235,10 +243,25 @@ async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Respon
 }
 
 async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
+    let peek: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if is_side_request(&peek) {
+        let model = peek["model"].as_str().unwrap_or("mock");
+        let text = json!({"title": "Mock session"}).to_string();
+        return axum::Json(json!({"id": "msg_side", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 3, "output_tokens": 3}}))
+        .into_response();
+    }
+    let request = Request::from_parts(parts, Body::from(bytes));
     let (body, Script { text_chunks, calls, delay, cut }) = match next(&state, request, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    let n = state.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let message_id = format!("msg_mock_{n}");
+    let tool_id = |i: usize| format!("toolu_mock_{n}_{i}");
     let model = body["model"].as_str().unwrap_or("mock").to_string();
     let stop = if calls.is_empty() { "end_turn" } else { "tool_use" };
     if body["stream"] != true {
@@ -247,10 +270,10 @@ async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Res
             content.push(json!({"type": "text", "text": text_chunks.concat()}));
         }
         for (i, (n, a)) in calls.iter().enumerate() {
-            content.push(json!({"type": "tool_use", "id": format!("toolu_mock_{i}"), "name": n, "input": a}));
+            content.push(json!({"type": "tool_use", "id": tool_id(i), "name": n, "input": a}));
         }
         return axum::Json(
-            json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
+            json!({"id": message_id, "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": stop, "usage": {"input_tokens": 13, "output_tokens": 5}}),
         )
         .into_response();
@@ -258,7 +281,7 @@ async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Res
     let mut frames: Vec<(Option<&'static str>, Value)> = vec![(
         Some("message_start"),
         json!({"type": "message_start", "message": {
-        "id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null,
+        "id": message_id, "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null,
         "usage": {"input_tokens": 13, "output_tokens": 1}}}),
     )];
     let mut index = 0;
@@ -280,7 +303,7 @@ async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Res
         frames.push((
             Some("content_block_start"),
             json!({"type": "content_block_start", "index": index,
-            "content_block": {"type": "tool_use", "id": format!("toolu_mock_{i}"), "name": name, "input": {}}}),
+            "content_block": {"type": "tool_use", "id": tool_id(i), "name": name, "input": {}}}),
         ));
         let args = args.to_string();
         let mid = args.char_indices().map(|(i, _)| i).find(|&i| i >= args.len() / 2).unwrap_or(0);

@@ -98,6 +98,7 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
         auth_token: args.auth_token()?,
         max_body_bytes: args.max_body_bytes,
         cache_dir: Some(args.data_dir.join("cache")),
+        native_dir: Some(args.data_dir.join("native")),
         policies,
         ..ServerOptions::default()
     };

@@ -2,6 +2,7 @@
 
 mod client;
 mod daemon;
+mod native_hook;
 mod render;
 mod run;
 mod sessions;
@@ -45,6 +46,10 @@ enum Command {
     /// List, show and delete sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Used by native CLIs (Claude Code) as their hook command: reads the hook's JSON on stdin, asks the
+    /// session's server, prints the answer. Not for people.
+    #[command(hide = true)]
+    NativeHook(native_hook::HookArgs),
 }
 
 #[derive(Args, Debug)]
@@ -216,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(ServerAction::Stop) => daemon::stop(&options).await,
         },
         Command::Sessions(cmd) => sessions::run(cmd).await,
+        Command::NativeHook(args) => native_hook::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Attach(args) => {
             if args.prompt_given() {

@@ -40,6 +40,26 @@ impl SessionConfig {
                 BUILTIN_HARNESSES.join(", ")
             ));
         }
+        if let Some(mode) = &self.executor.permission_mode
+            && !super::CLAUDE_PERMISSION_MODES.contains(&mode.as_str())
+        {
+            return Err(format!(
+                "executor.permission_mode '{mode}' is not one of {}",
+                super::CLAUDE_PERMISSION_MODES.join(", ")
+            ));
+        }
+        let native_only = [
+            (self.executor.permission_mode.is_some(), "permission_mode"),
+            (!self.executor.launch_args.is_empty(), "launch_args"),
+            (self.executor.config_dir.is_some(), "config_dir"),
+            (self.executor.cli_path.is_some(), "cli_path"),
+        ];
+        if let Some((_, key)) = native_only.iter().find(|(set, _)| *set).filter(|_| !self.executor.is_native()) {
+            return Err(format!("executor.{key} applies to native harnesses ({}) only", super::CLAUDE_NATIVE));
+        }
+        if let Some(arg) = self.executor.launch_args.iter().find(|a| a.contains('\0')) {
+            return Err(format!("executor.launch_args: {arg:?} contains a NUL byte"));
+        }
         if let Some(mb) = self.executor.memory_mb
             && !(16..=1024).contains(&mb)
         {

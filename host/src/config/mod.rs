@@ -17,8 +17,25 @@ use serde_json::Value;
 /// Largest config file accepted.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
-/// Builtin harness names.
-pub const BUILTIN_HARNESSES: [&str; 1] = ["agent"];
+/// Builtin harness names: the WASM agent loop, and Claude Code run as a native CLI in the session's terminal.
+pub const BUILTIN_HARNESSES: [&str; 2] = ["agent", CLAUDE_NATIVE];
+
+/// The harness that runs the real Claude Code CLI in a tmux terminal owned by the session.
+pub const CLAUDE_NATIVE: &str = "claude-native";
+
+/// Claude Code's permission modes (`executor.permission_mode`).
+pub const CLAUDE_PERMISSION_MODES: [&str; 5] = ["default", "acceptEdits", "plan", "auto", "bypassPermissions"];
+
+/// Where a native CLI keeps its own config and login.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NativeConfigDir {
+    /// The user's own (`~/.claude`): their login, settings and skills.
+    #[default]
+    Inherit,
+    /// A fresh folder per session under the data dir (nothing of the user's is read or changed).
+    Isolated,
+}
 
 /// A config error, rendered `file:line:column: message` when the position is known.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +113,18 @@ pub struct Executor {
     /// Prices of the model, for cost accounting and cost policies (default: a table of well-known models).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<Pricing>,
+    /// Native harnesses: the CLI's permission mode (claude: default, acceptEdits, plan, auto, bypassPermissions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<String>,
+    /// Native harnesses: extra arguments for the CLI, passed as they are (no shell).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_args: Vec<String>,
+    /// Native harnesses: the user's own CLI config (`inherit`, default) or a private one per session (`isolated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_dir: Option<NativeConfigDir>,
+    /// Native harnesses: the CLI's executable (default: `claude` on the server's PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli_path: Option<String>,
 }
 
 /// US dollars per million tokens.
@@ -154,7 +183,16 @@ impl Executor {
             memory_mb: None,
             profile: None,
             pricing: None,
+            permission_mode: None,
+            launch_args: Vec::new(),
+            config_dir: None,
+            cli_path: None,
         }
+    }
+
+    /// Whether the harness is a native CLI run in the session's terminal (not a WASM component).
+    pub fn is_native(&self) -> bool {
+        self.harness == CLAUDE_NATIVE
     }
 }
 

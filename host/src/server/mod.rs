@@ -6,6 +6,7 @@ pub mod error;
 mod extract;
 mod files;
 mod guards;
+mod native;
 pub mod policies;
 mod responses;
 mod sessions;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+use crate::native::{Natives, Runners};
 use crate::policy::PolicyEnv;
 use crate::session::Sessions;
 use crate::store::Store;
@@ -51,6 +53,9 @@ pub struct ServerOptions {
     pub policies: crate::policy::PolicyMap,
     /// Longest a client may take to send a request's headers, and again its body; then it is cut off.
     pub read_timeout: Duration,
+    /// Where native sessions keep their CLI's folder (`<data-dir>/native`; None: a folder under the system's
+    /// temporary dir).
+    pub native_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -62,6 +67,7 @@ impl Default for ServerOptions {
             cache_dir: None,
             policies: Default::default(),
             read_timeout: Duration::from_secs(30),
+            native_dir: None,
         }
     }
 }
@@ -72,6 +78,8 @@ pub struct AppState {
     /// Policy components and the server-wide defaults (checks of declarations made over REST).
     pub policies: Arc<PolicyEnv>,
     pub heartbeat: Duration,
+    /// The native CLI bridges (hooks and terminals).
+    pub natives: Arc<Natives>,
     auth_token: Option<Arc<str>>,
 }
 
@@ -158,10 +166,11 @@ pub fn check_exposure(addr: SocketAddr, options: &ServerOptions) -> Result<(), S
     }
 }
 
-pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOptions) -> Router {
+pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, natives: Arc<Natives>, options: &ServerOptions) -> Router {
     let state = AppState {
         sessions,
         policies,
+        natives,
         heartbeat: options.heartbeat,
         auth_token: options.auth_token.as_deref().map(Arc::from),
     };
@@ -199,7 +208,11 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, options: &ServerOpti
         .route("/policies", get(policies::server_policies))
         .route("/agents", get(agents::list_agents).post(agents::create_agent))
         .route("/responses", axum::routing::post(responses::create))
-        .route("/agents/{id}", get(agents::get_agent));
+        .route("/agents/{id}", get(agents::get_agent))
+        .route("/sessions/{id}/native/hooks/{event}", axum::routing::post(native::hook))
+        .route("/sessions/{id}/resources/terminals", get(native::list_terminals))
+        .route("/sessions/{id}/resources/terminals/{tid}", get(native::get_terminal).delete(native::delete_terminal))
+        .route("/sessions/{id}/resources/terminals/{tid}/screen", get(native::screen));
     let guarded = Router::new()
         .nest("/v1", v1)
         .route("/openapi.json", get(openapi))
@@ -249,6 +262,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 pub struct Server {
     pub sessions: Sessions,
     pub policies: Arc<PolicyEnv>,
+    pub natives: Arc<Natives>,
     pub listener: TcpListener,
     pub options: ServerOptions,
     pub shutdown: CancellationToken,
@@ -267,7 +281,21 @@ impl Server {
             .map_err(|e| StartError::Runtime(format!("{e:#}")))?;
         turns.policies.check(&options.policies).await.map_err(StartError::Policies)?;
         let policies = turns.policies.clone();
-        let sessions = Sessions::new(store, shutdown.clone(), Arc::new(turns));
+        let addr = listener.local_addr().expect("bound listener has an address");
+        // Hooks of native CLIs call back on loopback, whatever address the server listens on.
+        let hook_addr = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+        let native_dir = options
+            .native_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("omnigent-native-{}", addr.port())));
+        let natives = Arc::new(Natives::new(
+            native_dir,
+            format!("http://{hook_addr}"),
+            options.auth_token.clone(),
+            policies.clone(),
+        ));
+        let runners = Runners { wasm: Arc::new(turns), natives: natives.clone() };
+        let sessions = Sessions::new(store, shutdown.clone(), Arc::new(runners));
         let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
         if recovered > 0 {
             tracing::warn!(
@@ -275,7 +303,7 @@ impl Server {
                 "found sessions whose turn was cut short by the last shutdown: resuming them (or failing them with a reason)"
             );
         }
-        Ok(Server { sessions, policies, listener, options, shutdown })
+        Ok(Server { sessions, policies, natives, listener, options, shutdown })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -284,7 +312,7 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled; open streams then end with `[DONE]`.
     pub async fn run(self) -> std::io::Result<()> {
-        let app = router(self.sessions.clone(), self.policies.clone(), &self.options);
+        let app = router(self.sessions.clone(), self.policies.clone(), self.natives.clone(), &self.options);
         let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         // A client that dribbles its headers (or sends none) is cut off instead of holding a connection forever.
         builder

@@ -364,6 +364,8 @@ pub async fn delete_session(
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let id = session_id(&id)?;
     state.sessions.delete(&id).await?;
+    // Its CLI (if it had one) goes with it.
+    state.natives.stop(&id).await;
     Ok(Json(DeletedResponse { id: id.to_string(), object: "conversation.deleted", deleted: true }))
 }
 

@@ -150,7 +150,8 @@ impl Gate {
                     }
                     Outcome::Ask(mut asked) => {
                         let (changes, labels) = (std::mem::take(&mut asked.changes), std::mem::take(&mut asked.labels));
-                        let ask = self.ask(phase, target, call_id, &data, asked);
+                        let id = format!("elicit_{}", crate::ids::random_hex());
+                        let ask = self.ask(id, phase, target, call_id, &data, asked);
                         let mut events = self.policy_writes(changes, labels);
                         events.push(protocol::elicitation_request(ask.request.clone()));
                         events.push(protocol::status(&self.session, crate::record::SessionStatus::Paused, None));
@@ -181,11 +182,56 @@ impl Gate {
         verdict
     }
 
+    /// Asks a human on behalf of a native CLI's own consent prompt (not a policy): `asker` is the name the
+    /// question carries, `elicitation_id` is minted by the caller (so it can resolve the question if the CLI
+    /// stops waiting, say because the human answered in the terminal). Pauses the session until an answer, a
+    /// timeout (`timeout_s`) or the turn's end.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn consent(
+        &self,
+        journal: &Journal,
+        elicitation_id: &str,
+        asker: &str,
+        message: String,
+        tool: &str,
+        call_id: Option<&str>,
+        data: &Value,
+        timeout_s: u64,
+    ) -> ApprovalAction {
+        let asked = Asked {
+            policies: vec![asker.to_string()],
+            message,
+            data: None,
+            changes: Vec::new(),
+            labels: Map::new(),
+            held_changes: Vec::new(),
+            held_labels: Map::new(),
+            timeout_s,
+        };
+        let ask = self.ask(elicitation_id.to_string(), Phase::ToolCall, Some(tool), call_id, data, asked);
+        let events = vec![
+            protocol::elicitation_request(ask.request.clone()),
+            protocol::status(&self.session, crate::record::SessionStatus::Paused, None),
+        ];
+        let (tx, rx) = oneshot::channel();
+        tracing::info!(session = %self.session, elicitation = %elicitation_id, tool, "the CLI asks for consent; the session is paused");
+        let waiter = Waiter::Approval(elicitation_id.to_string(), tx);
+        journal.record(events, vec![waiter], Entry::Ask(Box::new(ask.clone()))).await;
+        self.answer(&ask, Some(rx)).await
+    }
+
     /// A new question to a human, as journaled (the request event's payload included). `data`: the payload as
     /// the policies saw it, previewed in the request.
-    fn ask(&self, phase: Phase, target: Option<&str>, call_id: Option<&str>, data: &Value, asked: Asked) -> Ask {
+    fn ask(
+        &self,
+        elicitation_id: String,
+        phase: Phase,
+        target: Option<&str>,
+        call_id: Option<&str>,
+        data: &Value,
+        asked: Asked,
+    ) -> Ask {
         let Asked { policies, message, data: rewritten, held_changes, held_labels, timeout_s, .. } = asked;
-        let elicitation_id = format!("elicit_{}", crate::ids::random_hex());
         let expires_at = secs(now_us()) + timeout_s as i64;
         let request = ElicitationRequest {
             elicitation_id: &elicitation_id,

@@ -48,6 +48,10 @@ pub enum Entry {
     Emit,
     /// A file the harness wrote.
     File { id: String },
+    /// How far a native CLI's own record (Claude's transcript) has been mirrored into the session, and whether
+    /// the turn's message reached the CLI: committed with the events read up to there, so a restart neither
+    /// repeats nor loses one.
+    NativeCursor { offset: u64, delivered: bool },
 }
 
 /// Messages as journaled now, or by versions before the journal was an enum (roles in lowercase), so a turn cut
@@ -76,6 +80,7 @@ pub enum Kind {
     Steering,
     Emit,
     File,
+    NativeCursor,
 }
 
 impl Entry {
@@ -90,6 +95,7 @@ impl Entry {
             Entry::Steering { .. } => Kind::Steering,
             Entry::Emit => Kind::Emit,
             Entry::File { .. } => Kind::File,
+            Entry::NativeCursor { .. } => Kind::NativeCursor,
         }
     }
 }
@@ -204,6 +210,11 @@ impl Journal {
     pub fn take(&self, kind: Kind) -> Option<Entry> {
         let mut s = self.state.lock().unwrap();
         if s.replay.front().is_some_and(|e| e.kind() == kind) { s.replay.pop_front() } else { None }
+    }
+
+    /// Takes the whole replay at once: a native turn does not replay host calls, it reads where it was.
+    pub fn take_all(&self) -> Vec<Entry> {
+        self.state.lock().unwrap().replay.drain(..).collect()
     }
 
     pub fn replaying(&self) -> bool {

@@ -1,0 +1,111 @@
+//! Answers to Claude's hooks (the CLI runs `omnigent native-hook`, which posts the hook's JSON here and prints
+//! our answer back). Tool calls go through the session's policy chain (`tool_call`, `tool_result`); the CLI's
+//! own consent prompt becomes an elicitation anyone can answer; the rest are reports for the running turn.
+//!
+//! An empty answer (`{}`) lets Claude go on as it would alone — its own consent prompt included — so nothing
+//! here ever allows silently what Claude would have asked about.
+
+use serde_json::{Value, json};
+
+use super::{ClaudeBridge, HookCall, LiveTurn};
+use crate::ids::SessionId;
+use crate::policy::Phase;
+use crate::session::{ApprovalAction, Input, Sessions};
+
+/// How long the CLI's own consent question may wait for an answer from omnigent (the terminal can answer it
+/// meanwhile); then Claude's own prompt is all that is left.
+const CONSENT_TIMEOUT_S: u64 = 86_400;
+/// The name a consent question carries where a policy's name would be.
+pub const CONSENT_ASKER: &str = "claude_native_permission";
+
+/// The answer to one hook call.
+pub async fn answer(bridge: &ClaudeBridge, sessions: &Sessions, event: &str, body: Value) -> Value {
+    let live = bridge.live();
+    match (event, live) {
+        ("PreToolUse", Some(live)) => pre_tool_use(&live, &body).await,
+        ("PermissionRequest", Some(live)) => permission(&live, sessions, &bridge.session, &body).await,
+        ("PostToolUse", Some(live)) => post_tool_use(&live, &body).await,
+        (_, Some(live)) => {
+            let _ = live.hooks.send(HookCall { event: event.to_string(), body });
+            json!({})
+        }
+        // Nothing of ours runs (the human drives the terminal alone): Claude decides as it would.
+        (_, None) => json!({}),
+    }
+}
+
+fn tool_of(body: &Value) -> (String, String) {
+    let name = body["tool_name"].as_str().unwrap_or("tool").to_string();
+    (name, body["tool_input"].to_string())
+}
+
+/// Before a tool runs: the policies' `tool_call` verdict. A deny is Claude's deny (the model reads the reason);
+/// a human's accept of a policy's question is an allow (no second prompt); otherwise Claude asks as usual.
+async fn pre_tool_use(live: &LiveTurn, body: &Value) -> Value {
+    let (name, arguments) = tool_of(body);
+    let call = json!({"name": name, "arguments": arguments});
+    let call_id = body["tool_use_id"].as_str();
+    let waited = live.gate.waited();
+    match live.gate.check(&live.journal, Phase::ToolCall, Some(&name), call, None, call_id).await {
+        Err(reason) => json!({"hookSpecificOutput": {"hookEventName": "PreToolUse",
+            "permissionDecision": "deny", "permissionDecisionReason": reason}}),
+        Ok(_) if live.gate.waited() > waited => json!({"hookSpecificOutput": {"hookEventName": "PreToolUse",
+            "permissionDecision": "allow", "permissionDecisionReason": "approved in omnigent"}}),
+        Ok(_) => json!({}),
+    }
+}
+
+/// After a tool ran: the policies' `tool_result` verdict. The result is already with Claude; a deny is reported
+/// (`response.policy_denied`) and told to the model.
+async fn post_tool_use(live: &LiveTurn, body: &Value) -> Value {
+    let (name, arguments) = tool_of(body);
+    let seen = json!({"result": body["tool_response"].to_string(), "is_error": false});
+    let call = json!({"name": name, "arguments": arguments});
+    match live.gate.check(&live.journal, Phase::ToolResult, Some(&name), seen, Some(&call), None).await {
+        Err(reason) => json!({"hookSpecificOutput": {"hookEventName": "PostToolUse",
+            "additionalContext": format!("omnigent policy: {reason}")}}),
+        Ok(_) => json!({}),
+    }
+}
+
+/// Claude's own consent prompt (also on screen): an elicitation anyone can answer. If the human answers in the
+/// terminal first, Claude drops this hook call; the question is then resolved as answered there.
+async fn permission(live: &LiveTurn, sessions: &Sessions, session: &SessionId, body: &Value) -> Value {
+    let (name, arguments) = tool_of(body);
+    let eid = format!("elicit_claude_perm_{}", &crate::ids::random_hex()[..20]);
+    let mut guard = AnsweredElsewhere { sessions: sessions.clone(), session: session.clone(), eid: Some(eid.clone()) };
+    let call = json!({"name": name, "arguments": arguments});
+    let message = format!("Claude Code wants to call **{name}**");
+    let action =
+        live.gate.consent(&live.journal, &eid, CONSENT_ASKER, message, &name, None, &call, CONSENT_TIMEOUT_S).await;
+    guard.eid = None;
+    let decision = match action {
+        ApprovalAction::Accept => json!({"behavior": "allow"}),
+        ApprovalAction::Decline => json!({"behavior": "deny", "message": "a human declined this in omnigent"}),
+        // Timed out or cancelled: Claude's own prompt decides.
+        _ => return json!({}),
+    };
+    json!({"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}})
+}
+
+/// Resolves a consent question when its hook call goes away unanswered (Claude stopped waiting: the human
+/// answered in the terminal, or the turn was interrupted), so no client keeps showing it.
+struct AnsweredElsewhere {
+    sessions: Sessions,
+    session: SessionId,
+    eid: Option<String>,
+}
+
+impl Drop for AnsweredElsewhere {
+    fn drop(&mut self) {
+        let Some(eid) = self.eid.take() else { return };
+        let (sessions, session) = (self.sessions.clone(), self.session.clone());
+        tokio::spawn(async move {
+            let content = Some(json!({"reason": "answered_in_terminal"}));
+            let input = Input::Approval { elicitation_id: eid.clone(), action: ApprovalAction::Cancel, content };
+            if let Err(e) = sessions.post(&session, input).await {
+                tracing::debug!(session = %session, elicitation = %eid, error = %e, "resolving a consent question answered in the terminal");
+            }
+        });
+    }
+}

@@ -1,0 +1,452 @@
+//! A turn of a Claude Code session: the CLI is started (or adopted), the user's message passes the `request`
+//! policies, is pasted into the composer and confirmed delivered (Claude's UserPromptSubmit hook reports the
+//! same text), then the transcript is followed until the turn ends there. Messages sent meanwhile steer the
+//! turn (Claude queues them); an interrupt is Escape. Every transcript record read is committed with the cursor
+//! that passed it, so a restart neither repeats nor loses an item.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::screen::{composer, last_lines};
+use super::transcript::{Seen, Tail, in_conversation_order, map};
+use super::{ClaudeBridge, HookCall, LiveTurn};
+use crate::native::Natives;
+use crate::policy::{Phase, PolicyMap};
+use crate::protocol;
+use crate::record::{Item, now_us, secs};
+use crate::session::{FailureCode, Sessions, TokenUsage, TurnOutcome, TurnStart};
+use crate::store::Page;
+use crate::turn::gate::Gate;
+use crate::turn::journal::{Entry, Journal};
+
+/// How often the transcript is read while a turn runs.
+const POLL: Duration = Duration::from_millis(40);
+/// Longest wait for the composer (Claude starts in about 2 s; a first start may install things).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Re-press Enter after these waits for the delivery's acknowledgement, then give up.
+const ENTER_RETRIES: [Duration; 4] =
+    [Duration::from_secs(2), Duration::from_secs(2), Duration::from_secs(4), Duration::from_secs(8)];
+/// After Claude's Stop hook, how long the transcript may take to show the turn's end before the bridge ends it.
+const SETTLE: Duration = Duration::from_secs(3);
+/// After Escape, how long Claude may take to record the interruption.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
+/// How often the pane is checked for a CLI that exited.
+const LIVENESS: Duration = Duration::from_secs(1);
+
+fn failed(code: &str, message: String) -> TurnOutcome {
+    TurnOutcome::Failed { code: FailureCode::of(code), message }
+}
+
+/// Runs a turn to its end and reports the outcome to the session's actor.
+pub async fn run(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
+    let id = turn.record.id.clone();
+    let response_id = turn.response_id.clone();
+    let bridge = natives.bridge(&id);
+    let outcome = drive(&natives, &bridge, &sessions, turn).await;
+    bridge.set_live(None);
+    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
+        tracing::error!(session = %id, error = %e, "could not record the end of a native turn; a restart resumes it");
+    }
+}
+
+async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
+    let TurnStart { record, response_id, config, shared, resume } = turn;
+    let cwd = config
+        .os_env
+        .as_ref()
+        .and_then(|o| o.cwd.clone())
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(std::env::temp_dir);
+    let session_policies = PolicyMap::of_session(&record.policy.policies);
+    let agent_policies = config.policies.clone().unwrap_or_default();
+    let chain = match natives.policies.chain(&session_policies, &agent_policies).await {
+        Ok(c) => c,
+        Err(e) => return failed(FailureCode::PolicyInvalid.as_str(), e),
+    };
+    let journal = match Journal::open(sessions, &record.id, &response_id, resume).await {
+        Ok(j) => j,
+        Err(e) => return failed(FailureCode::JournalUnavailable.as_str(), e),
+    };
+    // A resumed turn goes on from its cursor (the CLI kept working while the server was away).
+    let cursor = journal.take_all().into_iter().rev().find_map(|e| match e {
+        Entry::NativeCursor { offset, delivered } => Some((offset, delivered)),
+        _ => None,
+    });
+    let running = match bridge.ensure(natives, &config, &cwd).await {
+        Ok(r) => r,
+        Err(e) => return failed("native_launch_failed", e.to_string()),
+    };
+    let gate = Gate::new(chain, sessions, &record, &response_id, config.executor.clone(), shared.cancel.clone());
+    let (hooks, mut reports) = mpsc::unbounded_channel();
+    let live = Arc::new(LiveTurn { response_id: response_id.clone(), gate, journal, hooks, config: config.clone() });
+    bridge.set_live(Some(live.clone()));
+    let start = std::fs::metadata(&running.transcript).map(|m| m.len()).unwrap_or(0);
+    let (offset, delivered) = cursor.unwrap_or((start, false));
+    let mut follow = Follow {
+        bridge: bridge.clone(),
+        sessions: sessions.clone(),
+        live: live.clone(),
+        tail: Tail { path: running.transcript.clone(), offset },
+        usage: HashMap::new(),
+        model: config.executor.model.clone().unwrap_or_default(),
+        steered: Vec::new(),
+        stop_seen: None,
+    };
+    if !delivered {
+        let text = match pending_text(sessions, &record.id).await {
+            Ok(t) if !t.trim().is_empty() => t,
+            Ok(_) => return failed("native_delivery_failed", "the turn has no message to deliver".into()),
+            Err(e) => return failed(FailureCode::StorageError.as_str(), e),
+        };
+        if live.gate.judges(Phase::Request) {
+            let request = json!({"user_content": text, "attachments": []});
+            if let Err(reason) = live.gate.check(&live.journal, Phase::Request, None, request, None, None).await {
+                live.journal.flush(Vec::new()).await;
+                return failed(FailureCode::PolicyDenied.as_str(), reason);
+            }
+        }
+        if let Err(outcome) = follow.deliver(&text, &mut reports, &shared.cancel).await {
+            return outcome;
+        }
+    }
+    let outcome = follow.until_end(&mut reports, &shared).await;
+    live.journal.flush(Vec::new()).await;
+    match live.journal.storage_failure() {
+        Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
+        _ => outcome,
+    }
+}
+
+/// The user messages this turn answers: those after the last thing that was not a user message.
+async fn pending_text(sessions: &Sessions, id: &crate::ids::SessionId) -> Result<String, String> {
+    let page = Page { limit: 100, after: None, before: None, descending: true };
+    let (items, _) = sessions.store().list_items(id, &page).await.map_err(|e| e.to_string())?;
+    let mut texts: Vec<String> = items
+        .iter()
+        .take_while(|i: &&Item| i.item_type == "message" && i.data["role"] != "assistant")
+        .map(|i| user_text(&i.data["content"]))
+        .collect();
+    texts.reverse();
+    Ok(texts.join("\n\n"))
+}
+
+fn user_text(content: &serde_json::Value) -> String {
+    match content {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(parts) => {
+            parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n")
+        }
+        _ => String::new(),
+    }
+}
+
+/// What a paste must be for the composer: newlines as `\n`, no control characters but tabs.
+pub fn normalize(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
+/// A turn in progress, from delivery to its end.
+struct Follow {
+    bridge: Arc<ClaudeBridge>,
+    sessions: Sessions,
+    live: Arc<LiveTurn>,
+    tail: Tail,
+    /// Tokens per model response (Claude repeats a response's usage on each of its lines).
+    usage: HashMap<String, TokenUsage>,
+    model: String,
+    /// Steering messages pasted while Claude was busy, not yet seen queued.
+    steered: Vec<String>,
+    stop_seen: Option<Instant>,
+}
+
+impl Follow {
+    /// Pastes the message and waits for Claude to confirm it took it (its UserPromptSubmit hook reports the
+    /// same text). Enter is pressed again while the draft still sits in the composer; the turn fails loudly if
+    /// no confirmation comes.
+    async fn deliver(
+        &mut self,
+        text: &str,
+        reports: &mut mpsc::UnboundedReceiver<HookCall>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), TurnOutcome> {
+        let tmux = self.bridge.tmux.clone();
+        let text = normalize(text);
+        self.wait_ready(cancel).await?;
+        let delivery_failed = |why: String| failed("native_delivery_failed", why);
+        tmux.paste(&text).await.map_err(|e| delivery_failed(format!("pasting the message failed: {e}")))?;
+        // The draft must be in the composer before Enter submits it.
+        let shown = Instant::now();
+        while shown.elapsed() < Duration::from_secs(5) {
+            if tmux.capture(false).await.ok().and_then(|s| composer(&s)).is_some_and(|d| !d.is_empty()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        tmux.keys(&["Enter"]).await.map_err(|e| delivery_failed(format!("pressing Enter failed: {e}")))?;
+        let mut held = Vec::new();
+        let mut outcome = Err(());
+        'retries: for (attempt, wait) in ENTER_RETRIES.iter().enumerate() {
+            let until = tokio::time::Instant::now() + *wait;
+            loop {
+                let report = tokio::select! {
+                    r = reports.recv() => r,
+                    _ = tokio::time::sleep_until(until) => None,
+                    _ = cancel.cancelled() => return Err(TurnOutcome::Interrupted),
+                };
+                let Some(report) = report else { break };
+                let prompt = report.body["prompt"].as_str().map(normalize);
+                if report.event == "UserPromptSubmit" && prompt.is_some_and(|p| p.trim() == text.trim()) {
+                    outcome = Ok(());
+                    break 'retries;
+                }
+                held.push(report);
+            }
+            let screen = tmux.capture(false).await.unwrap_or_default();
+            if self.pane_dead().await {
+                return Err(self.exited().await);
+            }
+            match composer(&screen) {
+                Some(draft) if !draft.is_empty() => {
+                    tracing::info!(session = %self.bridge.session, attempt, "the message still sits in Claude's composer; pressing Enter again");
+                    let _ = tmux.keys(&["Enter"]).await;
+                }
+                // Left the composer but not confirmed yet: Claude may be slow to run its hook.
+                Some(_) => {}
+                None => {
+                    tracing::info!(session = %self.bridge.session, "a dialog covers Claude's composer while delivering")
+                }
+            }
+        }
+        // Reports that came meanwhile are the turn's (a fast Stop, a delta).
+        for report in held {
+            self.on_report(report).await;
+        }
+        if outcome.is_err() {
+            let screen = tmux.capture(false).await.unwrap_or_default();
+            // Clear the composer so the text is not glued to the next message.
+            let _ = tmux.keys(&["Escape"]).await;
+            return Err(delivery_failed(format!(
+                "Claude did not confirm the message within {} s; the terminal shows:\n{}",
+                ENTER_RETRIES.iter().map(Duration::as_secs).sum::<u64>(),
+                last_lines(&screen, 12)
+            )));
+        }
+        let entry = Entry::NativeCursor { offset: self.tail.offset, delivered: true };
+        self.live.journal.record(Vec::new(), Vec::new(), entry).await;
+        Ok(())
+    }
+
+    /// Waits until the composer is on screen; a CLI that exits meanwhile fails the turn with its last lines.
+    async fn wait_ready(&self, cancel: &tokio_util::sync::CancellationToken) -> Result<(), TurnOutcome> {
+        let started = Instant::now();
+        loop {
+            let screen = self.bridge.tmux.capture(false).await.unwrap_or_default();
+            if composer(&screen).is_some() {
+                return Ok(());
+            }
+            if self.pane_dead().await {
+                return Err(self.exited().await);
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(failed(
+                    "native_delivery_failed",
+                    format!(
+                        "Claude's composer did not appear within {} s (a dialog may wait for a human: attach to \
+                         the session's terminal); the terminal shows:\n{}",
+                        READY_TIMEOUT.as_secs(),
+                        last_lines(&screen, 12)
+                    ),
+                ));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = cancel.cancelled() => return Err(TurnOutcome::Interrupted),
+            }
+        }
+    }
+
+    async fn pane_dead(&self) -> bool {
+        match self.bridge.tmux.pane().await {
+            Ok(p) => p.dead,
+            Err(_) => !self.bridge.tmux.alive().await,
+        }
+    }
+
+    /// The failure of a CLI that exited, with what its terminal showed last.
+    async fn exited(&self) -> TurnOutcome {
+        let status = self.bridge.tmux.pane().await.ok().and_then(|p| p.exit_status);
+        let screen = self.bridge.tmux.capture(false).await.unwrap_or_default();
+        let status = status.map(|s| format!(" with status {s}")).unwrap_or_default();
+        failed(
+            "native_process_exited",
+            format!(
+                "Claude Code exited{status}; the next message starts it again. Its terminal showed:\n{}",
+                last_lines(&screen, 12)
+            ),
+        )
+    }
+
+    /// A hook report for the turn.
+    async fn on_report(&mut self, report: HookCall) -> Option<TurnOutcome> {
+        match report.event.as_str() {
+            "Stop" => self.stop_seen = Some(Instant::now()),
+            "StopFailure" => {
+                let why = report.body["error"]
+                    .as_str()
+                    .or(report.body["message"].as_str())
+                    .unwrap_or("the model call failed");
+                return Some(failed("native_api_error", why.to_string()));
+            }
+            "MessageDisplay" => {
+                if let Some(delta) = report.body["delta"].as_str().filter(|d| !d.is_empty()) {
+                    let id = report.body["message_id"].as_str().unwrap_or("message");
+                    let _ = self
+                        .sessions
+                        .emit(&self.bridge.session, vec![protocol::text_delta(delta, id)], Vec::new())
+                        .await;
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Mirrors the transcript until the turn ends there (or is interrupted, or the CLI exits).
+    async fn until_end(
+        &mut self,
+        reports: &mut mpsc::UnboundedReceiver<HookCall>,
+        shared: &crate::session::TurnShared,
+    ) -> TurnOutcome {
+        let mut tick = tokio::time::interval(POLL);
+        let mut interrupted_at: Option<Instant> = None;
+        let mut checked = Instant::now();
+        loop {
+            tokio::select! {
+                Some(report) = reports.recv() => {
+                    if let Some(end) = self.on_report(report).await {
+                        return end;
+                    }
+                }
+                _ = tick.tick() => {}
+                _ = shared.cancel.cancelled(), if interrupted_at.is_none() => {
+                    tracing::info!(session = %self.bridge.session, "interrupting Claude (Escape)");
+                    let _ = self.bridge.tmux.keys(&["Escape"]).await;
+                    interrupted_at = Some(Instant::now());
+                }
+            }
+            if let Some(end) = self.read_transcript().await {
+                return end;
+            }
+            if interrupted_at.is_some_and(|t| t.elapsed() > INTERRUPT_GRACE) {
+                return TurnOutcome::Interrupted;
+            }
+            if self.stop_seen.is_some_and(|t| t.elapsed() > SETTLE) {
+                tracing::debug!(session = %self.bridge.session, "Claude stopped without recording the turn's end; ending it");
+                return self.completed();
+            }
+            if self.stop_seen.is_none() && interrupted_at.is_none() {
+                self.steer(shared).await;
+            }
+            if checked.elapsed() > LIVENESS {
+                checked = Instant::now();
+                if self.pane_dead().await {
+                    // Records written just before the exit still count.
+                    let _ = self.read_transcript().await;
+                    return self.exited().await;
+                }
+            }
+        }
+    }
+
+    /// Pastes messages that arrived during the turn; Claude queues them into the running turn.
+    async fn steer(&mut self, shared: &crate::session::TurnShared) {
+        let messages: Vec<String> = shared.steering.lock().unwrap().drain(..).collect();
+        for message in messages {
+            let text = normalize(&message);
+            let tmux = &self.bridge.tmux;
+            if let Err(e) = async {
+                tmux.paste(&text).await?;
+                tmux.keys(&["Enter"]).await
+            }
+            .await
+            {
+                tracing::warn!(session = %self.bridge.session, error = %e, "steering Claude failed");
+                continue;
+            }
+            self.steered.push(text);
+        }
+    }
+
+    /// Reads new transcript records, commits their events with the cursor, and says whether the turn ended.
+    async fn read_transcript(&mut self) -> Option<TurnOutcome> {
+        let batch = match self.tail.read() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(session = %self.bridge.session, error = %e, "reading Claude's transcript failed");
+                return None;
+            }
+        };
+        if batch.is_empty() {
+            return None;
+        }
+        let mut events = Vec::new();
+        let mut end = None;
+        for (_, record) in in_conversation_order(batch) {
+            for seen in map(&record) {
+                match seen {
+                    Seen::Item { id, item_type, fields } => {
+                        let item =
+                            protocol::item(&id, item_type, "completed", &self.live.response_id, secs(now_us()), fields);
+                        events.push(protocol::output_item_done(item));
+                    }
+                    Seen::Usage { message_id, input_tokens, output_tokens, model } => {
+                        if !model.is_empty() {
+                            self.model = model;
+                        }
+                        let usage = TokenUsage { input_tokens, output_tokens };
+                        if self.usage.insert(message_id, usage).is_none() {
+                            self.live.gate.add_usage(usage);
+                        }
+                    }
+                    Seen::Queued(text) => {
+                        if let Some(i) = self.steered.iter().position(|s| s.trim() == normalize(&text).trim()) {
+                            self.steered.remove(i);
+                        }
+                    }
+                    Seen::TurnEnd => end = end.or(Some(self.completed())),
+                    Seen::Interrupted => end = end.or(Some(TurnOutcome::Interrupted)),
+                    Seen::Blocked(why) => end = end.or(Some(failed(FailureCode::PolicyDenied.as_str(), why))),
+                    Seen::ApiError(why) => end = end.or(Some(failed("native_api_error", why))),
+                    Seen::Prompt(_) => {}
+                }
+            }
+        }
+        let entry = Entry::NativeCursor { offset: self.tail.offset, delivered: true };
+        self.live.journal.record(events, Vec::new(), entry).await;
+        end
+    }
+
+    fn completed(&self) -> TurnOutcome {
+        let usage = self.live.gate.turn_usage();
+        let cost_usd = self.live.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
+        TurnOutcome::Completed { usage, model: self.model.clone(), cost_usd }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pasted_text_keeps_newlines_and_tabs_only() {
+        assert_eq!(super::normalize("a\r\nb\rc\td\x07e\x1b[1m"), "a\nb\nc\tde[1m");
+    }
+}

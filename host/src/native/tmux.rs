@@ -1,0 +1,216 @@
+//! The session's private tmux server: one socket per native session under the data dir, one tmux session
+//! `omni` with the CLI in window `main`. tmux daemonizes, so the CLI outlives a restart of omnigent, several humans
+//! can attach at once, and the host pastes, captures and sends keys through it. Every call is argv (no shell),
+//! bounded in time, and reports tmux's own stderr when it fails.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// The terminal the CLI runs in, as tmux targets it (exact names: `=` stops prefix matching).
+pub const TARGET: &str = "=omni:=main";
+/// Longest a single tmux command may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options set before the session exists (a config file, so a CLI that exits at once still leaves its pane):
+/// a dead pane stays for diagnostics, the server outlives its last session, no prefix key (keys go to the CLI),
+/// `C-]` detaches a human who attached directly.
+const TMUX_CONF: &str = "set -g remain-on-exit on\n\
+set -s exit-empty off\n\
+set -g history-limit 50000\n\
+set -s escape-time 0\n\
+set -g prefix None\n\
+set -g prefix2 None\n\
+unbind-key -a -T prefix\n\
+set -g status off\n\
+set -g focus-events on\n\
+set -g window-size latest\n\
+bind-key -n C-] detach-client\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TmuxError {
+    #[error("tmux is not installed (install it with `apt-get install tmux` or your system's package manager)")]
+    Missing,
+    #[error("tmux {command} failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("tmux {0} did not answer within 10 s")]
+    Timeout(String),
+    #[error("tmux: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What `list-panes` says of the CLI's pane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaneState {
+    pub dead: bool,
+    /// The exit status of a dead pane's process.
+    pub exit_status: Option<i32>,
+    pub pid: Option<u32>,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// What to start in the terminal.
+pub struct Launch<'a> {
+    pub cwd: &'a Path,
+    /// The whole environment of the CLI (nothing of the server's own is inherited).
+    pub env: Vec<(String, OsString)>,
+    pub program: &'a Path,
+    pub args: Vec<OsString>,
+}
+
+/// A private tmux server, by its socket.
+#[derive(Clone, Debug)]
+pub struct Tmux {
+    socket: PathBuf,
+    conf: PathBuf,
+}
+
+impl Tmux {
+    /// The server of `dir` (`dir/tmux.sock`, options in `dir/tmux.conf`); nothing starts yet.
+    pub fn in_dir(dir: &Path) -> Tmux {
+        Tmux { socket: dir.join("tmux.sock"), conf: dir.join("tmux.conf") }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&self.socket).arg("-f").arg(&self.conf);
+        c.env_remove("TMUX").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        c
+    }
+
+    /// Runs one tmux command; `input` goes to its stdin.
+    async fn run(&self, args: &[&str], input: Option<&[u8]>) -> Result<String, TmuxError> {
+        let mut command = self.command();
+        command.args(args);
+        if input.is_some() {
+            command.stdin(Stdio::piped());
+        }
+        self.finish(command, args.first().map(|a| a.to_string()).unwrap_or_default(), input).await
+    }
+
+    async fn finish(&self, mut command: Command, name: String, input: Option<&[u8]>) -> Result<String, TmuxError> {
+        let call = async {
+            let mut child = command.spawn().map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound { TmuxError::Missing } else { TmuxError::Io(e) }
+            })?;
+            if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+                stdin.write_all(bytes).await?;
+                drop(stdin);
+            }
+            let out = child.wait_with_output().await?;
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                Err(TmuxError::Failed { command: name.clone(), stderr })
+            }
+        };
+        tokio::time::timeout(CALL_TIMEOUT, call).await.map_err(|_| TmuxError::Timeout(name.clone()))?
+    }
+
+    /// Starts the server with the CLI in window `main` (`cols`×`rows` until a viewer resizes it).
+    pub async fn start(&self, launch: Launch<'_>, cols: u16, rows: u16) -> Result<(), TmuxError> {
+        std::fs::write(&self.conf, TMUX_CONF)?;
+        let mut command = self.command();
+        // The tmux server (and so the CLI) gets exactly this environment.
+        command.env_clear();
+        for (k, v) in &launch.env {
+            command.env(k, v);
+        }
+        command
+            .args(["new-session", "-d", "-s", "omni", "-n", "main", "-x", &cols.to_string(), "-y", &rows.to_string()])
+            .arg("-c")
+            .arg(launch.cwd)
+            .arg("--")
+            .arg(launch.program)
+            .args(&launch.args);
+        self.finish(command, "new-session".into(), None).await.map(drop)
+    }
+
+    /// Whether the server answers and has the CLI's window.
+    pub async fn alive(&self) -> bool {
+        self.socket.exists() && self.run(&["has-session", "-t", "=omni"], None).await.is_ok()
+    }
+
+    pub async fn pane(&self) -> Result<PaneState, TmuxError> {
+        let format = "#{pane_dead} #{pane_dead_status} #{pane_pid} #{pane_width} #{pane_height}";
+        let out = self.run(&["list-panes", "-t", TARGET, "-F", format], None).await?;
+        let fields: Vec<&str> = out.lines().next().unwrap_or_default().split(' ').collect();
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<i64>().ok());
+        Ok(PaneState {
+            dead: fields.first() == Some(&"1"),
+            exit_status: number(1).map(|s| s as i32),
+            pid: number(2).map(|p| p as u32),
+            cols: number(3).unwrap_or(0) as u16,
+            rows: number(4).unwrap_or(0) as u16,
+        })
+    }
+
+    /// The visible screen as text (wrapped lines joined); with `ansi`, colours and attributes as escapes.
+    pub async fn capture(&self, ansi: bool) -> Result<String, TmuxError> {
+        let mut args = vec!["capture-pane", "-p", "-J"];
+        if ansi {
+            args.push("-e");
+        }
+        args.extend(["-t", TARGET]);
+        self.run(&args, None).await
+    }
+
+    /// Pastes `text` into the CLI as one bracketed paste (no key is interpreted, newlines included).
+    pub async fn paste(&self, text: &str) -> Result<(), TmuxError> {
+        let buffer = format!("omni-{}", &crate::ids::random_hex()[..12]);
+        self.run(&["load-buffer", "-b", &buffer, "-"], Some(text.as_bytes())).await?;
+        self.run(&["paste-buffer", "-p", "-d", "-b", &buffer, "-t", TARGET], None).await.map(drop)
+    }
+
+    /// Sends named keys (`Enter`, `Escape`, `C-c`), leaving copy mode first so a scrolled-back pane gets them.
+    pub async fn keys(&self, keys: &[&str]) -> Result<(), TmuxError> {
+        let mut args = vec!["copy-mode", "-q", "-t", TARGET, ";", "send-keys", "-t", TARGET];
+        args.extend(keys);
+        self.run(&args, None).await.map(drop)
+    }
+
+    /// Sends raw bytes as typed (a viewer's keystrokes).
+    pub async fn type_bytes(&self, bytes: &[u8]) -> Result<(), TmuxError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut args = vec!["send-keys", "-t", TARGET, "-H"];
+        args.extend(hex.iter().map(String::as_str));
+        self.run(&args, None).await.map(drop)
+    }
+
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), TmuxError> {
+        let (c, r) = (cols.clamp(10, 1000).to_string(), rows.clamp(5, 1000).to_string());
+        self.run(&["resize-window", "-t", TARGET, "-x", &c, "-y", &r], None).await.map(drop)
+    }
+
+    /// Stops the server and everything in it; a server already gone is fine.
+    pub async fn kill(&self) {
+        if let Err(e) = self.run(&["kill-server"], None).await {
+            tracing::debug!(socket = %self.socket.display(), error = %e, "tmux kill-server");
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// The argv that attaches a terminal to the CLI's window (a human's, or a WebSocket viewer's pty).
+    pub fn attach_args(&self, read_only: bool) -> Vec<OsString> {
+        let mut args: Vec<OsString> =
+            vec!["-S".into(), self.socket.clone().into(), "-f".into(), self.conf.clone().into(), "attach".into()];
+        if read_only {
+            args.extend(["-f".into(), "ignore-size".into()]);
+        }
+        args.extend(["-t".into(), TARGET.into()]);
+        args
+    }
+}

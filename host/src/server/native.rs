@@ -1,0 +1,118 @@
+//! Routes of native sessions: the CLI's hook calls (posted by `omnigent native-hook`), and the session's
+//! terminal as a resource (Omnigent's paths: `…/resources/terminals`, ids like `terminal_claude_main`).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, DeletedResponse, session_id};
+use crate::ids::SessionId;
+use crate::native::claude::ClaudeBridge;
+
+/// The one terminal a Claude session has.
+pub const CLAUDE_TERMINAL: &str = "terminal_claude_main";
+
+/// A hook call of the session's CLI: the body is the hook's JSON as the CLI sent it, the answer is what the CLI
+/// reads back (`{}`: go on as usual).
+pub async fn hook(
+    State(state): State<AppState>,
+    Path((id, event)): Path<(String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let id = session_id(&id)?;
+    let Some(bridge) = state.natives.existing(&id) else {
+        return Err(ApiError::not_found(format!("session {id} has no native CLI")));
+    };
+    tracing::debug!(session = %id, event, "native hook");
+    Ok(Json(crate::native::claude::hooks::answer(&bridge, &state.sessions, &event, body).await))
+}
+
+async fn bridge_of(state: &AppState, raw: &str) -> Result<(SessionId, std::sync::Arc<ClaudeBridge>), ApiError> {
+    let id = session_id(raw)?;
+    state.sessions.get(&id).await?;
+    let bridge =
+        state.natives.existing(&id).ok_or_else(|| ApiError::not_found(format!("session {id} has no terminal")))?;
+    Ok((id, bridge))
+}
+
+/// The terminal as a resource; None when its tmux server is gone.
+async fn resource(id: &SessionId, bridge: &ClaudeBridge) -> Option<Value> {
+    if !bridge.tmux.alive().await {
+        return None;
+    }
+    let pane = bridge.tmux.pane().await.ok()?;
+    Some(json!({
+        "id": CLAUDE_TERMINAL, "object": "session.resource", "type": "terminal", "session_id": id.as_str(),
+        "name": "claude:main",
+        "metadata": {"terminal_name": "claude", "session_key": "main", "running": !pane.dead, "pane_dead": pane.dead,
+            "cols": pane.cols, "rows": pane.rows, "tmux_socket": bridge.tmux.socket(), "tmux_target": crate::native::tmux::TARGET},
+    }))
+}
+
+/// `GET /v1/sessions/{id}/resources/terminals`
+pub async fn list_terminals(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = session_id(&id)?;
+    state.sessions.get(&id).await?;
+    let data: Vec<Value> = match state.natives.existing(&id) {
+        Some(bridge) => resource(&id, &bridge).await.into_iter().collect(),
+        None => Vec::new(),
+    };
+    let first = data.first().map(|r| r["id"].clone());
+    Ok(Json(json!({"object": "list", "data": data, "first_id": first, "last_id": first, "has_more": false})))
+}
+
+fn check_terminal(tid: &str) -> Result<(), ApiError> {
+    if tid == CLAUDE_TERMINAL {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no terminal '{}'", crate::ids::truncate(tid, 80))))
+    }
+}
+
+/// `GET /v1/sessions/{id}/resources/terminals/{tid}`
+pub async fn get_terminal(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    check_terminal(&tid)?;
+    let (id, bridge) = bridge_of(&state, &id).await?;
+    resource(&id, &bridge).await.map(Json).ok_or_else(|| ApiError::not_found(format!("the terminal of {id} has ended")))
+}
+
+/// `DELETE /v1/sessions/{id}/resources/terminals/{tid}`: stops the CLI (the next message starts it again,
+/// resuming its conversation).
+pub async fn delete_terminal(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    check_terminal(&tid)?;
+    let (_, bridge) = bridge_of(&state, &id).await?;
+    bridge.stop().await;
+    Ok(Json(DeletedResponse { id: tid, object: "session.resource.deleted", deleted: true }))
+}
+
+#[derive(Deserialize)]
+pub struct ScreenQuery {
+    /// Keep colours and attributes as escape sequences.
+    #[serde(default)]
+    ansi: bool,
+}
+
+/// `GET /v1/sessions/{id}/resources/terminals/{tid}/screen`: what the terminal shows now, as text.
+pub async fn screen(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+    Query(q): Query<ScreenQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_terminal(&tid)?;
+    let (id, bridge) = bridge_of(&state, &id).await?;
+    let text = bridge
+        .tmux
+        .capture(q.ansi)
+        .await
+        .map_err(|e| ApiError::not_found(format!("the terminal of {id} is not available: {e}")))?;
+    Ok(Json(json!({"id": tid, "text": text})))
+}

@@ -1,0 +1,283 @@
+//! `claude-native` sessions against the real Claude Code CLI (pinned, installed by `scripts/test`), in a private
+//! tmux server, talking to the mock LLM on loopback. Each test asserts what a user sees: the session's stream,
+//! its transcript, files the CLI's tools wrote, the terminal.
+//!
+//! Without the CLI (`OMNIGENT_TEST_CLAUDE` unset) the tests are skipped with one loud line; CI sets
+//! `OMNIGENT_NATIVE_TESTS=1`, which turns a skip into a failure.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use omnigent_testkit::mock_llm::{MockLlm, Reply};
+use omnigent_testkit::{Api, ServerProcess, Sse, databases, free_port, http};
+use serde_json::{Value, json};
+
+/// Claude needs ~2 s to start and ~0.3 s per step; a tool turn with a consent prompt takes a few seconds.
+const TURN_WAIT: Duration = Duration::from_secs(60);
+
+fn claude() -> Option<PathBuf> {
+    match std::env::var("OMNIGENT_TEST_CLAUDE").ok().filter(|p| !p.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var("OMNIGENT_NATIVE_TESTS").is_ok_and(|v| v == "1") => {
+            panic!("OMNIGENT_NATIVE_TESTS=1 but OMNIGENT_TEST_CLAUDE does not name the Claude Code CLI")
+        }
+        None => {
+            eprintln!(
+                "SKIPPED: native tests need the Claude Code CLI (OMNIGENT_TEST_CLAUDE); scripts/test installs it"
+            );
+            None
+        }
+    }
+}
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_omnigent"))
+}
+
+/// A server, a mock LLM and a working folder for one test.
+struct Setup {
+    server: ServerProcess,
+    api: Api,
+    mock: MockLlm,
+    work: tempfile::TempDir,
+    _data: tempfile::TempDir,
+    cli: PathBuf,
+}
+
+impl Setup {
+    async fn new(db_url: &str, replies: Vec<Reply>) -> Option<Setup> {
+        let cli = claude()?;
+        let data = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let server = ServerProcess::start(&bin(), data.path(), db_url, free_port(), &[]).await;
+        let api = Api::new(server.url.clone());
+        let mock = MockLlm::start(replies).await;
+        Some(Setup { server, api, mock, work, _data: data, cli })
+    }
+
+    fn config(&self, extra: Value) -> Value {
+        let mut config = json!({
+            "name": "claude-test",
+            "executor": {
+                "harness": "claude-native",
+                "model": "claude-sonnet-4-5",
+                "auth": {"type": "api_key", "api_key": "sk-ant-fake-0123456789abcdef", "base_url": self.mock.url},
+                "config_dir": "isolated",
+                "cli_path": self.cli,
+            },
+            "os_env": {"cwd": self.work.path()},
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        config
+    }
+
+    async fn session(&self, extra: Value) -> String {
+        self.api.create(json!({"config": self.config(extra)})).await
+    }
+
+    async fn stream(&self, id: &str) -> Sse {
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", self.server.url), &[]).await;
+        sse.next().await.unwrap();
+        sse
+    }
+
+    async fn screen(&self, id: &str) -> String {
+        let (_, v) = self.api.get(&format!("/v1/sessions/{id}/resources/terminals/terminal_claude_main/screen")).await;
+        v["text"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits for an event of this type (and returns every frame seen up to it).
+    async fn until(&self, sse: &mut Sse, id: &str, event_type: &str) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + TURN_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match sse.next_within(left).await {
+                Ok(Some(frame)) if !frame.is_done() => {
+                    let v = frame.json();
+                    let t = v["type"].as_str().unwrap_or_default().to_string();
+                    seen.push(v);
+                    if t == event_type {
+                        return seen;
+                    }
+                }
+                _ => {
+                    let types: Vec<_> = seen.iter().map(|v| v["type"].as_str().unwrap_or("?").to_string()).collect();
+                    panic!(
+                        "no {event_type} within {TURN_WAIT:?}; saw {types:?}\nterminal:\n{}\nmock requests: {}",
+                        self.screen(id).await,
+                        self.mock.requests().len()
+                    );
+                }
+            }
+        }
+    }
+
+    async fn items(&self, id: &str) -> Vec<Value> {
+        let (status, v) = self.api.get(&format!("/v1/sessions/{id}/items")).await;
+        assert_eq!(status, 200, "{v}");
+        v["data"].as_array().unwrap().clone()
+    }
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|v| v["type"].as_str().unwrap_or_default()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_turn_streams_like_any_session() {
+    for db in databases().await {
+        let Some(t) = Setup::new(&db.url, vec![Reply::text("Hello from the mock model.")]).await else { return };
+        let id = t.session(json!({})).await;
+        let mut sse = t.stream(&id).await;
+        t.api.message(&id, "say hello").await;
+        let started = std::time::Instant::now();
+        let seen = t.until(&mut sse, &id, "response.completed").await;
+        let kinds = types(&seen);
+        eprintln!("{}: turn took {:?}; screen:\n{}", db.label, started.elapsed(), t.screen(&id).await);
+        assert!(kinds.contains(&"session.input.consumed"), "{}: {kinds:?}", db.label);
+        let done: Vec<&Value> = seen.iter().filter(|v| v["type"] == "response.output_item.done").collect();
+        assert_eq!(done.len(), 1, "{}: one item per transcript record: {kinds:?}", db.label);
+        assert_eq!(done[0]["item"]["content"][0]["text"], "Hello from the mock model.");
+        t.until(&mut sse, &id, "session.status").await;
+        let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+        assert_eq!(snap["status"], "idle", "{}: {snap}", db.label);
+        // The message reached the model as typed.
+        let main: Vec<_> = t.mock.requests().into_iter().filter(|r| r.body["tools"].is_array()).collect();
+        assert_eq!(main.len(), 1, "{}", db.label);
+        assert!(main[0].path.starts_with("/v1/messages"), "{}", main[0].path);
+        assert!(main[0].body.to_string().contains("say hello"));
+        // The terminal is a resource of the session.
+        let (status, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+        assert_eq!(status, 200);
+        assert_eq!(list["data"][0]["id"], "terminal_claude_main", "{list}");
+        assert_eq!(list["data"][0]["metadata"]["running"], true);
+        let items = t.items(&id).await;
+        assert_eq!(items.len(), 2, "{}: the user's message and the answer: {items:?}", db.label);
+        // Deleting the session stops its CLI.
+        let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap().to_string();
+        let (status, _) = t.api.call(reqwest::Method::DELETE, &format!("/v1/sessions/{id}"), None).await;
+        assert_eq!(status, 200);
+        assert!(!Path::new(&socket).exists(), "the tmux server is gone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_call_waits_for_consent_given_over_the_api() {
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![
+        Reply::tool("Bash", json!({"command": "echo native > made.txt", "description": "write a file"})),
+        Reply::text("The file is written."),
+    ];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.session(json!({})).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "write the file").await;
+    let seen = t.until(&mut sse, &id, "response.elicitation_request").await;
+    let request = seen.last().unwrap();
+    assert_eq!(request["params"]["policy_name"], "claude_native_permission", "{request}");
+    assert_eq!(request["params"]["tool_name"], "Bash");
+    let eid = request["elicitation_id"].as_str().unwrap();
+    let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["status"], "paused", "{snap}");
+    assert!(!t.work.path().join("made.txt").exists());
+    let (status, v) =
+        t.api.post(&format!("/v1/sessions/{id}/elicitations/{eid}/resolve"), json!({"action": "accept"})).await;
+    assert_eq!(status, 202, "{v}");
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let items: Vec<&Value> =
+        seen.iter().filter(|v| v["type"] == "response.output_item.done").map(|v| &v["item"]).collect();
+    let kinds: Vec<&str> = items.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["function_call", "function_call_output", "message"], "{items:?}");
+    assert_eq!(items[0]["name"], "Bash");
+    assert_eq!(items[0]["call_id"], items[1]["call_id"]);
+    assert_eq!(std::fs::read_to_string(t.work.path().join("made.txt")).unwrap(), "native\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_denies_a_tool_call_and_the_model_reads_why() {
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![
+        Reply::tool("Bash", json!({"command": "echo no > denied.txt", "description": "write"})),
+        Reply::text("Understood, I will not."),
+    ];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let policies = json!({"policies": {"no-bash": {"handler": "tool_filter",
+        "factory_params": {"deny": ["Bash"], "reason": "no shell here"}}}});
+    let id = t.session(policies).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "try it").await;
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let denied = seen.iter().find(|v| v["type"] == "response.policy_denied").expect("a policy_denied event");
+    assert_eq!(denied["phase"], "tool_call", "{denied}");
+    assert!(!t.work.path().join("denied.txt").exists());
+    let output = seen
+        .iter()
+        .find(|v| v["item"]["type"] == "function_call_output")
+        .map(|v| v["item"]["output"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(output.contains("no shell here"), "the model reads the policy's reason: {output}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_20_kb_message_arrives_byte_exact() {
+    let db = omnigent_testkit::sqlite_db();
+    let Some(t) = Setup::new(&db.url, vec![Reply::text("Got it.")]).await else { return };
+    let id = t.session(json!({})).await;
+    let mut sse = t.stream(&id).await;
+    let text: String =
+        (0..200).map(|i| format!("line {i:03}: {} \"quoted\" $(not run) `tick`\n", "x".repeat(70))).collect();
+    assert!(text.len() > 20_000);
+    t.api.message(&id, text.trim_end()).await;
+    t.until(&mut sse, &id, "response.completed").await;
+    let main = t.mock.requests().into_iter().find(|r| r.body["tools"].is_array()).unwrap();
+    let sent = main.body["messages"].to_string();
+    let expected = serde_json::to_string(text.trim_end()).unwrap();
+    assert!(sent.contains(&expected[1..expected.len() - 1]), "the model got the message as sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupt_during_a_tool_ends_the_turn() {
+    let db = omnigent_testkit::sqlite_db();
+    let replies =
+        vec![Reply::tool("Bash", json!({"command": "sleep 30; echo late > late.txt", "description": "slow"}))];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.session(json!({})).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "run the slow thing").await;
+    let seen = t.until(&mut sse, &id, "response.elicitation_request").await;
+    let eid = seen.last().unwrap()["elicitation_id"].as_str().unwrap().to_string();
+    t.api.post(&format!("/v1/sessions/{id}/elicitations/{eid}/resolve"), json!({"action": "accept"})).await;
+    // The call is in the transcript: the command runs.
+    t.until(&mut sse, &id, "response.output_item.done").await;
+    let (status, _) = t.api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "interrupt"})).await;
+    assert_eq!(status, 202);
+    t.until(&mut sse, &id, "response.incomplete").await;
+    let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+    assert_ne!(snap["status"], "running", "{snap}");
+    // The next message is a new turn with the same CLI.
+    t.mock.push(Reply::text("Still here."));
+    t.api.message(&id, "are you there?").await;
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let texts: Vec<&str> = seen.iter().filter_map(|v| v["item"]["content"][0]["text"].as_str()).collect();
+    assert_eq!(texts, ["Still here."]);
+    assert!(!t.work.path().join("late.txt").exists(), "the interrupted command was stopped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_that_cannot_start_fails_the_turn_with_a_reason() {
+    let db = omnigent_testkit::sqlite_db();
+    let Some(t) = Setup::new(&db.url, vec![]).await else { return };
+    let id = t.session(json!({"executor": {"harness": "claude-native", "cli_path": "/nonexistent/claude"}})).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "hello").await;
+    let seen = t.until(&mut sse, &id, "response.failed").await;
+    let error = &seen.last().unwrap()["response"]["error"];
+    assert_eq!(error["code"], "native_launch_failed", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("/nonexistent/claude"), "{error}");
+    let _ = http();
+}
