@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 /// Claude needs ~2 s to start and ~0.3 s per step; a tool turn with a consent prompt takes a few seconds.
 const TURN_WAIT: Duration = Duration::from_secs(60);
 
+/// One Claude at a time: each boots a TUI, and the machine has two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn claude() -> Option<PathBuf> {
     match std::env::var("OMNIGENT_TEST_CLAUDE").ok().filter(|p| !p.is_empty()) {
         Some(p) => Some(PathBuf::from(p)),
@@ -42,17 +45,21 @@ struct Setup {
     work: tempfile::TempDir,
     _data: tempfile::TempDir,
     cli: PathBuf,
+    /// Last, so it is released after the server and the CLI are gone.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Setup {
     async fn new(db_url: &str, replies: Vec<Reply>) -> Option<Setup> {
         let cli = claude()?;
+        // A test that failed holding the lock poisons it; the next one goes on.
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let data = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let server = ServerProcess::start(&bin(), data.path(), db_url, free_port(), &[]).await;
         let api = Api::new(server.url.clone());
         let mock = MockLlm::start(replies).await;
-        Some(Setup { server, api, mock, work, _data: data, cli })
+        Some(Setup { _serial: serial, server, api, mock, work, _data: data, cli })
     }
 
     fn config(&self, extra: Value) -> Value {
@@ -280,4 +287,108 @@ async fn a_cli_that_cannot_start_fails_the_turn_with_a_reason() {
     assert_eq!(error["code"], "native_launch_failed", "{error}");
     assert!(error["message"].as_str().unwrap().contains("/nonexistent/claude"), "{error}");
     let _ = http();
+}
+
+/// A config whose CLI may run Bash without asking (so no consent question stands in the way).
+fn bash_allowed() -> Value {
+    json!({"launch_args": ["--allowedTools", "Bash"]})
+}
+
+impl Setup {
+    fn with_executor(&self, extra: Value) -> Value {
+        let mut config = self.config(json!({}));
+        for (k, v) in extra.as_object().unwrap() {
+            config["executor"][k] = v.clone();
+        }
+        json!({"config": config})
+    }
+
+    async fn pane_pid(&self, id: &str) -> u32 {
+        let (_, list) = self.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+        let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().expect("a terminal").to_string();
+        let out = std::process::Command::new("tmux")
+            .args(["-S", &socket, "list-panes", "-t", "=omni:=main", "-F", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().parse().expect("a pane pid")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_during_a_turn_steers_it() {
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![
+        Reply::tool("Bash", json!({"command": "sleep 3; echo slept", "description": "wait"})),
+        Reply::text("Saw both messages."),
+    ];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.api.create(t.with_executor(bash_allowed())).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "first, wait a bit").await;
+    t.until(&mut sse, &id, "response.output_item.done").await;
+    t.api.message(&id, "also this, please").await;
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    assert!(!types(&seen).contains(&"response.created"), "the second message did not start a turn: {:?}", types(&seen));
+    let last = t.mock.requests().into_iter().rfind(|r| r.body["tools"].is_array()).unwrap();
+    assert!(last.body["messages"].to_string().contains("also this, please"), "the model saw the steering message");
+    assert_eq!(t.mock.requests().iter().filter(|r| r.body["tools"].is_array()).count(), 2, "no third model call");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_that_dies_fails_the_turn_and_the_next_message_resumes_it() {
+    let db = omnigent_testkit::sqlite_db();
+    let replies =
+        vec![Reply::tool("Bash", json!({"command": "sleep 20", "description": "wait"})), Reply::text("Back again.")];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.api.create(t.with_executor(bash_allowed())).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "remember the word kumquat, then wait").await;
+    t.until(&mut sse, &id, "response.output_item.done").await;
+    unsafe { libc::kill(t.pane_pid(&id).await as i32, libc::SIGKILL) };
+    let seen = t.until(&mut sse, &id, "response.failed").await;
+    let error = &seen.last().unwrap()["response"]["error"];
+    assert_eq!(error["code"], "native_process_exited", "{error}");
+    let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["status"], "failed", "{snap}");
+    // The next message starts Claude again in the same conversation.
+    t.api.message(&id, "what was the word?").await;
+    t.until(&mut sse, &id, "response.completed").await;
+    let last = t.mock.requests().into_iter().rfind(|r| r.body["tools"].is_array()).unwrap();
+    assert!(last.body["messages"].to_string().contains("kumquat"), "resumed with its history");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_turn_comes_back_to_the_same_cli_and_loses_nothing() {
+    for db in databases().await {
+        let replies = vec![
+            Reply::tool("Bash", json!({"command": "sleep 2; echo done > after.txt", "description": "wait"})),
+            Reply::text("Finished after the restart."),
+        ];
+        let Some(mut t) = Setup::new(&db.url, replies).await else { return };
+        let id = t.api.create(t.with_executor(bash_allowed())).await;
+        let mut sse = t.stream(&id).await;
+        t.api.message(&id, "write after.txt slowly").await;
+        t.until(&mut sse, &id, "response.output_item.done").await;
+        let pid = t.pane_pid(&id).await;
+        let port: u16 = t.server.url.rsplit(':').next().unwrap().parse().unwrap();
+        t.server.kill9();
+        drop(sse);
+        t.server = ServerProcess::start(&bin(), t._data.path(), &db.url, port, &[]).await;
+        let mut sse = t.stream(&id).await;
+        let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+        if snap["status"] != "idle" {
+            t.until(&mut sse, &id, "response.completed").await;
+        }
+        assert_eq!(t.pane_pid(&id).await, pid, "{}: the same CLI goes on", db.label);
+        assert!(t.work.path().join("after.txt").exists());
+        let items = t.items(&id).await;
+        let kinds: Vec<&str> = items.iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["message", "function_call", "function_call_output", "message"],
+            "{}: exactly once",
+            db.label
+        );
+        assert_eq!(items[3]["content"][0]["text"], "Finished after the restart.");
+    }
 }

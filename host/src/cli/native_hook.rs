@@ -45,6 +45,11 @@ pub async fn run(args: HookArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether the CLI waits on this hook's answer for a decision (a tool call, a consent, a prompt).
+fn decides(event: &str) -> bool {
+    matches!(event, "PreToolUse" | "PermissionRequest" | "UserPromptSubmit")
+}
+
 /// What the CLI gets when omnigent cannot answer: never a silent allow.
 fn fallback(event: &str) -> Value {
     match event {
@@ -79,7 +84,11 @@ async fn ask_server(args: &HookArgs, input: Vec<u8>) -> Result<Value, String> {
                 let text = response.text().await.unwrap_or_default();
                 return Err(format!("the server answered {status}: {}", crate::ids::truncate(&text, 300)));
             }
-            Err(e) if (e.is_connect() || e.is_timeout()) && started.elapsed() < RECONNECT_FOR => {
+            // Only a hook that decides something waits for a restarting server; a report is not worth holding
+            // the CLI up for (the transcript has it).
+            Err(e)
+                if (e.is_connect() || e.is_timeout()) && decides(&args.event) && started.elapsed() < RECONNECT_FOR =>
+            {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => return Err(format!("cannot reach the server at {}: {e}", endpoint.url)),
