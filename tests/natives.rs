@@ -392,3 +392,69 @@ async fn a_server_killed_mid_turn_comes_back_to_the_same_cli_and_loses_nothing()
         assert_eq!(items[3]["content"][0]["text"], "Finished after the restart.");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_terminal_is_attachable_over_a_websocket() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let db = omnigent_testkit::sqlite_db();
+    let Some(t) = Setup::new(&db.url, vec![Reply::text("Ready.")]).await else { return };
+    let id = t.session(json!({})).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "hello").await;
+    t.until(&mut sse, &id, "response.completed").await;
+    let ws_url = format!(
+        "{}/v1/sessions/{id}/resources/terminals/terminal_claude_main/attach",
+        t.server.url.replace("http", "ws")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.expect("attach");
+    // First the current screen: Claude's composer is on it.
+    let first = tokio::time::timeout(TURN_WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    let Message::Binary(screen) = first else { panic!("a binary frame first: {first:?}") };
+    assert!(String::from_utf8_lossy(&screen).contains('❯'), "the composer is on the screen");
+    // Typed bytes show in the terminal.
+    ws.send(Message::Binary(b"typed-over-ws".to_vec().into())).await.unwrap();
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    let mut echoed = Vec::new();
+    while !String::from_utf8_lossy(&echoed).contains("typed-over-ws") {
+        assert!(tokio::time::Instant::now() < deadline, "the keystrokes did not show");
+        if let Ok(Some(Ok(Message::Binary(b)))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+            echoed.extend_from_slice(&b);
+        }
+    }
+    assert!(t.screen(&id).await.contains("typed-over-ws"));
+    // A resize changes the window.
+    ws.send(Message::Text(json!({"type": "resize", "cols": 100, "rows": 30}).to_string().into())).await.unwrap();
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    loop {
+        let (_, v) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals/terminal_claude_main")).await;
+        if v["metadata"]["cols"] == 100 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the window was not resized: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A read-only viewer's keys are dropped.
+    let (mut watcher, _) = tokio_tungstenite::connect_async(format!("{ws_url}?read_only=true")).await.unwrap();
+    watcher.next().await.unwrap().unwrap();
+    watcher.send(Message::Binary(b"IGNORED".to_vec().into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!t.screen(&id).await.contains("IGNORED"));
+    // Stopping the terminal closes the socket with 4404.
+    let (status, _) = t
+        .api
+        .call(reqwest::Method::DELETE, &format!("/v1/sessions/{id}/resources/terminals/terminal_claude_main"), None)
+        .await;
+    assert_eq!(status, 200);
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await.expect("the socket closes") {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 4404);
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("closed without 4404: {other:?}"),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! - `tmux`: the session's tmux server (start, paste, keys, capture, attach argv);
 //! - `claude`: the Claude Code bridge — `launch` (settings, hooks, trust, environment), `transcript` (its JSONL
 //!   as items), `turn` (deliver, follow, end), `hooks` (answers to the CLI's hooks);
+//! - `viewer`: a remote viewer of the terminal (tmux control mode), relayed by the WebSocket route;
 //! - `files`: private files under `<data-dir>/native/<session>/`.
 //!
 //! The CLI outlives the server: tmux daemonizes, so a restart re-adopts it from its folder.
@@ -13,6 +14,7 @@
 pub mod claude;
 pub mod files;
 pub mod tmux;
+pub mod viewer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -165,6 +165,18 @@ impl Tmux {
         self.run(&args, None).await
     }
 
+    /// The visible rows as the terminal draws them (colours as escapes, wrapped rows kept apart).
+    pub async fn capture_rows(&self) -> Result<String, TmuxError> {
+        self.run(&["capture-pane", "-p", "-e", "-t", TARGET], None).await
+    }
+
+    /// Where the cursor is (column, row; from 0).
+    pub async fn cursor(&self) -> Result<(u16, u16), TmuxError> {
+        let out = self.run(&["display-message", "-p", "-t", TARGET, "#{cursor_x} #{cursor_y}"], None).await?;
+        let mut parts = out.split_whitespace().map(|p| p.parse::<u16>().unwrap_or(0));
+        Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+    }
+
     /// Pastes `text` into the CLI as one bracketed paste (no key is interpreted, newlines included).
     pub async fn paste(&self, text: &str) -> Result<(), TmuxError> {
         let buffer = format!("omni-{}", &crate::ids::random_hex()[..12]);

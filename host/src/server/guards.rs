@@ -81,12 +81,20 @@ pub(super) async fn refuse_nul_in_url(request: Request, next: Next) -> Response 
 
 pub(super) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(expected) = &state.auth_token {
-        let presented = request
+        let header = request
             .headers()
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // A browser cannot set headers on a WebSocket: the terminal's attach route also takes `?token=`.
+        let query = request
+            .uri()
+            .path()
+            .ends_with("/attach")
+            .then(|| request.uri().query())
+            .flatten()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+        let presented = header.or(query).unwrap_or("");
         // Constant-time: the comparison must not reveal how much of a guess was right.
         if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
             return ApiError::unauthorized().into_response();

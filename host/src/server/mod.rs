@@ -212,7 +212,8 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, natives: Arc<Natives
         .route("/sessions/{id}/native/hooks/{event}", axum::routing::post(native::hook))
         .route("/sessions/{id}/resources/terminals", get(native::list_terminals))
         .route("/sessions/{id}/resources/terminals/{tid}", get(native::get_terminal).delete(native::delete_terminal))
-        .route("/sessions/{id}/resources/terminals/{tid}/screen", get(native::screen));
+        .route("/sessions/{id}/resources/terminals/{tid}/screen", get(native::screen))
+        .route("/sessions/{id}/resources/terminals/{tid}/attach", get(native::attach));
     let guarded = Router::new()
         .nest("/v1", v1)
         .route("/openapi.json", get(openapi))

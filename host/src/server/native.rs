@@ -2,7 +2,9 @@
 //! terminal as a resource (Omnigent's paths: `…/resources/terminals`, ids like `terminal_claude_main`).
 
 use axum::Json;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -115,4 +117,90 @@ pub async fn screen(
         .await
         .map_err(|e| ApiError::not_found(format!("the terminal of {id} is not available: {e}")))?;
     Ok(Json(json!({"id": tid, "text": text})))
+}
+
+/// The terminal is gone (Omnigent's close code).
+const CLOSE_GONE: u16 = 4404;
+/// Something failed on our side.
+const CLOSE_INTERNAL: u16 = 1011;
+
+#[derive(Deserialize)]
+pub struct AttachQuery {
+    /// Watch only: input and resizes are dropped.
+    #[serde(default)]
+    read_only: bool,
+}
+
+/// `GET (WebSocket) /v1/sessions/{id}/resources/terminals/{tid}/attach[?read_only=true]`: binary frames out are
+/// the terminal's bytes (first the current screen), binary frames in are keystrokes, a text frame
+/// `{"type":"resize","cols":N,"rows":M}` sizes the window; the socket closes with 4404 when the terminal ends.
+pub async fn attach(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+    Query(q): Query<AttachQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    check_terminal(&tid)?;
+    let (id, bridge) = bridge_of(&state, &id).await?;
+    if !bridge.tmux.alive().await {
+        return Err(ApiError::not_found(format!("the terminal of {id} has ended")));
+    }
+    Ok(upgrade.on_upgrade(move |socket| relay(socket, bridge, q.read_only)))
+}
+
+async fn relay(mut socket: WebSocket, bridge: std::sync::Arc<ClaudeBridge>, read_only: bool) {
+    use crate::native::viewer::{Output, Viewer, snapshot};
+    let close = |code: u16, reason: &str| Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }));
+    let mut viewer = match Viewer::attach(&bridge.tmux, read_only).await {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = socket.send(close(CLOSE_INTERNAL, &e.to_string())).await;
+            return;
+        }
+    };
+    match snapshot(&bridge.tmux).await {
+        Ok(screen) => {
+            if socket.send(Message::Binary(screen.into())).await.is_err() {
+                return viewer.detach().await;
+            }
+        }
+        Err(_) => {
+            let _ = socket.send(close(CLOSE_GONE, "the terminal has ended")).await;
+            return viewer.detach().await;
+        }
+    }
+    loop {
+        tokio::select! {
+            out = viewer.next() => match out {
+                Output::Bytes(bytes) => {
+                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Output::Ended => {
+                    let _ = socket.send(close(CLOSE_GONE, "the terminal has ended")).await;
+                    return;
+                }
+            },
+            message = socket.recv() => match message {
+                Some(Ok(Message::Binary(bytes))) if !read_only => {
+                    if viewer.type_bytes(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Text(text))) if !read_only => {
+                    let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                    if v["type"] == "resize"
+                        && let (Some(cols), Some(rows)) = (v["cols"].as_u64(), v["rows"].as_u64())
+                    {
+                        let _ = viewer.resize(cols.min(1000) as u16, rows.min(1000) as u16).await;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                // Pings are answered by axum; a read-only viewer's input is dropped.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    viewer.detach().await;
 }
