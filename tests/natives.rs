@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 const TURN_WAIT: Duration = Duration::from_secs(60);
 
 /// One Claude at a time: each boots a TUI, and the machine has two cores.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn claude() -> Option<PathBuf> {
     match std::env::var("OMNIGENT_TEST_CLAUDE").ok().filter(|p| !p.is_empty()) {
@@ -46,14 +46,13 @@ struct Setup {
     _data: tempfile::TempDir,
     cli: PathBuf,
     /// Last, so it is released after the server and the CLI are gone.
-    _serial: std::sync::MutexGuard<'static, ()>,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Setup {
     async fn new(db_url: &str, replies: Vec<Reply>) -> Option<Setup> {
         let cli = claude()?;
-        // A test that failed holding the lock poisons it; the next one goes on.
-        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let serial = ONE_AT_A_TIME.lock().await;
         let data = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let server = ServerProcess::start(&bin(), data.path(), db_url, free_port(), &[]).await;
