@@ -457,3 +457,83 @@ async fn the_terminal_is_attachable_over_a_websocket() {
         }
     }
 }
+
+/// Runs `argv` in a terminal of its own (a tmux server of the test's) and returns a handle to read its screen.
+struct OuterTerminal {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OuterTerminal {
+    fn run(argv: &[&str]) -> OuterTerminal {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("outer.sock");
+        let conf = dir.path().join("outer.conf");
+        std::fs::write(&conf, "set -g remain-on-exit on\nset -s exit-empty off\n").unwrap();
+        let status = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .arg("-f")
+            .arg(&conf)
+            .args(["new-session", "-d", "-s", "outer", "-x", "110", "-y", "35", "--"])
+            .args(argv)
+            .env_remove("TMUX")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        OuterTerminal { socket, _dir: dir }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    async fn wait_for(&self, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + TURN_WAIT;
+        loop {
+            let screen = self.tmux(&["capture-pane", "-p", "-t", "=outer:"]);
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {text:?} on the screen:\n{screen}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for OuterTerminal {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn omnigent_attach_joins_the_live_terminal_and_resume_restarts_it() {
+    let db = omnigent_testkit::sqlite_db();
+    let Some(t) = Setup::new(&db.url, vec![Reply::text("Answer in the TUI.")]).await else { return };
+    let id = t.session(json!({})).await;
+    let mut sse = t.stream(&id).await;
+    // No terminal before the first turn.
+    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+    assert_eq!(list["data"], json!([]));
+    t.api.message(&id, "hello there").await;
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let created = seen.iter().find(|v| v["type"] == "session.resource.created").expect("the terminal was announced");
+    assert_eq!(created["resource"]["id"], "terminal_claude_main");
+    let bin = bin();
+    let outer = OuterTerminal::run(&[bin.to_str().unwrap(), "attach", "--server", &t.server.url, &id]);
+    // The CLI's own screen, with the conversation on it.
+    outer.wait_for("Answer in the TUI.").await;
+    outer.tmux(&["send-keys", "-t", "=outer:", "C-]"]);
+    outer.wait_for("still running").await;
+    assert!(t.screen(&id).await.contains("Answer in the TUI."), "the CLI went on after the detach");
+    // Stopped, the terminal is gone; `resume` starts it again in the same conversation.
+    t.api
+        .call(reqwest::Method::DELETE, &format!("/v1/sessions/{id}/resources/terminals/terminal_claude_main"), None)
+        .await;
+    t.until(&mut sse, &id, "session.resource.deleted").await;
+    let outer = OuterTerminal::run(&[bin.to_str().unwrap(), "resume", "--server", &t.server.url, &id]);
+    outer.wait_for("Answer in the TUI.").await;
+    t.until(&mut sse, &id, "session.resource.created").await;
+}

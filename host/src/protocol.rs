@@ -299,10 +299,11 @@ pub fn resource_created(resource: Value) -> NewEvent {
     NewEvent::new(EventType::ResourceCreated, json!({"resource": resource}))
 }
 
-pub fn resource_deleted(session: &SessionId, resource_id: &str) -> NewEvent {
+/// A resource of the session went away (`resource_type`: `file` or `terminal`).
+pub fn resource_deleted(session: &SessionId, resource_id: &str, resource_type: &str) -> NewEvent {
     NewEvent::new(
         EventType::ResourceDeleted,
-        json!({"resource_id": resource_id, "resource_type": "file", "session_id": session.as_str()}),
+        json!({"resource_id": resource_id, "resource_type": resource_type, "session_id": session.as_str()}),
     )
 }
 

@@ -6,6 +6,7 @@ mod native_hook;
 mod render;
 mod run;
 mod sessions;
+mod terminal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -18,7 +18,8 @@ use crate::protocol::EventType;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Quick start without a YAML file: a builtin harness (`agent`) or a path to a .wasm harness.
+    /// Quick start without a YAML file: a builtin harness (`agent`, or `claude-native` to run Claude Code with your
+    /// own login in a terminal the session owns) or a path to a .wasm harness.
     #[arg(value_name = "HARNESS", conflicts_with = "file")]
     harness: Option<String>,
     /// Session config (Omnigent's single-file agent YAML).
@@ -48,7 +49,7 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(id) = args.resume {
-        return join(JoinArgs { id, prompt: args.prompt, history: 20, client: args.client }, true).await;
+        return join(JoinArgs { id, prompt: args.prompt, history: 20, chat: false, client: args.client }, true).await;
     }
     if let Some(source) = &args.fork {
         let client = Client::connect(&args.client).await?;
@@ -99,6 +100,10 @@ pub struct JoinArgs {
     /// How many recent transcript items to show first.
     #[arg(long, default_value_t = 20)]
     history: usize,
+    /// On a native session (claude-native), follow the conversation as lines here instead of joining the CLI's
+    /// terminal.
+    #[arg(long)]
+    chat: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -120,6 +125,16 @@ pub async fn join(args: JoinArgs, start_server: bool) -> anyhow::Result<ExitCode
     let snapshot =
         client.request(Method::GET, &path, None).await.with_context(|| format!("cannot join session {}", args.id))?;
     let id = snapshot["id"].as_str().context("the server's answer has no session id")?.to_string();
+    let interactive = args.prompt.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if interactive && !args.chat {
+        // `resume` starts a native session's CLI again if it ended; `attach` only joins a running one.
+        if let Some(terminal) = super::terminal::find(&client, &id, start_server).await? {
+            if let Some(code) = super::terminal::attach_local(&terminal).await? {
+                return Ok(code);
+            }
+            eprintln!("the session's terminal is on the server's machine; following the conversation here instead");
+        }
+    }
     let items = snapshot["items"].as_array().cloned().unwrap_or_default();
     eprintln!("session {id}: {} ({} items)", snapshot["status"].as_str().unwrap_or("?"), items.len());
     for item in &items[items.len().saturating_sub(args.history)..] {
@@ -149,7 +164,13 @@ async fn converse(client: &Client, id: &str, prompt: Option<&str>) -> anyhow::Re
 
 /// The config `omnigent run <harness> [--model M]` uses: tools run in the current directory.
 fn quick_config(harness: String, model: Option<String>) -> SessionConfig {
-    let executor = Executor::new(&harness, Some(model.unwrap_or_else(|| "gpt-4o-mini".into())));
+    // A native CLI picks its own default model (and uses the user's own login).
+    let model = if harness == crate::config::CLAUDE_NATIVE {
+        model
+    } else {
+        Some(model.unwrap_or_else(|| "gpt-4o-mini".into()))
+    };
+    let executor = Executor::new(&harness, model);
     let cwd = std::env::current_dir().ok().map(|d| crate::config::OsEnv {
         kind: None,
         cwd: Some(d.display().to_string()),

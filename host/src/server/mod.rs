@@ -210,7 +210,7 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, natives: Arc<Natives
         .route("/responses", axum::routing::post(responses::create))
         .route("/agents/{id}", get(agents::get_agent))
         .route("/sessions/{id}/native/hooks/{event}", axum::routing::post(native::hook))
-        .route("/sessions/{id}/resources/terminals", get(native::list_terminals))
+        .route("/sessions/{id}/resources/terminals", get(native::list_terminals).post(native::ensure_terminal))
         .route("/sessions/{id}/resources/terminals/{tid}", get(native::get_terminal).delete(native::delete_terminal))
         .route("/sessions/{id}/resources/terminals/{tid}/screen", get(native::screen))
         .route("/sessions/{id}/resources/terminals/{tid}/attach", get(native::attach));

@@ -14,8 +14,7 @@ use super::extract::{ApiJson, DeletedResponse, session_id};
 use crate::ids::SessionId;
 use crate::native::claude::ClaudeBridge;
 
-/// The one terminal a Claude session has.
-pub const CLAUDE_TERMINAL: &str = "terminal_claude_main";
+use crate::native::claude::TERMINAL_ID as CLAUDE_TERMINAL;
 
 /// A hook call of the session's CLI: the body is the hook's JSON as the CLI sent it, the answer is what the CLI
 /// reads back (`{}`: go on as usual).
@@ -40,26 +39,12 @@ async fn bridge_of(state: &AppState, raw: &str) -> Result<(SessionId, std::sync:
     Ok((id, bridge))
 }
 
-/// The terminal as a resource; None when its tmux server is gone.
-async fn resource(id: &SessionId, bridge: &ClaudeBridge) -> Option<Value> {
-    if !bridge.tmux.alive().await {
-        return None;
-    }
-    let pane = bridge.tmux.pane().await.ok()?;
-    Some(json!({
-        "id": CLAUDE_TERMINAL, "object": "session.resource", "type": "terminal", "session_id": id.as_str(),
-        "name": "claude:main",
-        "metadata": {"terminal_name": "claude", "session_key": "main", "running": !pane.dead, "pane_dead": pane.dead,
-            "cols": pane.cols, "rows": pane.rows, "tmux_socket": bridge.tmux.socket(), "tmux_target": crate::native::tmux::TARGET},
-    }))
-}
-
 /// `GET /v1/sessions/{id}/resources/terminals`
 pub async fn list_terminals(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     state.sessions.get(&id).await?;
     let data: Vec<Value> = match state.natives.existing(&id) {
-        Some(bridge) => resource(&id, &bridge).await.into_iter().collect(),
+        Some(bridge) => bridge.resource().await.into_iter().collect(),
         None => Vec::new(),
     };
     let first = data.first().map(|r| r["id"].clone());
@@ -74,6 +59,50 @@ fn check_terminal(tid: &str) -> Result<(), ApiError> {
     }
 }
 
+#[derive(Deserialize)]
+pub struct EnsureTerminal {
+    /// The terminal's kind: `claude` (the session's CLI).
+    terminal: String,
+    #[serde(default)]
+    session_key: Option<String>,
+}
+
+/// `POST /v1/sessions/{id}/resources/terminals {terminal: "claude"}`: makes sure the session's CLI runs (starts
+/// it again, resuming its conversation, if it exited) and answers its terminal.
+pub async fn ensure_terminal(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<EnsureTerminal>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let id = session_id(&id)?;
+    let record = state.sessions.get(&id).await?;
+    if req.terminal != "claude" || req.session_key.as_deref().is_some_and(|k| k != "main") {
+        return Err(ApiError::invalid(format!(
+            "unknown terminal '{}': a claude-native session has the terminal 'claude' (session_key 'main')",
+            crate::ids::truncate(&req.terminal, 80)
+        )));
+    }
+    let config = crate::config::SessionConfig::from_json(record.config.clone()).map_err(ApiError::invalid)?;
+    if !config.executor.is_native() {
+        return Err(ApiError::invalid(format!(
+            "session {id} runs harness '{}', which has no terminal",
+            config.executor.harness
+        )));
+    }
+    let bridge = state.natives.bridge(&id);
+    let running = bridge
+        .ensure(&state.natives, &config, &crate::native::claude::turn::cwd_of(&config))
+        .await
+        .map_err(|e| ApiError::new(super::error::ErrorCode::Unavailable, format!("cannot start the terminal: {e}")))?;
+    let resource =
+        bridge.resource().await.ok_or_else(|| ApiError::not_found(format!("the terminal of {id} ended at once")))?;
+    if running.fresh {
+        let _ = state.sessions.emit(&id, vec![crate::protocol::resource_created(resource.clone())], Vec::new()).await;
+    }
+    let status = if running.fresh { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::OK };
+    Ok((status, Json(resource)))
+}
+
 /// `GET /v1/sessions/{id}/resources/terminals/{tid}`
 pub async fn get_terminal(
     State(state): State<AppState>,
@@ -81,7 +110,7 @@ pub async fn get_terminal(
 ) -> Result<Json<Value>, ApiError> {
     check_terminal(&tid)?;
     let (id, bridge) = bridge_of(&state, &id).await?;
-    resource(&id, &bridge).await.map(Json).ok_or_else(|| ApiError::not_found(format!("the terminal of {id} has ended")))
+    bridge.resource().await.map(Json).ok_or_else(|| ApiError::not_found(format!("the terminal of {id} has ended")))
 }
 
 /// `DELETE /v1/sessions/{id}/resources/terminals/{tid}`: stops the CLI (the next message starts it again,
@@ -91,8 +120,12 @@ pub async fn delete_terminal(
     Path((id, tid)): Path<(String, String)>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     check_terminal(&tid)?;
-    let (_, bridge) = bridge_of(&state, &id).await?;
+    let (id, bridge) = bridge_of(&state, &id).await?;
     bridge.stop().await;
+    let _ = state
+        .sessions
+        .emit(&id, vec![crate::protocol::resource_deleted(&id, CLAUDE_TERMINAL, "terminal")], Vec::new())
+        .await;
     Ok(Json(DeletedResponse { id: tid, object: "session.resource.deleted", deleted: true }))
 }
 

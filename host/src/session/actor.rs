@@ -181,7 +181,7 @@ impl Actor {
             return Next::Continue;
         }
         let mut draft = Draft::new(&self.record);
-        draft.emit(protocol::resource_deleted(&self.record.id, &file_id));
+        draft.emit(protocol::resource_deleted(&self.record.id, &file_id, "file"));
         draft.files.push(FileChange::Delete { id: file_id });
         let result = self.commit(draft).await.map(|()| true);
         reply_with(reply, result)

@@ -21,6 +21,9 @@ use crate::turn::gate::Gate;
 use crate::turn::journal::Journal;
 use launch::ClaudeHome;
 
+/// The id of the session's one terminal, as Omnigent names it (`terminal_<name>_<session key>`).
+pub const TERMINAL_ID: &str = "terminal_claude_main";
+
 /// The terminal's size until a viewer resizes it.
 const COLS: u16 = 120;
 const ROWS: u16 = 40;
@@ -117,6 +120,21 @@ impl ClaudeBridge {
         tracing::info!(session = %self.session, cli = %program.display(), cwd = %cwd.display(), resume, "starting Claude Code");
         self.tmux.start(Launch { cwd, env, program: &program, args }, COLS, ROWS).await?;
         Ok(Running { transcript, fresh: true })
+    }
+
+    /// The terminal as a session resource; None when its tmux server is gone.
+    pub async fn resource(&self) -> Option<Value> {
+        if !self.tmux.alive().await {
+            return None;
+        }
+        let pane = self.tmux.pane().await.ok()?;
+        Some(serde_json::json!({
+            "id": TERMINAL_ID, "object": "session.resource", "type": "terminal", "session_id": self.session.as_str(),
+            "name": "claude:main",
+            "metadata": {"terminal_name": "claude", "session_key": "main", "running": !pane.dead,
+                "pane_dead": pane.dead, "cols": pane.cols, "rows": pane.rows,
+                "tmux_socket": self.tmux.socket(), "tmux_target": super::tmux::TARGET},
+        }))
     }
 
     /// Stops the CLI and its tmux server.

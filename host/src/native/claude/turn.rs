@@ -56,13 +56,7 @@ pub async fn run(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
 
 async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
     let TurnStart { record, response_id, config, shared, resume } = turn;
-    let cwd = config
-        .os_env
-        .as_ref()
-        .and_then(|o| o.cwd.clone())
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(std::env::temp_dir);
+    let cwd = cwd_of(&config);
     let session_policies = PolicyMap::of_session(&record.policy.policies);
     let agent_policies = config.policies.clone().unwrap_or_default();
     let chain = match natives.policies.chain(&session_policies, &agent_policies).await {
@@ -82,6 +76,11 @@ async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Session
         Ok(r) => r,
         Err(e) => return failed("native_launch_failed", e.to_string()),
     };
+    if running.fresh
+        && let Some(resource) = bridge.resource().await
+    {
+        let _ = sessions.emit(&record.id, vec![protocol::resource_created(resource)], Vec::new()).await;
+    }
     let gate = Gate::new(chain, sessions, &record, &response_id, config.executor.clone(), shared.cancel.clone());
     let (hooks, mut reports) = mpsc::unbounded_channel();
     let live = Arc::new(LiveTurn { response_id: response_id.clone(), gate, journal, hooks, config: config.clone() });
@@ -121,6 +120,17 @@ async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Session
         Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
         _ => outcome,
     }
+}
+
+/// Where the CLI runs: `os_env.cwd`, else where the server runs.
+pub fn cwd_of(config: &crate::config::SessionConfig) -> PathBuf {
+    config
+        .os_env
+        .as_ref()
+        .and_then(|o| o.cwd.clone())
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// The user messages this turn answers: those after the last thing that was not a user message.
