@@ -537,3 +537,27 @@ async fn omnigent_attach_joins_the_live_terminal_and_resume_restarts_it() {
     outer.wait_for("Answer in the TUI.").await;
     t.until(&mut sse, &id, "session.resource.created").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompt_typed_in_the_terminal_becomes_a_turn_of_the_session() {
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![Reply::text("First answer."), Reply::text("Answer to the terminal.")];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.session(json!({})).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "from the api").await;
+    t.until(&mut sse, &id, "response.completed").await;
+    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap().to_string();
+    let tmux = |args: &[&str]| std::process::Command::new("tmux").arg("-S").arg(&socket).args(args).status().unwrap();
+    tmux(&["send-keys", "-t", "=omni:=main", "-l", "typed by a human"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tmux(&["send-keys", "-t", "=omni:=main", "Enter"]);
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let consumed = seen.iter().find(|v| v["type"] == "session.input.consumed").expect("the prompt was recorded");
+    assert_eq!(consumed["data"]["created_by"], "terminal", "{consumed}");
+    let texts: Vec<&str> = seen.iter().filter_map(|v| v["item"]["content"][0]["text"].as_str()).collect();
+    assert_eq!(texts, ["Answer to the terminal."]);
+    let main: Vec<_> = t.mock.requests().into_iter().filter(|r| r.body["tools"].is_array()).collect();
+    assert_eq!(main.len(), 2, "the prompt was not typed a second time");
+}

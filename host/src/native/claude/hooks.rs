@@ -29,9 +29,24 @@ pub async fn answer(bridge: &ClaudeBridge, sessions: &Sessions, event: &str, bod
             let _ = live.hooks.send(HookCall { event: event.to_string(), body });
             json!({})
         }
+        ("UserPromptSubmit", None) => typed_in_terminal(bridge, sessions, &body).await,
         // Nothing of ours runs (the human drives the terminal alone): Claude decides as it would.
         (_, None) => json!({}),
     }
+}
+
+/// A prompt the human typed into the terminal while no turn ran: the session records it (`created_by:
+/// terminal`) and follows Claude's answer as a turn like any other.
+async fn typed_in_terminal(bridge: &ClaudeBridge, sessions: &Sessions, body: &Value) -> Value {
+    let Some(text) = body["prompt"].as_str().filter(|t| !t.trim().is_empty()) else { return json!({}) };
+    let offset = body["transcript_path"].as_str().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0);
+    bridge.set_typed(super::Typed { text: text.to_string(), offset });
+    let content = vec![json!({"type": "input_text", "text": text})];
+    let input = Input::Message { content, created_by: Some("terminal".into()) };
+    if let Err(e) = sessions.post(&bridge.session, input).await {
+        tracing::warn!(session = %bridge.session, error = %e, "could not record a prompt typed in the terminal");
+    }
+    json!({})
 }
 
 fn tool_of(body: &Value) -> (String, String) {

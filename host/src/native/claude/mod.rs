@@ -44,6 +44,15 @@ pub struct LiveTurn {
     pub config: SessionConfig,
 }
 
+/// A prompt the human typed into the CLI while no turn ran: it becomes the session's message and turn, and
+/// that turn must not type it again.
+#[derive(Clone, Debug)]
+pub struct Typed {
+    pub text: String,
+    /// The transcript's length when Claude took the prompt: the turn mirrors from there.
+    pub offset: u64,
+}
+
 /// Where the CLI is, once launched.
 #[derive(Clone, Debug)]
 pub struct Running {
@@ -59,6 +68,7 @@ pub struct ClaudeBridge {
     /// One launch at a time.
     launching: tokio::sync::Mutex<()>,
     live: Mutex<Option<Arc<LiveTurn>>>,
+    typed: Mutex<Option<Typed>>,
 }
 
 impl ClaudeBridge {
@@ -69,6 +79,7 @@ impl ClaudeBridge {
             dir,
             launching: tokio::sync::Mutex::new(()),
             live: Mutex::default(),
+            typed: Mutex::default(),
         }
     }
 
@@ -79,6 +90,17 @@ impl ClaudeBridge {
 
     pub fn set_live(&self, turn: Option<Arc<LiveTurn>>) {
         *self.live.lock().unwrap() = turn;
+    }
+
+    pub fn set_typed(&self, typed: Typed) {
+        *self.typed.lock().unwrap() = Some(typed);
+    }
+
+    /// The prompt typed in the terminal, if it is the one this turn answers.
+    pub fn take_typed(&self, text: &str) -> Option<Typed> {
+        let mut typed = self.typed.lock().unwrap();
+        typed.as_ref().filter(|t| turn::normalize(&t.text).trim() == turn::normalize(text).trim())?;
+        typed.take()
     }
 
     /// The CLI's session id: made once, kept in the folder (a restart resumes the same conversation).

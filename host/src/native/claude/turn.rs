@@ -103,6 +103,14 @@ async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Session
             Ok(_) => return failed("native_delivery_failed", "the turn has no message to deliver".into()),
             Err(e) => return failed(FailureCode::StorageError.as_str(), e),
         };
+        if let Some(typed) = bridge.take_typed(&text) {
+            // Typed in the terminal: Claude has it already.
+            follow.tail.offset = typed.offset;
+            let entry = Entry::NativeCursor { offset: typed.offset, delivered: true };
+            live.journal.record(Vec::new(), Vec::new(), entry).await;
+            let outcome = follow.until_end(&mut reports, &shared).await;
+            return finish(&live, outcome).await;
+        }
         if live.gate.judges(Phase::Request) {
             let request = json!({"user_content": text, "attachments": []});
             if let Err(reason) = live.gate.check(&live.journal, Phase::Request, None, request, None, None).await {
@@ -115,6 +123,11 @@ async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Session
         }
     }
     let outcome = follow.until_end(&mut reports, &shared).await;
+    finish(&live, outcome).await
+}
+
+/// Commits what the turn left deferred; a storage failure is the turn's outcome.
+async fn finish(live: &LiveTurn, outcome: TurnOutcome) -> TurnOutcome {
     live.journal.flush(Vec::new()).await;
     match live.journal.storage_failure() {
         Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
