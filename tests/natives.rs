@@ -561,3 +561,39 @@ async fn a_prompt_typed_in_the_terminal_becomes_a_turn_of_the_session() {
     let main: Vec<_> = t.mock.requests().into_iter().filter(|r| r.body["tools"].is_array()).collect();
     assert_eq!(main.len(), 2, "the prompt was not typed a second time");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consent_answered_in_the_terminal_is_resolved_for_everyone() {
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![
+        Reply::tool("Bash", json!({"command": "echo tui > tui.txt", "description": "write"})),
+        Reply::text("Done."),
+    ];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.session(json!({})).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "write it").await;
+    let seen = t.until(&mut sse, &id, "response.elicitation_request").await;
+    let eid = seen.last().unwrap()["elicitation_id"].as_str().unwrap().to_string();
+    // The human answers Claude's own dialog ("1. Yes").
+    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap().to_string();
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    while !t.screen(&id).await.contains("Do you want") {
+        assert!(tokio::time::Instant::now() < deadline, "no dialog:\n{}", t.screen(&id).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&socket)
+        .args(["send-keys", "-t", "=omni:=main", "1"])
+        .status()
+        .unwrap();
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let resolved =
+        seen.iter().find(|v| v["type"] == "response.elicitation_resolved").expect("resolved for the web too");
+    assert_eq!(resolved["elicitation_id"], eid.as_str(), "{resolved}");
+    let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["pending_elicitations"], json!([]), "{snap}");
+    assert!(t.work.path().join("tui.txt").exists());
+}

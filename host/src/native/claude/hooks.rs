@@ -89,11 +89,13 @@ async fn permission(live: &LiveTurn, sessions: &Sessions, session: &SessionId, b
     let (name, arguments) = tool_of(body);
     let eid = format!("elicit_claude_perm_{}", &crate::ids::random_hex()[..20]);
     let mut guard = AnsweredElsewhere { sessions: sessions.clone(), session: session.clone(), eid: Some(eid.clone()) };
+    live.consents.lock().unwrap().push(eid.clone());
     let call = json!({"name": name, "arguments": arguments});
     let message = format!("Claude Code wants to call **{name}**");
     let action =
         live.gate.consent(&live.journal, &eid, CONSENT_ASKER, message, &name, None, &call, CONSENT_TIMEOUT_S).await;
     guard.eid = None;
+    live.consents.lock().unwrap().retain(|e| *e != eid);
     let decision = match action {
         ApprovalAction::Accept => json!({"behavior": "allow"}),
         ApprovalAction::Decline => json!({"behavior": "deny", "message": "a human declined this in omnigent"}),
@@ -101,6 +103,23 @@ async fn permission(live: &LiveTurn, sessions: &Sessions, session: &SessionId, b
         _ => return json!({}),
     };
     json!({"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}})
+}
+
+/// Resolves the CLI's open consent questions as answered in its terminal: the turn moved on (a tool's result, its
+/// end), which Claude's dialog would not have let it do unanswered.
+pub async fn answered_in_terminal(live: &LiveTurn, sessions: &Sessions, session: &SessionId) {
+    let open: Vec<String> = std::mem::take(&mut *live.consents.lock().unwrap());
+    for eid in open {
+        resolve_elsewhere(sessions, session, &eid).await;
+    }
+}
+
+async fn resolve_elsewhere(sessions: &Sessions, session: &SessionId, eid: &str) {
+    let content = Some(json!({"reason": "answered_in_terminal"}));
+    let input = Input::Approval { elicitation_id: eid.to_string(), action: ApprovalAction::Cancel, content };
+    if let Err(e) = sessions.post(session, input).await {
+        tracing::debug!(session = %session, elicitation = %eid, error = %e, "resolving a consent question answered in the terminal");
+    }
 }
 
 /// Resolves a consent question when its hook call goes away unanswered (Claude stopped waiting: the human
@@ -115,12 +134,6 @@ impl Drop for AnsweredElsewhere {
     fn drop(&mut self) {
         let Some(eid) = self.eid.take() else { return };
         let (sessions, session) = (self.sessions.clone(), self.session.clone());
-        tokio::spawn(async move {
-            let content = Some(json!({"reason": "answered_in_terminal"}));
-            let input = Input::Approval { elicitation_id: eid.clone(), action: ApprovalAction::Cancel, content };
-            if let Err(e) = sessions.post(&session, input).await {
-                tracing::debug!(session = %session, elicitation = %eid, error = %e, "resolving a consent question answered in the terminal");
-            }
-        });
+        tokio::spawn(async move { resolve_elsewhere(&sessions, &session, &eid).await });
     }
 }

@@ -42,6 +42,8 @@ pub struct LiveTurn {
     pub journal: Journal,
     pub hooks: mpsc::UnboundedSender<HookCall>,
     pub config: SessionConfig,
+    /// Consent questions of the CLI still open here (also on its screen, where the human may answer first).
+    pub consents: Mutex<Vec<String>>,
 }
 
 /// A prompt the human typed into the CLI while no turn ran: it becomes the session's message and turn, and

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::screen::{composer, last_lines};
 use super::transcript::{Seen, Tail, in_conversation_order, map};
 use super::{ClaudeBridge, HookCall, LiveTurn};
+use crate::ids::SessionId;
 use crate::native::Natives;
 use crate::policy::{Phase, PolicyMap};
 use crate::protocol;
@@ -83,7 +84,14 @@ async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Session
     }
     let gate = Gate::new(chain, sessions, &record, &response_id, config.executor.clone(), shared.cancel.clone());
     let (hooks, mut reports) = mpsc::unbounded_channel();
-    let live = Arc::new(LiveTurn { response_id: response_id.clone(), gate, journal, hooks, config: config.clone() });
+    let live = Arc::new(LiveTurn {
+        response_id: response_id.clone(),
+        gate,
+        journal,
+        hooks,
+        config: config.clone(),
+        consents: Default::default(),
+    });
     bridge.set_live(Some(live.clone()));
     let start = std::fs::metadata(&running.transcript).map(|m| m.len()).unwrap_or(0);
     let (offset, delivered) = cursor.unwrap_or((start, false));
@@ -109,7 +117,7 @@ async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Session
             let entry = Entry::NativeCursor { offset: typed.offset, delivered: true };
             live.journal.record(Vec::new(), Vec::new(), entry).await;
             let outcome = follow.until_end(&mut reports, &shared).await;
-            return finish(&live, outcome).await;
+            return finish(&live, sessions, &record.id, outcome).await;
         }
         if live.gate.judges(Phase::Request) {
             let request = json!({"user_content": text, "attachments": []});
@@ -123,11 +131,13 @@ async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Session
         }
     }
     let outcome = follow.until_end(&mut reports, &shared).await;
-    finish(&live, outcome).await
+    finish(&live, sessions, &record.id, outcome).await
 }
 
-/// Commits what the turn left deferred; a storage failure is the turn's outcome.
-async fn finish(live: &LiveTurn, outcome: TurnOutcome) -> TurnOutcome {
+/// Commits what the turn left deferred; a storage failure is the turn's outcome. A consent question still open
+/// was answered in the terminal (the turn could not have ended otherwise).
+async fn finish(live: &LiveTurn, sessions: &Sessions, session: &SessionId, outcome: TurnOutcome) -> TurnOutcome {
+    super::hooks::answered_in_terminal(live, sessions, session).await;
     live.journal.flush(Vec::new()).await;
     match live.journal.storage_failure() {
         Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
@@ -147,7 +157,7 @@ pub fn cwd_of(config: &crate::config::SessionConfig) -> PathBuf {
 }
 
 /// The user messages this turn answers: those after the last thing that was not a user message.
-async fn pending_text(sessions: &Sessions, id: &crate::ids::SessionId) -> Result<String, String> {
+async fn pending_text(sessions: &Sessions, id: &SessionId) -> Result<String, String> {
     let page = Page { limit: 100, after: None, before: None, descending: true };
     let (items, _) = sessions.store().list_items(id, &page).await.map_err(|e| e.to_string())?;
     let mut texts: Vec<String> = items
@@ -424,10 +434,14 @@ impl Follow {
         }
         let mut events = Vec::new();
         let mut end = None;
+        let mut answered = false;
         for (_, record) in in_conversation_order(batch) {
             for seen in map(&record) {
                 match seen {
                     Seen::Item { id, item_type, fields } => {
+                        if item_type == "function_call_output" {
+                            answered = true;
+                        }
                         let item =
                             protocol::item(&id, item_type, "completed", &self.live.response_id, secs(now_us()), fields);
                         events.push(protocol::output_item_done(item));
@@ -456,6 +470,9 @@ impl Follow {
         }
         let entry = Entry::NativeCursor { offset: self.tail.offset, delivered: true };
         self.live.journal.record(events, Vec::new(), entry).await;
+        if answered {
+            super::hooks::answered_in_terminal(&self.live, &self.sessions, &self.bridge.session).await;
+        }
         end
     }
 
