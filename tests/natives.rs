@@ -49,6 +49,19 @@ struct Setup {
     _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
+/// The CLIs outlive their server by design: a test stops the ones it started.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self._data.path().join("native")) else { return };
+        for dir in dirs.flatten() {
+            let socket = dir.path().join("tmux.sock");
+            if socket.exists() {
+                let _ = std::process::Command::new("tmux").arg("-S").arg(&socket).arg("kill-server").status();
+            }
+        }
+    }
+}
+
 impl Setup {
     async fn new(db_url: &str, replies: Vec<Reply>) -> Option<Setup> {
         let cli = claude()?;
@@ -596,4 +609,55 @@ async fn a_consent_answered_in_the_terminal_is_resolved_for_everyone() {
     let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["pending_elicitations"], json!([]), "{snap}");
     assert!(t.work.path().join("tui.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_that_asks_pauses_the_cli_until_a_human_answers() {
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![
+        Reply::tool("Bash", json!({"command": "echo asked > asked.txt", "description": "write"})),
+        Reply::text("Written after approval."),
+        Reply::tool("Bash", json!({"command": "echo no > declined.txt", "description": "write"})),
+        Reply::text("Not written."),
+    ];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.session(json!({"policies": {"ask_os": {"handler": "ask_on_os_tools"}}})).await;
+    let mut sse = t.stream(&id).await;
+    for (prompt, action, file, exists) in
+        [("write asked.txt", "accept", "asked.txt", true), ("write declined.txt", "decline", "declined.txt", false)]
+    {
+        t.api.message(&id, prompt).await;
+        let seen = t.until(&mut sse, &id, "response.elicitation_request").await;
+        let request = seen.last().unwrap();
+        assert_eq!(request["params"]["policy_name"], "ask_os", "{request}");
+        assert_eq!(request["params"]["phase"], "tool_call");
+        let eid = request["elicitation_id"].as_str().unwrap();
+        let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+        assert_eq!(snap["status"], "paused");
+        t.api.post(&format!("/v1/sessions/{id}/elicitations/{eid}/resolve"), json!({"action": action})).await;
+        let seen = t.until(&mut sse, &id, "response.completed").await;
+        // An accepted question is Claude's allow: no second question from its own dialog.
+        assert!(!types(&seen).contains(&"response.elicitation_request"), "{action}: {:?}", types(&seen));
+        assert_eq!(t.work.path().join(file).exists(), exists, "{action}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_that_never_takes_the_message_fails_the_turn_loudly() {
+    let db = omnigent_testkit::sqlite_db();
+    let Some(t) = Setup::new(&db.url, vec![]).await else { return };
+    // A hung CLI: its composer is on screen, but nothing ever takes the message.
+    let fake = t.work.path().join("hung-claude");
+    let rule = "─".repeat(40);
+    std::fs::write(&fake, format!("#!/bin/sh\nprintf '{rule}\\n❯ \\n{rule}\\n'\nexec sleep 600\n")).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let id = t.api.create(t.with_executor(json!({"cli_path": fake}))).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "are you stuck?").await;
+    let seen = t.until(&mut sse, &id, "response.failed").await;
+    let error = &seen.last().unwrap()["response"]["error"];
+    assert_eq!(error["code"], "native_delivery_failed", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("did not confirm"), "{error}");
+    let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["status"], "failed", "not left running: {snap}");
 }
