@@ -2,7 +2,8 @@
 //! it over HTTP from this process, on SQLite and — when TEST_DATABASE_URL is set — on Postgres. Prints a table.
 //!
 //! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers); BENCH_SUITES=runtime,policy,
-//! turn,store runs only the named suites (default: all).
+//! turn,store,native runs only the named suites (default: all). The native suite drives the real Claude Code CLI
+//! named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -465,6 +466,91 @@ async fn turn_suite(rows: &mut Vec<Row>) {
     }
 }
 
+/// Total RSS of the processes whose command name is `name`, in MB.
+fn rss_of_processes(name: &str) -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return 0.0 };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
+        .map(rss_mb)
+        .sum()
+}
+
+/// claude-native sessions: what the host adds around the real CLI, and what a native session costs the server.
+async fn native_suite(rows: &mut Vec<Row>) {
+    let Some(cli) = std::env::var("OMNIGENT_TEST_CLAUDE").ok().filter(|p| !p.is_empty()) else {
+        eprintln!("(set OMNIGENT_TEST_CLAUDE to the Claude Code binary to measure claude-native sessions)");
+        return;
+    };
+    let db = sqlite_db();
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_omnigent"));
+    let server = ServerProcess::start(&bin, dir.path(), &db.url, free_port(), &[]).await;
+    let pid = server.pid();
+    let api = Api::new(server.url.clone());
+    let mock = MockLlm::start(vec![]).await;
+    let config = json!({"name": "bench", "executor": {"harness": "claude-native", "model": "claude-sonnet-4-5",
+        "auth": {"type": "api_key", "api_key": "sk-ant-fake-0123456789abcdef", "base_url": mock.url},
+        "config_dir": "isolated", "cli_path": cli}, "os_env": {"cwd": work.path()}});
+    let mut row = |metric: &str, value: String, target: &'static str| {
+        eprintln!("  sqlite   {metric}: {value}");
+        rows.push(Row { metric: metric.to_string(), backend: "sqlite", value, target });
+    };
+    let model_calls = |mock: &MockLlm| mock.requests().iter().filter(|r| r.body["tools"].is_array()).count();
+    let idle_rss = rss_mb(pid);
+    let sessions = if quick() { 2 } else { 5 };
+    let mut first = Vec::new();
+    let mut delivered = Vec::new();
+    let mut answered = Vec::new();
+    let mut warm = Vec::new();
+    for s in 0..sessions {
+        let id = api.create(json!({"config": config})).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        sse.next().await.unwrap();
+        for turn in 0..n(20).min(if s == 0 { 20 } else { 1 }) {
+            mock.push(Reply::text("ok"));
+            let before = model_calls(&mock);
+            let t = Instant::now();
+            api.message(&id, &format!("q{turn}")).await;
+            // The message went through the CLI when the model is asked.
+            while model_calls(&mock) == before {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            let at_model = t.elapsed();
+            sse.until("response.completed").await;
+            let done = t.elapsed();
+            if turn == 0 {
+                first.push(done);
+            } else {
+                delivered.push(at_model);
+                answered.push(done - at_model);
+                warm.push(done);
+            }
+            sse.statuses_until_settled().await;
+        }
+    }
+    row("claude-native first turn, CLI start included (POST → completed)", p50_p99(&mut first), "");
+    row("claude-native POST message → model request (pasted, confirmed, sent)", p50_p99(&mut delivered), "");
+    row("claude-native model answered → response.completed (CLI + transcript)", p50_p99(&mut answered), "");
+    row("claude-native warm turn (POST → response.completed)", p50_p99(&mut warm), "");
+    row(
+        "server RSS per live claude-native session",
+        format!(
+            "{:.2} MB (of {sessions}; CLI itself {:.0} MB each)",
+            (rss_mb(pid) - idle_rss) / sessions as f64,
+            rss_of_processes("claude.exe") / sessions as f64
+        ),
+        "< 1 MB",
+    );
+    // The CLIs outlive the server by design: stop them.
+    for d in std::fs::read_dir(dir.path().join("native")).into_iter().flatten().flatten() {
+        let _ =
+            std::process::Command::new("tmux").arg("-S").arg(d.path().join("tmux.sock")).arg("kill-server").status();
+    }
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; this binary takes no other arguments.
@@ -483,6 +569,9 @@ async fn main() {
     }
     if wanted("turn") {
         turn_suite(&mut rows).await;
+    }
+    if wanted("native") {
+        native_suite(&mut rows).await;
     }
     if wanted("store") {
         suite(sqlite_db(), &mut rows).await;

@@ -19,6 +19,8 @@ impl SessionConfig {
             (self.metadata.is_some(), "metadata"),
             (self.executor.profile.is_some(), "executor.profile"),
             (self.os_env.as_ref().is_some_and(|o| o.sandbox.is_some()), "os_env.sandbox"),
+            // A native CLI brings its own tools.
+            (self.executor.is_native() && !self.tools.is_empty(), "tools (with a native harness)"),
         ] {
             if present {
                 out.push(key);

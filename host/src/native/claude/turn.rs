@@ -223,7 +223,7 @@ impl Follow {
             if tmux.capture(false).await.ok().and_then(|s| composer(&s)).is_some_and(|d| !d.is_empty()) {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tmux.keys(&["Enter"]).await.map_err(|e| delivery_failed(format!("pressing Enter failed: {e}")))?;
         let mut held = Vec::new();
