@@ -244,7 +244,11 @@ mod tests {
             ["prompt:please run t", "function_call", "function_call_output", "message", "end"],
             "{k:?}"
         );
-        let Seen::Item { fields, .. } = &seen[2] else { panic!() };
+        let output = seen.iter().find_map(|s| match s {
+            Seen::Item { item_type: "function_call_output", fields, .. } => Some(fields),
+            _ => None,
+        });
+        let fields = output.expect("a tool result");
         assert_eq!(fields["output"], "denied by omnigent policy test");
         assert_eq!(fields["is_error"], true);
         assert_eq!(k.iter().filter(|k| *k == "interrupted").count(), 2, "{k:?}");
