@@ -661,3 +661,73 @@ async fn a_cli_that_never_takes_the_message_fails_the_turn_loudly() {
     let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["status"], "failed", "not left running: {snap}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// codex-native: the Codex CLI's app-server (and its TUI), named by OMNIGENT_TEST_CODEX.
+
+fn codex() -> Option<PathBuf> {
+    match std::env::var("OMNIGENT_TEST_CODEX").ok().filter(|p| !p.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var("OMNIGENT_NATIVE_TESTS").is_ok_and(|v| v == "1") => {
+            panic!("OMNIGENT_NATIVE_TESTS=1 but OMNIGENT_TEST_CODEX does not name the Codex CLI")
+        }
+        None => {
+            eprintln!("SKIPPED: codex-native tests need the Codex CLI (OMNIGENT_TEST_CODEX); scripts/test installs it");
+            None
+        }
+    }
+}
+
+impl Setup {
+    /// A codex-native session's config: the CLI's private CODEX_HOME, the mock as its Responses provider.
+    fn codex_config(&self, codex: &Path) -> Value {
+        json!({"config": {
+            "name": "codex-test",
+            "executor": {
+                "harness": "codex-native",
+                "model": "mock-model",
+                "auth": {"type": "api_key", "api_key": "sk-fake", "base_url": format!("{}/v1", self.mock.url)},
+                "config_dir": "isolated",
+                "cli_path": codex,
+            },
+            "os_env": {"cwd": self.work.path()},
+        }})
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_a_text_turn_streams_like_any_session() {
+    let Some(cx) = codex() else { return };
+    for db in databases().await {
+        let Some(t) = Setup::new(&db.url, vec![Reply::text("Hello from codex."), Reply::text("Second answer.")]).await
+        else {
+            return;
+        };
+        let id = t.api.create(t.codex_config(&cx)).await;
+        let mut sse = t.stream(&id).await;
+        t.api.message(&id, "say hello").await;
+        let seen = t.until(&mut sse, &id, "response.completed").await;
+        let texts: Vec<&str> = seen.iter().filter_map(|v| v["item"]["content"][0]["text"].as_str()).collect();
+        assert_eq!(texts, ["Hello from codex."], "{}: {:?}", db.label, types(&seen));
+        assert!(types(&seen).contains(&"response.output_text.delta"), "{}", db.label);
+        // The same thread goes on.
+        t.api.message(&id, "again").await;
+        let seen = t.until(&mut sse, &id, "response.completed").await;
+        let texts: Vec<&str> = seen.iter().filter_map(|v| v["item"]["content"][0]["text"].as_str()).collect();
+        assert_eq!(texts, ["Second answer."], "{}", db.label);
+        let main: Vec<_> = t
+            .mock
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.path.starts_with("/v1/responses") && r.body["tools"].as_array().is_some_and(|t| !t.is_empty())
+            })
+            .collect();
+        assert!(main.last().unwrap().body["input"].to_string().contains("say hello"), "the thread kept its history");
+        let items = t.items(&id).await;
+        assert_eq!(items.len(), 4, "{}: {items:?}", db.label);
+        // The TUI shows the thread.
+        let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+        assert_eq!(list["data"][0]["id"], "terminal_codex_main", "{list}");
+    }
+}

@@ -43,6 +43,13 @@ impl fmt::Display for SessionId {
 }
 
 /// 32 lowercase hex digits from 128 random bits.
+/// 32 hex digits that depend only on `key` (FNV-1a, twice with different bases): the same key gives the same
+/// id in every process and version, so an id derived from a CLI's own identifiers survives a restart.
+pub fn stable_hex(key: &str) -> String {
+    let fnv = |basis: u64| key.bytes().fold(basis, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{:016x}{:016x}", fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142))
+}
+
 pub fn random_hex() -> String {
     format!("{:032x}", rand::random::<u128>())
 }

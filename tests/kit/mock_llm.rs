@@ -1,5 +1,6 @@
-//! A mock LLM vendor on 127.0.0.1: speaks OpenAI Chat Completions (`POST /v1/chat/completions`) and Anthropic
-//! Messages (`POST /v1/messages`, query string allowed), streaming and not, from a script of replies. It records
+//! A mock LLM vendor on 127.0.0.1: speaks OpenAI Chat Completions (`POST /v1/chat/completions`), OpenAI Responses
+//! (`POST /v1/responses`, streaming, as the Codex CLI uses it) and Anthropic Messages (`POST /v1/messages`, query
+//! string allowed), streaming and not, from a script of replies. It records
 //! every request so tests can check what the product sent. The product cannot tell it from the vendor.
 
 use std::collections::VecDeque;
@@ -76,6 +77,7 @@ impl MockLlm {
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
+            .route("/v1/responses", post(responses))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -326,4 +328,76 @@ async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Res
     ));
     frames.push((Some("message_stop"), json!({"type": "message_stop"})));
     sse(frames, false, delay)
+}
+
+/// OpenAI Responses, streamed (the Codex CLI's wire). A request without tools is a side request (a title):
+/// answered without using a script step.
+async fn responses(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
+    let peek: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let side = peek["tools"].as_array().is_none_or(|t| t.is_empty());
+    let (text_chunks, calls) = if side {
+        (vec![json!({"title": "Mock session"}).to_string()], vec![])
+    } else {
+        let request = Request::from_parts(parts, Body::from(bytes));
+        match next(&state, request, false).await {
+            Ok((_, Script { text_chunks, calls, .. })) => (text_chunks, calls),
+            Err(r) => return r,
+        }
+    };
+    let n = state.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let response_id = format!("resp_mock_{n}");
+    let model = peek["model"].as_str().unwrap_or("mock").to_string();
+    let mut frames: Vec<(Option<&'static str>, Value)> = vec![(
+        Some("response.created"),
+        json!({"type": "response.created", "response": {"id": response_id, "object": "response", "status": "in_progress",
+            "model": model, "output": []}}),
+    )];
+    let mut output = Vec::new();
+    let mut index = 0;
+    if !text_chunks.is_empty() {
+        let item_id = format!("msg_mock_{n}");
+        frames.push((
+            Some("response.output_item.added"),
+            json!({"type": "response.output_item.added", "output_index": index, "item": {"type": "message",
+                "id": item_id, "role": "assistant", "status": "in_progress", "content": []}}),
+        ));
+        for c in &text_chunks {
+            frames.push((
+                Some("response.output_text.delta"),
+                json!({"type": "response.output_text.delta", "item_id": item_id, "output_index": index,
+                    "content_index": 0, "delta": c}),
+            ));
+        }
+        let item = json!({"type": "message", "id": item_id, "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text_chunks.concat(), "annotations": []}]});
+        frames.push((
+            Some("response.output_item.done"),
+            json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+        ));
+        output.push(item);
+        index += 1;
+    }
+    for (i, (name, args)) in calls.iter().enumerate() {
+        let item = json!({"type": "function_call", "id": format!("fc_mock_{n}_{i}"), "call_id": format!("call_mock_{n}_{i}"),
+            "name": name, "arguments": args.to_string(), "status": "completed"});
+        frames.push((
+            Some("response.output_item.added"),
+            json!({"type": "response.output_item.added", "output_index": index, "item": item}),
+        ));
+        frames.push((
+            Some("response.output_item.done"),
+            json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+        ));
+        output.push(item);
+        index += 1;
+    }
+    frames.push((
+        Some("response.completed"),
+        json!({"type": "response.completed", "response": {"id": response_id, "object": "response", "status": "completed",
+            "model": model, "output": output, "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
+            "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}}}),
+    ));
+    sse(frames, false, None)
 }

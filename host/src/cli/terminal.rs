@@ -20,8 +20,7 @@ pub async fn find(client: &Client, id: &str, ensure: bool) -> anyhow::Result<Opt
     if !ensure {
         return Ok(None);
     }
-    let ensured =
-        client.request(Method::POST, &path, Some(&json!({"terminal": "claude", "session_key": "main"}))).await?;
+    let ensured = client.request(Method::POST, &path, Some(&json!({"session_key": "main"}))).await?;
     Ok(Some(ensured))
 }
 

@@ -42,6 +42,11 @@ impl SessionConfig {
                 BUILTIN_HARNESSES.join(", ")
             ));
         }
+        if self.executor.permission_mode.is_some() && self.executor.harness == super::CODEX_NATIVE {
+            return Err("executor.permission_mode is for claude-native; codex-native asks before escalated commands \
+                        (approval policy on-request)"
+                .into());
+        }
         if let Some(mode) = &self.executor.permission_mode
             && !super::CLAUDE_PERMISSION_MODES.contains(&mode.as_str())
         {
@@ -57,7 +62,11 @@ impl SessionConfig {
             (self.executor.cli_path.is_some(), "cli_path"),
         ];
         if let Some((_, key)) = native_only.iter().find(|(set, _)| *set).filter(|_| !self.executor.is_native()) {
-            return Err(format!("executor.{key} applies to native harnesses ({}) only", super::CLAUDE_NATIVE));
+            return Err(format!(
+                "executor.{key} applies to native harnesses ({}, {}) only",
+                super::CLAUDE_NATIVE,
+                super::CODEX_NATIVE
+            ));
         }
         if let Some(arg) = self.executor.launch_args.iter().find(|a| a.contains('\0')) {
             return Err(format!("executor.launch_args: {arg:?} contains a NUL byte"));

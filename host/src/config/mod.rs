@@ -18,10 +18,13 @@ use serde_json::Value;
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
 /// Builtin harness names: the WASM agent loop, and Claude Code run as a native CLI in the session's terminal.
-pub const BUILTIN_HARNESSES: [&str; 2] = ["agent", CLAUDE_NATIVE];
+pub const BUILTIN_HARNESSES: [&str; 3] = ["agent", CLAUDE_NATIVE, CODEX_NATIVE];
 
 /// The harness that runs the real Claude Code CLI in a tmux terminal owned by the session.
 pub const CLAUDE_NATIVE: &str = "claude-native";
+
+/// The harness that runs the real Codex CLI (its app-server, and its TUI in a tmux terminal) for the session.
+pub const CODEX_NATIVE: &str = "codex-native";
 
 /// Claude Code's permission modes (`executor.permission_mode`).
 pub const CLAUDE_PERMISSION_MODES: [&str; 5] = ["default", "acceptEdits", "plan", "auto", "bypassPermissions"];
@@ -192,7 +195,7 @@ impl Executor {
 
     /// Whether the harness is a native CLI run in the session's terminal (not a WASM component).
     pub fn is_native(&self) -> bool {
-        self.harness == CLAUDE_NATIVE
+        self.harness == CLAUDE_NATIVE || self.harness == CODEX_NATIVE
     }
 }
 

@@ -3,6 +3,7 @@
 //! does mirrored from its own structured records, its tool calls judged by the session's policies, its consent
 //! prompts answered from anywhere.
 //!
+//! - `bridge`: what a session's CLI shares with the server (its folder, tmux, the live turn, its terminal);
 //! - `tmux`: the session's tmux server (start, paste, keys, capture, attach argv);
 //! - `claude`: the Claude Code bridge — `launch` (settings, hooks, trust, environment), `transcript` (its JSONL
 //!   as items), `turn` (deliver, follow, end), `hooks` (answers to the CLI's hooks);
@@ -11,7 +12,9 @@
 //!
 //! The CLI outlives the server: tmux daemonizes, so a restart re-adopts it from its folder.
 
+pub mod bridge;
 pub mod claude;
+pub mod codex;
 pub mod files;
 pub mod tmux;
 pub mod viewer;
@@ -24,10 +27,11 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::config::SessionConfig;
 use crate::ids::SessionId;
 use crate::policy::PolicyEnv;
 use crate::session::{Sessions, TurnRunner, TurnStart};
-use claude::ClaudeBridge;
+use bridge::{Bridge, NativeCli, Running};
 
 /// Why a native session could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +70,7 @@ pub struct Natives {
     /// The `omnigent` executable the hooks run.
     hook_exe: PathBuf,
     pub(crate) policies: Arc<PolicyEnv>,
-    bridges: Mutex<HashMap<SessionId, Arc<ClaudeBridge>>>,
+    bridges: Mutex<HashMap<SessionId, Arc<Bridge>>>,
 }
 
 impl Natives {
@@ -85,17 +89,17 @@ impl Natives {
     }
 
     /// The bridge of a session, made (not launched) on first use.
-    pub fn bridge(&self, id: &SessionId) -> Arc<ClaudeBridge> {
+    pub fn bridge(&self, id: &SessionId) -> Arc<Bridge> {
         self.bridges
             .lock()
             .unwrap()
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(ClaudeBridge::new(id.clone(), self.dir(id))))
+            .or_insert_with(|| Arc::new(Bridge::new(id.clone(), self.dir(id))))
             .clone()
     }
 
     /// The bridge of a session, if it has a native folder (it ran a CLI, in this process or before a restart).
-    pub fn existing(&self, id: &SessionId) -> Option<Arc<ClaudeBridge>> {
+    pub fn existing(&self, id: &SessionId) -> Option<Arc<Bridge>> {
         if let Some(b) = self.bridges.lock().unwrap().get(id) {
             return Some(b.clone());
         }
@@ -103,10 +107,19 @@ impl Natives {
     }
 
     /// Writes the endpoint file the session's hooks read.
-    fn write_endpoint(&self, dir: &Path, id: &SessionId) -> Result<(), NativeError> {
+    pub(crate) fn write_endpoint(&self, dir: &Path, id: &SessionId) -> Result<(), NativeError> {
         let endpoint = Endpoint { url: self.url.clone(), session_id: id.to_string(), token: self.token.clone() };
         files::write_private(&dir.join("endpoint.json"), &serde_json::to_vec(&endpoint).expect("JSON"))
             .map_err(NativeError::io("writing the hook endpoint"))
+    }
+
+    /// Makes sure the session's CLI runs (adopting a live one, or starting it), in `os_env.cwd`.
+    pub async fn ensure(&self, bridge: &Bridge, config: &SessionConfig) -> Result<Running, NativeError> {
+        let cwd = claude::turn::cwd_of(config);
+        match cli_of(config) {
+            Some(NativeCli::Codex) => codex::ensure(bridge, self, config, &cwd).await,
+            _ => claude::ensure(bridge, self, config, &cwd).await,
+        }
     }
 
     /// Stops a session's CLI and removes its folder (the session was deleted).
@@ -126,6 +139,45 @@ impl Natives {
     }
 }
 
+/// A CLI's executable: the config's `cli_path`, else the path in `env_var`, else `program` on the server's PATH.
+pub fn find_cli(
+    config: &SessionConfig,
+    env_var: &str,
+    program: &str,
+    display: &str,
+    install: &str,
+) -> Result<PathBuf, NativeError> {
+    let named = config.executor.cli_path.clone().or_else(|| std::env::var(env_var).ok().filter(|p| !p.is_empty()));
+    if let Some(p) = named {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(NativeError::Launch(format!("{display} is not at {} (executor.cli_path or {env_var})", p.display())))
+        };
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            NativeError::Launch(format!(
+                "{display} is not installed: no `{program}` on the server's PATH. Install it with `{install}`, or set \
+                 executor.cli_path"
+            ))
+        })
+}
+
+/// The CLI a session's config runs, if it names a native harness.
+pub fn cli_of(config: &SessionConfig) -> Option<NativeCli> {
+    match config.executor.harness.as_str() {
+        crate::config::CLAUDE_NATIVE => Some(NativeCli::Claude),
+        crate::config::CODEX_NATIVE => Some(NativeCli::Codex),
+        _ => None,
+    }
+}
+
 /// Runs each turn with what its config names: a native CLI bridge, or the WASM harness runner.
 pub struct Runners {
     pub wasm: Arc<dyn TurnRunner>,
@@ -134,10 +186,10 @@ pub struct Runners {
 
 impl TurnRunner for Runners {
     fn run(&self, sessions: Sessions, turn: TurnStart) -> BoxFuture<'static, ()> {
-        if turn.config.executor.is_native() {
-            claude::turn::run(self.natives.clone(), sessions, turn).boxed()
-        } else {
-            self.wasm.run(sessions, turn)
+        match cli_of(&turn.config) {
+            Some(NativeCli::Claude) => claude::turn::run(self.natives.clone(), sessions, turn).boxed(),
+            Some(NativeCli::Codex) => codex::turn::run(self.natives.clone(), sessions, turn).boxed(),
+            None => self.wasm.run(sessions, turn),
         }
     }
 }

@@ -117,8 +117,8 @@ impl Tmux {
         tokio::time::timeout(CALL_TIMEOUT, call).await.map_err(|_| TmuxError::Timeout(name.clone()))?
     }
 
-    /// Starts the server with the CLI in window `main` (`cols`×`rows` until a viewer resizes it).
-    pub async fn start(&self, launch: Launch<'_>, cols: u16, rows: u16) -> Result<(), TmuxError> {
+    /// Starts the server with `launch` in its first window, `window` (`cols`×`rows` until a viewer resizes it).
+    pub async fn start(&self, window: &str, launch: Launch<'_>, cols: u16, rows: u16) -> Result<(), TmuxError> {
         std::fs::write(&self.conf, TMUX_CONF)?;
         let mut command = self.command();
         // The tmux server (and so the CLI) gets exactly this environment.
@@ -127,13 +127,35 @@ impl Tmux {
             command.env(k, v);
         }
         command
-            .args(["new-session", "-d", "-s", "omni", "-n", "main", "-x", &cols.to_string(), "-y", &rows.to_string()])
+            .args(["new-session", "-d", "-s", "omni", "-n", window, "-x", &cols.to_string(), "-y", &rows.to_string()])
             .arg("-c")
             .arg(launch.cwd)
             .arg("--")
             .arg(launch.program)
             .args(&launch.args);
         self.finish(command, "new-session".into(), None).await.map(drop)
+    }
+
+    /// Opens another window in the running server (it gets the server's environment plus `launch.env`).
+    pub async fn new_window(&self, window: &str, launch: Launch<'_>) -> Result<(), TmuxError> {
+        let mut command = self.command();
+        command.args(["new-window", "-d", "-t", "=omni:", "-n", window]);
+        for (k, v) in &launch.env {
+            let mut pair = std::ffi::OsString::from(format!("{k}="));
+            pair.push(v);
+            command.arg("-e").arg(pair);
+        }
+        command.arg("-c").arg(launch.cwd).arg("--").arg(launch.program).args(&launch.args);
+        self.finish(command, "new-window".into(), None).await.map(drop)
+    }
+
+    /// Whether the window named `window` exists with a live process.
+    pub async fn window_alive(&self, window: &str) -> bool {
+        let target = format!("=omni:={window}");
+        match self.run(&["list-panes", "-t", &target, "-F", "#{pane_dead}"], None).await {
+            Ok(out) => out.trim() == "0",
+            Err(_) => false,
+        }
     }
 
     /// Whether the server answers and has the CLI's window.
@@ -175,6 +197,18 @@ impl Tmux {
         let out = self.run(&["display-message", "-p", "-t", TARGET, "#{cursor_x} #{cursor_y}"], None).await?;
         let mut parts = out.split_whitespace().map(|p| p.parse::<u16>().unwrap_or(0));
         Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+    }
+
+    /// The visible screen of another window (the codex app-server's, for an error).
+    pub async fn capture_window(&self, window: &str) -> Result<String, TmuxError> {
+        let target = format!("=omni:={window}");
+        self.run(&["capture-pane", "-p", "-J", "-t", &target], None).await
+    }
+
+    /// Closes a window (and its process); a window already gone is fine.
+    pub async fn kill_window(&self, window: &str) -> Result<(), TmuxError> {
+        let target = format!("=omni:={window}");
+        self.run(&["kill-window", "-t", &target], None).await.map(drop)
     }
 
     /// Pastes `text` into the CLI as one bracketed paste (no key is interpreted, newlines included).

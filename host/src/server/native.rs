@@ -12,9 +12,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, DeletedResponse, session_id};
 use crate::ids::SessionId;
-use crate::native::claude::ClaudeBridge;
-
-use crate::native::claude::TERMINAL_ID as CLAUDE_TERMINAL;
+use crate::native::bridge::Bridge;
 
 /// A hook call of the session's CLI: the body is the hook's JSON as the CLI sent it, the answer is what the CLI
 /// reads back (`{}`: go on as usual).
@@ -31,11 +29,16 @@ pub async fn hook(
     Ok(Json(crate::native::claude::hooks::answer(&bridge, &state.sessions, &event, body).await))
 }
 
-async fn bridge_of(state: &AppState, raw: &str) -> Result<(SessionId, std::sync::Arc<ClaudeBridge>), ApiError> {
+/// The session's bridge, if `tid` names its terminal.
+async fn bridge_of(state: &AppState, raw: &str, tid: &str) -> Result<(SessionId, std::sync::Arc<Bridge>), ApiError> {
     let id = session_id(raw)?;
     state.sessions.get(&id).await?;
-    let bridge =
-        state.natives.existing(&id).ok_or_else(|| ApiError::not_found(format!("session {id} has no terminal")))?;
+    let no_terminal =
+        || ApiError::not_found(format!("session {id} has no terminal '{}'", crate::ids::truncate(tid, 80)));
+    let bridge = state.natives.existing(&id).ok_or_else(no_terminal)?;
+    if bridge.cli().terminal_id() != tid {
+        return Err(no_terminal());
+    }
     Ok((id, bridge))
 }
 
@@ -51,18 +54,11 @@ pub async fn list_terminals(State(state): State<AppState>, Path(id): Path<String
     Ok(Json(json!({"object": "list", "data": data, "first_id": first, "last_id": first, "has_more": false})))
 }
 
-fn check_terminal(tid: &str) -> Result<(), ApiError> {
-    if tid == CLAUDE_TERMINAL {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!("no terminal '{}'", crate::ids::truncate(tid, 80))))
-    }
-}
-
 #[derive(Deserialize)]
 pub struct EnsureTerminal {
-    /// The terminal's kind: `claude` (the session's CLI).
-    terminal: String,
+    /// The terminal's kind: the session's CLI (`claude` or `codex`; default: whichever the session runs).
+    #[serde(default)]
+    terminal: Option<String>,
     #[serde(default)]
     session_key: Option<String>,
 }
@@ -76,24 +72,26 @@ pub async fn ensure_terminal(
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     let id = session_id(&id)?;
     let record = state.sessions.get(&id).await?;
-    if req.terminal != "claude" || req.session_key.as_deref().is_some_and(|k| k != "main") {
-        return Err(ApiError::invalid(format!(
-            "unknown terminal '{}': a claude-native session has the terminal 'claude' (session_key 'main')",
-            crate::ids::truncate(&req.terminal, 80)
-        )));
-    }
     let config = crate::config::SessionConfig::from_json(record.config.clone()).map_err(ApiError::invalid)?;
-    if !config.executor.is_native() {
+    let Some(cli) = crate::native::cli_of(&config) else {
         return Err(ApiError::invalid(format!(
             "session {id} runs harness '{}', which has no terminal",
             config.executor.harness
         )));
+    };
+    let wanted = req.terminal.as_deref().unwrap_or(cli.name());
+    if wanted != cli.name() || req.session_key.as_deref().is_some_and(|k| k != "main") {
+        return Err(ApiError::invalid(format!(
+            "unknown terminal '{}': this session has the terminal '{}' (session_key 'main')",
+            crate::ids::truncate(wanted, 80),
+            cli.name()
+        )));
     }
     let bridge = state.natives.bridge(&id);
-    let running = bridge
-        .ensure(&state.natives, &config, &crate::native::claude::turn::cwd_of(&config))
-        .await
-        .map_err(|e| ApiError::new(super::error::ErrorCode::Unavailable, format!("cannot start the terminal: {e}")))?;
+    let running =
+        state.natives.ensure(&bridge, &config).await.map_err(|e| {
+            ApiError::new(super::error::ErrorCode::Unavailable, format!("cannot start the terminal: {e}"))
+        })?;
     let resource =
         bridge.resource().await.ok_or_else(|| ApiError::not_found(format!("the terminal of {id} ended at once")))?;
     if running.fresh {
@@ -108,8 +106,7 @@ pub async fn get_terminal(
     State(state): State<AppState>,
     Path((id, tid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    check_terminal(&tid)?;
-    let (id, bridge) = bridge_of(&state, &id).await?;
+    let (id, bridge) = bridge_of(&state, &id, &tid).await?;
     bridge.resource().await.map(Json).ok_or_else(|| ApiError::not_found(format!("the terminal of {id} has ended")))
 }
 
@@ -119,13 +116,9 @@ pub async fn delete_terminal(
     State(state): State<AppState>,
     Path((id, tid)): Path<(String, String)>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    check_terminal(&tid)?;
-    let (id, bridge) = bridge_of(&state, &id).await?;
+    let (id, bridge) = bridge_of(&state, &id, &tid).await?;
     bridge.stop().await;
-    let _ = state
-        .sessions
-        .emit(&id, vec![crate::protocol::resource_deleted(&id, CLAUDE_TERMINAL, "terminal")], Vec::new())
-        .await;
+    let _ = state.sessions.emit(&id, vec![crate::protocol::resource_deleted(&id, &tid, "terminal")], Vec::new()).await;
     Ok(Json(DeletedResponse { id: tid, object: "session.resource.deleted", deleted: true }))
 }
 
@@ -142,8 +135,7 @@ pub async fn screen(
     Path((id, tid)): Path<(String, String)>,
     Query(q): Query<ScreenQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_terminal(&tid)?;
-    let (id, bridge) = bridge_of(&state, &id).await?;
+    let (id, bridge) = bridge_of(&state, &id, &tid).await?;
     let text = bridge
         .tmux
         .capture(q.ansi)
@@ -173,15 +165,14 @@ pub async fn attach(
     Query(q): Query<AttachQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    check_terminal(&tid)?;
-    let (id, bridge) = bridge_of(&state, &id).await?;
+    let (id, bridge) = bridge_of(&state, &id, &tid).await?;
     if !bridge.tmux.alive().await {
         return Err(ApiError::not_found(format!("the terminal of {id} has ended")));
     }
     Ok(upgrade.on_upgrade(move |socket| relay(socket, bridge, q.read_only)))
 }
 
-async fn relay(mut socket: WebSocket, bridge: std::sync::Arc<ClaudeBridge>, read_only: bool) {
+async fn relay(mut socket: WebSocket, bridge: std::sync::Arc<Bridge>, read_only: bool) {
     use crate::native::viewer::{Output, Viewer, snapshot};
     let close = |code: u16, reason: &str| Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }));
     let mut viewer = match Viewer::attach(&bridge.tmux, read_only).await {

@@ -7,8 +7,8 @@
 
 use serde_json::{Value, json};
 
-use super::{ClaudeBridge, HookCall, LiveTurn};
 use crate::ids::SessionId;
+use crate::native::bridge::{Bridge, HookCall, LiveTurn};
 use crate::policy::Phase;
 use crate::session::{ApprovalAction, Input, Sessions};
 
@@ -19,7 +19,7 @@ const CONSENT_TIMEOUT_S: u64 = 86_400;
 pub const CONSENT_ASKER: &str = "claude_native_permission";
 
 /// The answer to one hook call.
-pub async fn answer(bridge: &ClaudeBridge, sessions: &Sessions, event: &str, body: Value) -> Value {
+pub async fn answer(bridge: &Bridge, sessions: &Sessions, event: &str, body: Value) -> Value {
     let live = bridge.live();
     match (event, live) {
         ("PreToolUse", Some(live)) => pre_tool_use(&live, &body).await,
@@ -37,10 +37,10 @@ pub async fn answer(bridge: &ClaudeBridge, sessions: &Sessions, event: &str, bod
 
 /// A prompt the human typed into the terminal while no turn ran: the session records it (`created_by:
 /// terminal`) and follows Claude's answer as a turn like any other.
-async fn typed_in_terminal(bridge: &ClaudeBridge, sessions: &Sessions, body: &Value) -> Value {
+async fn typed_in_terminal(bridge: &Bridge, sessions: &Sessions, body: &Value) -> Value {
     let Some(text) = body["prompt"].as_str().filter(|t| !t.trim().is_empty()) else { return json!({}) };
     let offset = body["transcript_path"].as_str().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0);
-    bridge.set_typed(super::Typed { text: text.to_string(), offset });
+    bridge.set_typed(crate::native::bridge::Typed { text: text.to_string(), offset });
     let content = vec![json!({"type": "input_text", "text": text})];
     let input = Input::Message { content, created_by: Some("terminal".into()) };
     if let Err(e) = sessions.post(&bridge.session, input).await {
@@ -105,16 +105,7 @@ async fn permission(live: &LiveTurn, sessions: &Sessions, session: &SessionId, b
     json!({"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}})
 }
 
-/// Resolves the CLI's open consent questions as answered in its terminal: the turn moved on (a tool's result, its
-/// end), which Claude's dialog would not have let it do unanswered.
-pub async fn answered_in_terminal(live: &LiveTurn, sessions: &Sessions, session: &SessionId) {
-    let open: Vec<String> = std::mem::take(&mut *live.consents.lock().unwrap());
-    for eid in open {
-        resolve_elsewhere(sessions, session, &eid).await;
-    }
-}
-
-async fn resolve_elsewhere(sessions: &Sessions, session: &SessionId, eid: &str) {
+pub(crate) async fn resolve_elsewhere(sessions: &Sessions, session: &SessionId, eid: &str) {
     let content = Some(json!({"reason": "answered_in_terminal"}));
     let input = Input::Approval { elicitation_id: eid.to_string(), action: ApprovalAction::Cancel, content };
     if let Err(e) = sessions.post(session, input).await {

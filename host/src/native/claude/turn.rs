@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 
 use super::screen::{composer, last_lines};
 use super::transcript::{Seen, Tail, in_conversation_order, map};
-use super::{ClaudeBridge, HookCall, LiveTurn};
 use crate::ids::SessionId;
 use crate::native::Natives;
+use crate::native::bridge::{Bridge, HookCall, LiveTurn};
 use crate::policy::{Phase, PolicyMap};
 use crate::protocol;
 use crate::record::{Item, now_us, secs};
@@ -55,7 +55,7 @@ pub async fn run(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
     }
 }
 
-async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
+async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
     let TurnStart { record, response_id, config, shared, resume } = turn;
     let cwd = cwd_of(&config);
     let session_policies = PolicyMap::of_session(&record.policy.policies);
@@ -73,7 +73,7 @@ async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Session
         Entry::NativeCursor { offset, delivered } => Some((offset, delivered)),
         _ => None,
     });
-    let running = match bridge.ensure(natives, &config, &cwd).await {
+    let running = match super::ensure(bridge, natives, &config, &cwd).await {
         Ok(r) => r,
         Err(e) => return failed("native_launch_failed", e.to_string()),
     };
@@ -137,7 +137,7 @@ async fn drive(natives: &Natives, bridge: &Arc<ClaudeBridge>, sessions: &Session
 /// Commits what the turn left deferred; a storage failure is the turn's outcome. A consent question still open
 /// was answered in the terminal (the turn could not have ended otherwise).
 async fn finish(live: &LiveTurn, sessions: &Sessions, session: &SessionId, outcome: TurnOutcome) -> TurnOutcome {
-    super::hooks::answered_in_terminal(live, sessions, session).await;
+    live.answered_in_terminal(sessions, session).await;
     live.journal.flush(Vec::new()).await;
     match live.journal.storage_failure() {
         Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
@@ -157,7 +157,7 @@ pub fn cwd_of(config: &crate::config::SessionConfig) -> PathBuf {
 }
 
 /// The user messages this turn answers: those after the last thing that was not a user message.
-async fn pending_text(sessions: &Sessions, id: &SessionId) -> Result<String, String> {
+pub(crate) async fn pending_text(sessions: &Sessions, id: &SessionId) -> Result<String, String> {
     let page = Page { limit: 100, after: None, before: None, descending: true };
     let (items, _) = sessions.store().list_items(id, &page).await.map_err(|e| e.to_string())?;
     let mut texts: Vec<String> = items
@@ -190,7 +190,7 @@ pub fn normalize(text: &str) -> String {
 
 /// A turn in progress, from delivery to its end.
 struct Follow {
-    bridge: Arc<ClaudeBridge>,
+    bridge: Arc<Bridge>,
     sessions: Sessions,
     live: Arc<LiveTurn>,
     tail: Tail,
@@ -471,7 +471,7 @@ impl Follow {
         let entry = Entry::NativeCursor { offset: self.tail.offset, delivered: true };
         self.live.journal.record(events, Vec::new(), entry).await;
         if answered {
-            super::hooks::answered_in_terminal(&self.live, &self.sessions, &self.bridge.session).await;
+            self.live.answered_in_terminal(&self.sessions, &self.bridge.session).await;
         }
         end
     }

@@ -1,0 +1,166 @@
+//! A native session's bridge: its folder, its tmux server, which CLI runs there, and the turn the CLI is working
+//! on (which the CLI's hooks and requests consult). One per session that has a CLI, kept by `Natives`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::tmux::Tmux;
+use crate::config::SessionConfig;
+use crate::ids::SessionId;
+use crate::turn::gate::Gate;
+use crate::turn::journal::Journal;
+
+/// The vendor CLIs a session can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NativeCli {
+    Claude,
+    Codex,
+}
+
+impl NativeCli {
+    pub fn name(self) -> &'static str {
+        match self {
+            NativeCli::Claude => "claude",
+            NativeCli::Codex => "codex",
+        }
+    }
+
+    /// The id of the session's terminal, as Omnigent names it (`terminal_<name>_<session key>`).
+    pub fn terminal_id(self) -> &'static str {
+        match self {
+            NativeCli::Claude => "terminal_claude_main",
+            NativeCli::Codex => "terminal_codex_main",
+        }
+    }
+
+    fn of_name(name: &str) -> Option<NativeCli> {
+        [NativeCli::Claude, NativeCli::Codex].into_iter().find(|c| c.name() == name.trim())
+    }
+}
+
+/// A hook call (or request) the CLI made, for the running turn.
+#[derive(Debug)]
+pub struct HookCall {
+    pub event: String,
+    pub body: Value,
+}
+
+/// The turn the CLI is working on: its policies and journal (for the hooks), and where hook reports go.
+pub struct LiveTurn {
+    pub response_id: String,
+    pub gate: Gate,
+    pub journal: Journal,
+    pub hooks: mpsc::UnboundedSender<HookCall>,
+    pub config: SessionConfig,
+    /// Consent questions of the CLI still open here (also on its screen, where the human may answer first).
+    pub consents: Mutex<Vec<String>>,
+}
+
+impl LiveTurn {
+    /// Resolves the CLI's open consent questions as answered in its terminal: the turn moved on (a tool's
+    /// result, its end), which the CLI's dialog would not have let it do unanswered.
+    pub async fn answered_in_terminal(&self, sessions: &crate::session::Sessions, session: &SessionId) {
+        let open: Vec<String> = std::mem::take(&mut *self.consents.lock().unwrap());
+        for eid in open {
+            super::claude::hooks::resolve_elsewhere(sessions, session, &eid).await;
+        }
+    }
+}
+
+/// A prompt the human typed into the CLI while no turn ran: it becomes the session's message and turn, and
+/// that turn must not type it again.
+#[derive(Clone, Debug)]
+pub struct Typed {
+    pub text: String,
+    /// The transcript's length when the CLI took the prompt: the turn mirrors from there.
+    pub offset: u64,
+}
+
+/// Where the CLI is, once launched.
+#[derive(Clone, Debug)]
+pub struct Running {
+    /// Claude's transcript (unused for codex, which reports over its app-server).
+    pub transcript: PathBuf,
+    /// The CLI was started just now (not adopted running).
+    pub fresh: bool,
+}
+
+pub struct Bridge {
+    pub session: SessionId,
+    pub dir: PathBuf,
+    pub tmux: Tmux,
+    /// One launch at a time.
+    pub(super) launching: tokio::sync::Mutex<()>,
+    live: Mutex<Option<Arc<LiveTurn>>>,
+    typed: Mutex<Option<Typed>>,
+}
+
+impl Bridge {
+    pub fn new(session: SessionId, dir: PathBuf) -> Bridge {
+        Bridge {
+            tmux: Tmux::in_dir(&dir),
+            session,
+            dir,
+            launching: tokio::sync::Mutex::new(()),
+            live: Mutex::default(),
+            typed: Mutex::default(),
+        }
+    }
+
+    /// Which CLI the session runs (recorded in its folder at launch; Claude for folders from before codex).
+    pub fn cli(&self) -> NativeCli {
+        std::fs::read_to_string(self.dir.join("cli"))
+            .ok()
+            .and_then(|n| NativeCli::of_name(&n))
+            .unwrap_or(NativeCli::Claude)
+    }
+
+    pub(super) fn set_cli(&self, cli: NativeCli) -> std::io::Result<()> {
+        super::files::write_private(&self.dir.join("cli"), cli.name().as_bytes())
+    }
+
+    /// The running turn, if any.
+    pub fn live(&self) -> Option<Arc<LiveTurn>> {
+        self.live.lock().unwrap().clone()
+    }
+
+    pub fn set_live(&self, turn: Option<Arc<LiveTurn>>) {
+        *self.live.lock().unwrap() = turn;
+    }
+
+    pub fn set_typed(&self, typed: Typed) {
+        *self.typed.lock().unwrap() = Some(typed);
+    }
+
+    /// The prompt typed in the terminal, if it is the one this turn answers.
+    pub fn take_typed(&self, text: &str) -> Option<Typed> {
+        let normalize = super::claude::turn::normalize;
+        let mut typed = self.typed.lock().unwrap();
+        typed.as_ref().filter(|t| normalize(&t.text).trim() == normalize(text).trim())?;
+        typed.take()
+    }
+
+    /// The terminal as a session resource; None when its tmux server (or its window) is gone.
+    pub async fn resource(&self) -> Option<Value> {
+        if !self.tmux.alive().await {
+            return None;
+        }
+        let pane = self.tmux.pane().await.ok()?;
+        let cli = self.cli();
+        Some(serde_json::json!({
+            "id": cli.terminal_id(), "object": "session.resource", "type": "terminal",
+            "session_id": self.session.as_str(), "name": format!("{}:main", cli.name()),
+            "metadata": {"terminal_name": cli.name(), "session_key": "main", "running": !pane.dead,
+                "pane_dead": pane.dead, "cols": pane.cols, "rows": pane.rows,
+                "tmux_socket": self.tmux.socket(), "tmux_target": super::tmux::TARGET},
+        }))
+    }
+
+    /// Stops the CLI and its tmux server.
+    pub async fn stop(&self) {
+        self.tmux.kill().await;
+    }
+}

@@ -1,0 +1,159 @@
+//! The Codex CLI as a session's CLI: `codex app-server` runs in the session's tmux server (window `appsrv`) and
+//! is the whole data path — the bridge starts turns, steers and interrupts them, reads their items and answers
+//! their approvals over JSON-RPC; the TUI (`codex resume --remote`, window `main`) shows the same thread to
+//! humans. Nothing is read off the screen.
+
+pub mod map;
+pub mod rpc;
+pub mod turn;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::bridge::{Bridge, NativeCli, Running};
+use super::tmux::Launch;
+use super::{NativeError, Natives, files};
+use crate::config::{NativeConfigDir, SessionConfig};
+
+/// The variable the app-server reads the configured key from (never the user's own `OPENAI_API_KEY`).
+const KEY_VAR: &str = "OMNIGENT_CODEX_API_KEY";
+
+/// The app-server's socket in the session's folder.
+pub fn socket(bridge: &Bridge) -> PathBuf {
+    bridge.dir.join("codex.sock")
+}
+
+/// The thread the session's conversation lives in, once there is one.
+pub fn thread_id(bridge: &Bridge) -> Option<String> {
+    std::fs::read_to_string(bridge.dir.join("codex-thread-id"))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+pub fn set_thread_id(bridge: &Bridge, id: &str) -> Result<(), NativeError> {
+    files::write_private(&bridge.dir.join("codex-thread-id"), id.as_bytes())
+        .map_err(NativeError::io("recording the codex thread"))
+}
+
+/// Makes sure the app-server runs (adopting a live one): the TUI joins after the thread's first turn.
+pub async fn ensure(
+    bridge: &Bridge,
+    natives: &Natives,
+    config: &SessionConfig,
+    cwd: &Path,
+) -> Result<Running, NativeError> {
+    let _one = bridge.launching.lock().await;
+    files::private_dir(&bridge.dir).map_err(NativeError::io("creating the native session's folder"))?;
+    natives.write_endpoint(&bridge.dir, &bridge.session)?;
+    bridge.set_cli(NativeCli::Codex).map_err(NativeError::io("recording the session's CLI"))?;
+    let running = Running { transcript: PathBuf::new(), fresh: false };
+    if bridge.tmux.alive().await && bridge.tmux.window_alive("appsrv").await {
+        return Ok(running);
+    }
+    bridge.tmux.kill().await;
+    let program = cli_path(config)?;
+    let sock = socket(bridge);
+    let _ = std::fs::remove_file(&sock);
+    let mut args: Vec<OsString> =
+        vec!["app-server".into(), "--listen".into(), format!("unix://{}", sock.display()).into()];
+    args.extend(overrides(config));
+    let env = environment(bridge, config, cwd)?;
+    tracing::info!(session = %bridge.session, cli = %program.display(), cwd = %cwd.display(), "starting the codex app-server");
+    bridge
+        .tmux
+        .start("appsrv", Launch { cwd, env, program: &program, args }, super::claude::COLS, super::claude::ROWS)
+        .await?;
+    // The socket appears within a fraction of a second.
+    let started = std::time::Instant::now();
+    while !sock.exists() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let screen = bridge.tmux.capture_window("appsrv").await.unwrap_or_default();
+            return Err(NativeError::Launch(format!(
+                "the codex app-server did not open its socket within 20 s; it shows:\n{}",
+                super::claude::screen::last_lines(&screen, 12)
+            )));
+        }
+        if !bridge.tmux.window_alive("appsrv").await {
+            let screen = bridge.tmux.capture_window("appsrv").await.unwrap_or_default();
+            return Err(NativeError::Launch(format!(
+                "the codex app-server exited; it showed:\n{}",
+                super::claude::screen::last_lines(&screen, 12)
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(Running { fresh: true, ..running })
+}
+
+/// Starts the TUI on the session's thread in window `main` (once the thread has a turn to resume), unless it
+/// runs already. True when it was started now.
+pub async fn ensure_tui(bridge: &Bridge, config: &SessionConfig, thread: &str) -> Result<bool, NativeError> {
+    if bridge.tmux.window_alive("main").await {
+        return Ok(false);
+    }
+    let _ = bridge.tmux.kill_window("main").await;
+    let program = cli_path(config)?;
+    let mut args: Vec<OsString> =
+        vec!["resume".into(), "--remote".into(), format!("unix://{}", socket(bridge).display()).into()];
+    args.extend(overrides(config));
+    args.push(thread.into());
+    let cwd = super::claude::turn::cwd_of(config);
+    bridge.tmux.new_window("main", Launch { cwd: &cwd, env: Vec::new(), program: &program, args }).await?;
+    Ok(true)
+}
+
+/// `-c` overrides both the app-server and the TUI get (the TUI must repeat the provider, or it asks to sign in).
+fn overrides(config: &SessionConfig) -> Vec<OsString> {
+    let mut sets: Vec<String> = Vec::new();
+    if let Some(model) = &config.executor.model {
+        sets.push(format!("model={}", toml_string(model)));
+    }
+    if let Some(auth) = config.executor.auth.as_ref().filter(|a| a.base_url.is_some() || a.api_key.is_some()) {
+        sets.push("model_provider=\"omnigent\"".into());
+        sets.push("model_providers.omnigent.name=\"omnigent\"".into());
+        let url = auth.base_url.clone().unwrap_or_else(|| "https://api.openai.com/v1".into());
+        sets.push(format!("model_providers.omnigent.base_url={}", toml_string(&url)));
+        sets.push(format!("model_providers.omnigent.env_key=\"{KEY_VAR}\""));
+        sets.push("model_providers.omnigent.wire_api=\"responses\"".into());
+    }
+    sets.push("check_for_update_on_startup=false".into());
+    sets.into_iter().flat_map(|s| ["-c".into(), s.into()]).collect()
+}
+
+fn toml_string(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// The CLI's environment: built from scratch; `CODEX_HOME` is the session's own with `config_dir: isolated`.
+fn environment(bridge: &Bridge, config: &SessionConfig, cwd: &Path) -> Result<Vec<(String, OsString)>, NativeError> {
+    let mut env: Vec<(String, OsString)> = Vec::new();
+    for var in ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(var) {
+            env.push((var.into(), v));
+        }
+    }
+    env.push(("TERM".into(), "xterm-256color".into()));
+    if let Some(key) = config.executor.auth.as_ref().and_then(|a| a.api_key.clone()) {
+        env.push((KEY_VAR.into(), key.into()));
+    }
+    if config.executor.config_dir.unwrap_or_default() == NativeConfigDir::Isolated {
+        let home = bridge.dir.join("codex-home");
+        files::private_dir(&home).map_err(NativeError::io("creating CODEX_HOME"))?;
+        let trust = format!(
+            "approval_policy = \"on-request\"\nsandbox_mode = \"workspace-write\"\n\n[projects.{}]\ntrust_level = \"trusted\"\n\n[analytics]\nenabled = false\n",
+            toml_string(&cwd.to_string_lossy())
+        );
+        let path = home.join("config.toml");
+        if !path.exists() {
+            files::write_private(&path, trust.as_bytes()).map_err(NativeError::io("writing codex's config"))?;
+        }
+        env.push(("CODEX_HOME".into(), home.into()));
+    }
+    Ok(env)
+}
+
+/// The CLI to run: the config's `cli_path`, else `OMNIGENT_CODEX_PATH`, else `codex` on the PATH.
+fn cli_path(config: &SessionConfig) -> Result<PathBuf, NativeError> {
+    super::find_cli(config, "OMNIGENT_CODEX_PATH", "codex", "Codex", "npm install -g @openai/codex")
+}

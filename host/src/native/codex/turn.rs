@@ -1,0 +1,362 @@
+//! A turn of a Codex session: the app-server is started (or adopted), the user's message passes the `request`
+//! policies and goes in as `turn/start` (confirmed by its answer), then the thread's notifications are mirrored
+//! until `turn/completed`. Messages sent meanwhile are `turn/steer`; an interrupt is `turn/interrupt`; codex's
+//! approval requests become elicitations answered from anywhere (or in the TUI, whichever comes first).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::map::{Seen, map};
+use super::rpc::{Incoming, Rpc, RpcError};
+use crate::native::Natives;
+use crate::native::bridge::{Bridge, LiveTurn};
+use crate::native::claude::turn::{cwd_of, pending_text};
+use crate::policy::{Phase, PolicyMap};
+use crate::protocol;
+use crate::record::{now_us, secs};
+use crate::session::{ApprovalAction, FailureCode, Input, Sessions, TokenUsage, TurnOutcome, TurnStart};
+use crate::turn::gate::Gate;
+use crate::turn::journal::{Entry, Journal};
+
+/// After `turn/interrupt`, how long codex may take to end the turn.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
+/// The name a codex approval question carries where a policy's name would be.
+pub const CONSENT_ASKER: &str = "codex_native_permission";
+/// How long codex's own approval question may wait for an answer here.
+const CONSENT_TIMEOUT_S: u64 = 86_400;
+
+fn failed(code: &str, message: String) -> TurnOutcome {
+    TurnOutcome::Failed { code: FailureCode::of(code), message }
+}
+
+/// Runs a turn to its end and reports the outcome to the session's actor.
+pub async fn run(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
+    let id = turn.record.id.clone();
+    let response_id = turn.response_id.clone();
+    let bridge = natives.bridge(&id);
+    let outcome = drive(&natives, &bridge, &sessions, turn).await;
+    bridge.set_live(None);
+    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
+        tracing::error!(session = %id, error = %e, "could not record the end of a native turn; a restart resumes it");
+    }
+}
+
+async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
+    let TurnStart { record, response_id, config, shared, resume } = turn;
+    let cwd = cwd_of(&config);
+    let session_policies = PolicyMap::of_session(&record.policy.policies);
+    let agent_policies = config.policies.clone().unwrap_or_default();
+    let chain = match natives.policies.chain(&session_policies, &agent_policies).await {
+        Ok(c) => c,
+        Err(e) => return failed(FailureCode::PolicyInvalid.as_str(), e),
+    };
+    let journal = match Journal::open(sessions, &record.id, &response_id, resume).await {
+        Ok(j) => j,
+        Err(e) => return failed(FailureCode::JournalUnavailable.as_str(), e),
+    };
+    let delivered = journal.take_all().into_iter().any(|e| matches!(e, Entry::NativeCursor { delivered: true, .. }));
+    if let Err(e) = super::ensure(bridge, natives, &config, &cwd).await {
+        return failed("native_launch_failed", e.to_string());
+    }
+    let (rpc, mut incoming) = match Rpc::connect(&super::socket(bridge)).await {
+        Ok(c) => c,
+        Err(e) => return failed("native_process_exited", e.to_string()),
+    };
+    let thread = match thread(bridge, &rpc, &cwd).await {
+        Ok(t) => t,
+        Err(e) => return failed("native_process_exited", format!("the codex thread is not available: {e}")),
+    };
+    let gate = Gate::new(chain, sessions, &record, &response_id, config.executor.clone(), shared.cancel.clone());
+    let (hooks, _reports) = mpsc::unbounded_channel();
+    let live = Arc::new(LiveTurn {
+        response_id: response_id.clone(),
+        gate,
+        journal,
+        hooks,
+        config: config.clone(),
+        consents: Default::default(),
+    });
+    bridge.set_live(Some(live.clone()));
+    let mut follow = Follow {
+        bridge: bridge.clone(),
+        sessions: sessions.clone(),
+        live: live.clone(),
+        rpc: rpc.clone(),
+        thread: thread.clone(),
+        turn: None,
+        usage_before: None,
+        usage: TokenUsage::default(),
+        asked: HashMap::new(),
+    };
+    if delivered {
+        // A restart cut the turn after codex took the message: it is still the thread's active turn, or over.
+        tracing::info!(session = %record.id, "resuming a codex turn after a restart");
+    } else {
+        let text = match pending_text(sessions, &record.id).await {
+            Ok(t) if !t.trim().is_empty() => t,
+            Ok(_) => return failed("native_delivery_failed", "the turn has no message to deliver".into()),
+            Err(e) => return failed(FailureCode::StorageError.as_str(), e),
+        };
+        if live.gate.judges(Phase::Request) {
+            let request = json!({"user_content": text, "attachments": []});
+            if let Err(reason) = live.gate.check(&live.journal, Phase::Request, None, request, None, None).await {
+                live.journal.flush(Vec::new()).await;
+                return failed(FailureCode::PolicyDenied.as_str(), reason);
+            }
+        }
+        let params = json!({"threadId": thread, "input": [{"type": "text", "text": text}]});
+        match rpc.request("turn/start", params).await {
+            Ok(answer) => follow.turn = answer["turn"]["id"].as_str().map(str::to_string),
+            Err(e) => return failed("native_delivery_failed", format!("codex did not take the message: {e}")),
+        }
+        let entry = Entry::NativeCursor { offset: 0, delivered: true };
+        live.journal.record(Vec::new(), Vec::new(), entry).await;
+    }
+    let outcome = follow.until_end(&mut incoming, &shared).await;
+    live.answered_in_terminal(sessions, &record.id).await;
+    live.journal.flush(Vec::new()).await;
+    // The humans' view of the thread: the TUI joins once the thread has a turn to show.
+    match super::ensure_tui(bridge, &config, &thread).await {
+        Ok(true) => {
+            if let Some(resource) = bridge.resource().await {
+                let _ = sessions.emit(&record.id, vec![protocol::resource_created(resource)], Vec::new()).await;
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(session = %record.id, error = %e, "could not start the codex TUI"),
+    }
+    match live.journal.storage_failure() {
+        Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
+        _ => outcome,
+    }
+}
+
+/// The session's thread: resumed (which also subscribes this connection to it), or started.
+async fn thread(bridge: &Bridge, rpc: &Rpc, cwd: &std::path::Path) -> Result<String, RpcError> {
+    if let Some(id) = super::thread_id(bridge) {
+        match rpc.request("thread/resume", json!({"threadId": id})).await {
+            Ok(_) => return Ok(id),
+            // A thread that never had a turn has nothing to resume: it is usable as it is only if the
+            // app-server that made it still runs; otherwise start a new one.
+            Err(RpcError::Server { message, .. }) if message.contains("no rollout") => return Ok(id),
+            Err(e) => {
+                tracing::warn!(session = %bridge.session, error = %e, "cannot resume the codex thread; starting a new one")
+            }
+        }
+    }
+    let answer = rpc.request("thread/start", json!({"cwd": cwd})).await?;
+    let id = answer["thread"]["id"].as_str().unwrap_or_default().to_string();
+    super::set_thread_id(bridge, &id).map_err(|e| RpcError::Connect(e.to_string()))?;
+    Ok(id)
+}
+
+struct Follow {
+    bridge: Arc<Bridge>,
+    sessions: Sessions,
+    live: Arc<LiveTurn>,
+    rpc: Rpc,
+    thread: String,
+    /// Codex's id of the running turn.
+    turn: Option<String>,
+    /// The thread's token totals before this turn (codex reports running totals).
+    usage_before: Option<TokenUsage>,
+    usage: TokenUsage,
+    /// Approval requests open here: JSON-RPC id → elicitation id.
+    asked: HashMap<String, String>,
+}
+
+impl Follow {
+    async fn until_end(
+        &mut self,
+        incoming: &mut mpsc::UnboundedReceiver<Incoming>,
+        shared: &crate::session::TurnShared,
+    ) -> TurnOutcome {
+        let mut interrupted_at: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                message = incoming.recv() => match message {
+                    Some(Incoming::Notification { method, params }) => {
+                        if params["threadId"].as_str().is_some_and(|t| t != self.thread) {
+                            continue;
+                        }
+                        if let Some(end) = self.on_notification(&method, &params).await {
+                            return end;
+                        }
+                    }
+                    Some(Incoming::Request { id, method, params }) => self.on_request(id, method, params),
+                    Some(Incoming::Closed) | None => {
+                        return failed("native_process_exited", "the codex app-server closed the connection (it exited?)".into());
+                    }
+                },
+                _ = tick.tick() => {}
+                _ = shared.cancel.cancelled(), if interrupted_at.is_none() => {
+                    interrupted_at = Some(Instant::now());
+                    if let Some(turn) = &self.turn {
+                        let _ = self.rpc.request("turn/interrupt", json!({"threadId": self.thread, "turnId": turn})).await;
+                    }
+                }
+            }
+            if interrupted_at.is_some_and(|t| t.elapsed() > INTERRUPT_GRACE) {
+                return TurnOutcome::Interrupted;
+            }
+            if interrupted_at.is_none() {
+                self.steer(shared).await;
+            }
+        }
+    }
+
+    async fn on_notification(&mut self, method: &str, params: &Value) -> Option<TurnOutcome> {
+        match map(method, params) {
+            Seen::Items(items) => {
+                let answered = items.iter().any(|(_, t, _)| *t == "function_call_output");
+                let events = items
+                    .into_iter()
+                    .map(|(id, item_type, fields)| {
+                        protocol::output_item_done(protocol::item(
+                            &id,
+                            item_type,
+                            "completed",
+                            &self.live.response_id,
+                            secs(now_us()),
+                            fields,
+                        ))
+                    })
+                    .collect();
+                self.live.journal.record(events, Vec::new(), Entry::NativeCursor { offset: 0, delivered: true }).await;
+                if answered {
+                    self.live.answered_in_terminal(&self.sessions, &self.bridge.session).await;
+                }
+            }
+            Seen::Delta { id, delta } if !delta.is_empty() => {
+                let _ =
+                    self.sessions.emit(&self.bridge.session, vec![protocol::text_delta(&delta, &id)], Vec::new()).await;
+            }
+            Seen::Usage { input_tokens, output_tokens } => {
+                let total = TokenUsage { input_tokens, output_tokens };
+                let before = *self.usage_before.get_or_insert(TokenUsage {
+                    input_tokens: total.input_tokens.saturating_sub(self.usage.input_tokens),
+                    output_tokens: total.output_tokens.saturating_sub(self.usage.output_tokens),
+                });
+                let now = TokenUsage {
+                    input_tokens: total.input_tokens.saturating_sub(before.input_tokens),
+                    output_tokens: total.output_tokens.saturating_sub(before.output_tokens),
+                };
+                let added = TokenUsage {
+                    input_tokens: now.input_tokens.saturating_sub(self.usage.input_tokens),
+                    output_tokens: now.output_tokens.saturating_sub(self.usage.output_tokens),
+                };
+                self.live.gate.add_usage(added);
+                self.usage = now;
+            }
+            Seen::Started(turn) => {
+                self.turn.get_or_insert(turn);
+            }
+            Seen::Ended { turn, status, error } if self.turn.as_ref().is_none_or(|t| *t == turn) => {
+                return Some(match status.as_str() {
+                    "completed" => {
+                        let usage = self.live.gate.turn_usage();
+                        let cost_usd = self.live.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
+                        let model = self.live.config.executor.model.clone().unwrap_or_else(|| "codex".into());
+                        TurnOutcome::Completed { usage, model, cost_usd }
+                    }
+                    "interrupted" => TurnOutcome::Interrupted,
+                    _ => failed("native_api_error", error.unwrap_or_else(|| format!("the codex turn ended {status}"))),
+                });
+            }
+            Seen::Resolved(request) => {
+                // Answered in the TUI while the question was open here too.
+                if let Some(eid) = self.asked.remove(&request.to_string()) {
+                    let content = Some(json!({"reason": "answered_in_terminal"}));
+                    let input = Input::Approval { elicitation_id: eid, action: ApprovalAction::Cancel, content };
+                    let _ = self.sessions.post(&self.bridge.session, input).await;
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// One of codex's approval requests: a question anyone can answer; the answer goes back to codex.
+    fn on_request(&mut self, id: Value, method: String, params: Value) {
+        let tool = match method.as_str() {
+            "item/commandExecution/requestApproval" | "execCommandApproval" => "shell",
+            "item/fileChange/requestApproval" | "applyPatchApproval" => "apply_patch",
+            "item/permissions/requestApproval" => "permissions",
+            _ => {
+                // Not something a human here can answer (yet): codex gets a refusal, never silence.
+                tracing::info!(session = %self.bridge.session, method, "declining a codex request omnigent does not handle");
+                self.rpc.respond(&id, decline(&method));
+                return;
+            }
+        };
+        // Stable across a reconnect: the request's JSON-RPC id changes, the item does not.
+        let key = format!("{}:{}:{}", self.thread, params["itemId"].as_str().unwrap_or_default(), params["approvalId"]);
+        let eid = format!("elicit_codex_{}", &crate::ids::stable_hex(&key)[..24]);
+        self.asked.insert(id.to_string(), eid.clone());
+        let what = params["command"].as_str().or(params["reason"].as_str()).unwrap_or(tool).to_string();
+        let message = format!("Codex wants to run **{}**", crate::ids::truncate(&what, 200));
+        let live = self.live.clone();
+        let rpc = self.rpc.clone();
+        let call_id = params["itemId"].as_str().map(str::to_string);
+        tokio::spawn(async move {
+            live.consents.lock().unwrap().push(eid.clone());
+            let action = live
+                .gate
+                .consent(
+                    &live.journal,
+                    &eid,
+                    CONSENT_ASKER,
+                    message,
+                    tool,
+                    call_id.as_deref(),
+                    &params,
+                    CONSENT_TIMEOUT_S,
+                )
+                .await;
+            live.consents.lock().unwrap().retain(|e| *e != eid);
+            let answer = match action {
+                ApprovalAction::Accept => accept(&method),
+                _ => decline(&method),
+            };
+            rpc.respond(&id, answer);
+        });
+    }
+
+    /// Messages that arrived during the turn: `turn/steer`; if the turn is over meanwhile, they wait for the next.
+    async fn steer(&mut self, shared: &crate::session::TurnShared) {
+        let Some(turn) = self.turn.clone() else { return };
+        let messages: Vec<String> = shared.steering.lock().unwrap().drain(..).collect();
+        for (i, text) in messages.iter().enumerate() {
+            let params =
+                json!({"threadId": self.thread, "expectedTurnId": turn, "input": [{"type": "text", "text": text}]});
+            if let Err(e) = self.rpc.request("turn/steer", params).await {
+                tracing::info!(session = %self.bridge.session, error = %e, "codex did not take a steering message; it starts the next turn");
+                shared.steering.lock().unwrap().extend(messages[i..].iter().cloned());
+                return;
+            }
+        }
+    }
+}
+
+/// The approval answer for "yes" in the shape each request method wants.
+fn accept(method: &str) -> Value {
+    match method {
+        "execCommandApproval" | "applyPatchApproval" => json!({"decision": "approved"}),
+        "item/permissions/requestApproval" => json!({"permissions": {}, "scope": "turn"}),
+        _ => json!({"decision": "accept"}),
+    }
+}
+
+fn decline(method: &str) -> Value {
+    match method {
+        "execCommandApproval" | "applyPatchApproval" => json!({"decision": "denied"}),
+        "item/permissions/requestApproval" => json!({"permissions": {}, "scope": "turn"}),
+        "mcpServer/elicitation/request" => json!({"action": "decline"}),
+        _ => json!({"decision": "decline"}),
+    }
+}
