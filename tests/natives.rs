@@ -731,3 +731,104 @@ async fn codex_a_text_turn_streams_like_any_session() {
         assert_eq!(list["data"][0]["id"], "terminal_codex_main", "{list}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_approvals_are_answered_over_the_api() {
+    let Some(cx) = codex() else { return };
+    let db = omnigent_testkit::sqlite_db();
+    let escalated = |cmd: &str| {
+        Reply::tool(
+            "exec_command",
+            json!({"cmd": cmd, "sandbox_permissions": "require_escalated", "justification": "needed"}),
+        )
+    };
+    let replies = vec![
+        escalated("echo yes > accepted.txt"),
+        Reply::text("Ran it."),
+        escalated("echo no > declined.txt"),
+        Reply::text("Did not run it."),
+    ];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.api.create(t.codex_config(&cx)).await;
+    let mut sse = t.stream(&id).await;
+    for (prompt, action, file, exists) in [
+        ("write accepted.txt", "accept", "accepted.txt", true),
+        ("write declined.txt", "decline", "declined.txt", false),
+    ] {
+        t.api.message(&id, prompt).await;
+        let seen = t.until(&mut sse, &id, "response.elicitation_request").await;
+        let request = seen.last().unwrap();
+        assert_eq!(request["params"]["policy_name"], "codex_native_permission", "{request}");
+        let eid = request["elicitation_id"].as_str().unwrap();
+        let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+        assert_eq!(snap["status"], "paused");
+        t.api.post(&format!("/v1/sessions/{id}/elicitations/{eid}/resolve"), json!({"action": action})).await;
+        let seen = t.until(&mut sse, &id, "response.completed").await;
+        let kinds: Vec<&str> = seen.iter().filter_map(|v| v["item"]["type"].as_str()).collect();
+        assert_eq!(kinds, ["function_call", "function_call_output", "message"], "{action}");
+        assert_eq!(t.work.path().join(file).exists(), exists, "{action}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_interrupt_and_steering() {
+    let Some(cx) = codex() else { return };
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![
+        Reply::tool("exec_command", json!({"cmd": "sleep 3; echo slept"})),
+        Reply::text("Saw the steering."),
+        Reply::tool("exec_command", json!({"cmd": "sleep 30"})),
+    ];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.api.create(t.codex_config(&cx)).await;
+    let mut sse = t.stream(&id).await;
+    // A message during the running command steers the turn.
+    t.api.message(&id, "wait a little").await;
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    while t.mock.requests().iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count() < 1 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.api.message(&id, "also this").await;
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let turns = types(&seen).iter().filter(|t| **t == "response.created").count();
+    assert_eq!(turns, 1, "the second message steered the turn instead of starting one: {:?}", types(&seen));
+    let last =
+        t.mock.requests().into_iter().rfind(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).unwrap();
+    assert!(last.body["input"].to_string().contains("also this"), "the model saw the steering message");
+    // An interrupt ends a running turn.
+    t.api.message(&id, "sleep long").await;
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    while t.mock.requests().iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the third model call never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "interrupt"})).await;
+    t.until(&mut sse, &id, "response.incomplete").await;
+    let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+    assert_ne!(snap["status"], "running", "{snap}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_tool_calls_go_through_the_policies() {
+    let Some(cx) = codex() else { return };
+    let db = omnigent_testkit::sqlite_db();
+    let replies =
+        vec![Reply::tool("exec_command", json!({"cmd": "echo no > blocked.txt"})), Reply::text("Blocked, fine.")];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let mut config = t.codex_config(&cx);
+    config["config"]["policies"] =
+        json!({"no-bash": {"handler": "tool_filter", "factory_params": {"deny": ["Bash"], "reason": "no shell here"}}});
+    let id = t.api.create(config).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "try the shell").await;
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let denied = seen.iter().find(|v| v["type"] == "response.policy_denied").expect("a policy_denied event");
+    assert_eq!(denied["phase"], "tool_call", "{denied}");
+    assert!(!t.work.path().join("blocked.txt").exists());
+    let last =
+        t.mock.requests().into_iter().rfind(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).unwrap();
+    assert!(last.body["input"].to_string().contains("no shell here"), "the model read the reason");
+}

@@ -58,7 +58,7 @@ pub async fn ensure(
     let mut args: Vec<OsString> =
         vec!["app-server".into(), "--listen".into(), format!("unix://{}", sock.display()).into()];
     args.extend(overrides(config));
-    let env = environment(bridge, config, cwd)?;
+    let env = environment(bridge, natives, config, cwd)?;
     tracing::info!(session = %bridge.session, cli = %program.display(), cwd = %cwd.display(), "starting the codex app-server");
     bridge
         .tmux
@@ -126,7 +126,12 @@ fn toml_string(s: &str) -> String {
 }
 
 /// The CLI's environment: built from scratch; `CODEX_HOME` is the session's own with `config_dir: isolated`.
-fn environment(bridge: &Bridge, config: &SessionConfig, cwd: &Path) -> Result<Vec<(String, OsString)>, NativeError> {
+fn environment(
+    bridge: &Bridge,
+    natives: &Natives,
+    config: &SessionConfig,
+    cwd: &Path,
+) -> Result<Vec<(String, OsString)>, NativeError> {
     let mut env: Vec<(String, OsString)> = Vec::new();
     for var in ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TMPDIR"] {
         if let Some(v) = std::env::var_os(var) {
@@ -148,9 +153,49 @@ fn environment(bridge: &Bridge, config: &SessionConfig, cwd: &Path) -> Result<Ve
         if !path.exists() {
             files::write_private(&path, trust.as_bytes()).map_err(NativeError::io("writing codex's config"))?;
         }
+        files::write_private(&home.join("hooks.json"), &hooks(&bridge.dir, natives.hook_exe()))
+            .map_err(NativeError::io("writing codex's hooks"))?;
         env.push(("CODEX_HOME".into(), home.into()));
     }
     Ok(env)
+}
+
+/// Codex's hooks (Claude's format): tool calls and their results go through the session's policies. Codex runs
+/// them only once trusted ([`trust_hooks`]).
+fn hooks(dir: &Path, hook_exe: &Path) -> Vec<u8> {
+    let mut hooks = serde_json::Map::new();
+    for (event, timeout) in [("PreToolUse", 86_400), ("PostToolUse", 30)] {
+        let command = format!(
+            "{} native-hook --dir {} --event {event}",
+            files::shell_quote(&hook_exe.to_string_lossy()),
+            files::shell_quote(&dir.to_string_lossy())
+        );
+        hooks.insert(
+            event.into(),
+            serde_json::json!([{"hooks": [{"type": "command", "command": command, "timeout": timeout}]}]),
+        );
+    }
+    serde_json::to_vec_pretty(&serde_json::json!({"hooks": hooks})).expect("JSON")
+}
+
+/// Marks every hook codex lists for `cwd` as trusted (codex skips untrusted hooks, and its TUI would stop on a
+/// "hooks need review" screen).
+pub async fn trust_hooks(rpc: &rpc::Rpc, cwd: &Path) -> Result<(), rpc::RpcError> {
+    let listed = rpc.request("hooks/list", serde_json::json!({"cwds": [cwd]})).await?;
+    let mut trusted = serde_json::Map::new();
+    for hook in
+        listed["data"].as_array().into_iter().flatten().flat_map(|d| d["hooks"].as_array().into_iter().flatten())
+    {
+        if let (Some(key), Some(hash)) = (hook["key"].as_str(), hook["currentHash"].as_str()) {
+            trusted.insert(key.to_string(), serde_json::json!({"trusted_hash": hash}));
+        }
+    }
+    if trusted.is_empty() {
+        return Ok(());
+    }
+    let edit = serde_json::json!({"edits": [{"keyPath": "hooks.state", "mergeStrategy": "upsert", "value": trusted}],
+        "reloadUserConfig": true});
+    rpc.request("config/batchWrite", edit).await.map(drop)
 }
 
 /// The CLI to run: the config's `cli_path`, else `OMNIGENT_CODEX_PATH`, else `codex` on the PATH.

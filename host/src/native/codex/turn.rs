@@ -66,6 +66,9 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
         Ok(c) => c,
         Err(e) => return failed("native_process_exited", e.to_string()),
     };
+    if let Err(e) = super::trust_hooks(&rpc, &cwd).await {
+        tracing::warn!(session = %record.id, error = %e, "cannot trust codex's hooks: policies will not see its tool calls");
+    }
     let thread = match thread(bridge, &rpc, &cwd).await {
         Ok(t) => t,
         Err(e) => return failed("native_process_exited", format!("the codex thread is not available: {e}")),
