@@ -832,3 +832,49 @@ async fn codex_tool_calls_go_through_the_policies() {
         t.mock.requests().into_iter().rfind(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).unwrap();
     assert!(last.body["input"].to_string().contains("no shell here"), "the model read the reason");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_a_pending_approval_survives_a_server_restart() {
+    let Some(cx) = codex() else { return };
+    for db in databases().await {
+        let replies = vec![
+            Reply::tool(
+                "exec_command",
+                json!({"cmd": "echo later > later.txt", "sandbox_permissions": "require_escalated", "justification": "x"}),
+            ),
+            Reply::text("Ran after the restart."),
+        ];
+        let Some(mut t) = Setup::new(&db.url, replies).await else { return };
+        let id = t.api.create(t.codex_config(&cx)).await;
+        let mut sse = t.stream(&id).await;
+        t.api.message(&id, "write later.txt").await;
+        let seen = t.until(&mut sse, &id, "response.elicitation_request").await;
+        let eid = seen.last().unwrap()["elicitation_id"].as_str().unwrap().to_string();
+        let port: u16 = t.server.url.rsplit(':').next().unwrap().parse().unwrap();
+        t.server.kill9();
+        drop(sse);
+        t.server = ServerProcess::start(&bin(), t._data.path(), &db.url, port, &[]).await;
+        let mut sse = t.stream(&id).await;
+        let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+        let pending: Vec<&str> = snap["pending_elicitations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["elicitation_id"].as_str())
+            .collect();
+        assert_eq!(pending, [eid.as_str()], "{}: the same question is still pending: {snap}", db.label);
+        let (status, v) =
+            t.api.post(&format!("/v1/sessions/{id}/elicitations/{eid}/resolve"), json!({"action": "accept"})).await;
+        assert_eq!(status, 202, "{v}");
+        t.until(&mut sse, &id, "response.completed").await;
+        assert!(t.work.path().join("later.txt").exists(), "{}", db.label);
+        let items = t.items(&id).await;
+        let kinds: Vec<&str> = items.iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["message", "function_call", "function_call_output", "message"],
+            "{}: exactly once",
+            db.label
+        );
+    }
+}
