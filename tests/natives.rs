@@ -878,3 +878,95 @@ async fn codex_a_pending_approval_survives_a_server_restart() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_an_approval_answered_in_the_tui_is_resolved_for_everyone() {
+    let Some(cx) = codex() else { return };
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![
+        Reply::tool(
+            "exec_command",
+            json!({"cmd": "echo tui > tui.txt", "sandbox_permissions": "require_escalated", "justification": "x"}),
+        ),
+        Reply::text("Ran it."),
+    ];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.api.create(t.codex_config(&cx)).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "write tui.txt").await;
+    let seen = t.until(&mut sse, &id, "response.elicitation_request").await;
+    let eid = seen.last().unwrap()["elicitation_id"].as_str().unwrap().to_string();
+    // The TUI shows the same question; the human answers it there.
+    let screen_url = format!("/v1/sessions/{id}/resources/terminals/terminal_codex_main/screen");
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    let screen = loop {
+        let (_, v) = t.api.get(&screen_url).await;
+        let text = v["text"].as_str().unwrap_or_default().to_string();
+        if text.contains("Would you like to run") || text.contains("Allow") || text.contains("approve") {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no approval dialog in the TUI:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!screen.contains("Hooks need review"), "{screen}");
+    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap().to_string();
+    std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&socket)
+        .args(["send-keys", "-t", "=omni:=main", "y"])
+        .status()
+        .unwrap();
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let resolved =
+        seen.iter().find(|v| v["type"] == "response.elicitation_resolved").expect("resolved for the web too");
+    assert_eq!(resolved["elicitation_id"], eid.as_str());
+    assert!(t.work.path().join("tui.txt").exists());
+    // No codex daemon escaped the session's tmux server.
+    let daemons = std::process::Command::new("pgrep").args(["-f", "managed-daemon"]).output().unwrap();
+    assert!(daemons.stdout.is_empty(), "a managed codex daemon runs: {}", String::from_utf8_lossy(&daemons.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_a_server_killed_mid_turn_leaves_nothing_stuck_or_doubled() {
+    let Some(cx) = codex() else { return };
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![
+        Reply::tool("exec_command", json!({"cmd": "sleep 2; echo done"})),
+        // The first is codex's answer after the command if it finished the turn; the next message gets the other.
+        Reply::text("Back on the same thread."),
+        Reply::text("Back on the same thread."),
+    ];
+    let Some(mut t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.api.create(t.codex_config(&cx)).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "take your time").await;
+    t.until(&mut sse, &id, "session.resource.created").await;
+    let port: u16 = t.server.url.rsplit(':').next().unwrap().parse().unwrap();
+    t.server.kill9();
+    drop(sse);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    t.server = ServerProcess::start(&bin(), t._data.path(), &db.url, port, &[]).await;
+    let mut sse = t.stream(&id).await;
+    // The cut turn ends (whatever codex made of it: codex stops a turn whose client went away mid-command).
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    loop {
+        let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+        if snap["status"] != "running" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the cut turn never ended: {snap}");
+        let _ = sse.next_within(Duration::from_millis(200)).await;
+    }
+    // The same thread goes on, and no item is there twice.
+    t.api.message(&id, "still there?").await;
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let texts: Vec<&str> = seen.iter().filter_map(|v| v["item"]["content"][0]["text"].as_str()).collect();
+    assert_eq!(texts.last(), Some(&"Back on the same thread."), "{:?}", types(&seen));
+    let items = t.items(&id).await;
+    let ids: std::collections::HashSet<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), items.len(), "no item twice: {items:?}");
+    let last =
+        t.mock.requests().into_iter().rfind(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).unwrap();
+    assert!(last.body["input"].to_string().contains("take your time"), "the thread kept its history");
+}

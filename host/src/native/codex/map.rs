@@ -66,7 +66,7 @@ pub fn map(method: &str, params: &Value) -> Seen {
 }
 
 /// A finished codex item as transcript items.
-fn items(item: &Value) -> Vec<(String, &'static str, Value)> {
+pub fn items(item: &Value) -> Vec<(String, &'static str, Value)> {
     let id = item["id"].as_str().unwrap_or_default().to_string();
     match item["type"].as_str().unwrap_or_default() {
         "agentMessage" => {
@@ -133,46 +133,56 @@ mod tests {
         let text = std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap();
         text.lines()
             .filter_map(|l| l.split_once(" << "))
-            .filter_map(|(_, json)| serde_json::from_str::<Value>(json).ok())
+            // The recorder wrote some control characters raw (not JSON): read them as spaces.
+            .map(|(_, json)| json.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>())
+            .filter_map(|json| serde_json::from_str::<Value>(&json).ok())
             .filter(|v| v.get("id").is_none())
             .map(|v| map(v["method"].as_str().unwrap_or_default(), &v["params"]))
             .filter(|s| *s != Seen::Nothing)
             .collect()
     }
 
+    fn items_of(seen: &[Seen]) -> Vec<(String, &'static str, Value)> {
+        seen.iter().filter_map(|s| if let Seen::Items(i) = s { Some(i.clone()) } else { None }).flatten().collect()
+    }
+
+    // The recorder cut lines at ~600 characters: long notifications (a finished command, the turn's end) are
+    // rebuilt below from their recorded fields.
+
     #[test]
-    fn a_plain_turn_is_a_message_and_its_end() {
+    fn a_plain_turn_is_a_message_with_deltas() {
         let seen = recorded("as-plain.log");
-        let items: Vec<_> =
-            seen.iter().filter_map(|s| if let Seen::Items(i) = s { Some(i.clone()) } else { None }).flatten().collect();
+        let items = items_of(&seen);
         assert_eq!(items.len(), 1, "{seen:?}");
         assert_eq!(items[0].2["content"][0]["text"], "Codex ran plain.");
-        assert!(seen.iter().any(|s| matches!(s, Seen::Delta { .. })));
-        assert!(matches!(seen.last(), Some(Seen::Ended { status, .. }) if status == "completed"), "{seen:?}");
+        assert!(seen.iter().any(|s| matches!(s, Seen::Delta { delta, .. } if delta == "Codex ")));
+        let end = json!({"threadId": "t", "turn": {"id": "01a2351f-671f", "status": "completed", "error": null}});
+        assert_eq!(
+            map("turn/completed", &end),
+            Seen::Ended { turn: "01a2351f-671f".into(), status: "completed".into(), error: None }
+        );
     }
 
     #[test]
     fn an_approved_command_is_a_call_and_its_output() {
         let seen = recorded("as-accept.log");
-        let kinds: Vec<&str> = seen
-            .iter()
-            .filter_map(|s| if let Seen::Items(i) = s { Some(i.clone()) } else { None })
-            .flatten()
-            .map(|i| i.1)
-            .collect();
-        assert_eq!(kinds, ["function_call", "function_call_output", "message"], "{seen:?}");
-        assert!(seen.iter().any(|s| matches!(s, Seen::Resolved(_))));
+        assert!(seen.iter().any(|s| matches!(s, Seen::Resolved(_))), "{seen:?}");
+        assert_eq!(items_of(&seen)[0].2["content"][0]["text"], "Codex wrote c1.");
+        let item = json!({"type": "commandExecution", "id": "call_1a986877", "command": "/bin/bash -lc 'echo codex > c1.txt'",
+            "cwd": "/w", "status": "completed", "aggregatedOutput": null, "exitCode": 0});
+        let items = items_of(&[map("item/completed", &json!({"item": item}))]);
+        let kinds: Vec<&str> = items.iter().map(|i| i.1).collect();
+        assert_eq!(kinds, ["function_call", "function_call_output"]);
+        assert_eq!(items[0].2["call_id"], items[1].2["call_id"]);
+        assert_eq!(items[1].2["is_error"], false);
     }
 
     #[test]
     fn a_declined_command_is_an_error_output() {
-        let seen = recorded("as-decline.log");
-        let output = seen
-            .iter()
-            .filter_map(|s| if let Seen::Items(i) = s { Some(i.clone()) } else { None })
-            .flatten()
-            .find(|i| i.1 == "function_call_output")
-            .unwrap();
-        assert_eq!(output.2["is_error"], true, "{output:?}");
+        let item = json!({"type": "commandExecution", "id": "call_2", "command": "rm -rf x", "cwd": "/w",
+            "status": "declined", "aggregatedOutput": null, "exitCode": null});
+        let items = items_of(&[map("item/completed", &json!({"item": item}))]);
+        assert_eq!(items[1].2["is_error"], true, "{items:?}");
+        assert_eq!(items[1].2["output"], "the command was declined");
     }
 }

@@ -69,7 +69,7 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
     if let Err(e) = super::trust_hooks(&rpc, &cwd).await {
         tracing::warn!(session = %record.id, error = %e, "cannot trust codex's hooks: policies will not see its tool calls");
     }
-    let thread = match thread(bridge, &rpc, &cwd).await {
+    let (thread, resumed) = match thread(bridge, &rpc, &cwd).await {
         Ok(t) => t,
         Err(e) => return failed("native_process_exited", format!("the codex thread is not available: {e}")),
     };
@@ -96,8 +96,13 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
         asked: HashMap::new(),
     };
     if delivered {
-        // A restart cut the turn after codex took the message: it is still the thread's active turn, or over.
+        // A restart cut the turn after codex took the message: codex went on meanwhile. What it finished while
+        // nobody listened is in the thread; the turn may even be over.
         tracing::info!(session = %record.id, "resuming a codex turn after a restart");
+        if let Some(end) = follow.catch_up(resumed.as_ref()).await {
+            live.journal.flush(Vec::new()).await;
+            return end;
+        }
     } else {
         let text = match pending_text(sessions, &record.id).await {
             Ok(t) if !t.trim().is_empty() => t,
@@ -118,34 +123,48 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
         }
         let entry = Entry::NativeCursor { offset: 0, delivered: true };
         live.journal.record(Vec::new(), Vec::new(), entry).await;
+        // The thread has a turn now: its TUI can join (and show codex's own approval dialogs).
+        show_tui(bridge, sessions, &record.id, &config, &thread).await;
     }
     let outcome = follow.until_end(&mut incoming, &shared).await;
     live.answered_in_terminal(sessions, &record.id).await;
     live.journal.flush(Vec::new()).await;
-    // The humans' view of the thread: the TUI joins once the thread has a turn to show.
-    match super::ensure_tui(bridge, &config, &thread).await {
-        Ok(true) => {
-            if let Some(resource) = bridge.resource().await {
-                let _ = sessions.emit(&record.id, vec![protocol::resource_created(resource)], Vec::new()).await;
-            }
-        }
-        Ok(false) => {}
-        Err(e) => tracing::warn!(session = %record.id, error = %e, "could not start the codex TUI"),
-    }
+    // If the TUI could not join while the first turn started, it can now.
+    show_tui(bridge, sessions, &record.id, &config, &thread).await;
     match live.journal.storage_failure() {
         Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
         _ => outcome,
     }
 }
 
-/// The session's thread: resumed (which also subscribes this connection to it), or started.
-async fn thread(bridge: &Bridge, rpc: &Rpc, cwd: &std::path::Path) -> Result<String, RpcError> {
+/// The humans' view of the thread: its TUI in window `main`, announced as the session's terminal.
+async fn show_tui(
+    bridge: &Bridge,
+    sessions: &Sessions,
+    id: &crate::ids::SessionId,
+    config: &crate::config::SessionConfig,
+    thread: &str,
+) {
+    match super::ensure_tui(bridge, config, thread).await {
+        Ok(true) => {
+            if let Some(resource) = bridge.resource().await {
+                let _ = sessions.emit(id, vec![protocol::resource_created(resource)], Vec::new()).await;
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(session = %id, error = %e, "could not start the codex TUI"),
+    }
+}
+
+/// The session's thread: resumed (which also subscribes this connection to it; the answer holds its turns), or
+/// started.
+async fn thread(bridge: &Bridge, rpc: &Rpc, cwd: &std::path::Path) -> Result<(String, Option<Value>), RpcError> {
     if let Some(id) = super::thread_id(bridge) {
         match rpc.request("thread/resume", json!({"threadId": id})).await {
-            Ok(_) => return Ok(id),
+            Ok(resumed) => return Ok((id, Some(resumed))),
             // A thread that never had a turn has nothing to resume: it is usable as it is only if the
             // app-server that made it still runs; otherwise start a new one.
-            Err(RpcError::Server { message, .. }) if message.contains("no rollout") => return Ok(id),
+            Err(RpcError::Server { message, .. }) if message.contains("no rollout") => return Ok((id, None)),
             Err(e) => {
                 tracing::warn!(session = %bridge.session, error = %e, "cannot resume the codex thread; starting a new one")
             }
@@ -154,7 +173,7 @@ async fn thread(bridge: &Bridge, rpc: &Rpc, cwd: &std::path::Path) -> Result<Str
     let answer = rpc.request("thread/start", json!({"cwd": cwd})).await?;
     let id = answer["thread"]["id"].as_str().unwrap_or_default().to_string();
     super::set_thread_id(bridge, &id).map_err(|e| RpcError::Connect(e.to_string()))?;
-    Ok(id)
+    Ok((id, None))
 }
 
 struct Follow {
@@ -173,6 +192,56 @@ struct Follow {
 }
 
 impl Follow {
+    /// After a restart: records the items of the thread's last turn the session does not have yet (codex
+    /// finished them while nobody listened), and the turn's end if it is over.
+    async fn catch_up(&mut self, resumed: Option<&Value>) -> Option<TurnOutcome> {
+        let turn = resumed?["thread"]["turns"].as_array()?.last()?.clone();
+        self.turn = turn["id"].as_str().map(str::to_string);
+        let page = crate::store::Page { limit: 500, after: None, before: None, descending: true };
+        let stored: std::collections::HashSet<String> =
+            match self.sessions.store().list_items(&self.bridge.session, &page).await {
+                Ok((items, _)) => items.into_iter().map(|i| i.id).collect(),
+                Err(e) => return Some(failed(FailureCode::StorageError.as_str(), e.to_string())),
+            };
+        let events: Vec<_> = turn["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(super::map::items)
+            .filter(|(id, _, _)| !stored.contains(id))
+            .map(|(id, item_type, fields)| {
+                protocol::output_item_done(protocol::item(
+                    &id,
+                    item_type,
+                    "completed",
+                    &self.live.response_id,
+                    secs(now_us()),
+                    fields,
+                ))
+            })
+            .collect();
+        if !events.is_empty() {
+            tracing::info!(session = %self.bridge.session, items = events.len(), "recording what codex finished while the server was away");
+            self.live.journal.record(events, Vec::new(), Entry::NativeCursor { offset: 0, delivered: true }).await;
+        }
+        match turn["status"].as_str().unwrap_or_default() {
+            "completed" => Some(self.completed()),
+            "interrupted" => Some(TurnOutcome::Interrupted),
+            "failed" => Some(failed(
+                "native_api_error",
+                turn["error"]["message"].as_str().unwrap_or("the codex turn failed").to_string(),
+            )),
+            _ => None,
+        }
+    }
+
+    fn completed(&self) -> TurnOutcome {
+        let usage = self.live.gate.turn_usage();
+        let cost_usd = self.live.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
+        let model = self.live.config.executor.model.clone().unwrap_or_else(|| "codex".into());
+        TurnOutcome::Completed { usage, model, cost_usd }
+    }
+
     async fn until_end(
         &mut self,
         incoming: &mut mpsc::UnboundedReceiver<Incoming>,
@@ -261,12 +330,7 @@ impl Follow {
             }
             Seen::Ended { turn, status, error } if self.turn.as_ref().is_none_or(|t| *t == turn) => {
                 return Some(match status.as_str() {
-                    "completed" => {
-                        let usage = self.live.gate.turn_usage();
-                        let cost_usd = self.live.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
-                        let model = self.live.config.executor.model.clone().unwrap_or_else(|| "codex".into());
-                        TurnOutcome::Completed { usage, model, cost_usd }
-                    }
+                    "completed" => self.completed(),
                     "interrupted" => TurnOutcome::Interrupted,
                     _ => failed("native_api_error", error.unwrap_or_else(|| format!("the codex turn ended {status}"))),
                 });
