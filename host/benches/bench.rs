@@ -544,6 +544,40 @@ async fn native_suite(rows: &mut Vec<Row>) {
         ),
         "< 1 MB",
     );
+    // codex-native: the same rows through the Codex app-server (named by OMNIGENT_TEST_CODEX).
+    if let Some(codex) = std::env::var("OMNIGENT_TEST_CODEX").ok().filter(|p| !p.is_empty()) {
+        let config = json!({"name": "bench", "executor": {"harness": "codex-native", "model": "mock-model",
+            "auth": {"type": "api_key", "api_key": "sk-fake", "base_url": format!("{}/v1", mock.url)},
+            "config_dir": "isolated", "cli_path": codex}, "os_env": {"cwd": work.path()}});
+        let model_calls = |mock: &MockLlm| {
+            mock.requests().iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count()
+        };
+        let id = api.create(json!({"config": config})).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        sse.next().await.unwrap();
+        let (mut first, mut delivered, mut warm) = (Vec::new(), Vec::new(), Vec::new());
+        for turn in 0..n(20) {
+            mock.push(Reply::text("ok"));
+            let before = model_calls(&mock);
+            let t = Instant::now();
+            api.message(&id, &format!("q{turn}")).await;
+            while model_calls(&mock) == before {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            let at_model = t.elapsed();
+            sse.until("response.completed").await;
+            if turn == 0 {
+                first.push(t.elapsed());
+            } else {
+                delivered.push(at_model);
+                warm.push(t.elapsed());
+            }
+            sse.statuses_until_settled().await;
+        }
+        row("codex-native first turn, app-server start included (POST → completed)", p50_p99(&mut first), "");
+        row("codex-native POST message → model request (turn/start)", p50_p99(&mut delivered), "");
+        row("codex-native warm turn (POST → response.completed)", p50_p99(&mut warm), "");
+    }
     // The CLIs outlive the server by design: stop them.
     for d in std::fs::read_dir(dir.path().join("native")).into_iter().flatten().flatten() {
         let _ =

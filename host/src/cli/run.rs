@@ -18,8 +18,8 @@ use crate::protocol::EventType;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Quick start without a YAML file: a builtin harness (`agent`, or `claude-native` to run Claude Code with your
-    /// own login in a terminal the session owns) or a path to a .wasm harness.
+    /// Quick start without a YAML file: a builtin harness (`agent`; `claude-native` or `codex-native` to run
+    /// Claude Code or Codex with your own login in a terminal the session owns) or a path to a .wasm harness.
     #[arg(value_name = "HARNESS", conflicts_with = "file")]
     harness: Option<String>,
     /// Session config (Omnigent's single-file agent YAML).

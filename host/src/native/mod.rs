@@ -1,4 +1,4 @@
-//! Native harnesses: a vendor's own CLI (Claude Code) runs in a private tmux server owned by the session, and a
+//! Native harnesses: a vendor's own CLI (Claude Code, Codex) runs in a private tmux server owned by the session, and a
 //! bridge makes it an omnigent session like any other — messages typed into it and confirmed delivered, what it
 //! does mirrored from its own structured records, its tool calls judged by the session's policies, its consent
 //! prompts answered from anywhere.
@@ -7,6 +7,8 @@
 //! - `tmux`: the session's tmux server (start, paste, keys, capture, attach argv);
 //! - `claude`: the Claude Code bridge — `launch` (settings, hooks, trust, environment), `transcript` (its JSONL
 //!   as items), `turn` (deliver, follow, end), `hooks` (answers to the CLI's hooks);
+//! - `codex`: the Codex bridge — its app-server in tmux, `rpc` (JSON-RPC over its unix socket), `map` (its
+//!   notifications as events), `turn`;
 //! - `viewer`: a remote viewer of the terminal (tmux control mode), relayed by the WebSocket route;
 //! - `files`: private files under `<data-dir>/native/<session>/`.
 //!
