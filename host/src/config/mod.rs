@@ -320,6 +320,17 @@ pub struct OsEnv {
 pub const BUILTIN_TOOLS: [&str; 4] = ["shell", "read_file", "write_file", "list_dir"];
 
 impl SessionConfig {
+    /// Where the session's tools (or its native CLI) work: `os_env.cwd`, else where the server runs (a
+    /// background server inherits its starter's directory).
+    pub fn work_dir(&self) -> std::path::PathBuf {
+        self.os_env
+            .as_ref()
+            .and_then(|o| o.cwd.clone())
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(std::env::temp_dir)
+    }
+
     /// The session config as stored with the session.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)

@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::tmux::Tmux;
 use crate::config::SessionConfig;
 use crate::ids::SessionId;
+use crate::session::{ApprovalAction, Input, Sessions};
 use crate::turn::gate::Gate;
 use crate::turn::journal::Journal;
 
@@ -62,10 +63,10 @@ pub struct LiveTurn {
 impl LiveTurn {
     /// Resolves the CLI's open consent questions as answered in its terminal: the turn moved on (a tool's
     /// result, its end), which the CLI's dialog would not have let it do unanswered.
-    pub async fn answered_in_terminal(&self, sessions: &crate::session::Sessions, session: &SessionId) {
+    pub async fn answered_in_terminal(&self, sessions: &Sessions, session: &SessionId) {
         let open: Vec<String> = std::mem::take(&mut *self.consents.lock().unwrap());
         for eid in open {
-            super::claude::hooks::resolve_elsewhere(sessions, session, &eid).await;
+            resolve_elsewhere(sessions, session, &eid).await;
         }
     }
 }
@@ -137,9 +138,8 @@ impl Bridge {
 
     /// The prompt typed in the terminal, if it is the one this turn answers.
     pub fn take_typed(&self, text: &str) -> Option<Typed> {
-        let normalize = super::claude::turn::normalize;
         let mut typed = self.typed.lock().unwrap();
-        typed.as_ref().filter(|t| normalize(&t.text).trim() == normalize(text).trim())?;
+        typed.as_ref().filter(|t| super::message::same(&t.text, text))?;
         typed.take()
     }
 
@@ -150,7 +150,7 @@ impl Bridge {
         }
         let pane = self.tmux.pane().await.ok()?;
         let cli = self.cli();
-        Some(serde_json::json!({
+        Some(json!({
             "id": cli.terminal_id(), "object": "session.resource", "type": "terminal",
             "session_id": self.session.as_str(), "name": format!("{}:main", cli.name()),
             "metadata": {"terminal_name": cli.name(), "session_key": "main", "running": !pane.dead,
@@ -162,5 +162,14 @@ impl Bridge {
     /// Stops the CLI and its tmux server.
     pub async fn stop(&self) {
         self.tmux.kill().await;
+    }
+}
+
+/// Resolves a CLI's consent question as answered in its terminal (so no client keeps showing it).
+pub(crate) async fn resolve_elsewhere(sessions: &Sessions, session: &SessionId, eid: &str) {
+    let content = Some(json!({"reason": "answered_in_terminal"}));
+    let input = Input::Approval { elicitation_id: eid.to_string(), action: ApprovalAction::Cancel, content };
+    if let Err(e) = sessions.post(session, input).await {
+        tracing::debug!(session = %session, elicitation = %eid, error = %e, "resolving a consent question answered in the terminal");
     }
 }

@@ -10,6 +10,7 @@
 //! - `codex`: the Codex bridge — its app-server in tmux, `rpc` (JSON-RPC over its unix socket), `map` (its
 //!   notifications as events), `turn`;
 //! - `viewer`: a remote viewer of the terminal (tmux control mode), relayed by the WebSocket route;
+//! - `message`: the text a turn delivers to a CLI;
 //! - `files`: private files under `<data-dir>/native/<session>/`.
 //!
 //! The CLI outlives the server: tmux daemonizes, so a restart re-adopts it from its folder.
@@ -18,6 +19,7 @@ pub mod bridge;
 pub mod claude;
 pub mod codex;
 pub mod files;
+pub mod message;
 pub mod tmux;
 pub mod viewer;
 
@@ -117,7 +119,7 @@ impl Natives {
 
     /// Makes sure the session's CLI runs (adopting a live one, or starting it), in `os_env.cwd`.
     pub async fn ensure(&self, bridge: &Bridge, config: &SessionConfig) -> Result<Running, NativeError> {
-        let cwd = claude::turn::cwd_of(config);
+        let cwd = config.work_dir();
         match cli_of(config) {
             Some(NativeCli::Codex) => codex::ensure(bridge, self, config, &cwd).await,
             _ => claude::ensure(bridge, self, config, &cwd).await,

@@ -1,7 +1,7 @@
 //! Driving a WASM harness turn from start to end: load the harness and the policies, replay the journal if the
 //! turn is resumed, judge the user's request, run the harness, judge its answer, and report the outcome.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,14 +62,7 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         deadline: config.executor.turn_timeout_s.map(Duration::from_secs).unwrap_or(defaults.deadline),
     };
     let model = config.executor.model_name().to_string();
-    // Without os_env.cwd, tools run where the server runs (a background server inherits its starter's directory).
-    let cwd = config
-        .os_env
-        .as_ref()
-        .and_then(|o| o.cwd.clone())
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(std::env::temp_dir);
+    let cwd = config.work_dir();
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let session_policies = PolicyMap::of_session(&record.policy.policies);
     let agent_policies = config.policies.clone().unwrap_or_default();

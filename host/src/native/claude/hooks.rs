@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use crate::ids::SessionId;
-use crate::native::bridge::{Bridge, HookCall, LiveTurn};
+use crate::native::bridge::{Bridge, HookCall, LiveTurn, resolve_elsewhere};
 use crate::policy::Phase;
 use crate::session::{ApprovalAction, Input, Sessions};
 
@@ -103,14 +103,6 @@ async fn permission(live: &LiveTurn, sessions: &Sessions, session: &SessionId, b
         _ => return json!({}),
     };
     json!({"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}})
-}
-
-pub(crate) async fn resolve_elsewhere(sessions: &Sessions, session: &SessionId, eid: &str) {
-    let content = Some(json!({"reason": "answered_in_terminal"}));
-    let input = Input::Approval { elicitation_id: eid.to_string(), action: ApprovalAction::Cancel, content };
-    if let Err(e) = sessions.post(session, input).await {
-        tracing::debug!(session = %session, elicitation = %eid, error = %e, "resolving a consent question answered in the terminal");
-    }
 }
 
 /// Resolves a consent question when its hook call goes away unanswered (Claude stopped waiting: the human

@@ -5,7 +5,6 @@
 //! that passed it, so a restart neither repeats nor loses an item.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,11 +16,11 @@ use super::transcript::{Seen, Tail, in_conversation_order, map};
 use crate::ids::SessionId;
 use crate::native::Natives;
 use crate::native::bridge::{Bridge, HookCall, LiveTurn};
+use crate::native::message::{normalize, pending_text, same};
 use crate::policy::{Phase, PolicyMap};
 use crate::protocol;
-use crate::record::{Item, now_us, secs};
+use crate::record::{now_us, secs};
 use crate::session::{FailureCode, Sessions, TokenUsage, TurnOutcome, TurnStart};
-use crate::store::Page;
 use crate::turn::gate::Gate;
 use crate::turn::journal::{Entry, Journal};
 
@@ -57,7 +56,7 @@ pub async fn run(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
 
 async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
     let TurnStart { record, response_id, config, shared, resume } = turn;
-    let cwd = cwd_of(&config);
+    let cwd = config.work_dir();
     let session_policies = PolicyMap::of_session(&record.policy.policies);
     let agent_policies = config.policies.clone().unwrap_or_default();
     let chain = match natives.policies.chain(&session_policies, &agent_policies).await {
@@ -143,49 +142,6 @@ async fn finish(live: &LiveTurn, sessions: &Sessions, session: &SessionId, outco
         Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
         _ => outcome,
     }
-}
-
-/// Where the CLI runs: `os_env.cwd`, else where the server runs.
-pub fn cwd_of(config: &crate::config::SessionConfig) -> PathBuf {
-    config
-        .os_env
-        .as_ref()
-        .and_then(|o| o.cwd.clone())
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(std::env::temp_dir)
-}
-
-/// The user messages this turn answers: those after the last thing that was not a user message.
-pub(crate) async fn pending_text(sessions: &Sessions, id: &SessionId) -> Result<String, String> {
-    let page = Page { limit: 100, after: None, before: None, descending: true };
-    let (items, _) = sessions.store().list_items(id, &page).await.map_err(|e| e.to_string())?;
-    let mut texts: Vec<String> = items
-        .iter()
-        .take_while(|i: &&Item| i.item_type == "message" && i.data["role"] != "assistant")
-        .map(|i| user_text(&i.data["content"]))
-        .collect();
-    texts.reverse();
-    Ok(texts.join("\n\n"))
-}
-
-fn user_text(content: &serde_json::Value) -> String {
-    match content {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(parts) => {
-            parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n")
-        }
-        _ => String::new(),
-    }
-}
-
-/// What a paste must be for the composer: newlines as `\n`, no control characters but tabs.
-pub fn normalize(text: &str) -> String {
-    text.replace("\r\n", "\n")
-        .replace('\r', "\n")
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .collect()
 }
 
 /// A turn in progress, from delivery to its end.
@@ -456,7 +412,7 @@ impl Follow {
                         }
                     }
                     Seen::Queued(text) => {
-                        if let Some(i) = self.steered.iter().position(|s| s.trim() == normalize(&text).trim()) {
+                        if let Some(i) = self.steered.iter().position(|s| same(s, &text)) {
                             self.steered.remove(i);
                         }
                     }
@@ -487,6 +443,6 @@ impl Follow {
 mod tests {
     #[test]
     fn pasted_text_keeps_newlines_and_tabs_only() {
-        assert_eq!(super::normalize("a\r\nb\rc\td\x07e\x1b[1m"), "a\nb\nc\tde[1m");
+        assert_eq!(crate::native::message::normalize("a\r\nb\rc\td\x07e\x1b[1m"), "a\nb\nc\tde[1m");
     }
 }

@@ -98,7 +98,7 @@ pub async fn ensure_tui(bridge: &Bridge, config: &SessionConfig, thread: &str) -
         vec!["resume".into(), "--remote".into(), format!("unix://{}", socket(bridge).display()).into()];
     args.extend(overrides(config));
     args.push(thread.into());
-    let cwd = super::claude::turn::cwd_of(config);
+    let cwd = config.work_dir();
     bridge.tmux.new_window("main", Launch { cwd: &cwd, env: Vec::new(), program: &program, args }).await?;
     Ok(true)
 }

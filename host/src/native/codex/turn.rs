@@ -14,7 +14,7 @@ use super::map::{Seen, map};
 use super::rpc::{Incoming, Rpc, RpcError};
 use crate::native::Natives;
 use crate::native::bridge::{Bridge, LiveTurn};
-use crate::native::claude::turn::{cwd_of, pending_text};
+use crate::native::message::pending_text;
 use crate::policy::{Phase, PolicyMap};
 use crate::protocol;
 use crate::record::{now_us, secs};
@@ -47,7 +47,7 @@ pub async fn run(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
 
 async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
     let TurnStart { record, response_id, config, shared, resume } = turn;
-    let cwd = cwd_of(&config);
+    let cwd = config.work_dir();
     let session_policies = PolicyMap::of_session(&record.policy.policies);
     let agent_policies = config.policies.clone().unwrap_or_default();
     let chain = match natives.policies.chain(&session_policies, &agent_policies).await {
