@@ -970,3 +970,49 @@ async fn codex_a_server_killed_mid_turn_leaves_nothing_stuck_or_doubled() {
         t.mock.requests().into_iter().rfind(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).unwrap();
     assert!(last.body["input"].to_string().contains("take your time"), "the thread kept its history");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consent_question_survives_a_server_restart() {
+    for db in databases().await {
+        let replies = vec![
+            Reply::tool("Bash", json!({"command": "echo after > after-restart.txt", "description": "write"})),
+            Reply::text("Written after the restart."),
+        ];
+        let Some(mut t) = Setup::new(&db.url, replies).await else { return };
+        let id = t.session(json!({})).await;
+        let mut sse = t.stream(&id).await;
+        t.api.message(&id, "write it").await;
+        let seen = t.until(&mut sse, &id, "response.elicitation_request").await;
+        let eid = seen.last().unwrap()["elicitation_id"].as_str().unwrap().to_string();
+        let port: u16 = t.server.url.rsplit(':').next().unwrap().parse().unwrap();
+        t.server.kill9();
+        drop(sse);
+        t.server = ServerProcess::start(&bin(), t._data.path(), &db.url, port, &[]).await;
+        let mut sse = t.stream(&id).await;
+        // Claude's hook asks again; it is the same question.
+        let deadline = tokio::time::Instant::now() + TURN_WAIT;
+        loop {
+            let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+            let pending: Vec<String> = snap["pending_elicitations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["elicitation_id"].as_str().map(str::to_string))
+                .collect();
+            assert!(pending.iter().all(|p| *p == eid), "{}: one question, the same: {pending:?}", db.label);
+            if !pending.is_empty() && t.screen(&id).await.contains("Do you want") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{}: {snap}", db.label);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (status, v) =
+            t.api.post(&format!("/v1/sessions/{id}/elicitations/{eid}/resolve"), json!({"action": "accept"})).await;
+        assert_eq!(status, 202, "{v}");
+        t.until(&mut sse, &id, "response.completed").await;
+        assert!(t.work.path().join("after-restart.txt").exists(), "{}", db.label);
+        let items = t.items(&id).await;
+        let kinds: Vec<&str> = items.iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["message", "function_call", "function_call_output", "message"], "{}", db.label);
+    }
+}

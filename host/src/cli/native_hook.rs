@@ -1,7 +1,7 @@
 //! `omnigent native-hook`: the command a native CLI runs for each hook. It posts the hook's JSON to the
 //! session's server (found in the session folder's `endpoint.json`, read on every call, so a restarted server is
 //! found again), waits for the answer as long as the CLI lets it, and prints it. If the server cannot be reached
-//! for a minute, it answers so that a human stays in the loop: a tool call goes to the CLI's own prompt
+//! (or dies while answering) for a minute, it answers so that a human stays in the loop: a tool call goes to the CLI's own prompt
 //! (`ask`), a prompt is blocked, and reports are dropped (the transcript has them anyway).
 
 use std::io::Read;
@@ -84,11 +84,10 @@ async fn ask_server(args: &HookArgs, input: Vec<u8>) -> Result<Value, String> {
                 let text = response.text().await.unwrap_or_default();
                 return Err(format!("the server answered {status}: {}", crate::ids::truncate(&text, 300)));
             }
-            // Only a hook that decides something waits for a restarting server; a report is not worth holding
-            // the CLI up for (the transcript has it).
-            Err(e)
-                if (e.is_connect() || e.is_timeout()) && decides(&args.event) && started.elapsed() < RECONNECT_FOR =>
-            {
+            // Only a hook that decides something waits for a restarting server (it asks again, under the same
+            // id, so it is the same question); a report is not worth holding the CLI up for (the transcript has
+            // it). A server that died mid-answer counts as restarting.
+            Err(_) if decides(&args.event) && started.elapsed() < RECONNECT_FOR => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => return Err(format!("cannot reach the server at {}: {e}", endpoint.url)),

@@ -115,6 +115,22 @@ impl Gate {
         request_data: Option<&Value>,
         call_id: Option<&str>,
     ) -> GateResult {
+        self.check_as(journal, phase, target, data, request_data, call_id, None).await
+    }
+
+    /// [`Gate::check`], with the id a question to a human gets if a policy asks (a native CLI's hook that is
+    /// sent again after a restart must find the same question, not ask a second one).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_as(
+        &self,
+        journal: &Journal,
+        phase: Phase,
+        target: Option<&str>,
+        data: Value,
+        request_data: Option<&Value>,
+        call_id: Option<&str>,
+        ask_id: Option<String>,
+    ) -> GateResult {
         if !self.chain.iter().any(|p| p.decl.selects(phase, target)) {
             return Ok(None);
         }
@@ -150,7 +166,7 @@ impl Gate {
                     }
                     Outcome::Ask(mut asked) => {
                         let (changes, labels) = (std::mem::take(&mut asked.changes), std::mem::take(&mut asked.labels));
-                        let id = format!("elicit_{}", crate::ids::random_hex());
+                        let id = ask_id.unwrap_or_else(|| format!("elicit_{}", crate::ids::random_hex()));
                         let ask = self.ask(id, phase, target, call_id, &data, asked);
                         let mut events = self.policy_writes(changes, labels);
                         events.push(protocol::elicitation_request(ask.request.clone()));

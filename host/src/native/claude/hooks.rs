@@ -20,7 +20,11 @@ pub const CONSENT_ASKER: &str = "claude_native_permission";
 
 /// The answer to one hook call.
 pub async fn answer(bridge: &Bridge, sessions: &Sessions, event: &str, body: Value) -> Value {
-    let live = bridge.live();
+    let mut live = bridge.live();
+    if live.is_none() && matches!(event, "PreToolUse" | "PermissionRequest") {
+        // Just after a restart the resumed turn may not have taken over yet: its hook calls wait for it.
+        live = wait_for_turn(bridge, sessions).await;
+    }
     match (event, live) {
         ("PreToolUse", Some(live)) => pre_tool_use(&live, &body).await,
         ("PermissionRequest", Some(live)) => permission(&live, sessions, &bridge.session, &body).await,
@@ -49,6 +53,24 @@ async fn typed_in_terminal(bridge: &Bridge, sessions: &Sessions, body: &Value) -
     json!({})
 }
 
+/// The live turn, if the session is in a turn that is being resumed (up to a few seconds).
+async fn wait_for_turn(bridge: &Bridge, sessions: &Sessions) -> Option<std::sync::Arc<LiveTurn>> {
+    let in_turn = sessions.get(&bridge.session).await.ok().is_some_and(|r| {
+        matches!(r.status, crate::record::SessionStatus::Running | crate::record::SessionStatus::Paused)
+    });
+    if !in_turn {
+        return None;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(live) = bridge.live() {
+            return Some(live);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    None
+}
+
 fn tool_of(body: &Value) -> (String, String) {
     let name = body["tool_name"].as_str().unwrap_or("tool").to_string();
     (name, body["tool_input"].to_string())
@@ -61,7 +83,9 @@ async fn pre_tool_use(live: &LiveTurn, body: &Value) -> Value {
     let call = json!({"name": name, "arguments": arguments});
     let call_id = body["tool_use_id"].as_str();
     let waited = live.gate.waited();
-    match live.gate.check(&live.journal, Phase::ToolCall, Some(&name), call, None, call_id).await {
+    // The same call asks the same question, also when Claude sends the hook again after a server restart.
+    let ask_id = call_id.map(|id| format!("elicit_claude_{}", &crate::ids::stable_hex(id)[..24]));
+    match live.gate.check_as(&live.journal, Phase::ToolCall, Some(&name), call, None, call_id, ask_id).await {
         Err(reason) => json!({"hookSpecificOutput": {"hookEventName": "PreToolUse",
             "permissionDecision": "deny", "permissionDecisionReason": reason}}),
         Ok(_) if live.gate.waited() > waited => json!({"hookSpecificOutput": {"hookEventName": "PreToolUse",
@@ -87,7 +111,10 @@ async fn post_tool_use(live: &LiveTurn, body: &Value) -> Value {
 /// terminal first, Claude drops this hook call; the question is then resolved as answered there.
 async fn permission(live: &LiveTurn, sessions: &Sessions, session: &SessionId, body: &Value) -> Value {
     let (name, arguments) = tool_of(body);
-    let eid = format!("elicit_claude_perm_{}", &crate::ids::random_hex()[..20]);
+    // Claude gives this hook no call id: the question is named by the turn and the call's content, so a hook
+    // sent again after a server restart finds the same question.
+    let key = format!("{}\n{}\n{name}\n{arguments}", body["session_id"].as_str().unwrap_or_default(), live.response_id);
+    let eid = format!("elicit_claude_perm_{}", &crate::ids::stable_hex(&key)[..24]);
     let mut guard = AnsweredElsewhere { sessions: sessions.clone(), session: session.clone(), eid: Some(eid.clone()) };
     live.consents.lock().unwrap().push(eid.clone());
     let call = json!({"name": name, "arguments": arguments});
