@@ -1016,3 +1016,39 @@ async fn a_consent_question_survives_a_server_restart() {
         assert_eq!(kinds, ["message", "function_call", "function_call_output", "message"], "{}", db.label);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompt_typed_in_the_terminal_is_judged_by_the_request_policies() {
+    let db = omnigent_testkit::sqlite_db();
+    let Some(t) = Setup::new(&db.url, vec![]).await else { return };
+    // A budget already spent: every request is denied.
+    let id = t
+        .session(json!({"policies": {"budget": {"handler": "cost_budget", "factory_params": {"max_cost_usd": 0}}}}))
+        .await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "from the api").await;
+    let seen = t.until(&mut sse, &id, "response.failed").await;
+    assert_eq!(seen.last().unwrap()["response"]["error"]["code"], "policy_denied");
+    // Claude runs (the turn started it); a human types into it.
+    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().expect("the CLI runs").to_string();
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    while !t.screen(&id).await.contains('❯') {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tmux = |args: &[&str]| std::process::Command::new("tmux").arg("-S").arg(&socket).args(args).status().unwrap();
+    tmux(&["send-keys", "-t", "=omni:=main", "-l", "typed past the budget"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tmux(&["send-keys", "-t", "=omni:=main", "Enter"]);
+    let seen = t.until(&mut sse, &id, "response.policy_denied").await;
+    assert_eq!(seen.last().unwrap()["phase"], "request", "{:?}", seen.last());
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    while !t.screen(&id).await.contains("blocked") {
+        assert!(tokio::time::Instant::now() < deadline, "Claude did not show the block:\n{}", t.screen(&id).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(t.mock.requests().iter().all(|r| !r.body["tools"].is_array()), "no model request was made");
+    let items = t.items(&id).await;
+    assert_eq!(items.len(), 1, "only the API's message: {items:?}");
+}

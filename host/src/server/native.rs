@@ -26,7 +26,7 @@ pub async fn hook(
         return Err(ApiError::not_found(format!("session {id} has no native CLI")));
     };
     tracing::debug!(session = %id, event, "native hook");
-    Ok(Json(crate::native::claude::hooks::answer(&bridge, &state.sessions, &event, body).await))
+    Ok(Json(crate::native::claude::hooks::answer(&state.natives, &bridge, &state.sessions, &event, body).await))
 }
 
 /// The session's bridge, if `tid` names its terminal.

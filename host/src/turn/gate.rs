@@ -198,6 +198,40 @@ impl Gate {
         verdict
     }
 
+    /// The chain's verdict on something no human can be asked about (a prompt typed into a native CLI while no
+    /// turn runs): an allow passes, a deny is reported and returned, and an ask is returned as a refusal that
+    /// says how to be asked. Nothing is journaled (there is no turn).
+    pub async fn judge_without_asking(&self, phase: Phase, target: Option<&str>, data: Value) -> Result<(), String> {
+        if !self.chain.iter().any(|p| p.decl.selects(phase, target)) {
+            return Ok(());
+        }
+        let situation = self.situation();
+        let outcome = crate::policy::evaluate(&self.chain, phase, target, data, None, &situation).await;
+        let (events, verdict) = match outcome {
+            Outcome::Allow { changes, labels, .. } => (self.policy_writes(changes, labels), Ok(())),
+            Outcome::Deny { policy, reason, changes, labels } => {
+                let reason = format!("denied by policy '{policy}': {reason}");
+                let mut events = self.policy_writes(changes, labels);
+                events.push(self.denied(phase, &policy, &reason, target));
+                (events, Err(reason))
+            }
+            Outcome::Ask(asked) => {
+                let reason = format!(
+                    "policy {} wants a human to approve this {phase}: send it through omnigent (the API, `omnigent \
+                     attach --chat`) to be asked",
+                    asked.policies.join(", ")
+                );
+                (self.policy_writes(asked.changes, asked.labels), Err(reason))
+            }
+        };
+        if !events.is_empty()
+            && let Err(e) = self.sessions.emit(&self.session, events, Vec::new()).await
+        {
+            tracing::warn!(session = %self.session, error = %e, "could not record a policy verdict");
+        }
+        verdict
+    }
+
     /// Asks a human on behalf of a native CLI's own consent prompt (not a policy): `asker` is the name the
     /// question carries, `elicitation_id` is minted by the caller (so it can resolve the question if the CLI
     /// stops waiting, say because the human answered in the terminal). Pauses the session until an answer, a

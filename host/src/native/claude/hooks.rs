@@ -7,10 +7,15 @@
 
 use serde_json::{Value, json};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::config::SessionConfig;
 use crate::ids::SessionId;
+use crate::native::Natives;
 use crate::native::bridge::{Bridge, HookCall, LiveTurn, resolve_elsewhere};
-use crate::policy::Phase;
+use crate::policy::{Phase, PolicyMap};
 use crate::session::{ApprovalAction, Input, Sessions};
+use crate::turn::gate::Gate;
 
 /// How long the CLI's own consent question may wait for an answer from omnigent (the terminal can answer it
 /// meanwhile); then Claude's own prompt is all that is left.
@@ -19,7 +24,7 @@ const CONSENT_TIMEOUT_S: u64 = 86_400;
 pub const CONSENT_ASKER: &str = "claude_native_permission";
 
 /// The answer to one hook call.
-pub async fn answer(bridge: &Bridge, sessions: &Sessions, event: &str, body: Value) -> Value {
+pub async fn answer(natives: &Natives, bridge: &Bridge, sessions: &Sessions, event: &str, body: Value) -> Value {
     let mut live = bridge.live();
     if live.is_none() && matches!(event, "PreToolUse" | "PermissionRequest") {
         // Just after a restart the resumed turn may not have taken over yet: its hook calls wait for it.
@@ -33,7 +38,7 @@ pub async fn answer(bridge: &Bridge, sessions: &Sessions, event: &str, body: Val
             let _ = live.hooks.send(HookCall { event: event.to_string(), body });
             json!({})
         }
-        ("UserPromptSubmit", None) => typed_in_terminal(bridge, sessions, &body).await,
+        ("UserPromptSubmit", None) => typed_in_terminal(natives, bridge, sessions, &body).await,
         // Nothing of ours runs (the human drives the terminal alone): Claude decides as it would.
         (_, None) => json!({}),
     }
@@ -41,8 +46,12 @@ pub async fn answer(bridge: &Bridge, sessions: &Sessions, event: &str, body: Val
 
 /// A prompt the human typed into the terminal while no turn ran: the session records it (`created_by:
 /// terminal`) and follows Claude's answer as a turn like any other.
-async fn typed_in_terminal(bridge: &Bridge, sessions: &Sessions, body: &Value) -> Value {
+async fn typed_in_terminal(natives: &Natives, bridge: &Bridge, sessions: &Sessions, body: &Value) -> Value {
     let Some(text) = body["prompt"].as_str().filter(|t| !t.trim().is_empty()) else { return json!({}) };
+    // The session's `request` policies judge it before Claude sends it anywhere.
+    if let Err(reason) = judge_prompt(natives, sessions, &bridge.session, text).await {
+        return json!({"decision": "block", "reason": reason});
+    }
     let offset = body["transcript_path"].as_str().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0);
     bridge.set_typed(crate::native::bridge::Typed { text: text.to_string(), offset });
     let content = vec![json!({"type": "input_text", "text": text})];
@@ -69,6 +78,19 @@ async fn wait_for_turn(bridge: &Bridge, sessions: &Sessions) -> Option<std::sync
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     None
+}
+
+/// The `request` verdict of the session's policies on a prompt typed into the terminal.
+async fn judge_prompt(natives: &Natives, sessions: &Sessions, session: &SessionId, text: &str) -> Result<(), String> {
+    let record = sessions
+        .get(session)
+        .await
+        .map_err(|e| format!("omnigent cannot read the session to check the prompt: {e}"))?;
+    let config = SessionConfig::from_json(record.config.clone())?;
+    let session_policies = PolicyMap::of_session(&record.policy.policies);
+    let chain = natives.policies.chain(&session_policies, &config.policies.clone().unwrap_or_default()).await?;
+    let gate = Gate::new(chain, sessions, &record, "", config.executor.clone(), CancellationToken::new());
+    gate.judge_without_asking(Phase::Request, None, json!({"user_content": text, "attachments": []})).await
 }
 
 fn tool_of(body: &Value) -> (String, String) {
