@@ -1052,3 +1052,46 @@ async fn a_prompt_typed_in_the_terminal_is_judged_by_the_request_policies() {
     let items = t.items(&id).await;
     assert_eq!(items.len(), 1, "only the API's message: {items:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_a_prompt_typed_in_the_tui_becomes_a_turn_of_the_session() {
+    let Some(cx) = codex() else { return };
+    let db = omnigent_testkit::sqlite_db();
+    let replies = vec![Reply::text("First answer."), Reply::text("Answer to the TUI.")];
+    let Some(t) = Setup::new(&db.url, replies).await else { return };
+    let id = t.api.create(t.codex_config(&cx)).await;
+    let mut sse = t.stream(&id).await;
+    t.api.message(&id, "from the api").await;
+    t.until(&mut sse, &id, "response.completed").await;
+    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap().to_string();
+    let screen_url = format!("/v1/sessions/{id}/resources/terminals/terminal_codex_main/screen");
+    let deadline = tokio::time::Instant::now() + TURN_WAIT;
+    loop {
+        let (_, v) = t.api.get(&screen_url).await;
+        if v["text"].as_str().unwrap_or_default().contains("First answer.") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the TUI does not show the thread: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tmux = |args: &[&str]| std::process::Command::new("tmux").arg("-S").arg(&socket).args(args).status().unwrap();
+    tmux(&["send-keys", "-t", "=omni:=main", "-l", "typed in the tui"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tmux(&["send-keys", "-t", "=omni:=main", "Enter"]);
+    let seen = t.until(&mut sse, &id, "response.completed").await;
+    let consumed = seen.iter().find(|v| v["type"] == "session.input.consumed").expect("the prompt was recorded");
+    assert_eq!(consumed["data"]["created_by"], "terminal", "{consumed}");
+    let texts: Vec<&str> = seen.iter().filter_map(|v| v["item"]["content"][0]["text"].as_str()).collect();
+    let items = t.items(&id).await;
+    assert_eq!(
+        texts,
+        ["Answer to the TUI."],
+        "{:?}\nitems: {items:?}\nrequests: {}",
+        types(&seen),
+        t.mock.requests().len()
+    );
+    let main =
+        t.mock.requests().into_iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count();
+    assert_eq!(main, 2, "the prompt was not sent a second time");
+}

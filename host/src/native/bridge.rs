@@ -78,6 +78,8 @@ pub struct Typed {
     pub text: String,
     /// The transcript's length when the CLI took the prompt: the turn mirrors from there.
     pub offset: u64,
+    /// The CLI's own id of the turn it started for the prompt, when it reports one (codex).
+    pub external_id: Option<String>,
 }
 
 /// Where the CLI is, once launched.
@@ -97,6 +99,8 @@ pub struct Bridge {
     pub(super) launching: tokio::sync::Mutex<()>,
     live: Mutex<Option<Arc<LiveTurn>>>,
     typed: Mutex<Option<Typed>>,
+    /// A task that watches the CLI between turns (codex: prompts typed into its TUI); stops with the bridge.
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Bridge {
@@ -108,6 +112,7 @@ impl Bridge {
             launching: tokio::sync::Mutex::new(()),
             live: Mutex::default(),
             typed: Mutex::default(),
+            watcher: Mutex::default(),
         }
     }
 
@@ -159,8 +164,19 @@ impl Bridge {
         }))
     }
 
+    /// Starts `task` as the bridge's watcher unless one is running.
+    pub fn watch_with(&self, task: impl FnOnce() -> tokio::task::JoinHandle<()>) {
+        let mut watcher = self.watcher.lock().unwrap();
+        if watcher.as_ref().is_none_or(|w| w.is_finished()) {
+            *watcher = Some(task());
+        }
+    }
+
     /// Stops the CLI and its tmux server.
     pub async fn stop(&self) {
+        if let Some(w) = self.watcher.lock().unwrap().take() {
+            w.abort();
+        }
         self.tmux.kill().await;
     }
 }

@@ -53,7 +53,7 @@ async fn typed_in_terminal(natives: &Natives, bridge: &Bridge, sessions: &Sessio
         return json!({"decision": "block", "reason": reason});
     }
     let offset = body["transcript_path"].as_str().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0);
-    bridge.set_typed(crate::native::bridge::Typed { text: text.to_string(), offset });
+    bridge.set_typed(crate::native::bridge::Typed { text: text.to_string(), offset, external_id: None });
     let content = vec![json!({"type": "input_text", "text": text})];
     let input = Input::Message { content, created_by: Some("terminal".into()) };
     if let Err(e) = sessions.post(&bridge.session, input).await {

@@ -6,6 +6,7 @@
 pub mod map;
 pub mod rpc;
 pub mod turn;
+pub mod watch;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -22,6 +22,8 @@ use crate::session::{ApprovalAction, FailureCode, Input, Sessions, TokenUsage, T
 use crate::turn::gate::Gate;
 use crate::turn::journal::{Entry, Journal};
 
+/// How often a turn that began before the bridge listened is read back from the thread.
+const REREAD: Duration = Duration::from_millis(500);
 /// After `turn/interrupt`, how long codex may take to end the turn.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
 /// The name a codex approval question carries where a policy's name would be.
@@ -69,10 +71,30 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
     if let Err(e) = super::trust_hooks(&rpc, &cwd).await {
         tracing::warn!(session = %record.id, error = %e, "cannot trust codex's hooks: policies will not see its tool calls");
     }
-    let (thread, resumed) = match thread(bridge, &rpc, &cwd).await {
-        Ok(t) => t,
-        Err(e) => return failed("native_process_exited", format!("the codex thread is not available: {e}")),
+    // A prompt typed into the TUI runs as the TUI's turn already: its thread is not rejoined (rejoining a
+    // running thread from a second client can cut its turn short); its record is read instead.
+    let text = if delivered {
+        None
+    } else {
+        match pending_text(sessions, &record.id).await {
+            Ok(t) if !t.trim().is_empty() => Some(t),
+            Ok(_) => return failed("native_delivery_failed", "the turn has no message to deliver".into()),
+            Err(e) => return failed(FailureCode::StorageError.as_str(), e),
+        }
     };
+    let typed = text.as_deref().and_then(|t| bridge.take_typed(t));
+    let known = typed.as_ref().and_then(|_| super::thread_id(bridge));
+    let (thread, resumed) = match known {
+        Some(id) => (id, None),
+        None => match thread(bridge, &rpc, &cwd).await {
+            Ok(t) => t,
+            Err(e) => return failed("native_process_exited", format!("the codex thread is not available: {e}")),
+        },
+    };
+    {
+        let (b, s, t) = (bridge.clone(), sessions.clone(), thread.clone());
+        bridge.watch_with(move || tokio::spawn(super::watch::watch(b, s, t)));
+    }
     let gate = Gate::new(chain, sessions, &record, &response_id, config.executor.clone(), shared.cancel.clone());
     let (hooks, _reports) = mpsc::unbounded_channel();
     let live = Arc::new(LiveTurn {
@@ -94,6 +116,7 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
         usage_before: None,
         usage: TokenUsage::default(),
         asked: HashMap::new(),
+        reread: false,
     };
     if delivered {
         // A restart cut the turn after codex took the message: codex went on meanwhile. What it finished while
@@ -103,12 +126,21 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
             live.journal.flush(Vec::new()).await;
             return end;
         }
-    } else {
-        let text = match pending_text(sessions, &record.id).await {
-            Ok(t) if !t.trim().is_empty() => t,
-            Ok(_) => return failed("native_delivery_failed", "the turn has no message to deliver".into()),
-            Err(e) => return failed(FailureCode::StorageError.as_str(), e),
+    } else if let Some(typed) = typed {
+        // Typed into the TUI: codex runs that turn already; its record is read until it ends.
+        let entry = Entry::NativeCursor { offset: 0, delivered: true };
+        live.journal.record(Vec::new(), Vec::new(), entry).await;
+        follow.turn = typed.external_id;
+        follow.reread = true;
+        let outcome = match follow.reread().await {
+            Some(end) => end,
+            None => follow.until_end(&mut incoming, &shared).await,
         };
+        live.answered_in_terminal(sessions, &record.id).await;
+        live.journal.flush(Vec::new()).await;
+        return outcome;
+    } else {
+        let text = text.unwrap_or_default();
         if live.gate.judges(Phase::Request) {
             let request = json!({"user_content": text, "attachments": []});
             if let Err(reason) = live.gate.check(&live.journal, Phase::Request, None, request, None, None).await {
@@ -116,7 +148,9 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
                 return failed(FailureCode::PolicyDenied.as_str(), reason);
             }
         }
-        let params = json!({"threadId": thread, "input": [{"type": "text", "text": text}]});
+        let client_id = format!("{}{}", super::watch::CLIENT_PREFIX, response_id);
+        let params =
+            json!({"threadId": thread, "input": [{"type": "text", "text": text}], "clientUserMessageId": client_id});
         match rpc.request("turn/start", params).await {
             Ok(answer) => follow.turn = answer["turn"]["id"].as_str().map(str::to_string),
             Err(e) => return failed("native_delivery_failed", format!("codex did not take the message: {e}")),
@@ -189,13 +223,21 @@ struct Follow {
     usage: TokenUsage,
     /// Approval requests open here: JSON-RPC id → elicitation id.
     asked: HashMap<String, String>,
+    /// The turn began before this connection listened: read the thread's record of it now and then (and at its
+    /// end) for what the notifications missed.
+    reread: bool,
 }
 
 impl Follow {
-    /// After a restart: records the items of the thread's last turn the session does not have yet (codex
-    /// finished them while nobody listened), and the turn's end if it is over.
+    /// Records the items of the followed turn (or, after a restart, the thread's last) that the session does not
+    /// have yet — codex finished them while nobody listened — and returns the turn's end if it is over.
     async fn catch_up(&mut self, resumed: Option<&Value>) -> Option<TurnOutcome> {
-        let turn = resumed?["thread"]["turns"].as_array()?.last()?.clone();
+        let turns = resumed?["thread"]["turns"].as_array()?;
+        // The turn this one follows, if known; else the thread's last.
+        let turn = match &self.turn {
+            Some(id) => turns.iter().find(|t| t["id"] == id.as_str())?.clone(),
+            None => turns.last()?.clone(),
+        };
         self.turn = turn["id"].as_str().map(str::to_string);
         let page = crate::store::Page { limit: 500, after: None, before: None, descending: true };
         let stored: std::collections::HashSet<String> =
@@ -235,6 +277,13 @@ impl Follow {
         }
     }
 
+    /// The thread's record of the followed turn, reconciled with the session's (a read: the thread is not
+    /// rejoined).
+    async fn reread(&mut self) -> Option<TurnOutcome> {
+        let read = self.rpc.request("thread/read", json!({"threadId": self.thread, "includeTurns": true})).await.ok();
+        self.catch_up(read.as_ref()).await
+    }
+
     fn completed(&self) -> TurnOutcome {
         let usage = self.live.gate.turn_usage();
         let cost_usd = self.live.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
@@ -249,6 +298,7 @@ impl Follow {
     ) -> TurnOutcome {
         let mut interrupted_at: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut reread_at = Instant::now();
         loop {
             tokio::select! {
                 message = incoming.recv() => match message {
@@ -275,6 +325,12 @@ impl Follow {
             }
             if interrupted_at.is_some_and(|t| t.elapsed() > INTERRUPT_GRACE) {
                 return TurnOutcome::Interrupted;
+            }
+            if self.reread && reread_at.elapsed() > REREAD {
+                reread_at = Instant::now();
+                if let Some(end) = self.reread().await {
+                    return end;
+                }
             }
             if interrupted_at.is_none() {
                 self.steer(shared).await;
@@ -329,6 +385,10 @@ impl Follow {
                 self.turn.get_or_insert(turn);
             }
             Seen::Ended { turn, status, error } if self.turn.as_ref().is_none_or(|t| *t == turn) => {
+                if self.reread {
+                    // Items of the turn from before this connection listened.
+                    let _ = self.reread().await;
+                }
                 return Some(match status.as_str() {
                     "completed" => self.completed(),
                     "interrupted" => TurnOutcome::Interrupted,
