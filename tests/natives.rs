@@ -56,6 +56,16 @@ impl Drop for Setup {
         for dir in dirs.flatten() {
             let socket = dir.path().join("tmux.sock");
             if socket.exists() {
+                let panes = std::process::Command::new("tmux")
+                    .arg("-S")
+                    .arg(&socket)
+                    .args(["list-panes", "-a", "-F", "#{pane_pid}"])
+                    .output();
+                for pid in panes.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
+                    if let Ok(pid) = pid.trim().parse::<i32>() {
+                        unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    }
+                }
                 let _ = std::process::Command::new("tmux").arg("-S").arg(&socket).arg("kill-server").status();
             }
         }
@@ -729,6 +739,18 @@ async fn codex_a_text_turn_streams_like_any_session() {
         // The TUI shows the thread.
         let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
         assert_eq!(list["data"][0]["id"], "terminal_codex_main", "{list}");
+        // Deleting the session stops the app-server and the TUI with it.
+        let folder =
+            Path::new(list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap()).parent().unwrap().to_path_buf();
+        let (status, _) = t.api.call(reqwest::Method::DELETE, &format!("/v1/sessions/{id}"), None).await;
+        assert_eq!(status, 200);
+        let left = std::process::Command::new("pgrep").args(["-f", &folder.to_string_lossy()]).output().unwrap();
+        assert!(
+            left.stdout.is_empty(),
+            "{}: processes of the deleted session: {}",
+            db.label,
+            String::from_utf8_lossy(&left.stdout)
+        );
     }
 }
 

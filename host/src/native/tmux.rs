@@ -241,10 +241,19 @@ impl Tmux {
         self.run(&["resize-window", "-t", TARGET, "-x", &c, "-y", &r], None).await.map(drop)
     }
 
-    /// Stops the server and everything in it; a server already gone is fine.
+    /// Stops the server and everything in it; a server already gone is fine. The panes' process groups are
+    /// terminated first: a process that ignores the hangup of `kill-server` (codex's app-server does) would
+    /// otherwise outlive its session.
     pub async fn kill(&self) {
+        let panes = self.run(&["list-panes", "-a", "-F", "#{pane_pid}"], None).await.unwrap_or_default();
+        let groups: Vec<i32> = panes.lines().filter_map(|l| l.trim().parse().ok()).filter(|p| *p > 1).collect();
+        signal_groups(&groups, libc::SIGTERM);
         if let Err(e) = self.run(&["kill-server"], None).await {
             tracing::debug!(socket = %self.socket.display(), error = %e, "tmux kill-server");
+        }
+        if !groups.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            signal_groups(&groups, libc::SIGKILL);
         }
         let _ = std::fs::remove_file(&self.socket);
     }
@@ -258,5 +267,15 @@ impl Tmux {
         }
         args.extend(["-t".into(), TARGET.into()]);
         args
+    }
+}
+
+/// Sends `signal` to each process group (a pane's process leads its own).
+fn signal_groups(groups: &[i32], signal: i32) {
+    for &group in groups {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is involved.
+        unsafe {
+            libc::kill(-group, signal);
+        }
     }
 }
