@@ -551,6 +551,12 @@ async fn omnigent_attach_joins_the_live_terminal_and_resume_restarts_it() {
     outer.tmux(&["send-keys", "-t", "=outer:", "C-]"]);
     outer.wait_for("still running").await;
     assert!(t.screen(&id).await.contains("Answer in the TUI."), "the CLI went on after the detach");
+    // The same over the server's WebSocket (as from another machine).
+    let remote = OuterTerminal::run(&[bin.to_str().unwrap(), "attach", "--websocket", "--server", &t.server.url, &id]);
+    remote.wait_for("Answer in the TUI.").await;
+    remote.tmux(&["send-keys", "-t", "=outer:", "C-]"]);
+    remote.wait_for("still running").await;
+    drop(remote);
     // Stopped, the terminal is gone; `resume` starts it again in the same conversation.
     t.api
         .call(reqwest::Method::DELETE, &format!("/v1/sessions/{id}/resources/terminals/terminal_claude_main"), None)

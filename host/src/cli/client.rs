@@ -67,6 +67,11 @@ impl Client {
         probe.is_ok_and(|r| r.status().is_success())
     }
 
+    /// The bearer token requests carry, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

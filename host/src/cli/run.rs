@@ -49,7 +49,11 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(id) = args.resume {
-        return join(JoinArgs { id, prompt: args.prompt, history: 20, chat: false, client: args.client }, true).await;
+        return join(
+            JoinArgs { id, prompt: args.prompt, history: 20, chat: false, websocket: false, client: args.client },
+            true,
+        )
+        .await;
     }
     if let Some(source) = &args.fork {
         let client = Client::connect(&args.client).await?;
@@ -104,6 +108,9 @@ pub struct JoinArgs {
     /// terminal.
     #[arg(long)]
     chat: bool,
+    /// Join the terminal through the server's WebSocket even when its tmux server is on this machine.
+    #[arg(long, conflicts_with = "chat")]
+    websocket: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -129,10 +136,12 @@ pub async fn join(args: JoinArgs, start_server: bool) -> anyhow::Result<ExitCode
     if interactive && !args.chat {
         // `resume` starts a native session's CLI again if it ended; `attach` only joins a running one.
         if let Some(terminal) = super::terminal::find(&client, &id, start_server).await? {
-            if let Some(code) = super::terminal::attach_local(&terminal).await? {
+            if !args.websocket
+                && let Some(code) = super::terminal::attach_local(&terminal).await?
+            {
                 return Ok(code);
             }
-            eprintln!("the session's terminal is on the server's machine; following the conversation here instead");
+            return super::terminal::attach_websocket(&client, &id, &terminal).await;
         }
     }
     let items = snapshot["items"].as_array().cloned().unwrap_or_default();
