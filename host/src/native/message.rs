@@ -41,3 +41,12 @@ pub fn normalize(text: &str) -> String {
 pub fn same(a: &str, b: &str) -> bool {
     normalize(a).trim() == normalize(b).trim()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pasted_text_keeps_newlines_and_tabs_only() {
+        assert_eq!(super::normalize("a\r\nb\rc\td\x07e\x1b[1m"), "a\nb\nc\tde[1m");
+        assert!(super::same("  hi\r\n", "hi\n"));
+    }
+}

@@ -6,8 +6,10 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -63,17 +65,82 @@ pub struct Launch<'a> {
     pub args: Vec<OsString>,
 }
 
+/// Runs one tmux command (its arguments after the socket options) and answers its stdout. The real one runs
+/// the `tmux` binary; tests give a scripted one, so the logic that reads screens and presses keys is tested
+/// without a terminal.
+pub trait Runner: Send + Sync {
+    fn run(&self, args: Vec<String>, input: Option<Vec<u8>>) -> BoxFuture<'static, Result<String, TmuxError>>;
+}
+
 /// A private tmux server, by its socket.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Tmux {
     socket: PathBuf,
     conf: PathBuf,
+    runner: Arc<dyn Runner>,
+}
+
+impl std::fmt::Debug for Tmux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tmux").field("socket", &self.socket).finish()
+    }
+}
+
+/// The `tmux` binary on a socket.
+struct Process {
+    socket: PathBuf,
+    conf: PathBuf,
+}
+
+impl Runner for Process {
+    fn run(&self, args: Vec<String>, input: Option<Vec<u8>>) -> BoxFuture<'static, Result<String, TmuxError>> {
+        let mut command = base_command(&self.socket, &self.conf);
+        command.args(&args);
+        if input.is_some() {
+            command.stdin(Stdio::piped());
+        }
+        let name = args.first().cloned().unwrap_or_default();
+        Box::pin(finish(command, name, input))
+    }
+}
+
+fn base_command(socket: &Path, conf: &Path) -> Command {
+    let mut c = Command::new("tmux");
+    c.arg("-S").arg(socket).arg("-f").arg(conf);
+    c.env_remove("TMUX").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    c
+}
+
+async fn finish(mut command: Command, name: String, input: Option<Vec<u8>>) -> Result<String, TmuxError> {
+    let call = async {
+        let mut child = command.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound { TmuxError::Missing } else { TmuxError::Io(e) }
+        })?;
+        if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(&bytes).await?;
+            drop(stdin);
+        }
+        let out = child.wait_with_output().await?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            Err(TmuxError::Failed { command: name.clone(), stderr })
+        }
+    };
+    tokio::time::timeout(CALL_TIMEOUT, call).await.map_err(|_| TmuxError::Timeout(name.clone()))?
 }
 
 impl Tmux {
     /// The server of `dir` (`dir/tmux.sock`, options in `dir/tmux.conf`); nothing starts yet.
     pub fn in_dir(dir: &Path) -> Tmux {
-        Tmux { socket: dir.join("tmux.sock"), conf: dir.join("tmux.conf") }
+        let (socket, conf) = (dir.join("tmux.sock"), dir.join("tmux.conf"));
+        Tmux { runner: Arc::new(Process { socket: socket.clone(), conf: conf.clone() }), socket, conf }
+    }
+
+    /// A server whose commands `runner` answers (tests).
+    pub fn scripted(runner: Arc<dyn Runner>) -> Tmux {
+        Tmux { socket: PathBuf::from("/nonexistent/tmux.sock"), conf: PathBuf::from("/dev/null"), runner }
     }
 
     pub fn socket(&self) -> &Path {
@@ -81,40 +148,12 @@ impl Tmux {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.arg("-S").arg(&self.socket).arg("-f").arg(&self.conf);
-        c.env_remove("TMUX").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        c
+        base_command(&self.socket, &self.conf)
     }
 
     /// Runs one tmux command; `input` goes to its stdin.
     async fn run(&self, args: &[&str], input: Option<&[u8]>) -> Result<String, TmuxError> {
-        let mut command = self.command();
-        command.args(args);
-        if input.is_some() {
-            command.stdin(Stdio::piped());
-        }
-        self.finish(command, args.first().map(|a| a.to_string()).unwrap_or_default(), input).await
-    }
-
-    async fn finish(&self, mut command: Command, name: String, input: Option<&[u8]>) -> Result<String, TmuxError> {
-        let call = async {
-            let mut child = command.spawn().map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound { TmuxError::Missing } else { TmuxError::Io(e) }
-            })?;
-            if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
-                stdin.write_all(bytes).await?;
-                drop(stdin);
-            }
-            let out = child.wait_with_output().await?;
-            if out.status.success() {
-                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-            } else {
-                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                Err(TmuxError::Failed { command: name.clone(), stderr })
-            }
-        };
-        tokio::time::timeout(CALL_TIMEOUT, call).await.map_err(|_| TmuxError::Timeout(name.clone()))?
+        self.runner.run(args.iter().map(|a| a.to_string()).collect(), input.map(<[u8]>::to_vec)).await
     }
 
     /// Starts the server with `launch` in its first window, `window` (`cols`×`rows` until a viewer resizes it).
@@ -133,7 +172,7 @@ impl Tmux {
             .arg("--")
             .arg(launch.program)
             .args(&launch.args);
-        self.finish(command, "new-session".into(), None).await.map(drop)
+        finish(command, "new-session".into(), None).await.map(drop)
     }
 
     /// Opens another window in the running server (it gets the server's environment plus `launch.env`).
@@ -146,7 +185,7 @@ impl Tmux {
             command.arg("-e").arg(pair);
         }
         command.arg("-c").arg(launch.cwd).arg("--").arg(launch.program).args(&launch.args);
-        self.finish(command, "new-window".into(), None).await.map(drop)
+        finish(command, "new-window".into(), None).await.map(drop)
     }
 
     /// Whether the window named `window` exists with a live process.
@@ -160,7 +199,7 @@ impl Tmux {
 
     /// Whether the server answers and has the CLI's window.
     pub async fn alive(&self) -> bool {
-        self.socket.exists() && self.run(&["has-session", "-t", "=omni"], None).await.is_ok()
+        self.run(&["has-session", "-t", "=omni"], None).await.is_ok()
     }
 
     pub async fn pane(&self) -> Result<PaneState, TmuxError> {

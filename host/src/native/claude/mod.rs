@@ -1,6 +1,7 @@
 //! Claude Code as a session's CLI: started in the session's tmux server with our hooks, a session id of our
 //! choosing (so the transcript's path is known before launch), and its conversation resumed when it starts again.
 
+pub mod deliver;
 pub mod hooks;
 pub mod launch;
 pub mod screen;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::screen::{composer, last_lines};
+use super::deliver::{self, Timing, Undelivered};
+use super::screen::last_lines;
 use super::transcript::{Seen, Tail, in_conversation_order, map};
 use crate::ids::SessionId;
 use crate::native::Natives;
@@ -26,11 +27,6 @@ use crate::turn::journal::{Entry, Journal};
 
 /// How often the transcript is read while a turn runs.
 const POLL: Duration = Duration::from_millis(40);
-/// Longest wait for the composer (Claude starts in about 2 s; a first start may install things).
-const READY_TIMEOUT: Duration = Duration::from_secs(90);
-/// Re-press Enter after these waits for the delivery's acknowledgement, then give up.
-const ENTER_RETRIES: [Duration; 4] =
-    [Duration::from_secs(2), Duration::from_secs(2), Duration::from_secs(4), Duration::from_secs(8)];
 /// After Claude's Stop hook, how long the transcript may take to show the turn's end before the bridge ends it.
 const SETTLE: Duration = Duration::from_secs(3);
 /// After Escape, how long Claude may take to record the interruption.
@@ -159,116 +155,45 @@ struct Follow {
 }
 
 impl Follow {
-    /// Pastes the message and waits for Claude to confirm it took it (its UserPromptSubmit hook reports the
-    /// same text). Enter is pressed again while the draft still sits in the composer; the turn fails loudly if
-    /// no confirmation comes.
+    /// Delivers the message ([`deliver`]) and records that Claude has it; a delivery that fails ends the turn.
     async fn deliver(
         &mut self,
         text: &str,
         reports: &mut mpsc::UnboundedReceiver<HookCall>,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<(), TurnOutcome> {
-        let tmux = self.bridge.tmux.clone();
-        let text = normalize(text);
-        self.wait_ready(cancel).await?;
-        let delivery_failed = |why: String| failed("native_delivery_failed", why);
-        tmux.paste(&text).await.map_err(|e| delivery_failed(format!("pasting the message failed: {e}")))?;
-        // The draft must be in the composer before Enter submits it.
-        let shown = Instant::now();
-        while shown.elapsed() < Duration::from_secs(5) {
-            if tmux.capture(false).await.ok().and_then(|s| composer(&s)).is_some_and(|d| !d.is_empty()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tmux.keys(&["Enter"]).await.map_err(|e| delivery_failed(format!("pressing Enter failed: {e}")))?;
         let mut held = Vec::new();
-        let mut outcome = Err(());
-        'retries: for (attempt, wait) in ENTER_RETRIES.iter().enumerate() {
-            let until = tokio::time::Instant::now() + *wait;
-            loop {
-                let report = tokio::select! {
-                    r = reports.recv() => r,
-                    _ = tokio::time::sleep_until(until) => None,
-                    _ = cancel.cancelled() => return Err(TurnOutcome::Interrupted),
-                };
-                let Some(report) = report else { break };
-                let prompt = report.body["prompt"].as_str().map(normalize);
-                if report.event == "UserPromptSubmit" && prompt.is_some_and(|p| p.trim() == text.trim()) {
-                    outcome = Ok(());
-                    break 'retries;
-                }
-                held.push(report);
-            }
-            let screen = tmux.capture(false).await.unwrap_or_default();
-            if self.pane_dead().await {
-                return Err(self.exited().await);
-            }
-            match composer(&screen) {
-                Some(draft) if !draft.is_empty() => {
-                    tracing::info!(session = %self.bridge.session, attempt, "the message still sits in Claude's composer; pressing Enter again");
-                    let _ = tmux.keys(&["Enter"]).await;
-                }
-                // Left the composer but not confirmed yet: Claude may be slow to run its hook.
-                Some(_) => {}
-                None => {
-                    tracing::info!(session = %self.bridge.session, "a dialog covers Claude's composer while delivering")
-                }
-            }
-        }
+        let delivered = deliver::deliver(&self.bridge.tmux, text, reports, cancel, &Timing::default(), &mut held).await;
         // Reports that came meanwhile are the turn's (a fast Stop, a delta).
         for report in held {
             self.on_report(report).await;
         }
-        if outcome.is_err() {
-            let screen = tmux.capture(false).await.unwrap_or_default();
-            // Clear the composer so the text is not glued to the next message.
-            let _ = tmux.keys(&["Escape"]).await;
-            return Err(delivery_failed(format!(
-                "Claude did not confirm the message within {} s; the terminal shows:\n{}",
-                ENTER_RETRIES.iter().map(Duration::as_secs).sum::<u64>(),
-                last_lines(&screen, 12)
-            )));
-        }
-        let entry = Entry::NativeCursor { offset: self.tail.offset, delivered: true };
-        self.live.journal.record(Vec::new(), Vec::new(), entry).await;
-        Ok(())
-    }
-
-    /// Waits until the composer is on screen; a CLI that exits meanwhile fails the turn with its last lines.
-    async fn wait_ready(&self, cancel: &tokio_util::sync::CancellationToken) -> Result<(), TurnOutcome> {
-        let started = Instant::now();
-        loop {
-            let screen = self.bridge.tmux.capture(false).await.unwrap_or_default();
-            if composer(&screen).is_some() {
+        let why = match delivered {
+            Ok(()) => {
+                let entry = Entry::NativeCursor { offset: self.tail.offset, delivered: true };
+                self.live.journal.record(Vec::new(), Vec::new(), entry).await;
                 return Ok(());
             }
-            if self.pane_dead().await {
-                return Err(self.exited().await);
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(failed(
-                    "native_delivery_failed",
-                    format!(
-                        "Claude's composer did not appear within {} s (a dialog may wait for a human: attach to \
-                         the session's terminal); the terminal shows:\n{}",
-                        READY_TIMEOUT.as_secs(),
-                        last_lines(&screen, 12)
-                    ),
-                ));
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = cancel.cancelled() => return Err(TurnOutcome::Interrupted),
-            }
-        }
+            Err(Undelivered::Interrupted) => return Err(TurnOutcome::Interrupted),
+            Err(Undelivered::Exited) => return Err(self.exited().await),
+            Err(Undelivered::NotReady(screen)) => format!(
+                "Claude's composer did not appear within {} s (a dialog may wait for a human: attach to the \
+                 session's terminal); the terminal shows:\n{}",
+                Timing::default().ready.as_secs(),
+                last_lines(&screen, 12)
+            ),
+            Err(Undelivered::NotConfirmed(screen)) => format!(
+                "Claude did not confirm the message within {} s; the terminal shows:\n{}",
+                Timing::default().retries.iter().map(Duration::as_secs).sum::<u64>(),
+                last_lines(&screen, 12)
+            ),
+            Err(Undelivered::Failed(why)) => why,
+        };
+        Err(failed("native_delivery_failed", why))
     }
 
     async fn pane_dead(&self) -> bool {
-        match self.bridge.tmux.pane().await {
-            Ok(p) => p.dead,
-            Err(_) => !self.bridge.tmux.alive().await,
-        }
+        deliver::pane_dead(&self.bridge.tmux).await
     }
 
     /// The failure of a CLI that exited, with what its terminal showed last.
@@ -436,13 +361,5 @@ impl Follow {
         let usage = self.live.gate.turn_usage();
         let cost_usd = self.live.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
         TurnOutcome::Completed { usage, model: self.model.clone(), cost_usd }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pasted_text_keeps_newlines_and_tabs_only() {
-        assert_eq!(crate::native::message::normalize("a\r\nb\rc\td\x07e\x1b[1m"), "a\nb\nc\tde[1m");
     }
 }
