@@ -1123,3 +1123,42 @@ async fn codex_a_prompt_typed_in_the_tui_becomes_a_turn_of_the_session() {
         t.mock.requests().into_iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count();
     assert_eq!(main, 2, "the prompt was not sent a second time");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_that_cannot_reach_the_server_never_allows_silently() {
+    // No CLI needed: the hook command itself, pointed at a server that is not there.
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = json!({"url": format!("http://127.0.0.1:{}", free_port()), "session_id": "conv_00000000000000000000000000000000", "reconnect_s": 1});
+    std::fs::write(dir.path().join("endpoint.json"), endpoint.to_string()).unwrap();
+    let hook = |event: &str, input: Value| {
+        let mut child = std::process::Command::new(bin())
+            .args(["native-hook", "--dir"])
+            .arg(dir.path())
+            .args(["--event", event])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{event}: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // A tool call goes to the CLI's own prompt (even in a mode that would skip it).
+    let (out, err) = hook("PreToolUse", json!({"tool_name": "Bash", "tool_input": {"command": "rm -rf /"}}));
+    let answer: Value = serde_json::from_str(&out).expect("a decision");
+    assert_eq!(answer["hookSpecificOutput"]["permissionDecision"], "ask", "{answer}");
+    assert!(err.contains("cannot reach"), "says why: {err}");
+    // A prompt is blocked: the policies could not see it.
+    let (out, _) = hook("UserPromptSubmit", json!({"prompt": "hi"}));
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["decision"], "block", "{answer}");
+    // Claude's own consent question stays Claude's: no answer.
+    let (out, _) = hook("PermissionRequest", json!({"tool_name": "Bash"}));
+    assert_eq!(out.trim(), "");
+    // A report is dropped (the transcript has it).
+    let (out, _) = hook("PostToolUse", json!({"tool_name": "Bash"}));
+    assert_eq!(out.trim(), "");
+}

@@ -16,7 +16,7 @@ use crate::native::Endpoint;
 
 /// Largest hook input read (a pasted prompt is part of it).
 const MAX_INPUT: u64 = 16 << 20;
-/// How long a server that does not answer (restarting, say) is retried.
+/// How long a server that does not answer (restarting, say) is retried, unless endpoint.json says otherwise.
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Args, Debug)]
@@ -87,7 +87,10 @@ async fn ask_server(args: &HookArgs, input: Vec<u8>) -> Result<Value, String> {
             // Only a hook that decides something waits for a restarting server (it asks again, under the same
             // id, so it is the same question); a report is not worth holding the CLI up for (the transcript has
             // it). A server that died mid-answer counts as restarting.
-            Err(_) if decides(&args.event) && started.elapsed() < RECONNECT_FOR => {
+            Err(_)
+                if decides(&args.event)
+                    && started.elapsed() < endpoint.reconnect_s.map(Duration::from_secs).unwrap_or(RECONNECT_FOR) =>
+            {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => return Err(format!("cannot reach the server at {}: {e}", endpoint.url)),

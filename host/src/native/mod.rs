@@ -62,6 +62,9 @@ pub struct Endpoint {
     pub session_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// How long a hook that decides something waits for an unreachable server (default 60 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_s: Option<u64>,
 }
 
 /// The native sessions of this server: one bridge per session that has a CLI.
@@ -112,7 +115,12 @@ impl Natives {
 
     /// Writes the endpoint file the session's hooks read.
     pub(crate) fn write_endpoint(&self, dir: &Path, id: &SessionId) -> Result<(), NativeError> {
-        let endpoint = Endpoint { url: self.url.clone(), session_id: id.to_string(), token: self.token.clone() };
+        let endpoint = Endpoint {
+            url: self.url.clone(),
+            session_id: id.to_string(),
+            token: self.token.clone(),
+            reconnect_s: None,
+        };
         files::write_private(&dir.join("endpoint.json"), &serde_json::to_vec(&endpoint).expect("JSON"))
             .map_err(NativeError::io("writing the hook endpoint"))
     }
