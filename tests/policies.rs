@@ -206,7 +206,7 @@ async fn cost_budget_asks_at_its_threshold_then_denies_at_the_limit_across_turns
             assert!(!types(&frames).contains(&"response.elicitation_request".to_string()), "{}: turn {turn}", db.label);
         }
         let (_, snap) = api.get(&format!("/v1/sessions/{id}")).await;
-        let spent = snap["usage_by_model"]["gpt-test"]["cost_usd"].as_f64().unwrap();
+        let spent = snap["usage_by_model"]["gpt-test"]["total_cost_usd"].as_f64().unwrap();
         assert!((spent - 0.36).abs() < 1e-9, "{}: {snap}", db.label);
         // Past $0.30: ask, and once accepted the turn runs.
         api.message(&id, "turn 2").await;

@@ -248,7 +248,9 @@ pub fn interrupted(response_id: &str, requested_at: i64) -> NewEvent {
 }
 
 /// The keep-alive frame of a stream (never stored).
-pub fn heartbeat(server_time: i64) -> Value {
+/// A keep-alive frame; `server_time` is an ISO-8601 timestamp (Omnigent's SDK parses it as a datetime, and
+/// drops a heartbeat whose time it cannot parse).
+pub fn heartbeat(server_time: &str) -> Value {
     json!({"type": EventType::SessionHeartbeat.as_str(), "sequence_number": null, "server_time": server_time})
 }
 

@@ -213,12 +213,53 @@ pub fn merge_labels(labels: &mut Map<String, Value>, changes: &Map<String, Value
     }
 }
 
+/// What a model's entry of `usage_by_model` says was spent (`total_cost_usd`, or `cost_usd` as stored by
+/// versions before).
+pub fn model_cost_usd(entry: &Value) -> f64 {
+    entry["total_cost_usd"].as_f64().or_else(|| entry["cost_usd"].as_f64()).unwrap_or(0.0)
+}
+
 /// Microseconds since the epoch, now.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
+/// `us` (microseconds since the epoch) as an ISO-8601 UTC timestamp with milliseconds, e.g.
+/// `2026-12-02T10:58:06.123Z` (what Omnigent's clients parse as a datetime).
+pub fn iso8601(us: i64) -> String {
+    let (secs, micros) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
+    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        day_secs / 3_600,
+        day_secs % 3_600 / 60,
+        day_secs % 60,
+        micros / 1_000
+    )
+}
+
 /// Wire timestamps are unix seconds.
 pub fn secs(us: i64) -> i64 {
     us.div_euclid(1_000_000)
+}
+
+#[cfg(test)]
+mod iso_tests {
+    #[test]
+    fn timestamps_are_iso_8601_utc() {
+        assert_eq!(super::iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::iso8601(1_796_187_632_060_123), "2026-12-02T05:00:32.060Z");
+        assert_eq!(super::iso8601(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(super::iso8601(-1_000), "1969-12-31T23:59:59.999Z");
+    }
 }

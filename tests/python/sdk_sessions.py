@@ -22,9 +22,13 @@ async def main(base: str) -> None:
     sid = created["id"]
     async with OmnigentClient(base_url=base) as client:
         seen = []
+        heartbeats = []
 
         async def consume():
             async for event in client.sessions.stream(sid):
+                if event.type == "session.heartbeat":
+                    heartbeats.append(event)
+                    continue
                 seen.append(event.type)
                 if event.type == "session.status" and event.status in ("idle", "failed"):
                     return event
@@ -35,6 +39,9 @@ async def main(base: str) -> None:
         final = await asyncio.wait_for(task, 20)
         check(seen[:2] == ["session.input.consumed", "session.status"], f"typed events in order: {seen}")
         check(final.status == "failed", f"a session without a harness fails its turn: {final}")
+        # The stream's first frame (the ready heartbeat) reaches SDK users as a typed event: its server_time is a
+        # datetime the SDK parses (an integer made the SDK drop it, and SessionsChat.send wait a second for it).
+        check(heartbeats and heartbeats[0].server_time is not None, f"a typed heartbeat: {heartbeats}")
 
         session = await client.sessions.get(sid)
         check(session.status == "failed", f"snapshot status: {session.status}")

@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{ApiQuery, session_id};
 use crate::protocol::{self, EventType};
-use crate::record::secs;
+use crate::record::{iso8601, now_us};
 use crate::stream::{Frame, follow};
 
 #[derive(Deserialize, IntoParams)]
@@ -65,7 +65,7 @@ fn sse_event(frame: Frame) -> SseEvent {
     match frame {
         Frame::Heartbeat => SseEvent::default()
             .event(EventType::SessionHeartbeat.as_str())
-            .data(protocol::heartbeat(secs(crate::record::now_us())).to_string()),
+            .data(protocol::heartbeat(&iso8601(now_us())).to_string()),
         Frame::Event(e) => SseEvent::default().id(e.seq.to_string()).event(&e.event_type).data(e.data.to_string()),
         Frame::State(e) => SseEvent::default().event(&e.event_type).data(e.data.to_string()),
         Frame::Done => SseEvent::default().data("[DONE]"),

@@ -9,7 +9,7 @@ use super::fold::{comment_change_of, fold, item_of};
 use super::runner::{FailureCode, TurnOutcome};
 use crate::config::SessionConfig;
 use crate::protocol::{self, EventType, NewEvent, ResponseStatus};
-use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, now_us, secs};
+use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, model_cost_usd, now_us, secs};
 use crate::store::{CommentChange, FileChange, JournalEntry};
 
 pub(super) struct Draft {
@@ -179,11 +179,19 @@ impl Draft {
                     ("input_tokens", usage.input_tokens),
                     ("output_tokens", usage.output_tokens),
                     ("total_tokens", total),
+                    // Not counted separately (yet): present, as Omnigent's clients read them.
+                    ("cache_read_input_tokens", 0),
+                    ("cache_creation_input_tokens", 0),
                 ] {
                     entry[key] = (entry[key].as_u64().unwrap_or(0) + add).into();
                 }
-                entry["cost_usd"] = (entry["cost_usd"].as_f64().unwrap_or(0.0) + cost_usd).into();
-                let total_cost: f64 = by_model.values().filter_map(|m| m["cost_usd"].as_f64()).sum();
+                // Omnigent names it `total_cost_usd`; sessions stored before read as `cost_usd`.
+                let spent = model_cost_usd(entry);
+                if let Some(fields) = entry.as_object_mut() {
+                    fields.remove("cost_usd");
+                }
+                entry["total_cost_usd"] = (spent + cost_usd).into();
+                let total_cost: f64 = by_model.values().map(model_cost_usd).sum();
                 self.emit(protocol::usage(&session, total, total_cost, &by_model));
                 self.set_status(SessionStatus::Idle, None);
             }

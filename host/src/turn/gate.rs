@@ -66,7 +66,7 @@ impl Gate {
                 input_tokens: usage.clone().map(|u| u["input_tokens"].as_u64().unwrap_or(0)).sum(),
                 output_tokens: usage.clone().map(|u| u["output_tokens"].as_u64().unwrap_or(0)).sum(),
             },
-            cost_before_usd: usage.map(|u| u["cost_usd"].as_f64().unwrap_or(0.0)).sum(),
+            cost_before_usd: usage.map(crate::record::model_cost_usd).sum(),
             turn: TokenUsage::default(),
         };
         Gate {
