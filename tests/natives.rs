@@ -307,6 +307,7 @@ async fn a_cli_that_cannot_start_fails_the_turn_with_a_reason() {
     let seen = t.until(&mut sse, &id, "response.failed").await;
     let error = &seen.last().unwrap()["response"]["error"];
     assert_eq!(error["code"], "native_launch_failed", "{error}");
+    assert_eq!(seen.last().unwrap()["source"], "harness");
     assert!(error["message"].as_str().unwrap().contains("/nonexistent/claude"), "{error}");
     let _ = http();
 }

@@ -221,6 +221,7 @@ async fn cost_budget_asks_at_its_threshold_then_denies_at_the_limit_across_turns
         let frames = sse.until("response.failed").await;
         let failed = frames.last().unwrap().json();
         assert_eq!(failed["response"]["error"]["code"], "policy_denied", "{}: {failed}", db.label);
+        assert_eq!(failed["source"], "execution", "{}: where it failed, as Omnigent's SDK reads it", db.label);
         assert!(types(&frames).contains(&"response.policy_denied".to_string()));
         assert_eq!(mock.requests().len(), before, "{}: no model call after the budget is spent", db.label);
         let (_, snap) = api.get(&format!("/v1/sessions/{id}")).await;

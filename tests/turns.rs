@@ -432,7 +432,8 @@ async fn a_turn_that_cannot_be_resumed_after_a_restart_fails_with_a_reason_not_s
     std::fs::remove_file(&harness).unwrap();
     let srv = server(&db, work.path()).await;
     let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream?after=0", srv.url), &[]).await;
-    sse.until("response.failed").await;
+    let failed = sse.until("response.failed").await.last().unwrap().json();
+    assert_eq!(failed["source"], "harness", "{failed}");
     let (_, snap) = Api::new(srv.url.clone()).get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["status"], "failed");
     assert_eq!(snap["last_task_error"]["code"], "harness_not_found", "{snap}");

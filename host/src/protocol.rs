@@ -181,7 +181,7 @@ pub fn response_object(
 
 /// The `response.failed` event data of a turn that failed before it had a response (e.g. no harness).
 pub fn failed_before_start(session: &SessionId, error: &Value) -> Value {
-    json!({"type": EventType::ResponseFailed.as_str(), "response": {"id": null, "object": object::RESPONSE,
+    json!({"type": EventType::ResponseFailed.as_str(), "source": "execution", "response": {"id": null, "object": object::RESPONSE,
         "status": ResponseStatus::Failed.as_str(), "error": error, "conversation": {"id": session.as_str()}}})
 }
 
@@ -332,6 +332,11 @@ pub fn comment(session: &SessionId, change: CommentChangeKind, comment: &Value) 
 /// A response's lifecycle event (`response.created`, `.in_progress`, `.completed`, `.incomplete`, `.failed`).
 pub fn response(event_type: EventType, response: Value) -> NewEvent {
     NewEvent::new(event_type, json!({"response": response}))
+}
+
+/// `response.failed`, with where the failure came from (`llm`, `harness`, `execution`, `tool`).
+pub fn response_failed(response: Value, source: &str) -> NewEvent {
+    NewEvent::new(EventType::ResponseFailed, json!({"response": response, "source": source}))
 }
 
 pub fn text_delta(delta: &str, message_id: &str) -> NewEvent {

@@ -44,10 +44,19 @@ impl LlmError {
         }
     }
 
+    /// Whether `code` is one of the codes a model provider's failure carries.
+    pub fn is_llm_code(code: &str) -> bool {
+        LLM_CODES.contains(&code)
+    }
+
     fn retryable(&self) -> bool {
         !matches!(self, LlmError::Fatal { .. })
     }
 }
+
+/// Every code an [`LlmError`] carries (`Fatal` codes included): a turn that fails with one failed at its model.
+const LLM_CODES: [&str; 6] =
+    ["rate_limited", "llm_unavailable", "llm_error", "llm_auth_failed", "missing_api_key", "script_exhausted"];
 
 /// A configured provider.
 pub enum Provider {

@@ -204,9 +204,10 @@ impl Draft {
             }
             TurnOutcome::Failed { code, message } => {
                 let mut r = response(ResponseStatus::Failed);
+                let source = code.source();
                 let code = code.as_str().to_string();
                 r["error"] = json!({"code": code, "message": message});
-                self.emit(protocol::response(EventType::ResponseFailed, r));
+                self.emit(protocol::response_failed(r, source));
                 self.set_status(SessionStatus::Failed, Some(TaskError { code, message }));
             }
         }

@@ -72,6 +72,21 @@ macro_rules! failure_codes {
                 }
             }
 
+            /// Where the failure came from, as Omnigent's `response.failed.source` names it: the model (`llm`), the
+            /// harness or native CLI (`harness`), or the host running the turn (`execution`).
+            pub fn source(&self) -> &'static str {
+                match self {
+                    FailureCode::NoHarness
+                    | FailureCode::HarnessNotFound
+                    | FailureCode::HarnessInvalid
+                    | FailureCode::ReplayDiverged => "harness",
+                    FailureCode::Other(code) if crate::llm::LlmError::is_llm_code(code) => "llm",
+                    FailureCode::Other(code) if code == "native_api_error" => "llm",
+                    FailureCode::Other(_) => "harness",
+                    _ => "execution",
+                }
+            }
+
             /// The code a harness, provider or the sandbox reported (one of ours if it names one).
             pub fn of(code: &str) -> FailureCode {
                 match code {
@@ -162,6 +177,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn failures_say_where_they_came_from() {
+        assert_eq!(FailureCode::of("rate_limited").source(), "llm");
+        assert_eq!(FailureCode::of("missing_api_key").source(), "llm");
+        assert_eq!(FailureCode::of("native_api_error").source(), "llm");
+        assert_eq!(FailureCode::of("native_process_exited").source(), "harness");
+        assert_eq!(FailureCode::of("my_harness_gave_up").source(), "harness");
+        assert_eq!(FailureCode::NoHarness.source(), "harness");
+        assert_eq!(FailureCode::PolicyDenied.source(), "execution");
+        assert_eq!(FailureCode::InternalError.source(), "execution");
+    }
+
     #[tokio::test]
     async fn a_turn_that_panics_ends_failed_and_the_session_goes_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -185,6 +212,7 @@ mod tests {
             };
             let failed = tokio::time::timeout(Duration::from_secs(10), failed).await.expect("the turn ended");
             assert_eq!(failed.data["response"]["error"]["code"], "internal_error", "turn {turn}");
+            assert_eq!(failed.data["source"], "execution", "turn {turn}");
             let record = sessions.get(&id).await.unwrap();
             assert_eq!(record.status, SessionStatus::Failed);
             let error = record.last_task_error.unwrap();
