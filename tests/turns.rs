@@ -807,6 +807,12 @@ async fn sub_agents_run_as_child_sessions_in_parallel_and_report_back_exactly_on
         let rows = children["data"].as_array().unwrap();
         assert_eq!(rows.len(), 2);
         assert!(rows.iter().all(|c| c["kind"] == "sub_agent" && c["parent_session_id"] == id.as_str()), "{children}");
+        // The user's list shows the parent only, as Omnigent's does; `kind=any` shows the children too.
+        let (_, listed) = api.get("/v1/sessions").await;
+        let ids: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [id.as_str()], "{label}");
+        let (_, all) = api.get("/v1/sessions?kind=any").await;
+        assert_eq!(all["data"].as_array().unwrap().len(), 3, "{label}");
         let (_, child) = api.get(&format!("/v1/sessions/{}", created[0])).await;
         assert_eq!(child["parent_session_id"], id.as_str());
         assert_eq!(child["kind"], "sub_agent");

@@ -118,7 +118,7 @@ pub struct ListSessionsQuery {
     pub status: Option<String>,
     /// `created_at` (the only order supported so far).
     pub sort_by: Option<String>,
-    /// `default` (top-level sessions), `sub_agent` (children) or `any` (default).
+    /// `default` (top-level sessions; the default, as Omnigent), `sub_agent` (children) or `any`.
     pub kind: Option<String>,
     /// Only sessions created from this agent (id).
     pub agent_id: Option<String>,
@@ -293,8 +293,10 @@ pub async fn list_sessions(
             crate::ids::truncate(sort, 40)
         )));
     }
+    // As Omnigent: sub-agents' sessions are listed under their parent (child_sessions), not among the user's.
     let kind = match q.kind.as_deref() {
-        None | Some("any") => None,
+        None => Some(SessionKind::Default),
+        Some("any") => None,
         Some(k) if SessionKind::parse(k).is_some() => SessionKind::parse(k),
         Some(other) => {
             return Err(ApiError::invalid(format!(
