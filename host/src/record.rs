@@ -224,28 +224,46 @@ pub fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
+/// A UTC calendar time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtcTime {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    pub hour: i64,
+    pub minute: i64,
+    pub second: i64,
+}
+
+impl UtcTime {
+    /// `secs` since the epoch as a calendar time (Howard Hinnant's civil-from-days algorithm).
+    pub fn of_secs(secs: i64) -> UtcTime {
+        let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        UtcTime {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month,
+            day,
+            hour: day_secs / 3_600,
+            minute: day_secs % 3_600 / 60,
+            second: day_secs % 60,
+        }
+    }
+}
+
 /// `us` (microseconds since the epoch) as an ISO-8601 UTC timestamp with milliseconds, e.g.
 /// `2026-12-02T10:58:06.123Z` (what Omnigent's clients parse as a datetime).
 pub fn iso8601(us: i64) -> String {
-    let (secs, micros) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
-    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        day_secs / 3_600,
-        day_secs % 3_600 / 60,
-        day_secs % 60,
-        micros / 1_000
-    )
+    let UtcTime { year, month, day, hour, minute, second } = UtcTime::of_secs(us.div_euclid(1_000_000));
+    let millis = us.rem_euclid(1_000_000) / 1_000;
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
 }
 
 /// Wire timestamps are unix seconds.
