@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::tmux::Tmux;
 use crate::config::SessionConfig;
 use crate::ids::SessionId;
+use crate::record::{now_us, secs};
 use crate::session::{ApprovalAction, Input, Sessions};
 use crate::turn::gate::Gate;
 use crate::turn::journal::Journal;
@@ -61,6 +62,19 @@ pub struct LiveTurn {
 }
 
 impl LiveTurn {
+    /// A transcript item of this turn, as `response.output_item.done`.
+    pub fn item_done(&self, id: &str, item_type: &str, fields: Value) -> crate::protocol::NewEvent {
+        let item = crate::protocol::item(id, item_type, "completed", &self.response_id, secs(now_us()), fields);
+        crate::protocol::output_item_done(item)
+    }
+
+    /// The turn's successful end: its tokens as the gate counted them, priced for `model`.
+    pub fn completed(&self, model: String) -> crate::session::TurnOutcome {
+        let usage = self.gate.turn_usage();
+        let cost_usd = self.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
+        crate::session::TurnOutcome::Completed { usage, model, cost_usd }
+    }
+
     /// Resolves the CLI's open consent questions as answered in its terminal: the turn moved on (a tool's
     /// result, its end), which the CLI's dialog would not have let it do unanswered.
     pub async fn answered_in_terminal(&self, sessions: &Sessions, session: &SessionId) {

@@ -10,6 +10,7 @@
 //! - `codex`: the Codex bridge — its app-server in tmux, `rpc` (JSON-RPC over its unix socket), `map` (its
 //!   notifications as events), `turn`;
 //! - `viewer`: a remote viewer of the terminal (tmux control mode), relayed by the WebSocket route;
+//! - `turn`: the frame every native turn shares (policies, journal, live turn, request verdict, the end);
 //! - `message`: the text a turn delivers to a CLI;
 //! - `files`: private files under `<data-dir>/native/<session>/`.
 //!
@@ -21,6 +22,7 @@ pub mod codex;
 pub mod files;
 pub mod message;
 pub mod tmux;
+pub mod turn;
 pub mod viewer;
 
 use std::collections::HashMap;
@@ -125,12 +127,18 @@ impl Natives {
             .map_err(NativeError::io("writing the hook endpoint"))
     }
 
-    /// Makes sure the session's CLI runs (adopting a live one, or starting it), in `os_env.cwd`.
+    /// Makes sure the session's CLI runs (adopting a live one, or starting it), in `os_env.cwd`: one launch at a
+    /// time per session, its folder private, the hooks' endpoint current.
     pub async fn ensure(&self, bridge: &Bridge, config: &SessionConfig) -> Result<Running, NativeError> {
+        let cli = cli_of(config).unwrap_or(NativeCli::Claude);
+        let _one = bridge.launching.lock().await;
+        files::private_dir(&bridge.dir).map_err(NativeError::io("creating the native session's folder"))?;
+        self.write_endpoint(&bridge.dir, &bridge.session)?;
+        bridge.set_cli(cli).map_err(NativeError::io("recording the session's CLI"))?;
         let cwd = config.work_dir();
-        match cli_of(config) {
-            Some(NativeCli::Codex) => codex::ensure(bridge, self, config, &cwd).await,
-            _ => claude::ensure(bridge, self, config, &cwd).await,
+        match cli {
+            NativeCli::Codex => codex::ensure(bridge, self, config, &cwd).await,
+            NativeCli::Claude => claude::ensure(bridge, self, config, &cwd).await,
         }
     }
 
@@ -199,9 +207,23 @@ pub struct Runners {
 impl TurnRunner for Runners {
     fn run(&self, sessions: Sessions, turn: TurnStart) -> BoxFuture<'static, ()> {
         match cli_of(&turn.config) {
-            Some(NativeCli::Claude) => claude::turn::run(self.natives.clone(), sessions, turn).boxed(),
-            Some(NativeCli::Codex) => codex::turn::run(self.natives.clone(), sessions, turn).boxed(),
+            Some(_) => run_native(self.natives.clone(), sessions, turn).boxed(),
             None => self.wasm.run(sessions, turn),
         }
+    }
+}
+
+/// Runs a turn with the session's CLI to its end and reports the outcome to the session's actor.
+async fn run_native(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
+    let id = turn.record.id.clone();
+    let response_id = turn.response_id.clone();
+    let bridge = natives.bridge(&id);
+    let outcome = match cli_of(&turn.config) {
+        Some(NativeCli::Codex) => codex::turn::drive(&natives, &bridge, &sessions, turn).await,
+        _ => claude::turn::drive(&natives, &bridge, &sessions, turn).await,
+    };
+    bridge.set_live(None);
+    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
+        tracing::error!(session = %id, error = %e, "could not record the end of a native turn; a restart resumes it");
     }
 }

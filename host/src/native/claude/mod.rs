@@ -10,7 +10,7 @@ pub mod turn;
 
 use std::path::{Path, PathBuf};
 
-use super::bridge::{Bridge, NativeCli, Running};
+use super::bridge::{Bridge, Running};
 use super::tmux::Launch;
 use super::{NativeError, Natives, files};
 use crate::config::SessionConfig;
@@ -34,16 +34,13 @@ fn claude_session_id(bridge: &Bridge) -> Result<String, NativeError> {
 }
 
 /// Makes sure Claude runs: adopts a live one, or starts it (resuming its conversation if it had one).
-pub async fn ensure(
+/// Called by [`Natives::ensure`], which holds the launch lock and has prepared the folder.
+pub(super) async fn ensure(
     bridge: &Bridge,
     natives: &Natives,
     config: &SessionConfig,
     cwd: &Path,
 ) -> Result<Running, NativeError> {
-    let _one = bridge.launching.lock().await;
-    files::private_dir(&bridge.dir).map_err(NativeError::io("creating the native session's folder"))?;
-    natives.write_endpoint(&bridge.dir, &bridge.session)?;
-    bridge.set_cli(NativeCli::Claude).map_err(NativeError::io("recording the session's CLI"))?;
     let session_id = claude_session_id(bridge)?;
     let home = ClaudeHome::of(&bridge.dir, config)?;
     let transcript = home.transcript(cwd, &session_id);

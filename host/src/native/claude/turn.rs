@@ -8,22 +8,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::deliver::{self, Timing, Undelivered};
 use super::screen::last_lines;
 use super::transcript::{Seen, Tail, in_conversation_order, map};
-use crate::ids::SessionId;
 use crate::native::Natives;
 use crate::native::bridge::{Bridge, HookCall, LiveTurn};
 use crate::native::message::{normalize, pending_text, same};
-use crate::policy::{Phase, PolicyMap};
+use crate::native::turn::{Started, failed, finish, judge_request, start};
 use crate::protocol;
-use crate::record::{now_us, secs};
 use crate::session::{FailureCode, Sessions, TokenUsage, TurnOutcome, TurnStart};
-use crate::turn::gate::Gate;
-use crate::turn::journal::{Entry, Journal};
+use crate::turn::journal::Entry;
 
 /// How often the transcript is read while a turn runs.
 const POLL: Duration = Duration::from_millis(40);
@@ -34,41 +30,19 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
 /// How often the pane is checked for a CLI that exited.
 const LIVENESS: Duration = Duration::from_secs(1);
 
-fn failed(code: &str, message: String) -> TurnOutcome {
-    TurnOutcome::Failed { code: FailureCode::of(code), message }
-}
-
-/// Runs a turn to its end and reports the outcome to the session's actor.
-pub async fn run(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
-    let id = turn.record.id.clone();
-    let response_id = turn.response_id.clone();
-    let bridge = natives.bridge(&id);
-    let outcome = drive(&natives, &bridge, &sessions, turn).await;
-    bridge.set_live(None);
-    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
-        tracing::error!(session = %id, error = %e, "could not record the end of a native turn; a restart resumes it");
-    }
-}
-
-async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
-    let TurnStart { record, response_id, config, shared, resume } = turn;
-    let cwd = config.work_dir();
-    let session_policies = PolicyMap::of_session(&record.policy.policies);
-    let agent_policies = config.policies.clone().unwrap_or_default();
-    let chain = match natives.policies.chain(&session_policies, &agent_policies).await {
-        Ok(c) => c,
-        Err(e) => return failed(FailureCode::PolicyInvalid.as_str(), e),
+/// A Claude turn: the CLI started or adopted, the message delivered, the transcript followed to the turn's end.
+pub(in crate::native) async fn drive(
+    natives: &Natives,
+    bridge: &Arc<Bridge>,
+    sessions: &Sessions,
+    turn: TurnStart,
+) -> TurnOutcome {
+    let Started { live, mut reports, cursor } = match start(natives, bridge, sessions, &turn).await {
+        Ok(s) => s,
+        Err(outcome) => return outcome,
     };
-    let journal = match Journal::open(sessions, &record.id, &response_id, resume).await {
-        Ok(j) => j,
-        Err(e) => return failed(FailureCode::JournalUnavailable.as_str(), e),
-    };
-    // A resumed turn goes on from its cursor (the CLI kept working while the server was away).
-    let cursor = journal.take_all().into_iter().rev().find_map(|e| match e {
-        Entry::NativeCursor { offset, delivered } => Some((offset, delivered)),
-        _ => None,
-    });
-    let running = match super::ensure(bridge, natives, &config, &cwd).await {
+    let TurnStart { record, config, shared, .. } = turn;
+    let running = match natives.ensure(bridge, &config).await {
         Ok(r) => r,
         Err(e) => return failed("native_launch_failed", e.to_string()),
     };
@@ -77,19 +51,8 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
     {
         let _ = sessions.emit(&record.id, vec![protocol::resource_created(resource)], Vec::new()).await;
     }
-    let gate = Gate::new(chain, sessions, &record, &response_id, config.executor.clone(), shared.cancel.clone());
-    let (hooks, mut reports) = mpsc::unbounded_channel();
-    let live = Arc::new(LiveTurn {
-        response_id: response_id.clone(),
-        gate,
-        journal,
-        hooks,
-        config: config.clone(),
-        consents: Default::default(),
-    });
-    bridge.set_live(Some(live.clone()));
-    let start = std::fs::metadata(&running.transcript).map(|m| m.len()).unwrap_or(0);
-    let (offset, delivered) = cursor.unwrap_or((start, false));
+    let start_at = std::fs::metadata(&running.transcript).map(|m| m.len()).unwrap_or(0);
+    let (offset, delivered) = cursor.unwrap_or((start_at, false));
     let mut follow = Follow {
         bridge: bridge.clone(),
         sessions: sessions.clone(),
@@ -107,37 +70,21 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
             Err(e) => return failed(FailureCode::StorageError.as_str(), e),
         };
         if let Some(typed) = bridge.take_typed(&text) {
-            // Typed in the terminal: Claude has it already.
+            // Typed in the terminal: Claude has it already (and the hook judged it).
             follow.tail.offset = typed.offset;
             let entry = Entry::NativeCursor { offset: typed.offset, delivered: true };
             live.journal.record(Vec::new(), Vec::new(), entry).await;
-            let outcome = follow.until_end(&mut reports, &shared).await;
-            return finish(&live, sessions, &record.id, outcome).await;
-        }
-        if live.gate.judges(Phase::Request) {
-            let request = json!({"user_content": text, "attachments": []});
-            if let Err(reason) = live.gate.check(&live.journal, Phase::Request, None, request, None, None).await {
-                live.journal.flush(Vec::new()).await;
-                return failed(FailureCode::PolicyDenied.as_str(), reason);
+        } else {
+            if let Err(denied) = judge_request(&live, &text).await {
+                return finish(&live, sessions, &record.id, denied).await;
             }
-        }
-        if let Err(outcome) = follow.deliver(&text, &mut reports, &shared.cancel).await {
-            return outcome;
+            if let Err(outcome) = follow.deliver(&text, &mut reports, &shared.cancel).await {
+                return finish(&live, sessions, &record.id, outcome).await;
+            }
         }
     }
     let outcome = follow.until_end(&mut reports, &shared).await;
     finish(&live, sessions, &record.id, outcome).await
-}
-
-/// Commits what the turn left deferred; a storage failure is the turn's outcome. A consent question still open
-/// was answered in the terminal (the turn could not have ended otherwise).
-async fn finish(live: &LiveTurn, sessions: &Sessions, session: &SessionId, outcome: TurnOutcome) -> TurnOutcome {
-    live.answered_in_terminal(sessions, session).await;
-    live.journal.flush(Vec::new()).await;
-    match live.journal.storage_failure() {
-        Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
-        _ => outcome,
-    }
 }
 
 /// A turn in progress, from delivery to its end.
@@ -323,9 +270,7 @@ impl Follow {
                         if item_type == "function_call_output" {
                             answered = true;
                         }
-                        let item =
-                            protocol::item(&id, item_type, "completed", &self.live.response_id, secs(now_us()), fields);
-                        events.push(protocol::output_item_done(item));
+                        events.push(self.live.item_done(&id, item_type, fields));
                     }
                     Seen::Usage { message_id, input_tokens, output_tokens, model } => {
                         if !model.is_empty() {
@@ -358,8 +303,6 @@ impl Follow {
     }
 
     fn completed(&self) -> TurnOutcome {
-        let usage = self.live.gate.turn_usage();
-        let cost_usd = self.live.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
-        TurnOutcome::Completed { usage, model: self.model.clone(), cost_usd }
+        self.live.completed(self.model.clone())
     }
 }

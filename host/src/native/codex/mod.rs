@@ -11,7 +11,7 @@ pub mod watch;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::bridge::{Bridge, NativeCli, Running};
+use super::bridge::{Bridge, Running};
 use super::tmux::Launch;
 use super::{NativeError, Natives, files};
 use crate::config::{NativeConfigDir, SessionConfig};
@@ -38,16 +38,13 @@ pub fn set_thread_id(bridge: &Bridge, id: &str) -> Result<(), NativeError> {
 }
 
 /// Makes sure the app-server runs (adopting a live one): the TUI joins after the thread's first turn.
-pub async fn ensure(
+/// Called by [`Natives::ensure`], which holds the launch lock and has prepared the folder.
+pub(super) async fn ensure(
     bridge: &Bridge,
     natives: &Natives,
     config: &SessionConfig,
     cwd: &Path,
 ) -> Result<Running, NativeError> {
-    let _one = bridge.launching.lock().await;
-    files::private_dir(&bridge.dir).map_err(NativeError::io("creating the native session's folder"))?;
-    natives.write_endpoint(&bridge.dir, &bridge.session)?;
-    bridge.set_cli(NativeCli::Codex).map_err(NativeError::io("recording the session's CLI"))?;
     let running = Running { transcript: PathBuf::new(), fresh: false };
     if bridge.tmux.alive().await && bridge.tmux.window_alive("appsrv").await {
         return Ok(running);

@@ -15,13 +15,13 @@ use super::rpc::{Incoming, Rpc, RpcError};
 use crate::native::Natives;
 use crate::native::bridge::{Bridge, LiveTurn};
 use crate::native::message::pending_text;
-use crate::policy::{Phase, PolicyMap};
+use crate::native::turn::{Started, failed, finish, judge_request, start};
 use crate::protocol;
-use crate::record::{now_us, secs};
 use crate::session::{ApprovalAction, FailureCode, Input, Sessions, TokenUsage, TurnOutcome, TurnStart};
-use crate::turn::gate::Gate;
-use crate::turn::journal::{Entry, Journal};
+use crate::turn::journal::Entry;
 
+/// The journal's note that codex has the turn's message (codex keeps its own place: no offset).
+const DELIVERED: Entry = Entry::NativeCursor { offset: 0, delivered: true };
 /// How often a turn that began before the bridge listened is read back from the thread.
 const REREAD: Duration = Duration::from_millis(500);
 /// After `turn/interrupt`, how long codex may take to end the turn.
@@ -31,37 +31,36 @@ pub const CONSENT_ASKER: &str = "codex_native_permission";
 /// How long codex's own approval question may wait for an answer here.
 const CONSENT_TIMEOUT_S: u64 = 86_400;
 
-fn failed(code: &str, message: String) -> TurnOutcome {
-    TurnOutcome::Failed { code: FailureCode::of(code), message }
+/// A Codex turn: the app-server started or adopted, the message handed over as `turn/start` (or a prompt typed
+/// into the TUI followed), the thread's notifications mirrored until the turn ends.
+pub(in crate::native) async fn drive(
+    natives: &Natives,
+    bridge: &Arc<Bridge>,
+    sessions: &Sessions,
+    turn: TurnStart,
+) -> TurnOutcome {
+    let Started { live, cursor, .. } = match start(natives, bridge, sessions, &turn).await {
+        Ok(s) => s,
+        Err(outcome) => return outcome,
+    };
+    let delivered = cursor.is_some_and(|(_, delivered)| delivered);
+    let outcome = go(natives, bridge, sessions, &live, delivered, &turn).await;
+    finish(&live, sessions, &turn.record.id, outcome).await
 }
 
-/// Runs a turn to its end and reports the outcome to the session's actor.
-pub async fn run(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
-    let id = turn.record.id.clone();
-    let response_id = turn.response_id.clone();
-    let bridge = natives.bridge(&id);
-    let outcome = drive(&natives, &bridge, &sessions, turn).await;
-    bridge.set_live(None);
-    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
-        tracing::error!(session = %id, error = %e, "could not record the end of a native turn; a restart resumes it");
-    }
-}
-
-async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
-    let TurnStart { record, response_id, config, shared, resume } = turn;
+/// The turn proper; `delivered`: codex took its message before a restart cut the turn.
+async fn go(
+    natives: &Natives,
+    bridge: &Arc<Bridge>,
+    sessions: &Sessions,
+    live: &Arc<LiveTurn>,
+    delivered: bool,
+    turn: &TurnStart,
+) -> TurnOutcome {
+    let TurnStart { record, response_id, config, shared, .. } = turn;
+    let session = &record.id;
     let cwd = config.work_dir();
-    let session_policies = PolicyMap::of_session(&record.policy.policies);
-    let agent_policies = config.policies.clone().unwrap_or_default();
-    let chain = match natives.policies.chain(&session_policies, &agent_policies).await {
-        Ok(c) => c,
-        Err(e) => return failed(FailureCode::PolicyInvalid.as_str(), e),
-    };
-    let journal = match Journal::open(sessions, &record.id, &response_id, resume).await {
-        Ok(j) => j,
-        Err(e) => return failed(FailureCode::JournalUnavailable.as_str(), e),
-    };
-    let delivered = journal.take_all().into_iter().any(|e| matches!(e, Entry::NativeCursor { delivered: true, .. }));
-    if let Err(e) = super::ensure(bridge, natives, &config, &cwd).await {
+    if let Err(e) = natives.ensure(bridge, config).await {
         return failed("native_launch_failed", e.to_string());
     }
     let (rpc, mut incoming) = match Rpc::connect(&super::socket(bridge)).await {
@@ -69,14 +68,14 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
         Err(e) => return failed("native_process_exited", e.to_string()),
     };
     if let Err(e) = super::trust_hooks(&rpc, &cwd).await {
-        tracing::warn!(session = %record.id, error = %e, "cannot trust codex's hooks: policies will not see its tool calls");
+        tracing::warn!(session = %session, error = %e, "cannot trust codex's hooks: policies will not see its tool calls");
     }
     // A prompt typed into the TUI runs as the TUI's turn already: its thread is not rejoined (rejoining a
     // running thread from a second client can cut its turn short); its record is read instead.
     let text = if delivered {
         None
     } else {
-        match pending_text(sessions, &record.id).await {
+        match pending_text(sessions, session).await {
             Ok(t) if !t.trim().is_empty() => Some(t),
             Ok(_) => return failed("native_delivery_failed", "the turn has no message to deliver".into()),
             Err(e) => return failed(FailureCode::StorageError.as_str(), e),
@@ -95,17 +94,6 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
         let (b, s, t) = (bridge.clone(), sessions.clone(), thread.clone());
         bridge.watch_with(move || tokio::spawn(super::watch::watch(b, s, t)));
     }
-    let gate = Gate::new(chain, sessions, &record, &response_id, config.executor.clone(), shared.cancel.clone());
-    let (hooks, _reports) = mpsc::unbounded_channel();
-    let live = Arc::new(LiveTurn {
-        response_id: response_id.clone(),
-        gate,
-        journal,
-        hooks,
-        config: config.clone(),
-        consents: Default::default(),
-    });
-    bridge.set_live(Some(live.clone()));
     let mut follow = Follow {
         bridge: bridge.clone(),
         sessions: sessions.clone(),
@@ -121,32 +109,23 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
     if delivered {
         // A restart cut the turn after codex took the message: codex went on meanwhile. What it finished while
         // nobody listened is in the thread; the turn may even be over.
-        tracing::info!(session = %record.id, "resuming a codex turn after a restart");
+        tracing::info!(session = %session, "resuming a codex turn after a restart");
         if let Some(end) = follow.catch_up(resumed.as_ref()).await {
-            live.journal.flush(Vec::new()).await;
             return end;
         }
     } else if let Some(typed) = typed {
         // Typed into the TUI: codex runs that turn already; its record is read until it ends.
-        let entry = Entry::NativeCursor { offset: 0, delivered: true };
+        let entry = DELIVERED;
         live.journal.record(Vec::new(), Vec::new(), entry).await;
         follow.turn = typed.external_id;
         follow.reread = true;
-        let outcome = match follow.reread().await {
-            Some(end) => end,
-            None => follow.until_end(&mut incoming, &shared).await,
-        };
-        live.answered_in_terminal(sessions, &record.id).await;
-        live.journal.flush(Vec::new()).await;
-        return outcome;
+        if let Some(end) = follow.reread().await {
+            return end;
+        }
     } else {
         let text = text.unwrap_or_default();
-        if live.gate.judges(Phase::Request) {
-            let request = json!({"user_content": text, "attachments": []});
-            if let Err(reason) = live.gate.check(&live.journal, Phase::Request, None, request, None, None).await {
-                live.journal.flush(Vec::new()).await;
-                return failed(FailureCode::PolicyDenied.as_str(), reason);
-            }
+        if let Err(denied) = judge_request(live, &text).await {
+            return denied;
         }
         let client_id = format!("{}{}", super::watch::CLIENT_PREFIX, response_id);
         let params =
@@ -155,20 +134,15 @@ async fn drive(natives: &Natives, bridge: &Arc<Bridge>, sessions: &Sessions, tur
             Ok(answer) => follow.turn = answer["turn"]["id"].as_str().map(str::to_string),
             Err(e) => return failed("native_delivery_failed", format!("codex did not take the message: {e}")),
         }
-        let entry = Entry::NativeCursor { offset: 0, delivered: true };
+        let entry = DELIVERED;
         live.journal.record(Vec::new(), Vec::new(), entry).await;
         // The thread has a turn now: its TUI can join (and show codex's own approval dialogs).
-        show_tui(bridge, sessions, &record.id, &config, &thread).await;
+        show_tui(bridge, sessions, session, config, &thread).await;
     }
-    let outcome = follow.until_end(&mut incoming, &shared).await;
-    live.answered_in_terminal(sessions, &record.id).await;
-    live.journal.flush(Vec::new()).await;
+    let outcome = follow.until_end(&mut incoming, shared).await;
     // If the TUI could not join while the first turn started, it can now.
-    show_tui(bridge, sessions, &record.id, &config, &thread).await;
-    match live.journal.storage_failure() {
-        Some(why) if !matches!(outcome, TurnOutcome::Failed { .. }) => failed(FailureCode::StorageError.as_str(), why),
-        _ => outcome,
-    }
+    show_tui(bridge, sessions, session, config, &thread).await;
+    outcome
 }
 
 /// The humans' view of the thread: its TUI in window `main`, announced as the session's terminal.
@@ -251,20 +225,11 @@ impl Follow {
             .flatten()
             .flat_map(super::map::items)
             .filter(|(id, _, _)| !stored.contains(id))
-            .map(|(id, item_type, fields)| {
-                protocol::output_item_done(protocol::item(
-                    &id,
-                    item_type,
-                    "completed",
-                    &self.live.response_id,
-                    secs(now_us()),
-                    fields,
-                ))
-            })
+            .map(|(id, item_type, fields)| self.live.item_done(&id, item_type, fields))
             .collect();
         if !events.is_empty() {
             tracing::info!(session = %self.bridge.session, items = events.len(), "recording what codex finished while the server was away");
-            self.live.journal.record(events, Vec::new(), Entry::NativeCursor { offset: 0, delivered: true }).await;
+            self.live.journal.record(events, Vec::new(), DELIVERED).await;
         }
         match turn["status"].as_str().unwrap_or_default() {
             "completed" => Some(self.completed()),
@@ -285,10 +250,7 @@ impl Follow {
     }
 
     fn completed(&self) -> TurnOutcome {
-        let usage = self.live.gate.turn_usage();
-        let cost_usd = self.live.config.executor.cost_usd(usage.input_tokens, usage.output_tokens);
-        let model = self.live.config.executor.model.clone().unwrap_or_else(|| "codex".into());
-        TurnOutcome::Completed { usage, model, cost_usd }
+        self.live.completed(self.live.config.executor.model.clone().unwrap_or_else(|| "codex".into()))
     }
 
     async fn until_end(
@@ -344,18 +306,9 @@ impl Follow {
                 let answered = items.iter().any(|(_, t, _)| *t == "function_call_output");
                 let events = items
                     .into_iter()
-                    .map(|(id, item_type, fields)| {
-                        protocol::output_item_done(protocol::item(
-                            &id,
-                            item_type,
-                            "completed",
-                            &self.live.response_id,
-                            secs(now_us()),
-                            fields,
-                        ))
-                    })
+                    .map(|(id, item_type, fields)| self.live.item_done(&id, item_type, fields))
                     .collect();
-                self.live.journal.record(events, Vec::new(), Entry::NativeCursor { offset: 0, delivered: true }).await;
+                self.live.journal.record(events, Vec::new(), DELIVERED).await;
                 if answered {
                     self.live.answered_in_terminal(&self.sessions, &self.bridge.session).await;
                 }
