@@ -114,9 +114,68 @@ impl Setup {
         sse
     }
 
+    /// The session's terminal (its resource) as the server lists it.
+    async fn terminal(&self, id: &str) -> Value {
+        let (_, list) = self.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
+        list["data"][0].clone()
+    }
+
+    /// What the session's terminal shows now.
     async fn screen(&self, id: &str) -> String {
-        let (_, v) = self.api.get(&format!("/v1/sessions/{id}/resources/terminals/terminal_claude_main/screen")).await;
+        let tid = self.terminal(id).await["id"].as_str().unwrap_or("terminal_claude_main").to_string();
+        let (_, v) = self.api.get(&format!("/v1/sessions/{id}/resources/terminals/{tid}/screen")).await;
         v["text"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits until the session's terminal shows `text`, and answers the screen.
+    async fn wait_screen(&self, id: &str, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + TURN_WAIT;
+        loop {
+            let screen = self.screen(id).await;
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the terminal never showed {text:?}:\n{screen}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Presses keys in the session's terminal as a human at it would (tmux `send-keys` arguments).
+    async fn keys(&self, id: &str, keys: &[&str]) {
+        let socket = self.terminal(id).await["metadata"]["tmux_socket"].as_str().expect("a terminal").to_string();
+        let status = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(["send-keys", "-t", "=omni:=main"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Types a prompt into the session's terminal and submits it.
+    async fn type_prompt(&self, id: &str, text: &str) {
+        self.keys(id, &["-l", text]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.keys(id, &["Enter"]).await;
+    }
+
+    /// The model calls of the conversation (the CLIs' tool-less side requests left out).
+    fn model_calls(&self) -> Vec<omnigent_testkit::mock_llm::Recorded> {
+        self.mock.requests().into_iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).collect()
+    }
+
+    /// Waits until the model has been called `n` times.
+    async fn wait_model_calls(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + TURN_WAIT;
+        while self.model_calls().len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the model was called {} times, not {n}",
+                self.model_calls().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits for an event of this type (and returns every frame seen up to it).
@@ -176,7 +235,7 @@ async fn a_text_turn_streams_like_any_session() {
         let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
         assert_eq!(snap["status"], "idle", "{}: {snap}", db.label);
         // The message reached the model as typed.
-        let main: Vec<_> = t.mock.requests().into_iter().filter(|r| r.body["tools"].is_array()).collect();
+        let main: Vec<_> = t.model_calls();
         assert_eq!(main.len(), 1, "{}", db.label);
         assert!(main[0].path.starts_with("/v1/messages"), "{}", main[0].path);
         assert!(main[0].body.to_string().contains("say hello"));
@@ -263,7 +322,7 @@ async fn a_20_kb_message_arrives_byte_exact() {
     assert!(text.len() > 20_000);
     t.api.message(&id, text.trim_end()).await;
     t.until(&mut sse, &id, "response.completed").await;
-    let main = t.mock.requests().into_iter().find(|r| r.body["tools"].is_array()).unwrap();
+    let main = t.model_calls().remove(0);
     let sent = main.body["messages"].to_string();
     let expected = serde_json::to_string(text.trim_end()).unwrap();
     assert!(sent.contains(&expected[1..expected.len() - 1]), "the model got the message as sent");
@@ -352,9 +411,9 @@ async fn a_message_during_a_turn_steers_it() {
     t.api.message(&id, "also this, please").await;
     let seen = t.until(&mut sse, &id, "response.completed").await;
     assert!(!types(&seen).contains(&"response.created"), "the second message did not start a turn: {:?}", types(&seen));
-    let last = t.mock.requests().into_iter().rfind(|r| r.body["tools"].is_array()).unwrap();
+    let last = t.model_calls().pop().unwrap();
     assert!(last.body["messages"].to_string().contains("also this, please"), "the model saw the steering message");
-    assert_eq!(t.mock.requests().iter().filter(|r| r.body["tools"].is_array()).count(), 2, "no third model call");
+    assert_eq!(t.model_calls().len(), 2, "no third model call");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -376,7 +435,7 @@ async fn a_cli_that_dies_fails_the_turn_and_the_next_message_resumes_it() {
     // The next message starts Claude again in the same conversation.
     t.api.message(&id, "what was the word?").await;
     t.until(&mut sse, &id, "response.completed").await;
-    let last = t.mock.requests().into_iter().rfind(|r| r.body["tools"].is_array()).unwrap();
+    let last = t.model_calls().pop().unwrap();
     assert!(last.body["messages"].to_string().contains("kumquat"), "resumed with its history");
 }
 
@@ -577,18 +636,13 @@ async fn a_prompt_typed_in_the_terminal_becomes_a_turn_of_the_session() {
     let mut sse = t.stream(&id).await;
     t.api.message(&id, "from the api").await;
     t.until(&mut sse, &id, "response.completed").await;
-    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
-    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap().to_string();
-    let tmux = |args: &[&str]| std::process::Command::new("tmux").arg("-S").arg(&socket).args(args).status().unwrap();
-    tmux(&["send-keys", "-t", "=omni:=main", "-l", "typed by a human"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tmux(&["send-keys", "-t", "=omni:=main", "Enter"]);
+    t.type_prompt(&id, "typed by a human").await;
     let seen = t.until(&mut sse, &id, "response.completed").await;
     let consumed = seen.iter().find(|v| v["type"] == "session.input.consumed").expect("the prompt was recorded");
     assert_eq!(consumed["data"]["created_by"], "terminal", "{consumed}");
     let texts: Vec<&str> = seen.iter().filter_map(|v| v["item"]["content"][0]["text"].as_str()).collect();
     assert_eq!(texts, ["Answer to the terminal."]);
-    let main: Vec<_> = t.mock.requests().into_iter().filter(|r| r.body["tools"].is_array()).collect();
+    let main: Vec<_> = t.model_calls();
     assert_eq!(main.len(), 2, "the prompt was not typed a second time");
 }
 
@@ -606,19 +660,8 @@ async fn a_consent_answered_in_the_terminal_is_resolved_for_everyone() {
     let seen = t.until(&mut sse, &id, "response.elicitation_request").await;
     let eid = seen.last().unwrap()["elicitation_id"].as_str().unwrap().to_string();
     // The human answers Claude's own dialog ("1. Yes").
-    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
-    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap().to_string();
-    let deadline = tokio::time::Instant::now() + TURN_WAIT;
-    while !t.screen(&id).await.contains("Do you want") {
-        assert!(tokio::time::Instant::now() < deadline, "no dialog:\n{}", t.screen(&id).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    std::process::Command::new("tmux")
-        .arg("-S")
-        .arg(&socket)
-        .args(["send-keys", "-t", "=omni:=main", "1"])
-        .status()
-        .unwrap();
+    t.wait_screen(&id, "Do you want").await;
+    t.keys(&id, &["1"]).await;
     let seen = t.until(&mut sse, &id, "response.completed").await;
     let resolved =
         seen.iter().find(|v| v["type"] == "response.elicitation_resolved").expect("resolved for the web too");
@@ -813,26 +856,17 @@ async fn codex_interrupt_and_steering() {
     let mut sse = t.stream(&id).await;
     // A message during the running command steers the turn.
     t.api.message(&id, "wait a little").await;
-    let deadline = tokio::time::Instant::now() + TURN_WAIT;
-    while t.mock.requests().iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count() < 1 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    t.wait_model_calls(1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     t.api.message(&id, "also this").await;
     let seen = t.until(&mut sse, &id, "response.completed").await;
     let turns = types(&seen).iter().filter(|t| **t == "response.created").count();
     assert_eq!(turns, 1, "the second message steered the turn instead of starting one: {:?}", types(&seen));
-    let last =
-        t.mock.requests().into_iter().rfind(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).unwrap();
+    let last = t.model_calls().pop().unwrap();
     assert!(last.body["input"].to_string().contains("also this"), "the model saw the steering message");
     // An interrupt ends a running turn.
     t.api.message(&id, "sleep long").await;
-    let deadline = tokio::time::Instant::now() + TURN_WAIT;
-    while t.mock.requests().iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "the third model call never came");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    t.wait_model_calls(3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     t.api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "interrupt"})).await;
     t.until(&mut sse, &id, "response.incomplete").await;
@@ -857,8 +891,7 @@ async fn codex_tool_calls_go_through_the_policies() {
     let denied = seen.iter().find(|v| v["type"] == "response.policy_denied").expect("a policy_denied event");
     assert_eq!(denied["phase"], "tool_call", "{denied}");
     assert!(!t.work.path().join("blocked.txt").exists());
-    let last =
-        t.mock.requests().into_iter().rfind(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).unwrap();
+    let last = t.model_calls().pop().unwrap();
     assert!(last.body["input"].to_string().contains("no shell here"), "the model read the reason");
 }
 
@@ -938,14 +971,7 @@ async fn codex_an_approval_answered_in_the_tui_is_resolved_for_everyone() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(!screen.contains("Hooks need review"), "{screen}");
-    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
-    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap().to_string();
-    std::process::Command::new("tmux")
-        .arg("-S")
-        .arg(&socket)
-        .args(["send-keys", "-t", "=omni:=main", "y"])
-        .status()
-        .unwrap();
+    t.keys(&id, &["y"]).await;
     let seen = t.until(&mut sse, &id, "response.completed").await;
     let resolved =
         seen.iter().find(|v| v["type"] == "response.elicitation_resolved").expect("resolved for the web too");
@@ -995,8 +1021,7 @@ async fn codex_a_server_killed_mid_turn_leaves_nothing_stuck_or_doubled() {
     let items = t.items(&id).await;
     let ids: std::collections::HashSet<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), items.len(), "no item twice: {items:?}");
-    let last =
-        t.mock.requests().into_iter().rfind(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).unwrap();
+    let last = t.model_calls().pop().unwrap();
     assert!(last.body["input"].to_string().contains("take your time"), "the thread kept its history");
 }
 
@@ -1059,25 +1084,12 @@ async fn a_prompt_typed_in_the_terminal_is_judged_by_the_request_policies() {
     let seen = t.until(&mut sse, &id, "response.failed").await;
     assert_eq!(seen.last().unwrap()["response"]["error"]["code"], "policy_denied");
     // Claude runs (the turn started it); a human types into it.
-    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
-    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().expect("the CLI runs").to_string();
-    let deadline = tokio::time::Instant::now() + TURN_WAIT;
-    while !t.screen(&id).await.contains('❯') {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let tmux = |args: &[&str]| std::process::Command::new("tmux").arg("-S").arg(&socket).args(args).status().unwrap();
-    tmux(&["send-keys", "-t", "=omni:=main", "-l", "typed past the budget"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tmux(&["send-keys", "-t", "=omni:=main", "Enter"]);
+    t.wait_screen(&id, "❯").await;
+    t.type_prompt(&id, "typed past the budget").await;
     let seen = t.until(&mut sse, &id, "response.policy_denied").await;
     assert_eq!(seen.last().unwrap()["phase"], "request", "{:?}", seen.last());
-    let deadline = tokio::time::Instant::now() + TURN_WAIT;
-    while !t.screen(&id).await.contains("blocked") {
-        assert!(tokio::time::Instant::now() < deadline, "Claude did not show the block:\n{}", t.screen(&id).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(t.mock.requests().iter().all(|r| !r.body["tools"].is_array()), "no model request was made");
+    t.wait_screen(&id, "blocked").await;
+    assert!(t.model_calls().is_empty(), "no model request was made");
     let items = t.items(&id).await;
     assert_eq!(items.len(), 1, "only the API's message: {items:?}");
 }
@@ -1092,22 +1104,8 @@ async fn codex_a_prompt_typed_in_the_tui_becomes_a_turn_of_the_session() {
     let mut sse = t.stream(&id).await;
     t.api.message(&id, "from the api").await;
     t.until(&mut sse, &id, "response.completed").await;
-    let (_, list) = t.api.get(&format!("/v1/sessions/{id}/resources/terminals")).await;
-    let socket = list["data"][0]["metadata"]["tmux_socket"].as_str().unwrap().to_string();
-    let screen_url = format!("/v1/sessions/{id}/resources/terminals/terminal_codex_main/screen");
-    let deadline = tokio::time::Instant::now() + TURN_WAIT;
-    loop {
-        let (_, v) = t.api.get(&screen_url).await;
-        if v["text"].as_str().unwrap_or_default().contains("First answer.") {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the TUI does not show the thread: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let tmux = |args: &[&str]| std::process::Command::new("tmux").arg("-S").arg(&socket).args(args).status().unwrap();
-    tmux(&["send-keys", "-t", "=omni:=main", "-l", "typed in the tui"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tmux(&["send-keys", "-t", "=omni:=main", "Enter"]);
+    t.wait_screen(&id, "First answer.").await;
+    t.type_prompt(&id, "typed in the tui").await;
     let seen = t.until(&mut sse, &id, "response.completed").await;
     let consumed = seen.iter().find(|v| v["type"] == "session.input.consumed").expect("the prompt was recorded");
     assert_eq!(consumed["data"]["created_by"], "terminal", "{consumed}");
@@ -1120,8 +1118,7 @@ async fn codex_a_prompt_typed_in_the_tui_becomes_a_turn_of_the_session() {
         types(&seen),
         t.mock.requests().len()
     );
-    let main =
-        t.mock.requests().into_iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count();
+    let main = t.model_calls().len();
     assert_eq!(main, 2, "the prompt was not sent a second time");
 }
 
