@@ -498,43 +498,17 @@ async fn native_suite(rows: &mut Vec<Row>) {
         eprintln!("  sqlite   {metric}: {value}");
         rows.push(Row { metric: metric.to_string(), backend: "sqlite", value, target });
     };
-    let model_calls = |mock: &MockLlm| mock.requests().iter().filter(|r| r.body["tools"].is_array()).count();
     let idle_rss = rss_mb(pid);
     let sessions = if quick() { 2 } else { 5 };
-    let mut first = Vec::new();
-    let mut delivered = Vec::new();
-    let mut answered = Vec::new();
-    let mut warm = Vec::new();
+    let mut claude = NativeTimes::default();
     for s in 0..sessions {
-        let id = api.create(json!({"config": config})).await;
-        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
-        sse.next().await.unwrap();
-        for turn in 0..n(20).min(if s == 0 { 20 } else { 1 }) {
-            mock.push(Reply::text("ok"));
-            let before = model_calls(&mock);
-            let t = Instant::now();
-            api.message(&id, &format!("q{turn}")).await;
-            // The message went through the CLI when the model is asked.
-            while model_calls(&mock) == before {
-                tokio::time::sleep(Duration::from_micros(500)).await;
-            }
-            let at_model = t.elapsed();
-            sse.until("response.completed").await;
-            let done = t.elapsed();
-            if turn == 0 {
-                first.push(done);
-            } else {
-                delivered.push(at_model);
-                answered.push(done - at_model);
-                warm.push(done);
-            }
-            sse.statuses_until_settled().await;
-        }
+        // The first session measures warm turns; the others are there for the memory row.
+        claude.session(&api, &mock, &config, if s == 0 { n(20) } else { 1 }).await;
     }
-    row("claude-native first turn, CLI start included (POST → completed)", p50_p99(&mut first), "");
-    row("claude-native POST message → model request (pasted, confirmed, sent)", p50_p99(&mut delivered), "");
-    row("claude-native model answered → response.completed (CLI + transcript)", p50_p99(&mut answered), "");
-    row("claude-native warm turn (POST → response.completed)", p50_p99(&mut warm), "");
+    row("claude-native first turn, CLI start included (POST → completed)", p50_p99(&mut claude.first), "");
+    row("claude-native POST message → model request (pasted, confirmed, sent)", p50_p99(&mut claude.delivered), "");
+    row("claude-native model answered → response.completed (CLI + transcript)", p50_p99(&mut claude.answered), "");
+    row("claude-native warm turn (POST → response.completed)", p50_p99(&mut claude.warm), "");
     row(
         "server RSS per live claude-native session",
         format!(
@@ -549,39 +523,71 @@ async fn native_suite(rows: &mut Vec<Row>) {
         let config = json!({"name": "bench", "executor": {"harness": "codex-native", "model": "mock-model",
             "auth": {"type": "api_key", "api_key": "sk-fake", "base_url": format!("{}/v1", mock.url)},
             "config_dir": "isolated", "cli_path": codex}, "os_env": {"cwd": work.path()}});
-        let model_calls = |mock: &MockLlm| {
-            mock.requests().iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count()
+        let mut codex = NativeTimes::default();
+        codex.session(&api, &mock, &config, n(20)).await;
+        row("codex-native first turn, app-server start included (POST → completed)", p50_p99(&mut codex.first), "");
+        row("codex-native POST message → model request (turn/start)", p50_p99(&mut codex.delivered), "");
+        row("codex-native warm turn (POST → response.completed)", p50_p99(&mut codex.warm), "");
+    }
+    // The CLIs outlive the server by design: stop them (process groups first: codex's app-server ignores the
+    // hangup of kill-server).
+    for d in std::fs::read_dir(dir.path().join("native")).into_iter().flatten().flatten() {
+        let tmux = || {
+            let mut c = std::process::Command::new("tmux");
+            c.arg("-S").arg(d.path().join("tmux.sock"));
+            c
         };
+        let panes =
+            tmux().args(["list-panes", "-a", "-F", "#{pane_pid}"]).output().map(|o| o.stdout).unwrap_or_default();
+        for pid in String::from_utf8_lossy(&panes).lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) on a process group this bench started.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        let _ = tmux().arg("kill-server").status();
+    }
+}
+
+/// Turn timings of native sessions.
+#[derive(Default)]
+struct NativeTimes {
+    /// The first turn of a session: the CLI starts.
+    first: Vec<Duration>,
+    /// POST → the model's request (the message went through the CLI).
+    delivered: Vec<Duration>,
+    /// The model's request → response.completed (the mock answers at once: the CLI and the mirroring).
+    answered: Vec<Duration>,
+    /// POST → response.completed, after the first turn.
+    warm: Vec<Duration>,
+}
+
+impl NativeTimes {
+    /// A new session of `config`, and `turns` one-line turns in it.
+    async fn session(&mut self, api: &Api, mock: &MockLlm, config: &serde_json::Value, turns: usize) {
+        let model_calls =
+            || mock.requests().iter().filter(|r| r.body["tools"].as_array().is_some_and(|t| !t.is_empty())).count();
         let id = api.create(json!({"config": config})).await;
         let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
         sse.next().await.unwrap();
-        let (mut first, mut delivered, mut warm) = (Vec::new(), Vec::new(), Vec::new());
-        for turn in 0..n(20) {
+        for turn in 0..turns {
             mock.push(Reply::text("ok"));
-            let before = model_calls(&mock);
+            let before = model_calls();
             let t = Instant::now();
             api.message(&id, &format!("q{turn}")).await;
-            while model_calls(&mock) == before {
+            while model_calls() == before {
                 tokio::time::sleep(Duration::from_micros(500)).await;
             }
             let at_model = t.elapsed();
             sse.until("response.completed").await;
+            let done = t.elapsed();
             if turn == 0 {
-                first.push(t.elapsed());
+                self.first.push(done);
             } else {
-                delivered.push(at_model);
-                warm.push(t.elapsed());
+                self.delivered.push(at_model);
+                self.answered.push(done - at_model);
+                self.warm.push(done);
             }
             sse.statuses_until_settled().await;
         }
-        row("codex-native first turn, app-server start included (POST → completed)", p50_p99(&mut first), "");
-        row("codex-native POST message → model request (turn/start)", p50_p99(&mut delivered), "");
-        row("codex-native warm turn (POST → response.completed)", p50_p99(&mut warm), "");
-    }
-    // The CLIs outlive the server by design: stop them.
-    for d in std::fs::read_dir(dir.path().join("native")).into_iter().flatten().flatten() {
-        let _ =
-            std::process::Command::new("tmux").arg("-S").arg(d.path().join("tmux.sock")).arg("kill-server").status();
     }
 }
 
