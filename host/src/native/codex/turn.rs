@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::map::{Seen, map};
 use super::rpc::{Incoming, Rpc, RpcError};
+use crate::config::NativeConfigDir;
 use crate::native::Natives;
 use crate::native::bridge::{Bridge, LiveTurn};
 use crate::native::message::pending_text;
@@ -60,14 +61,20 @@ async fn go(
     let TurnStart { record, response_id, config, shared, .. } = turn;
     let session = &record.id;
     let cwd = config.work_dir();
-    if let Err(e) = natives.ensure(bridge, config).await {
-        return failed("native_launch_failed", e.to_string());
-    }
+    let running = match natives.ensure(bridge, config).await {
+        Ok(r) => r,
+        Err(e) => return failed("native_launch_failed", e.to_string()),
+    };
     let (rpc, mut incoming) = match Rpc::connect(&super::socket(bridge)).await {
         Ok(c) => c,
         Err(e) => return failed("native_process_exited", e.to_string()),
     };
-    if let Err(e) = super::trust_hooks(&rpc, &cwd).await {
+    // Our hooks live only in the session's own CODEX_HOME (never trust the user's); trusting them once per
+    // app-server start is enough (codex keeps the trust in its config).
+    if running.fresh
+        && config.executor.config_dir.unwrap_or_default() == NativeConfigDir::Isolated
+        && let Err(e) = super::trust_hooks(&rpc, &cwd).await
+    {
         tracing::warn!(session = %session, error = %e, "cannot trust codex's hooks: policies will not see its tool calls");
     }
     // A prompt typed into the TUI runs as the TUI's turn already: its thread is not rejoined (rejoining a
