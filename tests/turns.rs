@@ -201,8 +201,8 @@ async fn a_bad_yaml_file_reports_file_line_column_and_starts_nothing() {
         ("name: x\nexecutor: [\n", ":2:11: executor: invalid type: sequence, expected struct Executor"),
         ("name: x\n  bad indent: [\n", ":2:"),
         (
-            "name: x\nexecutor:\n  harness: agent\n  auth: {type: api_key, api_key: ${OMNIGENT_NOT_SET_ANYWHERE}}\n",
-            ":4:34: environment variable OMNIGENT_NOT_SET_ANYWHERE is not set",
+            "name: x\nexecutor:\n  harness: agent\n  model: ${OMNIGENT_NOT_SET_ANYWHERE}\n",
+            ":4:10: environment variable OMNIGENT_NOT_SET_ANYWHERE is not set",
         ),
         ("name: x\nexecutor:\n  harness: agent\n  provider: scripted\n", "needs executor.script"),
     ];
@@ -446,13 +446,21 @@ async fn quick_start_and_interactive_mode_work_without_a_yaml_file() {
     let mock = MockLlm::start(vec![Reply::text("first answer"), Reply::text("second answer")]).await;
     let data = tempfile::tempdir().unwrap();
     let server = format!("http://127.0.0.1:{}", free_port());
-    // `omnigent run agent --model M`, fed two lines on stdin, then end of input (Ctrl-D).
+    // The README's quick start: `omnigent auth set openai`, then `omnigent run agent --model M`, fed two lines on
+    // stdin, then end of input (Ctrl-D). The key is stored before any server runs.
+    let set = Command::new(bin())
+        .args(["auth", "set", "openai", "--from-env", "OPENAI_API_KEY", "--base-url", &mock.openai_base()])
+        .env("OMNIGENT_DATA_DIR", data.path())
+        .env("OPENAI_API_KEY", "quick-key")
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
     let mut child = Command::new(bin())
         .args(["run", "agent", "--model", "gpt-quick"])
         .env("OMNIGENT_SERVER", &server)
         .env("OMNIGENT_DATA_DIR", data.path())
-        .env("OPENAI_API_KEY", "quick-key")
-        .env("OPENAI_BASE_URL", mock.openai_base())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
         .env_remove("DATABASE_URL")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

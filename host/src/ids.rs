@@ -83,6 +83,21 @@ pub fn check_short_text(field: &str, value: &str, max_chars: usize) -> Result<()
     Ok(())
 }
 
+/// Checks the name of a stored credential (`omnigent auth set NAME`, `auth: {type: provider, name}`, `${NAME}`):
+/// 1 to 64 letters, digits, `_`, `-` or `.`.
+pub fn check_credential_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "credential name {:?} must be 1 to 64 letters, digits, `_`, `-` or `.` (e.g. openai, anthropic, my-gateway)",
+            truncate(name, 80)
+        ))
+    }
+}
+
 /// Shortens user input quoted back in error messages.
 pub fn truncate(s: &str, max_chars: usize) -> String {
     if s.chars().count() <= max_chars {

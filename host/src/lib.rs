@@ -15,11 +15,13 @@
 pub(crate) mod bounds;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod files;
 pub mod ids;
 pub mod llm;
 pub mod native;
 pub mod policy;
+pub mod private_files;
 pub(crate) mod protocol;
 pub mod record;
 pub(crate) mod regular_file;

@@ -34,10 +34,13 @@ impl Client {
             auth_token_file: None,
             max_body_bytes: 4 * 1024 * 1024,
             policies: None,
+            // Keys come from `omnigent auth` and the configs: this shell's variables are not the server's.
+            no_env_credentials: true,
         };
         let (pid, url) = super::daemon::spawn_background(&server_args).await?;
         eprintln!(
-            "omnigent: no server answered at {}; started one in the background (pid {pid}, {url}, log {})",
+            "omnigent: no server answered at {}; started one in the background (pid {pid}, {url}, log {}); it takes \
+             model keys from `omnigent auth`, not from this shell",
             client.base,
             args.data_dir.join("server.log").display()
         );
@@ -54,6 +57,12 @@ impl Client {
             );
         }
         Ok(client)
+    }
+
+    /// The server of `args` if one answers; never starts one.
+    pub async fn if_running(args: &ClientArgs) -> Option<Client> {
+        let client = Self::new(args).ok()?;
+        client.answers().await.then_some(client)
     }
 
     fn new(args: &ClientArgs) -> anyhow::Result<Client> {

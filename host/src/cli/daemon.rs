@@ -50,12 +50,10 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Creates the data dir readable by its owner only (0700; an existing one is tightened): it holds the database,
-/// with the configs' API keys, and the compiled-component cache the server loads as native code.
-fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data dir {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot make the data dir {} private (0700)", dir.display()))
+/// the credentials file, and the compiled-component cache the server loads as native code.
+pub(super) fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    crate::private_files::private_dir(dir)
+        .with_context(|| format!("cannot create the data dir {} readable by you only (0700)", dir.display()))
 }
 
 /// Creates (if need be) a file of the data dir readable by its owner only (0600). SQLite gives its -wal and -shm
@@ -99,6 +97,8 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
         cache_dir: Some(args.data_dir.join("cache")),
         native_dir: Some(args.data_dir.join("native")),
+        credentials_file: Some(args.data_dir.join(crate::credentials::FILE_NAME)),
+        keys_from_environment: !args.no_env_credentials,
         policies,
         ..ServerOptions::default()
     };
@@ -134,7 +134,13 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
     private_file(&pid_path(&args.data_dir))?;
     std::fs::write(pid_path(&args.data_dir), serde_json::to_string(&pid_file)?)
         .with_context(|| format!("cannot write {}", pid_path(&args.data_dir).display()))?;
-    tracing::info!(url = %pid_file.url, database = %pid_file.database, "omnigent server listening");
+    tracing::info!(
+        url = %pid_file.url,
+        database = %pid_file.database,
+        credentials = %args.data_dir.join(crate::credentials::FILE_NAME).display(),
+        keys_from_environment = !args.no_env_credentials,
+        "omnigent server listening"
+    );
     tokio::spawn(wait_for_signal(shutdown));
     let result = server.run().await;
     // Only remove the pid file if it is still ours.
@@ -194,6 +200,7 @@ pub async fn spawn_background(args: &ServerArgs) -> anyhow::Result<(u32, String)
         .arg("--max-body-bytes")
         .arg(args.max_body_bytes.to_string())
         .args(args.policies.iter().flat_map(|p| [std::ffi::OsStr::new("--policies"), p.as_os_str()]))
+        .args(args.no_env_credentials.then_some("--no-env-credentials"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

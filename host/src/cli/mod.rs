@@ -1,8 +1,10 @@
 //! The `omnigent` command line.
 
+mod auth;
 mod client;
 mod daemon;
 mod native_hook;
+mod preflight;
 mod render;
 mod run;
 mod sessions;
@@ -44,6 +46,9 @@ enum Command {
     Resume(run::JoinArgs),
     /// Run the host server in the foreground, or manage a background one (start | status | stop).
     Server(ServerCommand),
+    /// Store, list and remove the model keys the server uses (one private file in the data dir).
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// List, show and delete sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -98,6 +103,11 @@ pub struct ServerArgs {
     /// judged after each session's own and its config's.
     #[arg(long, env = "OMNIGENT_POLICIES", global = true)]
     policies: Option<PathBuf>,
+    /// Take model keys only from the credentials file (`omnigent auth`) and session configs, never from this
+    /// process's environment (OPENAI_API_KEY, ANTHROPIC_API_KEY, their *_BASE_URL, `${VAR}` references). The
+    /// background server the CLI starts on its own runs this way: a key must not depend on which shell started it.
+    #[arg(long, global = true)]
+    no_env_credentials: bool,
 }
 
 /// How client commands reach the server.
@@ -222,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(ServerAction::Stop) => daemon::stop(&options).await,
         },
         Command::Sessions(cmd) => sessions::run(cmd).await,
+        Command::Auth(cmd) => auth::run(cmd).await,
         Command::NativeHook(args) => native_hook::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Attach(args) => {

@@ -83,7 +83,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for key in config.unsupported_keys() {
         eprintln!("omnigent: note: `{key}` in the config is not supported yet and is ignored");
     }
+    if config.executor.auth.as_ref().is_some_and(|a| a.api_key.is_some() && a.key_reference().is_none()) {
+        eprintln!(
+            "omnigent: note: executor.auth.api_key holds a key: it is stored with the session in the server's \
+             database (never shown by the API). `omnigent auth set` keeps keys in one private file instead"
+        );
+    }
     let client = Client::connect(&args.client).await?;
+    // Nothing is created unless the session's turns will find their model keys.
+    if !super::preflight::credentials(&client, &config, &args.client.data_dir).await? {
+        return Ok(ExitCode::from(2));
+    }
     let title = args.title.clone().or_else(|| Some(config.name.clone()));
     let created = client
         .request(Method::POST, "/v1/sessions", Some(&json!({"title": title, "config": config.to_json()})))

@@ -71,6 +71,9 @@ impl SessionConfig {
         if let Some(arg) = self.executor.launch_args.iter().find(|a| a.contains('\0')) {
             return Err(format!("executor.launch_args: {arg:?} contains a NUL byte"));
         }
+        if let Some(auth) = &self.executor.auth {
+            check_auth(auth)?;
+        }
         if let Some(mb) = self.executor.memory_mb
             && !(16..=1024).contains(&mb)
         {
@@ -137,5 +140,28 @@ impl SessionConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// `executor.auth`: `type: provider` names a stored credential and holds no key; the other kinds name none.
+fn check_auth(auth: &super::Auth) -> Result<(), String> {
+    match (auth.kind, &auth.name) {
+        (super::AuthKind::Provider, None) => {
+            Err("executor.auth: type provider needs `name`, a stored credential (`omnigent auth set NAME`)".into())
+        }
+        (super::AuthKind::Provider, Some(name)) => {
+            crate::ids::check_credential_name(name).map_err(|e| format!("executor.auth.name: {e}"))?;
+            match auth.api_key {
+                Some(_) => Err("executor.auth: type provider takes `name`, not `api_key`".into()),
+                None => Ok(()),
+            }
+        }
+        (_, Some(_)) => Err("executor.auth.name is for type provider (a stored credential)".into()),
+        (_, None) => match auth.api_key.as_deref() {
+            Some(key) if key.chars().any(char::is_control) || key.len() > 4096 => {
+                Err("executor.auth.api_key must be one line of at most 4096 bytes".into())
+            }
+            _ => Ok(()),
+        },
     }
 }

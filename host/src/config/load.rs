@@ -171,17 +171,52 @@ fn expand_env(text: &str) -> Result<String, (String, usize)> {
         let var = &rest[start + 2..start + 2 + len];
         let valid = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         out.push_str(&rest[..start]);
-        if valid {
+        let reference = &rest[start..start + 3 + len];
+        if valid && is_key_reference(text, offset + start, offset + start + reference.len()) {
+            // Kept as written, and resolved when a turn needs the key: the config never holds the secret.
+            let quoted = matches!(text[..offset + start].chars().last(), Some('"' | '\''));
+            if quoted {
+                out.push_str(reference);
+            } else {
+                out.push_str(&format!("\"{reference}\""));
+            }
+        } else if valid {
             let value = std::env::var(var).map_err(|_| (var.to_string(), offset + start))?;
             out.push_str(&value);
         } else {
-            out.push_str(&rest[start..start + 3 + len]);
+            out.push_str(reference);
         }
         offset += start + 3 + len;
         rest = &rest[start + 3 + len..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Whether the `${VAR}` at `text[start..end]` is the whole value of an `api_key` (`apiKey`) key — quoted or not,
+/// in block or flow style. Such a reference is not expanded (see `crate::credentials`).
+fn is_key_reference(text: &str, start: usize, end: usize) -> bool {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..start];
+    let (before, quote) = match before.chars().last() {
+        Some(q @ ('"' | '\'')) => (&before[..before.len() - 1], Some(q)),
+        _ => (before, None),
+    };
+    let Some(key) = before.trim_end().strip_suffix(':') else { return false };
+    let key = key.trim_end().trim_end_matches(['"', '\'']);
+    let Some(prefix) = key.strip_suffix("api_key").or_else(|| key.strip_suffix("apiKey")) else { return false };
+    if prefix.chars().last().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return false;
+    }
+    let mut after = &text[end..];
+    if let Some(q) = quote {
+        match after.strip_prefix(q) {
+            Some(rest) => after = rest,
+            None => return false,
+        }
+    }
+    let after = after.trim_start_matches([' ', '\t']);
+    after.is_empty() || after.starts_with(['\n', '\r', ',', '}', '#'])
 }
 
 #[cfg(test)]
@@ -231,13 +266,39 @@ mod tests {
     #[test]
     fn env_vars_expand_and_unset_ones_are_located() {
         // SAFETY: a variable name private to this test.
-        unsafe { std::env::set_var("OMNIGENT_TEST_KEY_X1", "sk-from-env") };
-        let text = GOOD.replace("sk-test", "${OMNIGENT_TEST_KEY_X1}");
+        unsafe { std::env::set_var("OMNIGENT_TEST_MODEL_X1", "gpt-from-env") };
+        let text = GOOD.replace("gpt-4o-mini", "${OMNIGENT_TEST_MODEL_X1}");
         let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
-        assert_eq!(c.executor.auth.unwrap().api_key.as_deref(), Some("sk-from-env"));
-        let text = GOOD.replace("sk-test", "${OMNIGENT_SURELY_UNSET_VAR}");
+        assert_eq!(c.executor.model.as_deref(), Some("gpt-from-env"));
+        let text = GOOD.replace("gpt-4o-mini", "${OMNIGENT_SURELY_UNSET_VAR}");
         let e = SessionConfig::from_yaml(&text, "a.yaml").unwrap_err().to_string();
-        assert!(e.starts_with("a.yaml:6:") && e.contains("OMNIGENT_SURELY_UNSET_VAR is not set"), "{e}");
+        assert!(e.starts_with("a.yaml:5:") && e.contains("OMNIGENT_SURELY_UNSET_VAR is not set"), "{e}");
+    }
+
+    #[test]
+    fn a_key_reference_is_kept_for_the_server_to_resolve_not_expanded() {
+        // SAFETY: a variable name private to this test.
+        unsafe { std::env::set_var("OMNIGENT_TEST_KEY_X1", "sk-from-env") };
+        let forms = [
+            "  auth: {type: api_key, api_key: ${OMNIGENT_TEST_KEY_X1}}\n",
+            "  auth: {type: api_key, api_key: \"${OMNIGENT_TEST_KEY_X1}\", base_url: \"http://x\"}\n",
+            "  auth:\n    type: api_key\n    api_key: ${OMNIGENT_TEST_KEY_X1}   # the key\n",
+            "  auth:\n    type: api_key\n    \"api_key\": '${OMNIGENT_TEST_KEY_X1}'\n",
+        ];
+        for form in forms {
+            let text = GOOD.replace("  auth: {type: api_key, api_key: sk-test}\n", form);
+            let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap_or_else(|e| panic!("{form}: {e}"));
+            let auth = c.executor.auth.unwrap();
+            assert_eq!(auth.api_key.as_deref(), Some("${OMNIGENT_TEST_KEY_X1}"), "{form}");
+            assert_eq!(auth.key_reference(), Some("OMNIGENT_TEST_KEY_X1"));
+        }
+        // Even when the variable is not set here: the server resolves it (or says it cannot).
+        let text = GOOD.replace("sk-test", "${OMNIGENT_SURELY_UNSET_VAR}");
+        assert!(SessionConfig::from_yaml(&text, "a.yaml").is_ok());
+        // A reference inside a longer value, or under another key, still expands.
+        let text = GOOD.replace("sk-test", "prefix-${OMNIGENT_TEST_KEY_X1}");
+        let c = SessionConfig::from_yaml(&text, "a.yaml").unwrap();
+        assert_eq!(c.executor.auth.unwrap().api_key.as_deref(), Some("prefix-sk-from-env"));
     }
 
     #[test]

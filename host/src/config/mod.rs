@@ -207,17 +207,64 @@ pub enum ProviderKind {
     Scripted,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// `executor.auth`: where the model's credential comes from. Omitted: the stored credential of the model's
+/// provider, then the server's environment (see [`crate::credentials`]).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
-    /// `api_key` (with `api_key` and optional `base_url`), `anthropic`/`openai` (same, naming the wire format),
-    /// or `scripted`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: AuthKind,
+    /// A key, or a `${VAR}` reference resolved when a turn needs it (a stored credential named VAR, then the
+    /// server's environment). Configs keep the reference, never its value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// With `type: provider`: the name of a stored credential (`omnigent auth set NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Auth {
+    /// The variable a `${VAR}` key names, when the key is a reference and not a key.
+    pub fn key_reference(&self) -> Option<&str> {
+        self.api_key.as_deref().and_then(reference)
+    }
+}
+
+/// The keys never show in debug output (a reference does: it names, but does not hold, the secret).
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = self.api_key.as_deref().map(|k| if reference(k).is_some() { k } else { REDACTED });
+        f.debug_struct("Auth")
+            .field("kind", &self.kind)
+            .field("api_key", &key)
+            .field("base_url", &self.base_url)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// The kinds of `executor.auth`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// `api_key` (and optional `base_url`); the wire follows the model.
+    ApiKey,
+    /// The same, speaking OpenAI's wire.
+    Openai,
+    /// The same, speaking Anthropic's wire.
+    Anthropic,
+    /// The demo/test provider: no key.
+    Scripted,
+    /// A stored credential named by `name` (Omnigent's `{type: provider, name}`).
+    Provider,
+}
+
+/// `VAR` when `text` is exactly `${VAR}` (letters, digits, `_`).
+pub fn reference(text: &str) -> Option<&str> {
+    let var = text.strip_prefix("${")?.strip_suffix('}')?;
+    (!var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(var)
 }
 
 /// One reply of the scripted provider: text, tool calls, or both.
@@ -346,10 +393,10 @@ impl SessionConfig {
         if let Some(p) = self.executor.provider {
             return p;
         }
-        match self.executor.auth.as_ref().map(|a| a.kind.as_str()) {
-            Some("anthropic") => return ProviderKind::Anthropic,
-            Some("openai") => return ProviderKind::Openai,
-            Some("scripted") => return ProviderKind::Scripted,
+        match self.executor.auth.as_ref().map(|a| a.kind) {
+            Some(AuthKind::Anthropic) => return ProviderKind::Anthropic,
+            Some(AuthKind::Openai) => return ProviderKind::Openai,
+            Some(AuthKind::Scripted) => return ProviderKind::Scripted,
             _ => {}
         }
         match self.executor.model.as_deref() {

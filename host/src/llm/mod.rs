@@ -10,6 +10,7 @@ use std::time::Duration;
 use omnigent_runtime::harness::{Message, ToolCall, ToolSpec, Usage, llm::Completion};
 
 use crate::config::{ProviderKind, SessionConfig};
+use crate::credentials::Credentials;
 
 /// A request in provider-neutral form.
 #[derive(Clone, Debug)]
@@ -69,37 +70,37 @@ pub enum Provider {
 pub const MAX_ATTEMPTS: u32 = 4;
 
 impl Provider {
-    /// Builds the provider a session config names. Keys come from `auth.api_key` or the usual env vars.
-    pub fn from_config(config: &SessionConfig, http: reqwest::Client) -> Result<Provider, LlmError> {
-        let auth = config.executor.auth.as_ref();
-        // The config's base_url wins; else the vendors' usual env vars, so gateways work without a YAML change.
-        let env_url = |var: &str| std::env::var(var).ok().filter(|u| !u.is_empty());
-        let base_url = auth.and_then(|a| a.base_url.clone());
-        let key = |var: &str| {
-            auth.and_then(|a| a.api_key.clone()).or_else(|| std::env::var(var).ok()).filter(|k| !k.is_empty())
+    /// Builds the provider a session config names, with the key [`Credentials`] resolves for it now (so a key
+    /// set or removed since the last turn applies to this one).
+    pub fn from_config(
+        config: &SessionConfig,
+        http: reqwest::Client,
+        credentials: &Credentials,
+    ) -> Result<Provider, LlmError> {
+        let provider = config.provider();
+        let resolve = || {
+            credentials
+                .resolve(config.executor.auth.as_ref(), provider)
+                .map_err(|missing| LlmError::Fatal { code: "missing_api_key".into(), message: missing.message })
         };
-        let missing = |var: &str| LlmError::Fatal {
-            code: "missing_api_key".into(),
-            message: format!(
-                "no API key: set executor.auth.api_key in the session config or {var} in the server's environment"
-            ),
-        };
-        Ok(match config.provider() {
-            ProviderKind::Openai => Provider::OpenAi(openai::OpenAi {
-                http,
-                base_url: base_url
-                    .or_else(|| env_url("OPENAI_BASE_URL"))
-                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                api_key: key("OPENAI_API_KEY").ok_or_else(|| missing("OPENAI_API_KEY"))?,
-            }),
-            ProviderKind::Anthropic => Provider::Anthropic(anthropic::Anthropic {
-                http,
-                base_url: base_url
-                    .or_else(|| env_url("ANTHROPIC_BASE_URL"))
-                    .unwrap_or_else(|| "https://api.anthropic.com".into()),
-                api_key: key("ANTHROPIC_API_KEY").ok_or_else(|| missing("ANTHROPIC_API_KEY"))?,
-            }),
+        Ok(match provider {
             ProviderKind::Scripted => Provider::Scripted(scripted::Scripted { script: config.executor.script.clone() }),
+            ProviderKind::Openai => {
+                let credential = resolve()?;
+                Provider::OpenAi(openai::OpenAi {
+                    http,
+                    base_url: credential.base_url.unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                    api_key: credential.api_key,
+                })
+            }
+            ProviderKind::Anthropic => {
+                let credential = resolve()?;
+                Provider::Anthropic(anthropic::Anthropic {
+                    http,
+                    base_url: credential.base_url.unwrap_or_else(|| "https://api.anthropic.com".into()),
+                    api_key: credential.api_key,
+                })
+            }
         })
     }
 

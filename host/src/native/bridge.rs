@@ -139,7 +139,7 @@ impl Bridge {
     }
 
     pub(super) fn set_cli(&self, cli: NativeCli) -> std::io::Result<()> {
-        super::files::write_private(&self.dir.join("cli"), cli.name().as_bytes())
+        crate::private_files::write_private(&self.dir.join("cli"), cli.name().as_bytes())
     }
 
     /// The running turn, if any.

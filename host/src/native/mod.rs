@@ -12,15 +12,15 @@
 //! - `viewer`: a remote viewer of the terminal (tmux control mode), relayed by the WebSocket route;
 //! - `turn`: the frame every native turn shares (policies, journal, live turn, request verdict, the end);
 //! - `message`: the text a turn delivers to a CLI;
-//! - `files`: private files under `<data-dir>/native/<session>/`.
+//! - `quote`: quoting paths into the shell command lines of the CLIs' hooks.
 //!
 //! The CLI outlives the server: tmux daemonizes, so a restart re-adopts it from its folder.
 
 pub mod bridge;
 pub mod claude;
 pub mod codex;
-pub mod files;
 pub mod message;
+pub mod quote;
 pub mod tmux;
 pub mod turn;
 pub mod viewer;
@@ -33,7 +33,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::config::SessionConfig;
+use crate::config::{Auth, AuthKind, SessionConfig};
+use crate::credentials::Credentials;
 use crate::ids::SessionId;
 use crate::policy::PolicyEnv;
 use crate::session::{Sessions, TurnRunner, TurnStart};
@@ -79,13 +80,21 @@ pub struct Natives {
     /// The `omnigent` executable the hooks run.
     hook_exe: PathBuf,
     pub(crate) policies: Arc<PolicyEnv>,
+    /// The key a session's `executor.auth` names, resolved at launch (none: the CLI's own login).
+    credentials: Arc<Credentials>,
     bridges: Mutex<HashMap<SessionId, Arc<Bridge>>>,
 }
 
 impl Natives {
-    pub fn new(root: PathBuf, url: String, token: Option<String>, policies: Arc<PolicyEnv>) -> Natives {
+    pub fn new(
+        root: PathBuf,
+        url: String,
+        token: Option<String>,
+        policies: Arc<PolicyEnv>,
+        credentials: Arc<Credentials>,
+    ) -> Natives {
         let hook_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("omnigent"));
-        Natives { root, url, token, hook_exe, policies, bridges: Mutex::default() }
+        Natives { root, url, token, hook_exe, policies, credentials, bridges: Mutex::default() }
     }
 
     /// The folder of a session's CLI.
@@ -123,7 +132,7 @@ impl Natives {
             token: self.token.clone(),
             reconnect_s: None,
         };
-        files::write_private(&dir.join("endpoint.json"), &serde_json::to_vec(&endpoint).expect("JSON"))
+        crate::private_files::write_private(&dir.join("endpoint.json"), &serde_json::to_vec(&endpoint).expect("JSON"))
             .map_err(NativeError::io("writing the hook endpoint"))
     }
 
@@ -131,8 +140,10 @@ impl Natives {
     /// time per session, its folder private, the hooks' endpoint current.
     pub async fn ensure(&self, bridge: &Bridge, config: &SessionConfig) -> Result<Running, NativeError> {
         let cli = cli_of(config).unwrap_or(NativeCli::Claude);
+        let config = &self.with_resolved_key(config)?;
         let _one = bridge.launching.lock().await;
-        files::private_dir(&bridge.dir).map_err(NativeError::io("creating the native session's folder"))?;
+        crate::private_files::private_dir(&bridge.dir)
+            .map_err(NativeError::io("creating the native session's folder"))?;
         self.write_endpoint(&bridge.dir, &bridge.session)?;
         bridge.set_cli(cli).map_err(NativeError::io("recording the session's CLI"))?;
         let cwd = config.work_dir();
@@ -140,6 +151,22 @@ impl Natives {
             NativeCli::Codex => codex::ensure(bridge, self, config, &cwd).await,
             NativeCli::Claude => claude::ensure(bridge, self, config, &cwd).await,
         }
+    }
+
+    /// The config with the key its `executor.auth` names (a `${VAR}` reference, a stored credential) written out,
+    /// for the CLI's launch; unchanged when it names none (the CLI then uses its own login).
+    fn with_resolved_key(&self, config: &SessionConfig) -> Result<SessionConfig, NativeError> {
+        let found = self.credentials.for_config(config).map_err(|m| NativeError::Launch(m.message))?;
+        let mut config = config.clone();
+        if let Some(credential) = found {
+            config.executor.auth = Some(Auth {
+                kind: AuthKind::ApiKey,
+                api_key: Some(credential.api_key),
+                base_url: credential.base_url,
+                name: None,
+            });
+        }
+        Ok(config)
     }
 
     /// Stops a session's CLI and removes its folder (the session was deleted).

@@ -2,6 +2,7 @@
 
 mod agents;
 mod comments;
+mod credentials;
 pub mod error;
 mod extract;
 mod files;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+use crate::credentials::Credentials;
 use crate::native::{Natives, Runners};
 use crate::policy::PolicyEnv;
 use crate::session::Sessions;
@@ -56,6 +58,10 @@ pub struct ServerOptions {
     /// Where native sessions keep their CLI's folder (`<data-dir>/native`; None: a folder under the system's
     /// temporary dir).
     pub native_dir: Option<std::path::PathBuf>,
+    /// The credentials file turns read their model keys from (`<data-dir>/credentials.json`; None: none).
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// Whether turns may take keys from this process's environment (`OPENAI_API_KEY`, `${VAR}` references).
+    pub keys_from_environment: bool,
 }
 
 impl Default for ServerOptions {
@@ -68,6 +74,8 @@ impl Default for ServerOptions {
             policies: Default::default(),
             read_timeout: Duration::from_secs(30),
             native_dir: None,
+            credentials_file: None,
+            keys_from_environment: true,
         }
     }
 }
@@ -80,6 +88,8 @@ pub struct AppState {
     pub heartbeat: Duration,
     /// The native CLI bridges (hooks and terminals).
     pub natives: Arc<Natives>,
+    /// The model keys turns use (listed and checked over the API, never shown).
+    pub credentials: Arc<Credentials>,
     auth_token: Option<Arc<str>>,
 }
 
@@ -129,6 +139,8 @@ pub enum StartError {
         agents::create_agent,
         agents::list_agents,
         agents::get_agent,
+        credentials::list,
+        credentials::check,
         policies::resolve,
         policies::get_elicitation,
         policies::list_policies,
@@ -166,11 +178,18 @@ pub fn check_exposure(addr: SocketAddr, options: &ServerOptions) -> Result<(), S
     }
 }
 
-pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, natives: Arc<Natives>, options: &ServerOptions) -> Router {
+pub fn router(
+    sessions: Sessions,
+    policies: Arc<PolicyEnv>,
+    natives: Arc<Natives>,
+    credentials: Arc<Credentials>,
+    options: &ServerOptions,
+) -> Router {
     let state = AppState {
         sessions,
         policies,
         natives,
+        credentials,
         heartbeat: options.heartbeat,
         auth_token: options.auth_token.as_deref().map(Arc::from),
     };
@@ -209,6 +228,8 @@ pub fn router(sessions: Sessions, policies: Arc<PolicyEnv>, natives: Arc<Natives
         .route("/agents", get(agents::list_agents).post(agents::create_agent))
         .route("/responses", axum::routing::post(responses::create))
         .route("/agents/{id}", get(agents::get_agent))
+        .route("/credentials", get(credentials::list))
+        .route("/credentials/check", axum::routing::post(credentials::check))
         .route("/sessions/{id}/native/hooks/{event}", axum::routing::post(native::hook))
         .route("/sessions/{id}/resources/terminals", get(native::list_terminals).post(native::ensure_terminal))
         .route("/sessions/{id}/resources/terminals/{tid}", get(native::get_terminal).delete(native::delete_terminal))
@@ -264,6 +285,7 @@ pub struct Server {
     pub sessions: Sessions,
     pub policies: Arc<PolicyEnv>,
     pub natives: Arc<Natives>,
+    pub credentials: Arc<Credentials>,
     pub listener: TcpListener,
     pub options: ServerOptions,
     pub shutdown: CancellationToken,
@@ -278,7 +300,8 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         check_exposure(listener.local_addr().expect("bound listener has an address"), &options)?;
-        let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone())
+        let credentials = Arc::new(Credentials::new(options.credentials_file.clone(), options.keys_from_environment));
+        let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone(), credentials.clone())
             .map_err(|e| StartError::Runtime(format!("{e:#}")))?;
         turns.policies.check(&options.policies).await.map_err(StartError::Policies)?;
         let policies = turns.policies.clone();
@@ -294,6 +317,7 @@ impl Server {
             format!("http://{hook_addr}"),
             options.auth_token.clone(),
             policies.clone(),
+            credentials.clone(),
         ));
         let runners = Runners { wasm: Arc::new(turns), natives: natives.clone() };
         let sessions = Sessions::new(store, shutdown.clone(), Arc::new(runners));
@@ -304,7 +328,7 @@ impl Server {
                 "found sessions whose turn was cut short by the last shutdown: resuming them (or failing them with a reason)"
             );
         }
-        Ok(Server { sessions, policies, natives, listener, options, shutdown })
+        Ok(Server { sessions, policies, natives, credentials, listener, options, shutdown })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -313,7 +337,13 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled; open streams then end with `[DONE]`.
     pub async fn run(self) -> std::io::Result<()> {
-        let app = router(self.sessions.clone(), self.policies.clone(), self.natives.clone(), &self.options);
+        let app = router(
+            self.sessions.clone(),
+            self.policies.clone(),
+            self.natives.clone(),
+            self.credentials.clone(),
+            &self.options,
+        );
         let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         // A client that dribbles its headers (or sends none) is cut off instead of holding a connection forever.
         builder

@@ -49,7 +49,7 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         Ok(c) => c,
         Err(e) => return e,
     };
-    let provider = match Provider::from_config(&config, env.http.clone()) {
+    let provider = match Provider::from_config(&config, env.http.clone(), &env.credentials) {
         Ok(p) => p,
         Err(e) => return failed(FailureCode::of(e.code()), e.to_string()),
     };

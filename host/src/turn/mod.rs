@@ -27,6 +27,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use omnigent_runtime::Runtime;
 
+use crate::credentials::Credentials;
 use crate::policy::{PolicyEnv, PolicyMap};
 use crate::session::{Sessions, TurnRunner, TurnStart};
 
@@ -38,17 +39,24 @@ pub struct TurnEnv {
     /// Bounds concurrently running harness instances below the instance pool's size.
     pub slots: Arc<tokio::sync::Semaphore>,
     pub policies: Arc<PolicyEnv>,
+    /// Where a turn's model key comes from, looked up at each turn.
+    pub credentials: Arc<Credentials>,
 }
 
 impl TurnEnv {
     /// `server_policies`: the server-wide default policies, judged after each session's own and its config's.
-    pub fn new(cache_dir: Option<PathBuf>, server_policies: PolicyMap) -> anyhow::Result<TurnEnv> {
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        server_policies: PolicyMap,
+        credentials: Arc<Credentials>,
+    ) -> anyhow::Result<TurnEnv> {
         let runtime = Runtime::new(cache_dir)?;
         Ok(TurnEnv {
             policies: Arc::new(PolicyEnv::new(runtime.clone(), server_policies)),
             runtime,
             http: crate::http_client().connect_timeout(Duration::from_secs(30)).build()?,
             slots: Arc::new(tokio::sync::Semaphore::new(omnigent_runtime::POOL_INSTANCES as usize / 2)),
+            credentials,
         })
     }
 }

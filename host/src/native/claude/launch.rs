@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{NativeConfigDir, SessionConfig};
 use crate::native::NativeError;
-use crate::native::files::{shell_quote, write_private};
+use crate::native::quote::shell_quote;
+use crate::private_files::write_private;
 
 /// Hooks that may wait for a human (a policy's ask, the CLI's own consent): as long as an ask may wait.
 const BLOCKING_HOOK_TIMEOUT_S: u64 = 86_400;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::bridge::{Bridge, Running};
 use super::tmux::Launch;
-use super::{NativeError, Natives, files};
+use super::{NativeError, Natives};
 use crate::config::SessionConfig;
 use launch::ClaudeHome;
 
@@ -29,7 +29,8 @@ fn claude_session_id(bridge: &Bridge) -> Result<String, NativeError> {
         return Ok(id.trim().to_string());
     }
     let id = uuid_v4();
-    files::write_private(&path, id.as_bytes()).map_err(NativeError::io("writing the CLI's session id"))?;
+    crate::private_files::write_private(&path, id.as_bytes())
+        .map_err(NativeError::io("writing the CLI's session id"))?;
     Ok(id)
 }
 

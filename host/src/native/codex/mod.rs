@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::bridge::{Bridge, Running};
 use super::tmux::Launch;
-use super::{NativeError, Natives, files};
+use super::{NativeError, Natives, quote};
 use crate::config::{NativeConfigDir, SessionConfig};
 
 /// The variable the app-server reads the configured key from (never the user's own `OPENAI_API_KEY`).
@@ -33,7 +33,7 @@ pub fn thread_id(bridge: &Bridge) -> Option<String> {
 }
 
 pub fn set_thread_id(bridge: &Bridge, id: &str) -> Result<(), NativeError> {
-    files::write_private(&bridge.dir.join("codex-thread-id"), id.as_bytes())
+    crate::private_files::write_private(&bridge.dir.join("codex-thread-id"), id.as_bytes())
         .map_err(NativeError::io("recording the codex thread"))
 }
 
@@ -142,16 +142,17 @@ fn environment(
     }
     if config.executor.config_dir.unwrap_or_default() == NativeConfigDir::Isolated {
         let home = bridge.dir.join("codex-home");
-        files::private_dir(&home).map_err(NativeError::io("creating CODEX_HOME"))?;
+        crate::private_files::private_dir(&home).map_err(NativeError::io("creating CODEX_HOME"))?;
         let trust = format!(
             "approval_policy = \"on-request\"\nsandbox_mode = \"workspace-write\"\n\n[projects.{}]\ntrust_level = \"trusted\"\n\n[analytics]\nenabled = false\n",
             toml_string(&cwd.to_string_lossy())
         );
         let path = home.join("config.toml");
         if !path.exists() {
-            files::write_private(&path, trust.as_bytes()).map_err(NativeError::io("writing codex's config"))?;
+            crate::private_files::write_private(&path, trust.as_bytes())
+                .map_err(NativeError::io("writing codex's config"))?;
         }
-        files::write_private(&home.join("hooks.json"), &hooks(&bridge.dir, natives.hook_exe()))
+        crate::private_files::write_private(&home.join("hooks.json"), &hooks(&bridge.dir, natives.hook_exe()))
             .map_err(NativeError::io("writing codex's hooks"))?;
         env.push(("CODEX_HOME".into(), home.into()));
     }
@@ -165,8 +166,8 @@ fn hooks(dir: &Path, hook_exe: &Path) -> Vec<u8> {
     for (event, timeout) in [("PreToolUse", 86_400), ("PostToolUse", 30)] {
         let command = format!(
             "{} native-hook --dir {} --event {event}",
-            files::shell_quote(&hook_exe.to_string_lossy()),
-            files::shell_quote(&dir.to_string_lossy())
+            quote::shell_quote(&hook_exe.to_string_lossy()),
+            quote::shell_quote(&dir.to_string_lossy())
         );
         hooks.insert(
             event.into(),

@@ -1,10 +1,11 @@
-//! Files a native session keeps under its folder: written private (0600), whole or not at all.
+//! Files and folders only their owner may read: the data dir, the credentials file, a native session's folder.
+//! A file is written whole or not at all (through a temporary file in the same folder).
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, readable by the owner only.
+/// Writes `bytes` to `path` through a temporary file in the same folder, readable by the owner only (0600).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
@@ -16,18 +17,15 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Creates a folder (and its parents) that only the owner may enter.
+/// Creates a folder (and its parents) that only the owner may enter (0700; an existing one is tightened).
 pub fn private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
-/// `s` as one word for a POSIX shell (the CLI runs hook commands through one).
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c)) {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
+/// Whether others than the owner may read or write the file at `path` (any group or other permission bit).
+pub fn open_to_others(meta: &std::fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o077 != 0
 }
 
 #[cfg(test)]
@@ -35,19 +33,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quoting_survives_a_shell() {
-        for s in ["plain/path", "with space", "it's", "$(id)", "", "a'b'c;rm -rf /"] {
-            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", shell_quote(s))).output();
-            assert_eq!(String::from_utf8(out.unwrap().stdout).unwrap(), s);
-        }
-    }
-
-    #[test]
-    fn private_files_are_0600() {
+    fn private_files_are_0600_and_folders_0700() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
         write_private(&p, b"secret").unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read(&p).unwrap(), b"secret");
+        assert!(!open_to_others(&std::fs::metadata(&p).unwrap()));
+        let sub = dir.path().join("a/b");
+        private_dir(&sub).unwrap();
+        assert_eq!(std::fs::metadata(&sub).unwrap().permissions().mode() & 0o777, 0o700);
     }
 }
