@@ -153,19 +153,11 @@ impl Credentials {
         self.reads_environment.then(|| std::env::var(var).ok()).flatten().filter(|v| !v.is_empty())
     }
 
-    /// The key a turn of a session with `auth` uses to call `provider`.
-    pub fn resolve(&self, auth: Option<&Auth>, provider: ProviderKind) -> Result<Credential, Missing> {
-        let vendor = Vendor::of(provider);
-        if let Some(found) = self.explicit(auth, vendor)? {
+    /// The key a turn of a session with `auth` uses to call `vendor`'s API.
+    pub fn resolve(&self, auth: Option<&Auth>, vendor: Vendor) -> Result<Credential, Missing> {
+        if let Some(found) = self.explicit(auth, Some(vendor))? {
             return Ok(found);
         }
-        let Some(vendor) = vendor else {
-            return Err(Missing {
-                message: "the scripted provider needs no key".into(),
-                store_as: String::new(),
-                env_var: None,
-            });
-        };
         let stored =
             self.stored().map_err(|message| Missing { message, store_as: vendor.name.into(), env_var: None })?;
         let config_url = auth.and_then(|a| a.base_url.clone());
@@ -201,9 +193,9 @@ impl Credentials {
         match config.executor.harness.as_str() {
             CLAUDE_NATIVE => self.explicit(auth, Some(ANTHROPIC)),
             CODEX_NATIVE => self.explicit(auth, Some(OPENAI)),
-            _ => match config.provider() {
-                ProviderKind::Scripted => Ok(None),
-                provider => self.resolve(auth, provider).map(Some),
+            _ => match Vendor::of(config.provider()) {
+                Some(vendor) => self.resolve(auth, vendor).map(Some),
+                None => Ok(None),
             },
         }
     }
@@ -305,29 +297,29 @@ mod tests {
     fn the_order_is_config_then_stored_then_environment_and_changes_apply_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let creds = Credentials::new(Some(dir.path().join(FILE_NAME)), false);
-        let e = creds.resolve(None, ProviderKind::Openai).err().unwrap();
+        let e = creds.resolve(None, OPENAI).err().unwrap();
         assert!(e.message.contains("omnigent auth set openai") && e.message.contains("does not read keys"), "{e:?}");
         assert_eq!((e.store_as.as_str(), e.env_var.as_deref()), ("openai", Some("OPENAI_API_KEY")));
         store(dir.path(), "openai", "sk-stored", Some("http://gw"));
-        let c = creds.resolve(None, ProviderKind::Openai).ok().unwrap();
+        let c = creds.resolve(None, OPENAI).ok().unwrap();
         assert_eq!((c.api_key.as_str(), c.base_url.as_deref()), ("sk-stored", Some("http://gw")));
         assert_eq!(c.source, Source::Stored("openai".into()));
         // The config's own key wins; its base URL overrides the stored one.
         let mut literal = auth(AuthKind::ApiKey, Some("sk-config"), None);
-        assert_eq!(creds.resolve(Some(&literal), ProviderKind::Openai).ok().unwrap().source, Source::Config);
+        assert_eq!(creds.resolve(Some(&literal), OPENAI).ok().unwrap().source, Source::Config);
         literal.api_key = None;
         literal.base_url = Some("http://mine".into());
-        let c = creds.resolve(Some(&literal), ProviderKind::Openai).ok().unwrap();
+        let c = creds.resolve(Some(&literal), OPENAI).ok().unwrap();
         assert_eq!((c.api_key.as_str(), c.base_url.as_deref()), ("sk-stored", Some("http://mine")));
         // A change to the file is seen by the next call.
         store(dir.path(), "openai", "sk-rotated", None);
-        assert_eq!(creds.resolve(None, ProviderKind::Openai).ok().unwrap().api_key, "sk-rotated");
+        assert_eq!(creds.resolve(None, OPENAI).ok().unwrap().api_key, "sk-rotated");
         edit(&dir.path().join(FILE_NAME), |f| {
             f.credentials.clear();
             Ok(())
         })
         .unwrap();
-        assert!(creds.resolve(None, ProviderKind::Anthropic).is_err());
+        assert!(creds.resolve(None, ANTHROPIC).is_err());
     }
 
     #[test]
@@ -335,30 +327,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let creds = Credentials::new(Some(dir.path().join(FILE_NAME)), true);
         let by_name = auth(AuthKind::Provider, None, Some("gateway"));
-        let e = creds.resolve(Some(&by_name), ProviderKind::Openai).err().unwrap();
+        let e = creds.resolve(Some(&by_name), OPENAI).err().unwrap();
         assert!(e.message.contains("omnigent auth set gateway"), "{e:?}");
         store(dir.path(), "gateway", "sk-gw", None);
-        assert_eq!(creds.resolve(Some(&by_name), ProviderKind::Openai).ok().unwrap().api_key, "sk-gw");
+        assert_eq!(creds.resolve(Some(&by_name), OPENAI).ok().unwrap().api_key, "sk-gw");
         // ${VAR}: the stored credential VAR, the vendor's for its usual variable, then the environment.
         let reference = auth(AuthKind::ApiKey, Some("${OMNIGENT_TEST_CRED_REF}"), None);
-        let e = creds.resolve(Some(&reference), ProviderKind::Openai).err().unwrap();
+        let e = creds.resolve(Some(&reference), OPENAI).err().unwrap();
         assert_eq!(e.env_var.as_deref(), Some("OMNIGENT_TEST_CRED_REF"));
         // SAFETY: a variable name private to this test.
         unsafe { std::env::set_var("OMNIGENT_TEST_CRED_REF", "sk-env") };
-        let c = creds.resolve(Some(&reference), ProviderKind::Openai).ok().unwrap();
+        let c = creds.resolve(Some(&reference), OPENAI).ok().unwrap();
         assert_eq!((c.api_key.as_str(), c.source), ("sk-env", Source::Environment("OMNIGENT_TEST_CRED_REF".into())));
         store(dir.path(), "OMNIGENT_TEST_CRED_REF", "sk-named", None);
-        assert_eq!(creds.resolve(Some(&reference), ProviderKind::Openai).ok().unwrap().api_key, "sk-named");
+        assert_eq!(creds.resolve(Some(&reference), OPENAI).ok().unwrap().api_key, "sk-named");
         let usual = auth(AuthKind::ApiKey, Some("${ANTHROPIC_API_KEY}"), None);
         store(dir.path(), "anthropic", "sk-ant", None);
-        let c = creds.resolve(Some(&usual), ProviderKind::Anthropic).ok().unwrap();
+        let c = creds.resolve(Some(&usual), ANTHROPIC).ok().unwrap();
         assert_eq!(c.source, Source::Stored("anthropic".into()));
         // Without the environment, a reference is only the store.
         let strict = Credentials::new(Some(dir.path().join(FILE_NAME)), false);
         let other = auth(AuthKind::ApiKey, Some("${OMNIGENT_TEST_CRED_REF_2}"), None);
         // SAFETY: a variable name private to this test.
         unsafe { std::env::set_var("OMNIGENT_TEST_CRED_REF_2", "sk-env-2") };
-        let e = strict.resolve(Some(&other), ProviderKind::Openai).err().unwrap();
+        let e = strict.resolve(Some(&other), OPENAI).err().unwrap();
         assert!(e.message.contains("does not read keys from its environment"), "{e:?}");
         // Natives: nothing explicit means the CLI's own login.
         assert!(strict.explicit(None, Some(ANTHROPIC)).unwrap().is_none());

@@ -10,7 +10,7 @@ use std::time::Duration;
 use omnigent_runtime::harness::{Message, ToolCall, ToolSpec, Usage, llm::Completion};
 
 use crate::config::{ProviderKind, SessionConfig};
-use crate::credentials::Credentials;
+use crate::credentials::{self, Credentials};
 
 /// A request in provider-neutral form.
 #[derive(Clone, Debug)]
@@ -77,16 +77,15 @@ impl Provider {
         http: reqwest::Client,
         credentials: &Credentials,
     ) -> Result<Provider, LlmError> {
-        let provider = config.provider();
-        let resolve = || {
+        let resolve = |vendor| {
             credentials
-                .resolve(config.executor.auth.as_ref(), provider)
+                .resolve(config.executor.auth.as_ref(), vendor)
                 .map_err(|missing| LlmError::Fatal { code: "missing_api_key".into(), message: missing.message })
         };
-        Ok(match provider {
+        Ok(match config.provider() {
             ProviderKind::Scripted => Provider::Scripted(scripted::Scripted { script: config.executor.script.clone() }),
             ProviderKind::Openai => {
-                let credential = resolve()?;
+                let credential = resolve(credentials::OPENAI)?;
                 Provider::OpenAi(openai::OpenAi {
                     http,
                     base_url: credential.base_url.unwrap_or_else(|| "https://api.openai.com/v1".into()),
@@ -94,7 +93,7 @@ impl Provider {
                 })
             }
             ProviderKind::Anthropic => {
-                let credential = resolve()?;
+                let credential = resolve(credentials::ANTHROPIC)?;
                 Provider::Anthropic(anthropic::Anthropic {
                     http,
                     base_url: credential.base_url.unwrap_or_else(|| "https://api.anthropic.com".into()),
