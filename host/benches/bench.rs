@@ -2,8 +2,8 @@
 //! it over HTTP from this process, on SQLite and — when TEST_DATABASE_URL is set — on Postgres. Prints a table.
 //!
 //! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers); BENCH_SUITES=runtime,policy,
-//! turn,store,native runs only the named suites (default: all). The native suite drives the real Claude Code CLI
-//! named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
+//! turn,store,native,credentials runs only the named suites (default: all). The native suite drives the real Claude
+//! Code CLI named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -250,6 +250,45 @@ async fn runtime_suite(rows: &mut Vec<Row>) {
         samples.push(t.elapsed());
     }
     row("fresh instance + minimal turn (1 host call)", p50_p99(&mut samples), "< 100 µs p50");
+}
+
+/// What a turn pays to find its model key: a `stat` of the credentials file when it did not change, a read and
+/// parse when it did.
+fn credentials_suite(rows: &mut Vec<Row>) {
+    use omnigent::credentials::{self, Credentials, Stored};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(credentials::FILE_NAME);
+    let set = |key: &str| {
+        credentials::edit(&path, |f| {
+            for name in ["openai", "anthropic", "gateway", "team-key"] {
+                let s = Stored { api_key: format!("{key}-{name}"), base_url: None, updated_at: "t".into() };
+                f.credentials.insert(name.into(), s);
+            }
+            Ok(())
+        })
+        .unwrap()
+    };
+    set("sk-1");
+    let creds = Credentials::new(Some(path.clone()), false);
+    let mut row = |metric: &str, value: String| {
+        eprintln!("  credentials  {metric}: {value}");
+        rows.push(Row { metric: metric.to_string(), backend: "-", value, target: "" });
+    };
+    let mut samples = Vec::new();
+    for _ in 0..n(20_000) {
+        let t = Instant::now();
+        creds.resolve(None, credentials::OPENAI).unwrap();
+        samples.push(t.elapsed());
+    }
+    row("credential lookup per turn, file unchanged (stat)", p50_p99(&mut samples));
+    let mut samples = Vec::new();
+    for i in 0..n(2_000) {
+        set(&format!("sk-{i}"));
+        let t = Instant::now();
+        creds.resolve(None, credentials::OPENAI).unwrap();
+        samples.push(t.elapsed());
+    }
+    row("credential lookup per turn, file just changed (stat + read + parse)", p50_p99(&mut samples));
 }
 
 /// Five allowing policies of every builtin kind, as a session YAML would declare them.
@@ -612,6 +651,9 @@ async fn main() {
     }
     if wanted("native") {
         native_suite(&mut rows).await;
+    }
+    if wanted("credentials") {
+        credentials_suite(&mut rows);
     }
     if wanted("store") {
         suite(sqlite_db(), &mut rows).await;
