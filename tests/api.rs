@@ -578,9 +578,89 @@ async fn agents_are_named_configs_that_sessions_start_from() {
         assert_eq!(count(&api.get("/v1/sessions?kind=default&sort_by=created_at&visibility=all").await.1), 3);
         assert_eq!(count(&api.get("/v1/sessions?kind=sub_agent").await.1), 0);
         assert_eq!(count(&api.get("/v1/sessions?visibility=archived&include_archived=true").await.1), 0);
-        let (status, err) = api.get("/v1/sessions?sort_by=updated_at").await;
+        // sort_by=updated_at orders by last change: the oldest session, changed now, comes first.
+        let (_, oldest_first) = api.get("/v1/sessions?order=asc").await;
+        let oldest = oldest_first["data"][0]["id"].as_str().unwrap().to_string();
+        let (status, _) = api.call(Method::PATCH, &format!("/v1/sessions/{oldest}"), Some(json!({"title": "x"}))).await;
+        assert_eq!(status, 200);
+        let (_, by_update) = api.get("/v1/sessions?sort_by=updated_at").await;
+        assert_eq!(by_update["data"][0]["id"], oldest.as_str(), "{by_update}");
+        let (status, err) = api.get("/v1/sessions?sort_by=size").await;
         assert_eq!(status, 400);
-        assert!(err["error"]["message"].as_str().unwrap().contains("use created_at"), "{err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains("created_at or updated_at"), "{err}");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn omnigent_session_settings_are_patched_kept_across_a_restart_and_acted_on() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = srv.api.clone();
+        let id = api.create(json!({"title": "Quarterly Report draft"})).await;
+        let other = api.create(json!({"title": "something else"})).await;
+        let path = format!("/v1/sessions/{id}");
+        let patch = |body: Value| {
+            let api = api.clone();
+            let path = path.clone();
+            async move { api.call(Method::PATCH, &path, Some(body)).await }
+        };
+        let (status, snap) = patch(json!({"archived": true, "reasoning_effort": "HIGH", "model_override": "gpt-next",
+            "silent": true, "external_session_id": "claude-uuid-1", "runner_id": ""}))
+        .await;
+        assert_eq!(status, 200, "{}: {snap}", db.label);
+        assert_eq!(
+            (&snap["archived"], &snap["reasoning_effort"], &snap["model_override"], &snap["external_session_id"]),
+            (&json!(true), &json!("high"), &json!("gpt-next"), &json!("claude-uuid-1"))
+        );
+        assert_eq!((&snap["runner_id"], &snap["runner_online"]), (&json!("runner_local"), &json!(true)));
+        // Refused with a reason, nothing changed.
+        for (body, needle) in [
+            (json!({"reasoning_effort": "turbo"}), "not one of none, minimal"),
+            (json!({"model_override": "  "}), "must not be blank"),
+            (json!({"external_session_id": "another"}), "is set once"),
+            (json!({"runner_id": "runner_elsewhere"}), "no registered runners"),
+        ] {
+            let (status, err) = patch(body.clone()).await;
+            assert_eq!(status, 400, "{body}: {err}");
+            assert!(err["error"]["message"].as_str().unwrap().contains(needle), "{body}: {err}");
+        }
+        assert_eq!(patch(json!({"external_session_id": "claude-uuid-1"})).await.0, 200, "the same value again is fine");
+        // Archived: out of the default list, in with include_archived, alone with visibility=archived.
+        let ids = |v: &Value| -> Vec<String> {
+            v["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(ids(&api.get("/v1/sessions").await.1), vec![other.clone()]);
+        assert_eq!(ids(&api.get("/v1/sessions?include_archived=true").await.1).len(), 2);
+        assert_eq!(ids(&api.get("/v1/sessions?visibility=archived").await.1), vec![id.clone()]);
+        // A title search, with its snippet; a `%` in the text is a percent sign, not a wildcard.
+        let (_, found) = api.get("/v1/sessions?include_archived=true&search_query=quarterly%20REPORT").await;
+        assert_eq!(ids(&found), vec![id.clone()]);
+        assert_eq!(found["data"][0]["search_snippet"], "Quarterly Report draft");
+        assert!(ids(&api.get("/v1/sessions?include_archived=true&search_query=%25").await.1).is_empty());
+        // Kept across a restart (the row is the fold of the log).
+        srv.stop().await;
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let (_, snap) = srv.api.get(&path).await;
+        assert_eq!((&snap["archived"], &snap["model_override"]), (&json!(true), &json!("gpt-next")), "{snap}");
+        // Clear aliases.
+        let (_, snap) = srv
+            .api
+            .call(
+                Method::PATCH,
+                &path,
+                Some(json!({"reasoning_effort": "default", "model_override": "reset", "archived": false})),
+            )
+            .await;
+        assert_eq!(
+            (&snap["reasoning_effort"], &snap["model_override"], &snap["archived"]),
+            (&Value::Null, &Value::Null, &json!(false))
+        );
+        let (_, agent) = srv.api.get(&format!("/v1/sessions/{id}/agent")).await;
+        assert_eq!(agent["object"], "agent", "{agent}");
+        let (_, info) = srv.api.get("/v1/info").await;
+        assert_eq!((&info["single_user"], &info["accounts_enabled"]), (&json!(true), &json!(false)));
+        assert_eq!(srv.api.get("/v1/me").await.1["user_id"], "local");
         srv.stop().await;
     }
 }

@@ -850,3 +850,25 @@ async fn sub_agents_run_as_child_sessions_in_parallel_and_report_back_exactly_on
         assert_eq!(children["data"][0]["current_task_status"], "failed");
     }
 }
+
+#[tokio::test]
+async fn a_model_override_and_a_reasoning_effort_reach_the_next_turns_model_calls() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let mock = MockLlm::start(vec![Reply::text("one"), Reply::text("two")]).await;
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let id = create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), "", ""), work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "first").await;
+    sse.until("response.completed").await;
+    let body = json!({"model_override": "gpt-override", "reasoning_effort": "low"});
+    let (status, snap) = api.call(reqwest::Method::PATCH, &format!("/v1/sessions/{id}"), Some(body)).await;
+    assert_eq!(status, 200, "{snap}");
+    api.message(&id, "second").await;
+    sse.until("response.completed").await;
+    let reqs = mock.requests();
+    assert_eq!((&reqs[0].body["model"], &reqs[0].body["reasoning_effort"]), (&json!("gpt-test"), &Value::Null));
+    assert_eq!((&reqs[1].body["model"], &reqs[1].body["reasoning_effort"]), (&json!("gpt-override"), &json!("low")));
+}

@@ -44,6 +44,10 @@ macro_rules! event_types {
 event_types! {
     SessionStatus = "session.status",
     SessionTitle = "session.title",
+    SessionModel = "session.model",
+    SessionReasoningEffort = "session.reasoning_effort",
+    SessionArchived = "session.archived",
+    SessionExternalId = "session.external_session_id",
     SessionLabels = "session.labels",
     SessionLabelsSet = "session.labels_set",
     SessionUsage = "session.usage",
@@ -210,6 +214,35 @@ pub fn status(session: &SessionId, status: SessionStatus, error: Option<&TaskErr
 
 pub fn title(session: &SessionId, title: Option<&str>) -> NewEvent {
     NewEvent::new(EventType::SessionTitle, json!({"conversation_id": session.as_str(), "title": title}))
+}
+
+/// The model turns use from the next turn on (`model`: the override, or the config's when it is cleared).
+pub fn model(session: &SessionId, model: Option<&str>, model_override: Option<&str>) -> NewEvent {
+    NewEvent::new(
+        EventType::SessionModel,
+        json!({"conversation_id": session.as_str(), "model": model, "model_override": model_override}),
+    )
+}
+
+/// The reasoning effort model calls ask for (None: the model's default).
+pub fn reasoning_effort(session: &SessionId, effort: Option<&str>) -> NewEvent {
+    NewEvent::new(
+        EventType::SessionReasoningEffort,
+        json!({"conversation_id": session.as_str(), "reasoning_effort": effort}),
+    )
+}
+
+/// The session was archived (it leaves the default list) or brought back.
+pub fn archived(session: &SessionId, archived: bool) -> NewEvent {
+    NewEvent::new(EventType::SessionArchived, json!({"conversation_id": session.as_str(), "archived": archived}))
+}
+
+/// The id of the session inside the tool it wraps, set once.
+pub fn external_session_id(session: &SessionId, external_id: &str) -> NewEvent {
+    NewEvent::new(
+        EventType::SessionExternalId,
+        json!({"conversation_id": session.as_str(), "external_session_id": external_id}),
+    )
 }
 
 /// The session's labels, whole.

@@ -90,6 +90,24 @@ pub struct SessionRecord {
     pub usage_by_model: Map<String, Value>,
     /// Policies added over REST, policy state, and elicitations.
     pub policy: PolicyFold,
+    /// Archived sessions leave the default list.
+    pub archived: bool,
+    /// What a client set with PATCH.
+    pub settings: SessionSettings,
+}
+
+/// Per-session settings a client changes (Omnigent's `PATCH /v1/sessions/{id}` fields).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSettings {
+    /// `none` … `max`: sent with each OpenAI-wire model call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// The model turns use instead of the config's, from the next turn on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_override: Option<String>,
+    /// The id of the session inside the tool it wraps (a native CLI's session); set once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_session_id: Option<String>,
 }
 
 /// The policy side of a session, a fold of its log like the rest of the record.
@@ -135,6 +153,8 @@ impl SessionRecord {
             active_response_id: None,
             usage_by_model: Map::new(),
             policy: PolicyFold::default(),
+            archived: false,
+            settings: SessionSettings::default(),
         }
     }
 }

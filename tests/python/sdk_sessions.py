@@ -131,3 +131,37 @@ async def approval_path(base: str) -> None:
 
 
 asyncio.run(approval_path(sys.argv[1]))
+
+
+async def settings_path(base: str) -> None:
+    """The SDK's session setters (PATCH) and the list's archive and order options, read back through its models."""
+    async with httpx.AsyncClient() as http:
+        created = (await http.post(f"{base}/v1/sessions", json={"title": "settings via the sdk"})).json()
+        other = (await http.post(f"{base}/v1/sessions", json={"title": "stays listed"})).json()
+    sid = created["id"]
+    async with OmnigentClient(base_url=base) as client:
+        s = await client.sessions.set_reasoning_effort(sid, reasoning_effort="high")
+        check(s.reasoning_effort == "high", f"reasoning effort: {s.reasoning_effort}")
+        s = await client.sessions.set_reasoning_effort(sid, reasoning_effort=None)
+        check(s.reasoning_effort is None, f"reasoning effort cleared: {s.reasoning_effort}")
+        s = await client.sessions.set_model_override(sid, model_override="gpt-next", silent=True)
+        check(s.model_override == "gpt-next", f"model override: {s.model_override}")
+        s = await client.sessions.set_model_override(sid, model_override=None)
+        check(s.model_override is None, f"model override cleared: {s.model_override}")
+        s = await client.sessions.set_external_session_id(sid, external_session_id="ext-1")
+        check(s.external_session_id == "ext-1", f"external id: {s.external_session_id}")
+        s = await client.sessions.set_archived(sid, archived=True)
+        check(s.archived is True, f"archived: {s.archived}")
+        listed = [x.id for x in await client.sessions.list()]
+        check(sid not in listed and other["id"] in listed, f"archived sessions leave the default list: {listed}")
+        everything = await client.sessions.list(include_archived=True)
+        check(any(x.id == sid and x.archived for x in everything), f"include_archived shows it: {everything}")
+        await client.sessions.set_archived(sid, archived=False)
+        recent = await client.sessions.list(sort_by="updated_at")
+        check(recent[0].id == sid, f"sort_by=updated_at puts the last changed first: {[x.id for x in recent]}")
+        snapshot = await client.sessions.get(sid)
+        check(snapshot.runner_id is not None, f"bound to this server's own runner: {snapshot.runner_id}")
+    print("ok (settings path)")
+
+
+asyncio.run(settings_path(sys.argv[1]))

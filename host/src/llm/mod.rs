@@ -20,6 +20,8 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
     pub tools: Vec<ToolSpec>,
     pub max_tokens: Option<u32>,
+    /// The session's reasoning effort (`PATCH reasoning_effort`), sent on the OpenAI wire; None: the model's default.
+    pub reasoning_effort: Option<String>,
 }
 
 /// Why a call failed.

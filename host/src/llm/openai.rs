@@ -136,5 +136,8 @@ fn body(req: &ChatRequest) -> Value {
     if let Some(max) = req.max_tokens {
         body["max_tokens"] = max.into();
     }
+    if let Some(effort) = &req.reasoning_effort {
+        body["reasoning_effort"] = effort.as_str().into();
+    }
     body
 }

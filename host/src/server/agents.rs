@@ -79,3 +79,49 @@ pub async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) ->
         .map(|a| Json(agent_object(a)))
         .ok_or_else(|| ApiError::not_found(format!("no agent '{}'", crate::ids::truncate(&id, 80))))
 }
+
+/// The agent a session runs: its registered agent, or the inline config it was created with (named by the config's
+/// `name`), with the tools the config declares (`runtime: client` marks the ones the client runs).
+#[utoipa::path(get, path = "/v1/sessions/{id}/agent", params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, body = Object), (status = 404, body = ErrorEnvelope)))]
+pub async fn session_agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = super::extract::session_id(&id)?;
+    let record = state.sessions.get(&id).await?;
+    let config = SessionConfig::from_json(record.config.clone()).ok();
+    let tools: Vec<Value> = config
+        .iter()
+        .flat_map(|c| c.tools.iter())
+        .map(|(name, tool)| {
+            serde_json::json!({
+                "name": name,
+                "type": tool.kind,
+                "description": tool.description,
+                "runtime": if tool.runs_on_client() { "client" } else { "server" },
+            })
+        })
+        .collect();
+    let name = config.as_ref().map(|c| c.name.clone());
+    let created_at = match &record.agent_id {
+        Some(agent) => {
+            state.sessions.store().get_agent(agent).await.map_err(SessionError::from)?.map(|a| a.created_at_us)
+        }
+        None => None,
+    };
+    Ok(Json(serde_json::json!({
+        "id": record.agent_id,
+        "object": "agent",
+        "name": name,
+        "version": 1,
+        "description": config.as_ref().and_then(|c| c.description.clone()),
+        "created_at": secs(created_at.unwrap_or(record.created_at_us)),
+        "updated_at": null,
+        "harness": config.as_ref().map(|c| c.executor.harness.clone()),
+        "tools": tools,
+        "mcp_servers": [],
+        "policies": config.as_ref().and_then(|c| c.policies.as_ref()).map(|p| p.0.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>()).unwrap_or_default(),
+        "skills": [],
+        "terminals": [],
+        "builtin": false,
+        "config": crate::config::redacted(&record.config),
+    })))
+}

@@ -7,10 +7,12 @@ pub mod error;
 mod extract;
 mod files;
 mod guards;
+mod info;
 mod native;
 pub mod policies;
 mod responses;
 mod sessions;
+mod settings;
 mod sse;
 
 use std::net::SocketAddr;
@@ -141,6 +143,9 @@ pub enum StartError {
         agents::get_agent,
         credentials::list,
         credentials::check,
+        info::info,
+        info::me,
+        agents::session_agent,
         policies::resolve,
         policies::get_elicitation,
         policies::list_policies,
@@ -229,6 +234,9 @@ pub fn router(
         .route("/responses", axum::routing::post(responses::create))
         .route("/agents/{id}", get(agents::get_agent))
         .route("/credentials", get(credentials::list))
+        .route("/info", get(info::info))
+        .route("/me", get(info::me))
+        .route("/sessions/{id}/agent", get(agents::session_agent))
         .route("/credentials/check", axum::routing::post(credentials::check))
         .route("/sessions/{id}/native/hooks/{event}", axum::routing::post(native::hook))
         .route("/sessions/{id}/resources/terminals", get(native::list_terminals).post(native::ensure_terminal))

@@ -11,10 +11,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{ApiJson, ApiQuery, DeletedResponse, ListItemsQuery, ListResponse, list, page, session_id};
+use super::settings::SettingsPatch;
 use crate::config::SessionConfig;
 use crate::record::{SessionKind, SessionRecord, SessionStatus, secs};
 use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError};
-use crate::store::Page;
+use crate::store::{Page, SessionFilter, SessionSort};
 
 // Wire shapes
 
@@ -47,6 +48,18 @@ pub struct UpdateSessionRequest {
     /// Merged into the labels; a `null` value removes that label.
     #[schema(value_type = Option<Object>)]
     pub labels: Option<Map<String, Value>>,
+    /// `none|minimal|low|medium|high|xhigh|max`; `default` clears it. `null` or absent: unchanged.
+    pub reasoning_effort: Option<String>,
+    /// The model of the next turns; `default`, `off` or `reset` clears it.
+    pub model_override: Option<String>,
+    /// Omnigent's "do not inject `/model` into a live CLI": nothing is injected here, so it has no effect.
+    pub silent: Option<bool>,
+    /// Archived sessions leave the default list.
+    pub archived: Option<bool>,
+    /// The session's id inside the tool it wraps; set once.
+    pub external_session_id: Option<String>,
+    /// Only `""` (unbind) until remote runners exist: this server runs its sessions' turns itself.
+    pub runner_id: Option<String>,
 }
 
 /// Distinguishes an explicit `null` (`Some(None)`) from an absent field (`None`).
@@ -71,7 +84,19 @@ pub struct SessionSummary {
     pub parent_session_id: Option<String>,
     /// Set only while `status` is `failed`.
     pub last_task_error: Option<crate::record::TaskError>,
+    pub archived: bool,
+    pub reasoning_effort: Option<String>,
+    pub model_override: Option<String>,
+    pub external_session_id: Option<String>,
+    /// This server runs its sessions' turns itself: always [`LOCAL_RUNNER`], online.
+    pub runner_id: Option<&'static str>,
+    pub runner_online: bool,
+    /// No hosts here.
+    pub host_id: Option<String>,
 }
+
+/// The runner every session of this server is bound to: the server process.
+pub const LOCAL_RUNNER: &str = "runner_local";
 
 /// A session snapshot (`GET /v1/sessions/{id}`).
 #[derive(Serialize, ToSchema)]
@@ -101,6 +126,9 @@ pub struct SessionListItem {
     #[serde(flatten)]
     pub summary: SessionSummary,
     pub pending_elicitations_count: usize,
+    /// With `search_query`: the matching title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_snippet: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -116,18 +144,20 @@ pub struct ListSessionsQuery {
     pub order: Option<String>,
     /// Only sessions in this state: `idle`, `running`, `failed` or `paused`.
     pub status: Option<String>,
-    /// `created_at` (the only order supported so far).
+    /// `created_at` (default) or `updated_at`.
     pub sort_by: Option<String>,
+    /// Only sessions whose title contains this text (ASCII case ignored); rows then carry `search_snippet`.
+    pub search_query: Option<String>,
     /// `default` (top-level sessions; the default, as Omnigent), `sub_agent` (children) or `any`.
     pub kind: Option<String>,
     /// Only sessions created from this agent (id).
     pub agent_id: Option<String>,
     /// Only sessions created from this agent (name).
     pub agent_name: Option<String>,
-    /// `all` or `mine` (the same on a single-user server); `shared` and `archived` are empty here.
+    /// `all` or `mine` (the same on a single-user server), `archived` (archived sessions only); `shared` is
+    /// empty here.
     pub visibility: Option<String>,
-    /// Accepted for Omnigent compatibility (nothing is archived on this server).
-    #[allow(dead_code)] // accepted, not acted on
+    /// Include archived sessions (default false).
     pub include_archived: Option<bool>,
 }
 
@@ -162,6 +192,13 @@ fn summary(record: SessionRecord) -> SessionSummary {
         agent_id: record.agent_id,
         parent_session_id: record.parent_session_id.map(|p| p.to_string()),
         last_task_error: record.last_task_error,
+        archived: record.archived,
+        reasoning_effort: record.settings.reasoning_effort,
+        model_override: record.settings.model_override,
+        external_session_id: record.settings.external_session_id,
+        runner_id: Some(LOCAL_RUNNER),
+        runner_online: true,
+        host_id: None,
     }
 }
 
@@ -179,7 +216,11 @@ fn snapshot(record: SessionRecord, items: Vec<Value>) -> SessionResponse {
 }
 
 fn list_item(record: SessionRecord) -> SessionListItem {
-    SessionListItem { pending_elicitations_count: record.policy.pending.len(), summary: summary(record) }
+    SessionListItem {
+        pending_elicitations_count: record.policy.pending.len(),
+        summary: summary(record),
+        search_snippet: None,
+    }
 }
 
 async fn render_snapshot(
@@ -287,12 +328,16 @@ pub async fn list_sessions(
             ))
         })?),
     };
-    if let Some(sort) = q.sort_by.as_deref().filter(|s| *s != "created_at") {
-        return Err(ApiError::invalid(format!(
-            "sort_by '{}' is not supported; use created_at",
-            crate::ids::truncate(sort, 40)
-        )));
-    }
+    let sort = match q.sort_by.as_deref() {
+        None | Some("created_at") => SessionSort::Created,
+        Some("updated_at") => SessionSort::Updated,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "sort_by must be created_at or updated_at; got '{}'",
+                crate::ids::truncate(other, 40)
+            )));
+        }
+    };
     // As Omnigent: sub-agents' sessions are listed under their parent (child_sessions), not among the user's.
     let kind = match q.kind.as_deref() {
         None => Some(SessionKind::Default),
@@ -305,9 +350,15 @@ pub async fn list_sessions(
             )));
         }
     };
+    // Archived sessions only on request, as Omnigent lists them.
+    let mut archived = if q.include_archived == Some(true) { None } else { Some(false) };
     let empty = match q.visibility.as_deref() {
         None | Some("all") | Some("mine") => false,
-        Some("shared") | Some("archived") => true,
+        Some("archived") => {
+            archived = Some(true);
+            false
+        }
+        Some("shared") => true,
         Some(other) => {
             return Err(ApiError::invalid(format!(
                 "visibility must be all, mine, shared or archived; got '{}'",
@@ -325,9 +376,21 @@ pub async fn list_sessions(
     if empty {
         return Ok(Json(list(Vec::new(), false, |s: &SessionListItem| s.summary.id.clone())));
     }
-    let filter = crate::store::SessionFilter { status, kind, agent_id };
+    let title_contains = q.search_query.filter(|t| !t.trim().is_empty());
+    if let Some(text) = &title_contains {
+        crate::ids::check_short_text("search_query", text, MAX_TITLE_CHARS).map_err(ApiError::invalid)?;
+    }
+    let searching = title_contains.is_some();
+    let filter = SessionFilter { status, kind, agent_id, archived, title_contains, sort };
     let (rows, has_more) = state.sessions.list(&page, filter).await?;
-    Ok(Json(list(rows.into_iter().map(list_item).collect(), has_more, |s| s.summary.id.clone())))
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            let snippet = if searching { r.title.clone() } else { None };
+            SessionListItem { search_snippet: snippet, ..list_item(r) }
+        })
+        .collect();
+    Ok(Json(list(items, has_more, |s| s.summary.id.clone())))
 }
 
 /// A session's snapshot: state, pending elicitations and (by default) its items.
@@ -343,7 +406,7 @@ pub async fn get_session(
     Ok(Json(render_snapshot(&state, record, q.include_items.unwrap_or(true)).await?))
 }
 
-/// Change a session's title or labels.
+/// Change a session's title, labels, archived flag, reasoning effort, model override or external session id.
 #[utoipa::path(patch, path = "/v1/sessions/{id}", params(("id" = String, Path)), request_body = UpdateSessionRequest,
     responses((status = 200, body = SessionResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn update_session(
@@ -353,7 +416,24 @@ pub async fn update_session(
 ) -> Result<Json<SessionResponse>, ApiError> {
     let id = session_id(&id)?;
     check_title(req.title.as_ref().and_then(Option::as_deref))?;
-    let record = state.sessions.patch(&id, Patch { title: req.title, labels: req.labels }).await?;
+    let settings = SettingsPatch {
+        reasoning_effort: req.reasoning_effort,
+        model_override: req.model_override,
+        archived: req.archived,
+        external_session_id: req.external_session_id,
+        runner_id: req.runner_id,
+    }
+    .read()?;
+    let _no_effect = req.silent;
+    let patch = Patch {
+        title: req.title,
+        labels: req.labels,
+        archived: settings.archived,
+        reasoning_effort: settings.reasoning_effort,
+        model_override: settings.model_override,
+        external_session_id: settings.external_session_id,
+    };
+    let record = state.sessions.patch(&id, patch).await?;
     Ok(Json(render_snapshot(&state, record, true).await?))
 }
 

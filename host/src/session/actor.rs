@@ -140,6 +140,13 @@ impl Actor {
     }
 
     async fn on_patch(&mut self, patch: Patch, reply: Reply<SessionRecord>) -> Next {
+        // The external session id is written once (Omnigent's rule): another value would re-point the session.
+        if let (Some(new), Some(old)) = (&patch.external_session_id, &self.record.settings.external_session_id)
+            && new != old
+        {
+            let message = format!("external_session_id is already {old:?}; it is set once");
+            return reply_with(reply, Err(SessionError::Invalid(message)));
+        }
         let mut draft = Draft::new(&self.record);
         draft.patch(patch);
         let result = self.commit(draft).await.map(|()| self.record.clone());

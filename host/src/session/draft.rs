@@ -226,5 +226,27 @@ impl Draft {
                 self.emit(protocol::labels(&self.record.id, &labels));
             }
         }
+        if let Some(archived) = patch.archived
+            && archived != self.record.archived
+        {
+            self.emit(protocol::archived(&self.record.id, archived));
+        }
+        if let Some(effort) = patch.reasoning_effort
+            && effort != self.record.settings.reasoning_effort
+        {
+            self.emit(protocol::reasoning_effort(&self.record.id, effort.as_deref()));
+        }
+        if let Some(model) = patch.model_override
+            && model != self.record.settings.model_override
+        {
+            let base = self.record.config.pointer("/executor/model").and_then(Value::as_str);
+            let effective = model.as_deref().or(base);
+            self.emit(protocol::model(&self.record.id, effective, model.as_deref()));
+        }
+        if let Some(external) = patch.external_session_id
+            && self.record.settings.external_session_id.as_deref() != Some(external.as_str())
+        {
+            self.emit(protocol::external_session_id(&self.record.id, &external));
+        }
     }
 }

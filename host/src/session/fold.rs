@@ -27,6 +27,17 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
             }
         }
         EventType::SessionTitle => record.title = data.get("title").and_then(Value::as_str).map(str::to_string),
+        EventType::SessionModel => {
+            record.settings.model_override = data.get("model_override").and_then(Value::as_str).map(str::to_string);
+        }
+        EventType::SessionReasoningEffort => {
+            record.settings.reasoning_effort = data.get("reasoning_effort").and_then(Value::as_str).map(str::to_string);
+        }
+        EventType::SessionArchived => record.archived = data.get("archived").and_then(Value::as_bool).unwrap_or(false),
+        EventType::SessionExternalId => {
+            record.settings.external_session_id =
+                data.get("external_session_id").and_then(Value::as_str).map(str::to_string);
+        }
         EventType::ResponseCreated => {
             record.active_response_id = data.pointer("/response/id").and_then(Value::as_str).map(str::to_string);
         }

@@ -87,6 +87,13 @@ pub struct Patch {
     pub title: Option<Option<String>>,
     /// Merged into the labels; a null value removes the key.
     pub labels: Option<Map<String, Value>>,
+    pub archived: Option<bool>,
+    /// `Some(None)` clears it.
+    pub reasoning_effort: Option<Option<String>>,
+    /// `Some(None)` clears it.
+    pub model_override: Option<Option<String>>,
+    /// Write-once: a different value than the one set is refused before it gets here.
+    pub external_session_id: Option<String>,
 }
 
 /// What a subscriber receives from a live session.

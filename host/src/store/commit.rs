@@ -53,8 +53,8 @@ impl Store {
             // The guarded update comes first: it takes the write lock and proves we are the only writer.
             let updated = sqlx::query(
                 "UPDATE sessions SET last_seq = $1, updated_at_us = $2, title = $3, labels = $4, status = $5, \
-                 last_task_error = $6, active_response_id = $7, usage_by_model = $8, policy = $9 \
-                 WHERE id = $10 AND last_seq = $11",
+                 last_task_error = $6, active_response_id = $7, usage_by_model = $8, policy = $9, archived = $10, \
+                 settings = $11 WHERE id = $12 AND last_seq = $13",
             )
             .bind(s.last_seq)
             .bind(s.updated_at_us)
@@ -65,6 +65,8 @@ impl Store {
             .bind(&s.active_response_id)
             .bind(json_text(&Value::Object(s.usage_by_model.clone())))
             .bind(json_text(&serde_json::to_value(&s.policy).unwrap_or_default()))
+            .bind(i32::from(s.archived))
+            .bind(json_text(&serde_json::to_value(&s.settings).unwrap_or_default()))
             .bind(s.id.as_str())
             .bind(c.expected_last_seq)
             .execute(&mut *tx)

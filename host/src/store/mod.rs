@@ -32,7 +32,7 @@ pub use commit::Commit;
 pub use files::{FileChange, FileMeta, FileSource};
 pub use log::JournalEntry;
 pub use paging::Page;
-pub use sessions::SessionFilter;
+pub use sessions::{SessionFilter, SessionSort};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -8,13 +8,41 @@ use super::{Backend, Page, Result, Store, StoreError, json_text, on_pool, parse_
 use crate::ids::SessionId;
 use crate::record::{PolicyFold, SessionKind, SessionRecord, SessionStatus, TaskError};
 
-/// Which sessions a list returns.
+/// Which sessions a list returns, and by which time it orders them.
 #[derive(Clone, Debug, Default)]
 pub struct SessionFilter {
     pub status: Option<SessionStatus>,
     /// None for every kind.
     pub kind: Option<SessionKind>,
     pub agent_id: Option<String>,
+    /// Some(false): not archived; Some(true): archived only; None: both.
+    pub archived: Option<bool>,
+    /// Sessions whose title contains this text (ASCII case ignored).
+    pub title_contains: Option<String>,
+    pub sort: SessionSort,
+}
+
+/// The time a session list is ordered by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionSort {
+    #[default]
+    Created,
+    Updated,
+}
+
+impl SessionSort {
+    fn column(self) -> &'static str {
+        match self {
+            SessionSort::Created => "created_at_us",
+            SessionSort::Updated => "updated_at_us",
+        }
+    }
+}
+
+/// `text` as a LIKE pattern that matches it anywhere, its own `%`, `_` and `\` taken literally.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text.to_ascii_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 impl From<Option<SessionStatus>> for SessionFilter {
@@ -40,11 +68,14 @@ row! {
         active_response_id: Option<String>,
         usage_by_model: String,
         policy: String,
+        archived: i32,
+        settings: String,
     }
 }
 
 const SESSION_COLUMNS: &str = "id, created_at_us, updated_at_us, title, labels, status, last_task_error, config, \
-                               agent_id, kind, parent_session_id, last_seq, active_response_id, usage_by_model, policy";
+                               agent_id, kind, parent_session_id, last_seq, active_response_id, usage_by_model, policy, \
+                               archived, settings";
 
 impl Store {
     pub async fn create_session(&self, s: &SessionRecord) -> Result<()> {
@@ -89,27 +120,33 @@ impl Store {
         page: &Page,
         filter: impl Into<SessionFilter>,
     ) -> Result<(Vec<SessionRecord>, bool)> {
-        let SessionFilter { status, kind, agent_id } = filter.into();
+        let SessionFilter { status, kind, agent_id, archived, title_contains, sort } = filter.into();
+        let key = sort.column();
         let cursor = match page.cursor() {
             Some(c) => {
-                let sql = "SELECT created_at_us, id FROM sessions WHERE id = $1";
+                let sql = format!("SELECT {key}, id FROM sessions WHERE id = $1");
                 let id = SessionId::parse(c).map_err(|_| StoreError::UnknownCursor(c.to_string()))?;
                 let found: Option<(i64, String)> = on_pool!(self, pool => {
-                    sqlx::query_as(sql).bind(id.as_str()).fetch_optional(pool).await?
+                    sqlx::query_as(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(pool).await?
                 });
                 Some(found.ok_or_else(|| StoreError::UnknownCursor(c.to_string()))?)
             }
             None => None,
         };
-        let (keyset, tail) = page.sql("created_at_us", 1);
+        let (keyset, tail) = page.sql(key, 1);
         let mut conditions: Vec<String> = keyset.into_iter().collect();
         let mut n = conditions.len() * 2;
-        for (present, column) in
-            [(status.is_some(), "status"), (kind.is_some(), "kind"), (agent_id.is_some(), "agent_id")]
-        {
+        for (present, column) in [
+            (status.is_some(), "status = "),
+            (kind.is_some(), "kind = "),
+            (agent_id.is_some(), "agent_id = "),
+            (archived.is_some(), "archived = "),
+            (title_contains.is_some(), "LOWER(title) LIKE "),
+        ] {
             if present {
                 n += 1;
-                conditions.push(format!("{column} = ${n}"));
+                let escape = if column.contains("LIKE") { " ESCAPE '\\'" } else { "" };
+                conditions.push(format!("{column}${n}{escape}"));
             }
         }
         let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
@@ -127,6 +164,12 @@ impl Store {
             }
             if let Some(a) = &agent_id {
                 q = q.bind(a.clone());
+            }
+            if let Some(a) = archived {
+                q = q.bind(i32::from(a));
+            }
+            if let Some(t) = &title_contains {
+                q = q.bind(contains_pattern(t));
             }
             q.fetch_all(pool).await?
         });
@@ -207,6 +250,8 @@ impl SessionRow {
             active_response_id: self.active_response_id,
             usage_by_model: object(&self.usage_by_model, "sessions.usage_by_model")?,
             policy,
+            archived: self.archived != 0,
+            settings: serde_json::from_str(&self.settings).map_err(|e| corrupt("settings", &e))?,
         })
     }
 }

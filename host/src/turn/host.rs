@@ -26,6 +26,8 @@ pub(super) struct Host {
     pub config: SessionConfig,
     pub provider: Provider,
     pub model: String,
+    /// Sent with each model call (the session's `reasoning_effort`).
+    pub reasoning_effort: Option<String>,
     /// Where the session's builtin tools run.
     pub cwd: PathBuf,
     pub shared: TurnShared,

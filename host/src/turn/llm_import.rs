@@ -83,6 +83,7 @@ impl Host {
             messages: request.messages,
             tools: request.tools,
             max_tokens: request.max_tokens,
+            reasoning_effort: self.reasoning_effort.clone(),
         };
         let mut message_id = prefixed("msg");
         let pending = Arc::new(Mutex::new(String::new()));
