@@ -658,6 +658,38 @@ async fn omnigent_session_settings_are_patched_kept_across_a_restart_and_acted_o
         );
         let (_, agent) = srv.api.get(&format!("/v1/sessions/{id}/agent")).await;
         assert_eq!(agent["object"], "agent", "{agent}");
+        // A session from an inline config has an agent of its own (never a null agent_id, which the SDK reads
+        // as the string "None"), and GET /v1/agents/{id} finds it.
+        let own = snap["agent_id"].as_str().unwrap().to_string();
+        assert!(own.starts_with("ag_session_"), "{snap}");
+        assert_eq!(srv.api.get(&format!("/v1/agents/{own}")).await.0, 200);
+        // Omnigent's create fields: settings from the start, the workspace as the working directory, and what
+        // has no meaning here refused with the reason.
+        let work = tempfile::tempdir().unwrap();
+        let config = json!({"name": "placed", "executor": {"harness": "agent", "provider": "scripted",
+            "script": [{"text": "hi"}]}});
+        let (status, created) = srv
+            .api
+            .post(
+                "/v1/sessions",
+                json!({"config": config, "reasoning_effort": "medium", "model_override": "gpt-x",
+                "workspace": work.path(), "host_type": "external", "host_id": null}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!((&created["reasoning_effort"], &created["model_override"]), (&json!("medium"), &json!("gpt-x")));
+        for (extra, needle) in [
+            (json!({"host_type": "managed"}), "no managed sandboxes"),
+            (json!({"host_id": "host_1"}), "no hosts"),
+            (json!({"workspace": "relative/dir"}), "absolute path"),
+            (json!({"terminal_launch_args": ["--x"]}), "native harnesses"),
+        ] {
+            let mut body = json!({"config": config});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let (status, err) = srv.api.post("/v1/sessions", body).await;
+            assert_eq!(status, 400, "{extra}: {err}");
+            assert!(err["error"]["message"].as_str().unwrap().contains(needle), "{extra}: {err}");
+        }
         let (_, info) = srv.api.get("/v1/info").await;
         assert_eq!((&info["single_user"], &info["accounts_enabled"]), (&json!(true), &json!(false)));
         assert_eq!(srv.api.get("/v1/me").await.1["user_id"], "local");

@@ -789,7 +789,8 @@ async fn sub_agents_run_as_child_sessions_in_parallel_and_report_back_exactly_on
             let settled = frames.iter().any(|f| {
                 f.event.as_deref() == Some("session.child_session.updated")
                     && f.json()["child_session_id"] == child_id.as_str()
-                    && f.json()["child"]["current_task_status"] == "idle"
+                    && f.json()["child"]["current_task_status"] == "completed"
+                    && f.json()["child"]["busy"] == false
             });
             assert!(settled, "{label}: the parent saw {child_id} finish");
         }

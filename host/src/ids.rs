@@ -83,6 +83,19 @@ pub fn check_short_text(field: &str, value: &str, max_chars: usize) -> Result<()
     Ok(())
 }
 
+/// The id of the agent a session created from an inline config runs (Omnigent gives such a session an agent of
+/// its own): `ag_session_<hex>`. `GET /v1/agents/{id}` resolves it to the session's config.
+pub fn session_agent_id(session: &SessionId) -> String {
+    format!("{SESSION_AGENT_PREFIX}{}", session.as_str().trim_start_matches("conv_"))
+}
+
+/// The session whose own agent `agent_id` names, if it names one.
+pub fn session_of_agent(agent_id: &str) -> Option<SessionId> {
+    SessionId::parse(agent_id.strip_prefix(SESSION_AGENT_PREFIX)?).ok()
+}
+
+const SESSION_AGENT_PREFIX: &str = "ag_session_";
+
 /// Checks the name of a stored credential (`omnigent auth set NAME`, `auth: {type: provider, name}`, `${NAME}`):
 /// 1 to 64 letters, digits, `_`, `-` or `.`.
 pub fn check_credential_name(name: &str) -> Result<(), String> {

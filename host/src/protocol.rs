@@ -302,11 +302,11 @@ pub fn policy_deleted(session: &SessionId, policy_id: &str) -> NewEvent {
 }
 
 /// A sub-agent's child session, announced on its parent's stream.
-pub fn child_created(parent: &SessionId, child: &SessionId) -> NewEvent {
+pub fn child_created(parent: &SessionId, child: &SessionId, agent_id: &str) -> NewEvent {
     NewEvent::new(
         EventType::ChildCreated,
         json!({"conversation_id": parent.as_str(), "child_session_id": child.as_str(),
-            "parent_session_id": parent.as_str(), "agent_id": null}),
+            "parent_session_id": parent.as_str(), "agent_id": agent_id}),
     )
 }
 

@@ -52,7 +52,7 @@ impl Child {
             ..NewSession::default()
         };
         let child = self.sessions.create(new).await.map_err(|e| format!("cannot start the sub-agent: {e}"))?;
-        self.to_parent(protocol::child_created(&self.parent, &child.id)).await;
+        self.to_parent(protocol::child_created(&self.parent, &child.id, &agent_id_of(&child))).await;
         Ok(child.id)
     }
 
@@ -141,6 +141,21 @@ impl Child {
     }
 }
 
+/// The agent a session runs: its registered agent, or the session's own (an inline config).
+pub fn agent_id_of(record: &SessionRecord) -> String {
+    record.agent_id.clone().unwrap_or_else(|| crate::ids::session_agent_id(&record.id))
+}
+
+/// A child's state in Omnigent's task vocabulary (what `subtree_busy` and the web's sub-agent panel read): a child
+/// runs one task per call, so an idle child has completed it.
+fn task_status(status: SessionStatus) -> &'static str {
+    match status {
+        SessionStatus::Running | SessionStatus::Paused => "in_progress",
+        SessionStatus::Idle => "completed",
+        SessionStatus::Failed => "failed",
+    }
+}
+
 /// Omnigent's `ChildSessionSummary`.
 pub fn summary(record: &SessionRecord) -> Value {
     json!({
@@ -152,7 +167,8 @@ pub fn summary(record: &SessionRecord) -> Value {
         "created_at": secs(record.created_at_us),
         "updated_at": secs(record.updated_at_us),
         "agent_name": record.config.get("name"),
-        "current_task_status": record.status.as_str(),
+        "agent_id": agent_id_of(record),
+        "current_task_status": task_status(record.status),
         "busy": matches!(record.status, SessionStatus::Running | SessionStatus::Paused),
         "labels": record.labels,
         "last_task_error": record.last_task_error,

@@ -161,6 +161,37 @@ async def settings_path(base: str) -> None:
         check(recent[0].id == sid, f"sort_by=updated_at puts the last changed first: {[x.id for x in recent]}")
         snapshot = await client.sessions.get(sid)
         check(snapshot.runner_id is not None, f"bound to this server's own runner: {snapshot.runner_id}")
+        check(snapshot.agent_id not in (None, "None"), f"an inline-config session has an agent: {snapshot.agent_id}")
+
+    # A sub-agent's child, finished: subtree_busy reads the task vocabulary (completed), so it is False.
+    config = {
+        "name": "sdk-parent",
+        "executor": {"harness": "agent", "provider": "scripted",
+                     "script": [{"tool_call": {"name": "helper", "arguments": {"task": "say hi"}}},
+                                {"text": "The helper said hi."}]},
+        "tools": {"helper": {"type": "agent", "description": "Says hi.",
+                             "executor": {"harness": "agent", "provider": "scripted",
+                                          "script": [{"text": "hi"}]}}},
+    }
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{base}/v1/sessions", json={"config": config})
+        check(r.status_code == 201, f"create the parent: {r.status_code} {r.text}")
+    parent = r.json()["id"]
+    async with OmnigentClient(base_url=base) as client:
+        async def consume():
+            async for event in client.sessions.stream(parent):
+                if event.type == "session.status" and event.status in ("idle", "failed"):
+                    return event
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.5)
+        await client.sessions.post_event(parent, {"type": "message", "data": {"role": "user", "content": "go"}})
+        final = await asyncio.wait_for(task, 20)
+        check(final.status == "idle", f"the parent's turn: {final}")
+        children = await client.sessions.child_sessions(parent)
+        check(len(children.data) == 1, f"one child: {children}")
+        busy = await client.sessions.subtree_busy(parent)
+        check(busy is False, f"a finished child is not busy: {children}")
     print("ok (settings path)")
 
 

@@ -74,6 +74,14 @@ pub async fn list_agents(State(state): State<AppState>) -> Result<Json<ListRespo
 #[utoipa::path(get, path = "/v1/agents/{id}", params(("id" = String, Path, description = "Agent id or name")),
     responses((status = 200, body = AgentObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AgentObject>, ApiError> {
+    // A session's own agent (its inline config).
+    if let Some(session) = crate::ids::session_of_agent(&id) {
+        let record = state.sessions.get(&session).await?;
+        let name = record.config.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let config = crate::config::redacted(&record.config);
+        let created_at = secs(record.created_at_us);
+        return Ok(Json(AgentObject { id, object: "agent", name, config, created_at }));
+    }
     let agent = state.sessions.store().get_agent(&id).await.map_err(SessionError::from)?;
     agent
         .map(|a| Json(agent_object(a)))
@@ -108,7 +116,7 @@ pub async fn session_agent(State(state): State<AppState>, Path(id): Path<String>
         None => None,
     };
     Ok(Json(serde_json::json!({
-        "id": record.agent_id,
+        "id": crate::subagent::agent_id_of(&record),
         "object": "agent",
         "name": name,
         "version": 1,

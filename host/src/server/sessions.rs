@@ -35,6 +35,18 @@ pub struct CreateSessionRequest {
     /// Events applied right after creation, usually one user message (which starts a turn).
     #[serde(default)]
     pub initial_items: Vec<EventInput>,
+    /// As `PATCH`: sent with each OpenAI-wire model call.
+    pub reasoning_effort: Option<String>,
+    /// As `PATCH`: the model of the session's turns.
+    pub model_override: Option<String>,
+    /// An absolute directory: the session's working directory (its `os_env.cwd`).
+    pub workspace: Option<String>,
+    /// `external` (the default: this server runs the session); `managed` sandboxes do not exist here (400).
+    pub host_type: Option<String>,
+    /// No hosts here: only `null`.
+    pub host_id: Option<String>,
+    /// A native harness's extra CLI arguments (its `executor.launch_args`).
+    pub terminal_launch_args: Option<Vec<String>>,
 }
 
 /// `PATCH /v1/sessions/{id}`
@@ -179,6 +191,7 @@ fn config_str(config: &Value, pointer: &str) -> Option<String> {
 }
 
 fn summary(record: SessionRecord) -> SessionSummary {
+    let agent_id = crate::subagent::agent_id_of(&record);
     SessionSummary {
         id: record.id.to_string(),
         object: "session",
@@ -189,7 +202,7 @@ fn summary(record: SessionRecord) -> SessionSummary {
         title: record.title,
         labels: record.labels,
         kind: record.kind,
-        agent_id: record.agent_id,
+        agent_id: Some(agent_id),
         parent_session_id: record.parent_session_id.map(|p| p.to_string()),
         last_task_error: record.last_task_error,
         archived: record.archived,
@@ -272,16 +285,37 @@ pub async fn create_session(
         }
         (None, config) => config,
     };
+    let placement = Placement {
+        workspace: req.workspace,
+        host_type: req.host_type,
+        host_id: req.host_id,
+        terminal_launch_args: req.terminal_launch_args,
+    };
     let config = match config {
-        None | Some(Value::Null) => Value::Object(Map::new()),
+        None | Some(Value::Null) if placement.is_empty() => Value::Object(Map::new()),
+        None | Some(Value::Null) => return Err(ApiError::invalid("workspace and terminal_launch_args need a config")),
         Some(c @ Value::Object(_)) => {
-            let checked = SessionConfig::from_json(c).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
+            let mut checked = SessionConfig::from_json(c).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
+            placement.apply(&mut checked)?;
             check_policies(&state, &checked).await?;
             checked.to_json()
         }
         Some(_) => return Err(ApiError::invalid("'config' must be a JSON object (the session config)")),
     };
     check_title(req.title.as_deref())?;
+    let settings = SettingsPatch {
+        reasoning_effort: req.reasoning_effort,
+        model_override: req.model_override,
+        archived: None,
+        external_session_id: None,
+        runner_id: None,
+    }
+    .read()?;
+    let settings = crate::record::SessionSettings {
+        reasoning_effort: settings.reasoning_effort.flatten(),
+        model_override: settings.model_override.flatten(),
+        external_session_id: None,
+    };
     let initial_items = req
         .initial_items
         .into_iter()
@@ -290,7 +324,15 @@ pub async fn create_session(
         .collect::<Result<Vec<_>, _>>()?;
     let record = state
         .sessions
-        .create(NewSession { title: req.title, labels: req.labels, config, agent_id, initial_items, parent: None })
+        .create(NewSession {
+            title: req.title,
+            labels: req.labels,
+            config,
+            agent_id,
+            initial_items,
+            parent: None,
+            settings,
+        })
         .await?;
     let body = render_snapshot(&state, record, true).await?;
     Ok((StatusCode::CREATED, Json(body)))
@@ -522,4 +564,63 @@ pub async fn child_sessions(
     let children = state.sessions.store().list_children(&id, 1000).await.map_err(SessionError::from)?;
     let data: Vec<Value> = children.iter().map(crate::subagent::summary).collect();
     Ok(Json(list(data, false, |v| v["id"].as_str().unwrap_or_default().to_string())))
+}
+
+/// Where Omnigent's create request places a session: its workspace, host and CLI arguments.
+struct Placement {
+    workspace: Option<String>,
+    host_type: Option<String>,
+    host_id: Option<String>,
+    terminal_launch_args: Option<Vec<String>>,
+}
+
+impl Placement {
+    fn is_empty(&self) -> bool {
+        self.workspace.is_none() && self.terminal_launch_args.is_none() && self.check_host().is_ok()
+    }
+
+    fn check_host(&self) -> Result<(), ApiError> {
+        match self.host_type.as_deref() {
+            None | Some("external") => {}
+            Some("managed") => {
+                return Err(ApiError::invalid("host_type managed: this server has no managed sandboxes"));
+            }
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "host_type must be external or managed; got '{}'",
+                    crate::ids::truncate(other, 40)
+                )));
+            }
+        }
+        match &self.host_id {
+            Some(_) => Err(ApiError::invalid("host_id: this server has no hosts; it runs its sessions itself")),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the workspace and the CLI arguments into the config, after checking them.
+    fn apply(self, config: &mut SessionConfig) -> Result<(), ApiError> {
+        self.check_host()?;
+        if let Some(dir) = self.workspace {
+            let path = std::path::Path::new(&dir);
+            if !path.is_absolute() || !path.is_dir() {
+                return Err(ApiError::invalid(format!(
+                    "workspace must be an absolute path to a directory on this machine; got '{}'",
+                    crate::ids::truncate(&dir, 200)
+                )));
+            }
+            config.os_env.get_or_insert(crate::config::OsEnv { kind: None, cwd: None, sandbox: None }).cwd = Some(dir);
+        }
+        if let Some(args) = self.terminal_launch_args {
+            if !config.executor.is_native() {
+                return Err(ApiError::invalid(
+                    "terminal_launch_args are for native harnesses (claude-native, codex-native)",
+                ));
+            }
+            config.executor.launch_args = args;
+            SessionConfig::from_json(config.to_json())
+                .map_err(|e| ApiError::invalid(format!("terminal_launch_args: {e}")))?;
+        }
+        Ok(())
+    }
 }

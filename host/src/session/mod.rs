@@ -115,6 +115,8 @@ pub struct NewSession {
     pub initial_items: Vec<Input>,
     /// For a sub-agent's child session: its parent (the session is then of kind `sub_agent`).
     pub parent: Option<SessionId>,
+    /// Reasoning effort and model override asked for at creation.
+    pub settings: crate::record::SessionSettings,
 }
 
 /// A change validated against the session's current state inside its actor: returns the events to append.
@@ -243,6 +245,7 @@ impl Sessions {
     pub async fn create(&self, new: NewSession) -> Result<SessionRecord, SessionError> {
         let mut record = SessionRecord::new(new.config, new.title, new.labels, now_us());
         record.agent_id = new.agent_id;
+        record.settings = new.settings;
         if let Some(parent) = new.parent {
             record.kind = crate::record::SessionKind::SubAgent;
             record.parent_session_id = Some(parent);

@@ -83,8 +83,8 @@ impl Store {
         on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO sessions (id, created_at_us, updated_at_us, title, labels, status, last_task_error, \
-                 config, agent_id, kind, parent_session_id, last_seq) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 config, agent_id, kind, parent_session_id, last_seq, settings) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(s.id.as_str())
             .bind(s.created_at_us)
@@ -98,6 +98,7 @@ impl Store {
             .bind(s.kind.as_str())
             .bind(s.parent_session_id.as_ref().map(|p| p.as_str().to_string()))
             .bind(s.last_seq)
+            .bind(json_text(&serde_json::to_value(&s.settings).unwrap_or_default()))
             .execute(pool)
             .await?;
             Ok(())
