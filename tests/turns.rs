@@ -868,7 +868,16 @@ async fn a_model_override_and_a_reasoning_effort_reach_the_next_turns_model_call
     let (status, snap) = api.call(reqwest::Method::PATCH, &format!("/v1/sessions/{id}"), Some(body)).await;
     assert_eq!(status, 200, "{snap}");
     api.message(&id, "second").await;
-    sse.until("response.completed").await;
+    let frames = sse.until("response.completed").await;
+    // As Omnigent: the response's `model` is the agent's name (the LLM in `llm_model`), and a completed response
+    // carries its output items.
+    let completed = frames.last().unwrap().json();
+    let response = &completed["response"];
+    assert_eq!((&response["model"], &response["llm_model"]), (&json!("tester"), &json!("gpt-override")), "{completed}");
+    let output = response["output"].as_array().unwrap();
+    assert_eq!(output.len(), 1, "{completed}");
+    assert_eq!(output[0]["content"][0]["text"], "two");
+    assert_eq!((&output[0]["model"], &output[0]["llm_model"]), (&json!("tester"), &json!("gpt-override")));
     let reqs = mock.requests();
     assert_eq!((&reqs[0].body["model"], &reqs[0].body["reasoning_effort"]), (&json!("gpt-test"), &Value::Null));
     assert_eq!((&reqs[1].body["model"], &reqs[1].body["reasoning_effort"]), (&json!("gpt-override"), &json!("low")));

@@ -170,15 +170,24 @@ impl ResponseStatus {
     }
 }
 
-/// Omnigent's response object, as `response.*` lifecycle events carry it.
+/// Who answers a response: the agent (by name) and the LLM it calls.
+#[derive(Clone, Debug, Default)]
+pub struct ResponseModel {
+    pub agent: String,
+    pub llm: String,
+}
+
+/// Omnigent's response object, as `response.*` lifecycle events carry it: `model` is the agent's name (as
+/// Omnigent's clients read it), `llm_model` the model it calls.
 pub fn response_object(
     id: &str,
     status: ResponseStatus,
-    model: &str,
+    model: &ResponseModel,
     created_at: i64,
     session: Option<&SessionId>,
 ) -> Value {
-    json!({"id": id, "object": object::RESPONSE, "status": status.as_str(), "model": model,
+    json!({"id": id, "object": object::RESPONSE, "status": status.as_str(), "model": model.agent,
+        "llm_model": model.llm,
         "created_at": created_at, "output": [], "background": false, "store": true,
         "conversation": {"id": session.map(SessionId::as_str)}})
 }

@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::draft::{Draft, EndingTurn, PlannedTurn};
 use super::runner::{TurnOutcome, TurnShared, TurnStart, Waiter, ended_even_if_it_panics};
 use super::{Ack, ApprovalAction, Change, Input, Patch, Published, SessionError, Sessions};
 use crate::protocol::{self, NewEvent};
-use crate::record::{SessionRecord, SessionStatus, now_us};
+use crate::record::{Item, SessionRecord, SessionStatus, now_us};
 use crate::store::{Commit, FileChange, JournalEntry, StoreError};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
@@ -70,13 +71,30 @@ pub(super) struct Actor {
 /// The turn this session is running.
 pub(super) struct ActiveTurn {
     response_id: String,
-    model: String,
+    model: crate::protocol::ResponseModel,
     created_at_us: i64,
     shared: TurnShared,
     /// Client tool calls waiting for their output.
     waiters: HashMap<String, oneshot::Sender<String>>,
     /// Elicitations the turn waits on.
     approvals: HashMap<String, oneshot::Sender<ApprovalAction>>,
+    /// The items this turn's response produced, in order (flat form): its `output` when it ends.
+    output: Vec<Value>,
+    /// Resumed after a restart: the items made before it are read from the store when it ends.
+    resumed: bool,
+}
+
+impl ActiveTurn {
+    /// Keeps this turn's items as committed (an item written again replaces its earlier form).
+    fn collect_output(&mut self, items: &[Item]) {
+        for item in items.iter().filter(|i| i.response_id.as_deref() == Some(self.response_id.as_str())) {
+            let flat = item.flat();
+            match self.output.iter_mut().find(|o| o["id"] == item.id.as_str()) {
+                Some(existing) => *existing = flat,
+                None => self.output.push(flat),
+            }
+        }
+    }
 }
 
 /// What a committed batch of inputs sets in motion.
@@ -307,6 +325,8 @@ impl Actor {
             shared: shared.clone(),
             waiters: HashMap::new(),
             approvals: HashMap::new(),
+            output: Vec::new(),
+            resumed: resume,
         });
         if resume {
             tracing::info!(session = %self.record.id, response = %response_id, "resuming a turn cut by a restart");
@@ -328,9 +348,21 @@ impl Actor {
         let Some(turn) = self.turn.as_ref().filter(|t| t.response_id == response_id) else {
             return Ok(()); // a stale report (the turn was already ended)
         };
+        // A resumed turn made some of its items before the restart: the store has them all.
+        let stored;
+        let output = if turn.resumed {
+            stored = self.sessions.store().items_of_response(&self.record.id, &turn.response_id).await?;
+            stored.iter().map(Item::flat).collect::<Vec<_>>()
+        } else {
+            turn.output.clone()
+        };
         let mut draft = Draft::new(&self.record);
-        let ending =
-            EndingTurn { response_id: &turn.response_id, model: &turn.model, created_at_us: turn.created_at_us };
+        let ending = EndingTurn {
+            response_id: &turn.response_id,
+            model: &turn.model,
+            created_at_us: turn.created_at_us,
+            output: &output,
+        };
         draft.end_turn(&ending, outcome);
         let leftover = !turn.shared.steering.lock().unwrap().is_empty();
         let next = if leftover && !turn.shared.cancel.is_cancelled() { draft.start_turn() } else { None };
@@ -361,6 +393,9 @@ impl Actor {
         match self.sessions.store().commit(&commit).await {
             Ok(()) => {
                 self.record = draft.record;
+                if let Some(turn) = self.turn.as_mut() {
+                    turn.collect_output(&draft.items);
+                }
                 for event in draft.events {
                     let _ = self.events.send(Published::Event(Arc::new(event)));
                 }

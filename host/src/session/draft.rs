@@ -8,7 +8,7 @@ use super::Patch;
 use super::fold::{comment_change_of, fold, item_of};
 use super::runner::{FailureCode, TurnOutcome};
 use crate::config::SessionConfig;
-use crate::protocol::{self, EventType, NewEvent, ResponseStatus};
+use crate::protocol::{self, EventType, NewEvent, ResponseModel, ResponseStatus};
 use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, model_cost_usd, now_us, secs};
 use crate::store::{CommentChange, FileChange, JournalEntry};
 
@@ -25,7 +25,7 @@ pub(super) struct Draft {
 /// A turn the draft decided to start (or resume), to be started once the draft is committed.
 pub(super) struct PlannedTurn {
     pub response_id: String,
-    pub model: String,
+    pub model: ResponseModel,
     pub config: Box<SessionConfig>,
     /// The turn was cut by a restart; it replays its journal.
     pub resume: bool,
@@ -34,8 +34,10 @@ pub(super) struct PlannedTurn {
 /// The turn whose end a draft records.
 pub(super) struct EndingTurn<'a> {
     pub response_id: &'a str,
-    pub model: &'a str,
+    pub model: &'a ResponseModel,
     pub created_at_us: i64,
+    /// The items the response produced (its `output`).
+    pub output: &'a [Value],
 }
 
 impl Draft {
@@ -93,7 +95,7 @@ impl Draft {
     pub fn start_turn(&mut self) -> Option<PlannedTurn> {
         let config = self.turn_config()?;
         let response_id = crate::ids::response_id_for(&self.record.id);
-        let model = config.executor.model_name().to_string();
+        let model = ResponseModel { agent: config.name.clone(), llm: config.executor.model_name().to_string() };
         self.set_status(SessionStatus::Running, None);
         let response = protocol::response_object(
             &response_id,
@@ -123,11 +125,12 @@ impl Draft {
             return None;
         };
         let config = self.turn_config()?;
-        let model = config.executor.model_name().to_string();
+        let model = ResponseModel { agent: config.name.clone(), llm: config.executor.model_name().to_string() };
         Some(PlannedTurn { response_id, model, config: Box::new(config), resume: true })
     }
 
     /// The config a turn runs with, or the session marked failed with why there is none.
+    /// The config a turn runs with: the session's, with its model override.
     fn turn_config(&mut self) -> Option<SessionConfig> {
         let harness = self.record.config.pointer("/executor/harness").and_then(Value::as_str);
         if harness.is_none_or(str::is_empty) {
@@ -140,8 +143,14 @@ impl Draft {
             self.set_status(SessionStatus::Failed, Some(error));
             return None;
         }
-        match serde_json::from_value(self.record.config.clone()) {
-            Ok(c) => Some(c),
+        match serde_json::from_value::<SessionConfig>(self.record.config.clone()) {
+            Ok(mut c) => {
+                // A model override set with PATCH is the model of the turns that start after it.
+                if let Some(model) = &self.record.settings.model_override {
+                    c.executor.model = Some(model.clone());
+                }
+                Some(c)
+            }
             Err(e) => {
                 let error = TaskError {
                     code: FailureCode::InvalidConfig.as_str().into(),
@@ -165,6 +174,8 @@ impl Draft {
                 let total = usage.total();
                 let mut r = response(ResponseStatus::Completed);
                 r["completed_at"] = secs(now_us()).into();
+                // As Omnigent: the output of a completed response only.
+                r["output"] = Value::Array(turn.output.to_vec());
                 r["usage"] = json!({"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                     "total_tokens": total, "output_tokens_details": {"reasoning_tokens": 0},
                     "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, "model": model});

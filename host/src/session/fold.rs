@@ -201,7 +201,10 @@ mod tests {
     }
 
     fn response(record: &SessionRecord, t: EventType, id: &str) -> NewEvent {
-        protocol::response(t, protocol::response_object(id, ResponseStatus::InProgress, "m", 0, Some(&record.id)))
+        protocol::response(
+            t,
+            protocol::response_object(id, ResponseStatus::InProgress, &Default::default(), 0, Some(&record.id)),
+        )
     }
 
     #[test]

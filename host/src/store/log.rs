@@ -97,6 +97,17 @@ impl Store {
     }
 
     /// A page of a session's transcript in log order.
+    /// The items one response produced, in transcript order (a resumed turn's output when it ends).
+    pub async fn items_of_response(&self, id: &SessionId, response_id: &str) -> Result<Vec<Item>> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE session_id = $1 AND response_id = $2 ORDER BY position, id"
+        );
+        let rows: Vec<ItemRow> = on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(id.as_str()).bind(response_id).fetch_all(pool).await?
+        });
+        rows.into_iter().map(ItemRow::item).collect()
+    }
+
     pub async fn list_items(&self, id: &SessionId, page: &Page) -> Result<(Vec<Item>, bool)> {
         let cursor = match page.cursor() {
             Some(c) => {

@@ -44,11 +44,7 @@ pub(super) async fn run(env: TurnEnv, sessions: Sessions, turn: TurnStart) {
 }
 
 async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
-    let TurnStart { record, response_id, mut config, shared, resume } = turn;
-    // A model override set with PATCH applies from the next turn on.
-    if let Some(model) = &record.settings.model_override {
-        config.executor.model = Some(model.clone());
-    }
+    let TurnStart { record, response_id, config, shared, resume } = turn;
     let component = match load_harness(env, &config).await {
         Ok(c) => c,
         Err(e) => return e,

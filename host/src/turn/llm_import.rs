@@ -118,7 +118,8 @@ impl Host {
         let mut events = Vec::new();
         if !completion.text.is_empty() {
             let content = json!([{"type": "output_text", "text": completion.text, "annotations": []}]);
-            let fields = json!({"role": "assistant", "content": content, "model": self.model});
+            let fields = json!({"role": "assistant", "content": content, "model": self.config.name,
+                "llm_model": self.model});
             events.push(self.output_item(&message_id, "message", "completed", fields));
         }
         let mut waiters = Vec::new();
@@ -126,8 +127,8 @@ impl Host {
             let client = self.tool_config(&call.name).is_some_and(|t| t.runs_on_client());
             let item_id = prefixed("fc");
             let status = if client { "action_required" } else { "completed" };
-            let fields =
-                json!({"name": call.name, "arguments": call.arguments, "call_id": call.id, "model": self.model});
+            let fields = json!({"name": call.name, "arguments": call.arguments, "call_id": call.id,
+                "model": self.config.name, "llm_model": self.model});
             events.push(self.output_item(&item_id, "function_call", status, fields));
             if client {
                 let (tx, rx) = oneshot::channel();

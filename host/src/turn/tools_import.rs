@@ -123,7 +123,8 @@ impl Host {
         match output {
             Ok(output) => {
                 // The client's function_call_output is already in the log; mark the call done.
-                let fields = json!({"name": name, "arguments": arguments, "call_id": call_id, "model": self.model});
+                let fields = json!({"name": name, "arguments": arguments, "call_id": call_id,
+                    "model": self.config.name, "llm_model": self.model});
                 let events = vec![self.output_item(&item_id, "function_call", "completed", fields)];
                 let entry = Entry::Tool { output: output.clone(), is_error: false };
                 self.journal.record(events, Vec::new(), entry).await;
