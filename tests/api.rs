@@ -673,7 +673,8 @@ async fn omnigent_session_settings_are_patched_kept_across_a_restart_and_acted_o
             .post(
                 "/v1/sessions",
                 json!({"config": config, "reasoning_effort": "medium", "model_override": "gpt-x",
-                "workspace": work.path(), "host_type": "external", "host_id": null}),
+                "workspace": work.path(), "host_type": "external", "host_id": null, "harness_override": "agent",
+                "cost_control_mode_override": "off", "subagent_routing_override": null, "git": null}),
             )
             .await;
         assert_eq!(status, 201, "{created}");
@@ -683,6 +684,8 @@ async fn omnigent_session_settings_are_patched_kept_across_a_restart_and_acted_o
             (json!({"host_id": "host_1"}), "no hosts"),
             (json!({"workspace": "relative/dir"}), "absolute path"),
             (json!({"terminal_launch_args": ["--x"]}), "native harnesses"),
+            (json!({"harness_override": "nope"}), "harness_override"),
+            (json!({"git": {"branch_name": "x"}}), "no managed sandboxes, worktrees"),
         ] {
             let mut body = json!({"config": config});
             body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());

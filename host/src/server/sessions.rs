@@ -47,6 +47,22 @@ pub struct CreateSessionRequest {
     pub host_id: Option<String>,
     /// A native harness's extra CLI arguments (its `executor.launch_args`).
     pub terminal_launch_args: Option<Vec<String>>,
+    /// Another harness for this session than its config's (a builtin or a `.wasm` path).
+    pub harness_override: Option<String>,
+    /// Omnigent's cost-control and sub-agent routing modes and smart-routing hint: no meaning here, ignored.
+    #[schema(value_type = Option<Object>)]
+    pub cost_control_mode_override: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub subagent_routing_override: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub smart_routing_message: Option<Value>,
+    /// Managed sandboxes, git worktrees and runner-side sub-agent spawns do not exist here: only `null`.
+    #[schema(value_type = Option<Object>)]
+    pub sandbox_provider: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub git: Option<Value>,
+    pub parent_session_id: Option<String>,
+    pub sub_agent_name: Option<String>,
 }
 
 /// `PATCH /v1/sessions/{id}`
@@ -285,15 +301,32 @@ pub async fn create_session(
         }
         (None, config) => config,
     };
+    let _no_meaning_here = (req.cost_control_mode_override, req.subagent_routing_override, req.smart_routing_message);
+    for (field, given) in [
+        ("sandbox_provider", req.sandbox_provider.is_some_and(|v| !v.is_null())),
+        ("git", req.git.is_some_and(|v| !v.is_null())),
+        ("parent_session_id", req.parent_session_id.is_some()),
+        ("sub_agent_name", req.sub_agent_name.is_some()),
+    ] {
+        if given {
+            return Err(ApiError::invalid(format!(
+                "{field}: this server has no managed sandboxes, worktrees or runner-side sub-agent spawns (sub-agents \
+                 are the config's `type: agent` tools)"
+            )));
+        }
+    }
     let placement = Placement {
         workspace: req.workspace,
         host_type: req.host_type,
         host_id: req.host_id,
         terminal_launch_args: req.terminal_launch_args,
+        harness: req.harness_override,
     };
     let config = match config {
         None | Some(Value::Null) if placement.is_empty() => Value::Object(Map::new()),
-        None | Some(Value::Null) => return Err(ApiError::invalid("workspace and terminal_launch_args need a config")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid("workspace, terminal_launch_args and harness_override need a config"));
+        }
         Some(c @ Value::Object(_)) => {
             let mut checked = SessionConfig::from_json(c).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
             placement.apply(&mut checked)?;
@@ -572,11 +605,15 @@ struct Placement {
     host_type: Option<String>,
     host_id: Option<String>,
     terminal_launch_args: Option<Vec<String>>,
+    harness: Option<String>,
 }
 
 impl Placement {
     fn is_empty(&self) -> bool {
-        self.workspace.is_none() && self.terminal_launch_args.is_none() && self.check_host().is_ok()
+        self.workspace.is_none()
+            && self.terminal_launch_args.is_none()
+            && self.harness.is_none()
+            && self.check_host().is_ok()
     }
 
     fn check_host(&self) -> Result<(), ApiError> {
@@ -610,6 +647,11 @@ impl Placement {
                 )));
             }
             config.os_env.get_or_insert(crate::config::OsEnv { kind: None, cwd: None, sandbox: None }).cwd = Some(dir);
+        }
+        if let Some(harness) = self.harness {
+            config.executor.harness = harness;
+            *config = SessionConfig::from_json(config.to_json())
+                .map_err(|e| ApiError::invalid(format!("harness_override: {e}")))?;
         }
         if let Some(args) = self.terminal_launch_args {
             if !config.executor.is_native() {
