@@ -33,3 +33,65 @@ async fn the_published_python_sdk_reads_and_streams_sessions_unchanged() {
         );
     }
 }
+
+/// Omnigent's own `omnigent` CLI (installed with the SDK, same version) moves a session out of this server and back
+/// in: `session export` reads the snapshot and items, `session import` recreates them as history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_cli_exports_a_session_and_imports_it_back() {
+    let Some(python) = std::env::var("OMNIGENT_SDK_PYTHON").ok().filter(|p| !p.is_empty()) else {
+        eprintln!("skipped: OMNIGENT_SDK_PYTHON is not set (scripts/test creates the SDK venv)");
+        return;
+    };
+    let cli = PathBuf::from(&python).with_file_name("omnigent");
+    let dir = tempfile::tempdir().unwrap();
+    let db = omnigent_testkit::sqlite_db();
+    let server =
+        ServerProcess::start(&PathBuf::from(env!("CARGO_BIN_EXE_omnigent")), dir.path(), &db.url, free_port(), &[])
+            .await;
+    let api = omnigent_testkit::Api::new(server.url.clone());
+    let config = serde_json::json!({"name": "helper", "executor": {"harness": "agent", "provider": "scripted",
+        "script": [{"text": "Four."}]}});
+    let (status, agent) = api.post("/v1/agents", serde_json::json!({"config": config})).await;
+    assert_eq!(status, 201, "{agent}");
+    let id = api.create(serde_json::json!({"agent_id": agent["id"], "title": "to export"})).await;
+    let mut sse = omnigent_testkit::Sse::open(&format!("{}/v1/sessions/{id}/stream", server.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "What is 2+2?").await;
+    sse.until("response.completed").await;
+    let file = dir.path().join("export.jsonl");
+    let run = |args: Vec<String>| {
+        let cli = cli.clone();
+        let home = dir.path().to_path_buf();
+        async move {
+            // Its own config and state stay in the test's dir.
+            let out = tokio::process::Command::new(cli).args(args).env("HOME", home).output().await.unwrap();
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "{text}");
+            text
+        }
+    };
+    let url = server.url.clone();
+    run(vec![
+        "session".into(),
+        "export".into(),
+        "--id".into(),
+        id.clone(),
+        "--server".into(),
+        url.clone(),
+        "-o".into(),
+        file.display().to_string(),
+    ])
+    .await;
+    let said =
+        run(vec!["session".into(), "import".into(), "-i".into(), file.display().to_string(), "--server".into(), url])
+            .await;
+    let new_id = said.split_whitespace().find(|w| w.starts_with("conv_")).expect("the new session's id").to_string();
+    assert_ne!(new_id, id);
+    let (_, copy) = api.get(&format!("/v1/sessions/{new_id}")).await;
+    let texts = |snapshot: &serde_json::Value| -> Vec<String> {
+        snapshot["items"].as_array().unwrap().iter().map(|i| i["data"]["content"].to_string()).collect()
+    };
+    let (_, original) = api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(texts(&copy), texts(&original), "{copy}");
+    assert_eq!((&copy["title"], &copy["status"]), (&original["title"], &serde_json::json!("idle")));
+}

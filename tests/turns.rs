@@ -882,3 +882,56 @@ async fn a_model_override_and_a_reasoning_effort_reach_the_next_turns_model_call
     assert_eq!((&reqs[0].body["model"], &reqs[0].body["reasoning_effort"]), (&json!("gpt-test"), &Value::Null));
     assert_eq!((&reqs[1].body["model"], &reqs[1].body["reasoning_effort"]), (&json!("gpt-override"), &json!("low")));
 }
+
+#[tokio::test]
+async fn an_imported_transcript_becomes_the_history_without_a_turn_and_the_model_reads_it() {
+    for db in databases().await {
+        let work = workdir();
+        let mock = MockLlm::start(vec![Reply::text("6")]).await;
+        let srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        let path = work.path().join("import.yaml");
+        std::fs::write(&path, yaml("openai", &mock.openai_base(), work.path(), "", SHELL)).unwrap();
+        let config = omnigent::config::SessionConfig::from_file(&path).unwrap().to_json();
+        // As `omnigent session import` sends an export: ids, times and `model` of the old server included.
+        let history = json!([
+            {"type": "message", "data": {"role": "user", "content": [{"type": "input_text", "text": "What is 2+2?"}]}},
+            {"type": "message", "data": {"id": "msg_old", "role": "assistant", "model": "helper",
+                "content": [{"type": "output_text", "text": "Let me check.", "annotations": []}]}},
+            {"type": "function_call", "data": {"call_id": "call_1", "name": "shell", "arguments": "{\"command\":\"echo 4\"}"}},
+            {"type": "function_call_output", "data": {"call_id": "call_1", "output": "4"}},
+            {"type": "message", "data": {"role": "assistant", "content": "It is 4."}},
+        ]);
+        let (status, created) = api
+            .post("/v1/sessions", json!({"config": config, "initial_items": history, "host_type": "external"}))
+            .await;
+        assert_eq!(status, 201, "{}: {created}", db.label);
+        assert_eq!(created["status"], "idle", "no turn ran");
+        let items = created["items"].as_array().unwrap();
+        assert_eq!(items.len(), 5, "{created}");
+        assert!(items.iter().all(|i| i["created_by"] == "import" && i["id"] != "msg_old"), "{created}");
+        assert!(mock.requests().is_empty(), "the import called no model");
+        // The next message continues that conversation.
+        let id = created["id"].as_str().unwrap();
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        api.message(id, "and 3+3?").await;
+        sse.until("response.completed").await;
+        let roles: Vec<String> = mock.requests()[0].body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(roles, ["system", "user", "assistant", "tool", "assistant", "user"], "{}", db.label);
+        // A malformed history is refused whole: no session is left behind.
+        let (_, before) = api.get("/v1/sessions?kind=any").await;
+        let bad = json!([{"type": "message", "data": {"role": "assistant", "content": "hi"}},
+            {"type": "function_call", "data": {"name": "shell"}}]);
+        let (status, err) = api.post("/v1/sessions", json!({"config": config, "initial_items": bad})).await;
+        assert_eq!(status, 400);
+        assert!(err["error"]["message"].as_str().unwrap().contains("initial_items[1]"), "{err}");
+        let (_, after) = api.get("/v1/sessions?kind=any").await;
+        assert_eq!(before["data"].as_array().unwrap().len(), after["data"].as_array().unwrap().len());
+    }
+}

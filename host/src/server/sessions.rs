@@ -14,7 +14,7 @@ use super::extract::{ApiJson, ApiQuery, DeletedResponse, ListItemsQuery, ListRes
 use super::settings::SettingsPatch;
 use crate::config::SessionConfig;
 use crate::record::{SessionKind, SessionRecord, SessionStatus, secs};
-use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError};
+use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError, history_import};
 use crate::store::{Page, SessionFilter, SessionSort};
 
 // Wire shapes
@@ -349,12 +349,19 @@ pub async fn create_session(
         model_override: settings.model_override.flatten(),
         external_session_id: None,
     };
-    let initial_items = req
-        .initial_items
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| Input::parse(raw).map_err(|e| ApiError::invalid(format!("initial_items[{i}]: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    // A past conversation (an import) becomes the transcript as it was, without a turn; otherwise the items are
+    // the first input.
+    let (initial_items, history) = if history_import::is_history(&req.initial_items) {
+        (Vec::new(), history_import::events(req.initial_items).map_err(ApiError::invalid)?)
+    } else {
+        let inputs = req
+            .initial_items
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| Input::parse(raw).map_err(|e| ApiError::invalid(format!("initial_items[{i}]: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        (inputs, Vec::new())
+    };
     let record = state
         .sessions
         .create(NewSession {
@@ -367,6 +374,16 @@ pub async fn create_session(
             settings,
         })
         .await?;
+    let record = if history.is_empty() {
+        record
+    } else {
+        // Nothing half-created: a session whose history could not be written is removed again.
+        if let Err(e) = state.sessions.emit(&record.id, history, Vec::new()).await {
+            let _ = state.sessions.delete(&record.id).await;
+            return Err(e.into());
+        }
+        state.sessions.get(&record.id).await?
+    };
     let body = render_snapshot(&state, record, true).await?;
     Ok((StatusCode::CREATED, Json(body)))
 }

@@ -8,6 +8,7 @@ mod actor;
 mod draft;
 pub mod fold;
 mod fork;
+pub mod history_import;
 pub mod input;
 mod intake;
 pub mod runner;
