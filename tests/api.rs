@@ -638,6 +638,12 @@ async fn omnigent_session_settings_are_patched_kept_across_a_restart_and_acted_o
         assert_eq!(ids(&found), vec![id.clone()]);
         assert_eq!(found["data"][0]["search_snippet"], "Quarterly Report draft");
         assert!(ids(&api.get("/v1/sessions?include_archived=true&search_query=%25").await.1).is_empty());
+        // What the Python CLI's `server status` asks: every session here has its runner connected.
+        let (status, all) =
+            api.get("/v1/sessions?limit=1000&include_archived=true&visibility=all&connected=true").await;
+        assert_eq!((status, ids(&all).len()), (200, 2), "{all}");
+        assert!(ids(&api.get("/v1/sessions?pinned=true").await.1).is_empty());
+        assert!(ids(&api.get("/v1/sessions?project=proj_1").await.1).is_empty());
         // Kept across a restart (the row is the fold of the log).
         srv.stop().await;
         let srv = TestServer::start(&db, ServerOptions::default()).await;

@@ -187,6 +187,12 @@ pub struct ListSessionsQuery {
     pub visibility: Option<String>,
     /// Include archived sessions (default false).
     pub include_archived: Option<bool>,
+    /// Only sessions whose runner is connected: every session here (this server is their runner).
+    pub connected: Option<bool>,
+    /// Only pinned sessions (`true`): nothing is pinned here.
+    pub pinned: Option<bool>,
+    /// Only sessions filed in this project: there are no projects here (`""`, unfiled: every session).
+    pub project: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -444,7 +450,10 @@ pub async fn list_sessions(
     };
     // Archived sessions only on request, as Omnigent lists them.
     let mut archived = if q.include_archived == Some(true) { None } else { Some(false) };
-    let empty = match q.visibility.as_deref() {
+    // This server runs every session itself (always connected); it has no pins and no projects.
+    let _every_session_is_connected = q.connected;
+    let no_such_group = q.pinned == Some(true) || q.project.as_deref().is_some_and(|p| !p.is_empty());
+    let invisible = match q.visibility.as_deref() {
         None | Some("all") | Some("mine") => false,
         Some("archived") => {
             archived = Some(true);
@@ -458,6 +467,7 @@ pub async fn list_sessions(
             )));
         }
     };
+    let empty = no_such_group || invisible;
     let mut agent_id = q.agent_id;
     if let Some(name) = &q.agent_name {
         match state.sessions.store().get_agent(name).await.map_err(SessionError::from)? {
