@@ -133,11 +133,11 @@ impl Renderer {
                 Some(SessionStatus::Failed) => {
                     self.newline();
                     let e = &data["error"];
-                    eprintln!(
-                        "turn failed: {}: {}",
-                        e["code"].as_str().unwrap_or("error"),
-                        e["message"].as_str().unwrap_or("")
-                    );
+                    let code = e["code"].as_str().unwrap_or("error");
+                    let message = e["message"].as_str().unwrap_or("");
+                    // A harness's message may already begin with its code: say it once.
+                    let message = message.strip_prefix(&format!("{code}: ")).unwrap_or(message);
+                    eprintln!("turn failed: {code}: {message}");
                     return Ok(Some(false));
                 }
                 _ => {}

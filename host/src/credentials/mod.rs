@@ -252,9 +252,11 @@ impl Credentials {
                 env_var: Some(var.into()),
             });
         }
+        // A key written in the config; its base URL, else the environment's as for any key.
+        let base_url = config_url.or_else(|| vendor.and_then(|v| self.env(v.url_var)));
         Ok(auth.api_key.clone().filter(|k| !k.is_empty()).map(|api_key| Credential {
             api_key,
-            base_url: config_url,
+            base_url,
             source: Source::Config,
         }))
     }
