@@ -9,6 +9,7 @@ mod files;
 mod guards;
 mod info;
 mod native;
+mod placement;
 pub mod policies;
 mod responses;
 mod sessions;

@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{ApiJson, ApiQuery, DeletedResponse, ListItemsQuery, ListResponse, list, page, session_id};
+use super::placement::Placement;
 use super::settings::SettingsPatch;
 use crate::config::SessionConfig;
 use crate::record::{SessionKind, SessionRecord, SessionStatus, secs};
@@ -328,11 +329,12 @@ pub async fn create_session(
         terminal_launch_args: req.terminal_launch_args,
         harness: req.harness_override,
     };
+    placement.check_host()?;
     let config = match config {
-        None | Some(Value::Null) if placement.is_empty() => Value::Object(Map::new()),
-        None | Some(Value::Null) => {
+        None | Some(Value::Null) if placement.changes_config() => {
             return Err(ApiError::invalid("workspace, terminal_launch_args and harness_override need a config"));
         }
+        None | Some(Value::Null) => Value::Object(Map::new()),
         Some(c @ Value::Object(_)) => {
             let mut checked = SessionConfig::from_json(c).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
             placement.apply(&mut checked)?;
@@ -624,72 +626,4 @@ pub async fn child_sessions(
     let children = state.sessions.store().list_children(&id, 1000).await.map_err(SessionError::from)?;
     let data: Vec<Value> = children.iter().map(crate::subagent::summary).collect();
     Ok(Json(list(data, false, |v| v["id"].as_str().unwrap_or_default().to_string())))
-}
-
-/// Where Omnigent's create request places a session: its workspace, host and CLI arguments.
-struct Placement {
-    workspace: Option<String>,
-    host_type: Option<String>,
-    host_id: Option<String>,
-    terminal_launch_args: Option<Vec<String>>,
-    harness: Option<String>,
-}
-
-impl Placement {
-    fn is_empty(&self) -> bool {
-        self.workspace.is_none()
-            && self.terminal_launch_args.is_none()
-            && self.harness.is_none()
-            && self.check_host().is_ok()
-    }
-
-    fn check_host(&self) -> Result<(), ApiError> {
-        match self.host_type.as_deref() {
-            None | Some("external") => {}
-            Some("managed") => {
-                return Err(ApiError::invalid("host_type managed: this server has no managed sandboxes"));
-            }
-            Some(other) => {
-                return Err(ApiError::invalid(format!(
-                    "host_type must be external or managed; got '{}'",
-                    crate::ids::truncate(other, 40)
-                )));
-            }
-        }
-        match &self.host_id {
-            Some(_) => Err(ApiError::invalid("host_id: this server has no hosts; it runs its sessions itself")),
-            None => Ok(()),
-        }
-    }
-
-    /// Writes the workspace and the CLI arguments into the config, after checking them.
-    fn apply(self, config: &mut SessionConfig) -> Result<(), ApiError> {
-        self.check_host()?;
-        if let Some(dir) = self.workspace {
-            let path = std::path::Path::new(&dir);
-            if !path.is_absolute() || !path.is_dir() {
-                return Err(ApiError::invalid(format!(
-                    "workspace must be an absolute path to a directory on this machine; got '{}'",
-                    crate::ids::truncate(&dir, 200)
-                )));
-            }
-            config.os_env.get_or_insert(crate::config::OsEnv { kind: None, cwd: None, sandbox: None }).cwd = Some(dir);
-        }
-        if let Some(harness) = self.harness {
-            config.executor.harness = harness;
-            *config = SessionConfig::from_json(config.to_json())
-                .map_err(|e| ApiError::invalid(format!("harness_override: {e}")))?;
-        }
-        if let Some(args) = self.terminal_launch_args {
-            if !config.executor.is_native() {
-                return Err(ApiError::invalid(
-                    "terminal_launch_args are for native harnesses (claude-native, codex-native)",
-                ));
-            }
-            config.executor.launch_args = args;
-            SessionConfig::from_json(config.to_json())
-                .map_err(|e| ApiError::invalid(format!("terminal_launch_args: {e}")))?;
-        }
-        Ok(())
-    }
 }
