@@ -34,8 +34,8 @@ pub enum AuthCommand {
         #[command(flatten)]
         dir: DataDir,
     },
-    /// List the stored credentials (names, base URLs, when set — never the keys), what this shell's variables
-    /// hold, what a running server sees, and the order in which a turn looks for its key.
+    /// List the stored credentials (names, base URLs, when set — never the keys), which vendor key variables this
+    /// shell sets, what a running server sees, and the order in which a turn looks for its key.
     List {
         /// Print JSON.
         #[arg(long)]
