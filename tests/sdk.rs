@@ -35,9 +35,10 @@ async fn the_published_python_sdk_reads_and_streams_sessions_unchanged() {
 }
 
 /// Omnigent's own `omnigent` CLI (installed with the SDK, same version) moves a session out of this server and back
-/// in: `session export` reads the snapshot and items, `session import` recreates them as history.
+/// in (`session export` reads the snapshot and items, `session import` recreates them as history) and reads its
+/// usage report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_cli_exports_a_session_and_imports_it_back() {
+async fn the_python_cli_exports_and_imports_a_session_and_reads_usage() {
     let Some(python) = std::env::var("OMNIGENT_SDK_PYTHON").ok().filter(|p| !p.is_empty()) else {
         eprintln!("skipped: OMNIGENT_SDK_PYTHON is not set (scripts/test creates the SDK venv)");
         return;
@@ -94,4 +95,8 @@ async fn the_python_cli_exports_a_session_and_imports_it_back() {
     let (_, original) = api.get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(texts(&copy), texts(&original), "{copy}");
     assert_eq!((&copy["title"], &copy["status"]), (&original["title"], &serde_json::json!("idle")));
+    // `omnigent usage` reads this server's report.
+    let report = run(vec!["usage".into(), "--server".into(), server.url.clone(), "--json".into()]).await;
+    let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap_or_else(|e| panic!("{e}: {report}"));
+    assert_eq!(report["object"], "usage_report", "{report}");
 }

@@ -35,6 +35,7 @@ async fn append(store: &Store, s: &mut SessionRecord, types: &[&str], items: &[I
             files: &[],
             journal: &[],
             clear_journal: false,
+            spend: None,
         })
         .await
         .unwrap();
@@ -128,6 +129,7 @@ async fn commits_append_events_and_fold_state_atomically() {
             files: &[],
             journal: &[],
             clear_journal: false,
+            spend: None,
         };
         assert!(matches!(store.commit(&stale).await, Err(StoreError::Conflict(_))), "{}", db.label);
         assert_eq!(store.events_after(&s.id, 0, None, 100).await.unwrap().len(), 4);
@@ -194,6 +196,7 @@ async fn delete_removes_the_session_its_log_and_items() {
             files: &[],
             journal: &[],
             clear_journal: false,
+            spend: None,
         };
         assert!(matches!(store.commit(&late).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.count_sessions().await.unwrap(), 1);
@@ -238,6 +241,7 @@ async fn a_turn_journal_commits_with_its_events_and_is_cleared_with_the_turn_end
             files: &[],
             journal: &journal,
             clear_journal: false,
+            spend: None,
         };
         store.commit(&c).await.unwrap();
         s = next;
@@ -255,6 +259,7 @@ async fn a_turn_journal_commits_with_its_events_and_is_cleared_with_the_turn_end
             files: &[],
             journal: &[entry(2)],
             clear_journal: false,
+            spend: None,
         };
         assert!(matches!(store.commit(&stale).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.journal(&s.id).await.unwrap().len(), 2);
@@ -269,6 +274,7 @@ async fn a_turn_journal_commits_with_its_events_and_is_cleared_with_the_turn_end
             files: &[],
             journal: &[],
             clear_journal: true,
+            spend: None,
         };
         store.commit(&end).await.unwrap();
         assert!(store.journal(&s.id).await.unwrap().is_empty(), "{}", db.label);

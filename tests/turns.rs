@@ -935,3 +935,48 @@ async fn an_imported_transcript_becomes_the_history_without_a_turn_and_the_model
         assert_eq!(before["data"].as_array().unwrap().len(), after["data"].as_array().unwrap().len());
     }
 }
+
+#[tokio::test]
+async fn usage_reports_what_turns_cost_per_day_and_per_session_and_a_fork_adds_nothing() {
+    for db in databases().await {
+        let work = workdir();
+        let mock = MockLlm::start(vec![Reply::text("one"), Reply::text("two")]).await;
+        let srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        // A price of a dollar a token makes the cost the token count.
+        let pricing = "  pricing: {input_usd_per_mtok: 1000000, output_usd_per_mtok: 1000000}\n";
+        let id =
+            create_from_yaml(&api, &yaml("openai", &mock.openai_base(), work.path(), pricing, ""), work.path()).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        for text in ["first", "second"] {
+            api.message(&id, text).await;
+            sse.until("response.completed").await;
+        }
+        let (_, snap) = api.get(&format!("/v1/sessions/{id}")).await;
+        let spent: f64 =
+            snap["usage_by_model"].as_object().unwrap().values().map(|m| m["total_cost_usd"].as_f64().unwrap()).sum();
+        assert!(spent > 0.0, "{snap}");
+        // A fork copies the log (and its usage), not the spend.
+        let (status, _) = api.post(&format!("/v1/sessions/{id}/fork"), json!({})).await;
+        assert_eq!(status, 201);
+        let (status, report) = api.get("/v1/usage").await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["object"], "usage_report");
+        for key in ["cost_today", "cost_last_7d", "cost_last_30d", "total_cost_usd"] {
+            assert_eq!(report[key].as_f64(), Some(spent), "{}: {key}: {report}", db.label);
+        }
+        assert_eq!(report["daily_costs"].as_array().unwrap().len(), 1, "{report}");
+        let line = report["sessions"].as_array().unwrap().iter().find(|s| s["id"] == id.as_str()).unwrap().clone();
+        assert_eq!(line["cost_usd"].as_f64(), Some(spent), "{line}");
+        assert_eq!(
+            (&line["harness"], &line["llm_model"], &line["agent_name"]),
+            (&json!("agent"), &json!("gpt-test"), &json!("tester"))
+        );
+        // Kept across a restart.
+        drop(srv);
+        let srv = server(&db, work.path()).await;
+        let (_, again) = Api::new(srv.url.clone()).get("/v1/usage").await;
+        assert_eq!(again["total_cost_usd"].as_f64(), Some(spent));
+    }
+}

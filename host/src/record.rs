@@ -278,6 +278,12 @@ impl UtcTime {
     }
 }
 
+/// The UTC calendar day (`YYYY-MM-DD`) of a time in microseconds.
+pub fn utc_day(us: i64) -> String {
+    let UtcTime { year, month, day, .. } = UtcTime::of_secs(us.div_euclid(1_000_000));
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 /// `us` (microseconds since the epoch) as an ISO-8601 UTC timestamp with milliseconds, e.g.
 /// `2026-12-02T10:58:06.123Z` (what Omnigent's clients parse as a datetime).
 pub fn iso8601(us: i64) -> String {

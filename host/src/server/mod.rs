@@ -15,6 +15,7 @@ mod responses;
 mod sessions;
 mod settings;
 mod sse;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -146,6 +147,7 @@ pub enum StartError {
         credentials::check,
         info::info,
         info::me,
+        usage::usage,
         agents::session_agent,
         policies::resolve,
         policies::get_elicitation,
@@ -237,6 +239,7 @@ pub fn router(
         .route("/credentials", get(credentials::list))
         .route("/info", get(info::info))
         .route("/me", get(info::me))
+        .route("/usage", get(usage::usage))
         .route("/sessions/{id}/agent", get(agents::session_agent))
         .route("/credentials/check", axum::routing::post(credentials::check))
         .route("/sessions/{id}/native/hooks/{event}", axum::routing::post(native::hook))

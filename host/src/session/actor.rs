@@ -389,6 +389,7 @@ impl Actor {
             files: &draft.files,
             journal: &draft.journal,
             clear_journal: draft.clear_journal,
+            spend: draft.spend.clone(),
         };
         match self.sessions.store().commit(&commit).await {
             Ok(()) => {

@@ -10,7 +10,7 @@ use super::runner::{FailureCode, TurnOutcome};
 use crate::config::SessionConfig;
 use crate::protocol::{self, EventType, NewEvent, ResponseModel, ResponseStatus};
 use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent, TaskError, model_cost_usd, now_us, secs};
-use crate::store::{CommentChange, FileChange, JournalEntry};
+use crate::store::{CommentChange, DailySpend, FileChange, JournalEntry};
 
 pub(super) struct Draft {
     pub record: SessionRecord,
@@ -20,6 +20,8 @@ pub(super) struct Draft {
     pub files: Vec<FileChange>,
     pub journal: Vec<JournalEntry>,
     pub clear_journal: bool,
+    /// What the turn ending in this draft spent on its model, for the day's total.
+    pub spend: Option<DailySpend>,
 }
 
 /// A turn the draft decided to start (or resume), to be started once the draft is committed.
@@ -50,6 +52,7 @@ impl Draft {
             files: Vec::new(),
             journal: Vec::new(),
             clear_journal: false,
+            spend: None,
         }
     }
 
@@ -202,6 +205,10 @@ impl Draft {
                     fields.remove("cost_usd");
                 }
                 entry["total_cost_usd"] = (spent + cost_usd).into();
+                if cost_usd > 0.0 {
+                    let day = crate::record::utc_day(now_us());
+                    self.spend = Some(DailySpend { day, cost_usd });
+                }
                 let total_cost: f64 = by_model.values().map(model_cost_usd).sum();
                 self.emit(protocol::usage(&session, total, total_cost, &by_model));
                 self.set_status(SessionStatus::Idle, None);

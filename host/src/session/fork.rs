@@ -67,6 +67,7 @@ impl Sessions {
             files: &[],
             journal: &[],
             clear_journal: false,
+            spend: None,
         };
         if let Err(e) = self.store().commit(&commit).await {
             // Leave no half-made fork behind.

@@ -23,6 +23,16 @@ pub struct Commit<'a> {
     pub journal: &'a [JournalEntry],
     /// The turn ended: its journal is no longer needed.
     pub clear_journal: bool,
+    /// What the turn that ended here spent on its model, added to its UTC day's total.
+    pub spend: Option<DailySpend>,
+}
+
+/// Money spent on model calls on one UTC day.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DailySpend {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub cost_usd: f64,
 }
 
 impl Store {
@@ -83,6 +93,16 @@ impl Store {
                     row.push_bind(s.id.as_str()).push_bind(j.idx).push_bind(&j.response_id).push_bind(json_text(&j.entry));
                 });
                 insert.build().execute(&mut *tx).await?;
+            }
+            if let Some(spend) = &c.spend {
+                sqlx::query(
+                    "INSERT INTO daily_spend (day, cost_usd) VALUES ($1, $2) \
+                     ON CONFLICT (day) DO UPDATE SET cost_usd = daily_spend.cost_usd + excluded.cost_usd",
+                )
+                .bind(&spend.day)
+                .bind(spend.cost_usd)
+                .execute(&mut *tx)
+                .await?;
             }
             if !c.events.is_empty() {
                 let mut insert =
@@ -174,5 +194,22 @@ impl Store {
             tx.commit().await?;
             Ok(())
         })
+    }
+}
+
+impl Store {
+    /// Spend per UTC day from `since` (`YYYY-MM-DD`) on, oldest first, and the all-time total.
+    pub async fn daily_spend(&self, since: &str) -> Result<(Vec<DailySpend>, f64)> {
+        let rows: Vec<(String, f64)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT day, cost_usd FROM daily_spend WHERE day >= $1 ORDER BY day")
+                .bind(since)
+                .fetch_all(pool)
+                .await?
+        });
+        let (total,): (Option<f64>,) = on_pool!(self, pool => {
+            sqlx::query_as("SELECT SUM(cost_usd) FROM daily_spend").fetch_one(pool).await?
+        });
+        let days = rows.into_iter().map(|(day, cost_usd)| DailySpend { day, cost_usd }).collect();
+        Ok((days, total.unwrap_or(0.0)))
     }
 }

@@ -28,7 +28,7 @@ use crate::ids::SessionId;
 
 pub use agents::Agent;
 pub use comments::CommentChange;
-pub use commit::Commit;
+pub use commit::{Commit, DailySpend};
 pub use files::{FileChange, FileMeta, FileSource};
 pub use log::JournalEntry;
 pub use paging::Page;
