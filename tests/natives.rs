@@ -231,6 +231,9 @@ async fn a_text_turn_streams_like_any_session() {
         let done: Vec<&Value> = seen.iter().filter(|v| v["type"] == "response.output_item.done").collect();
         assert_eq!(done.len(), 1, "{}: one item per transcript record: {kinds:?}", db.label);
         assert_eq!(done[0]["item"]["content"][0]["text"], "Hello from the mock model.");
+        // As for any harness: `model` is the agent's name, `llm_model` the model the CLI called.
+        assert_eq!(done[0]["item"]["model"], "claude-test", "{}", done[0]);
+        assert!(done[0]["item"]["llm_model"].as_str().is_some_and(|m| !m.is_empty()), "{}", done[0]);
         t.until(&mut sse, &id, "session.status").await;
         let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
         assert_eq!(snap["status"], "idle", "{}: {snap}", db.label);

@@ -63,7 +63,14 @@ pub struct LiveTurn {
 
 impl LiveTurn {
     /// A transcript item of this turn, as `response.output_item.done`.
-    pub fn item_done(&self, id: &str, item_type: &str, fields: Value) -> crate::protocol::NewEvent {
+    pub fn item_done(&self, id: &str, item_type: &str, mut fields: Value) -> crate::protocol::NewEvent {
+        // As for any harness: `model` names the agent, `llm_model` the model the CLI called.
+        if let Some(fields) = fields.as_object_mut()
+            && let Some(llm) = fields.remove("model")
+        {
+            fields.insert("llm_model".into(), llm);
+            fields.insert("model".into(), self.config.name.clone().into());
+        }
         let item = crate::protocol::item(id, item_type, "completed", &self.response_id, secs(now_us()), fields);
         crate::protocol::output_item_done(item)
     }
