@@ -6,17 +6,24 @@ use std::path::PathBuf;
 
 use omnigent_testkit::{ServerProcess, databases, free_port};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_published_python_sdk_reads_and_streams_sessions_unchanged() {
-    let Some(python) = std::env::var("OMNIGENT_SDK_PYTHON").ok().filter(|p| !p.is_empty()) else {
+/// The SDK venv's Python (scripts/test makes it); None skips a test — unless OMNIGENT_REQUIRE_SDK=1 (CI), where its
+/// absence fails the test.
+fn sdk_python() -> Option<String> {
+    let python = std::env::var("OMNIGENT_SDK_PYTHON").ok().filter(|p| !p.is_empty());
+    if python.is_none() {
         assert_ne!(
             std::env::var("OMNIGENT_REQUIRE_SDK").as_deref(),
             Ok("1"),
             "OMNIGENT_REQUIRE_SDK=1 but OMNIGENT_SDK_PYTHON is not set (scripts/test sets it up)"
         );
         eprintln!("skipped: OMNIGENT_SDK_PYTHON is not set (scripts/test creates the SDK venv)");
-        return;
-    };
+    }
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_python_sdk_reads_and_streams_sessions_unchanged() {
+    let Some(python) = sdk_python() else { return };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/sdk_sessions.py");
     for db in databases().await {
         let dir = tempfile::tempdir().unwrap();
@@ -39,10 +46,7 @@ async fn the_published_python_sdk_reads_and_streams_sessions_unchanged() {
 /// usage report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_cli_exports_and_imports_a_session_and_reads_usage() {
-    let Some(python) = std::env::var("OMNIGENT_SDK_PYTHON").ok().filter(|p| !p.is_empty()) else {
-        eprintln!("skipped: OMNIGENT_SDK_PYTHON is not set (scripts/test creates the SDK venv)");
-        return;
-    };
+    let Some(python) = sdk_python() else { return };
     let cli = PathBuf::from(&python).with_file_name("omnigent");
     let dir = tempfile::tempdir().unwrap();
     let db = omnigent_testkit::sqlite_db();

@@ -23,7 +23,13 @@ pub fn private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
-/// Whether others than the owner may read or write the file at `path` (any group or other permission bit).
+/// Creates the file at `path` if need be, and makes it readable by its owner only (0600) whatever it was.
+pub fn touch_private(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Whether others than the owner may read or write a file of these metadata (any group or other permission bit).
 pub fn open_to_others(meta: &std::fs::Metadata) -> bool {
     meta.permissions().mode() & 0o077 != 0
 }
@@ -38,6 +44,12 @@ mod tests {
         let p = dir.path().join("k");
         write_private(&p, b"secret").unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        let open = dir.path().join("log");
+        std::fs::write(&open, b"kept").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        touch_private(&open).unwrap();
+        assert_eq!(std::fs::metadata(&open).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&open).unwrap(), b"kept", "an existing file keeps its contents");
         assert_eq!(std::fs::read(&p).unwrap(), b"secret");
         assert!(!open_to_others(&std::fs::metadata(&p).unwrap()));
         let sub = dir.path().join("a/b");

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::ClientArgs;
 use super::client::Client;
-use crate::credentials::{ANTHROPIC, FILE_NAME, OPENAI, Stored};
+use crate::credentials::{ANTHROPIC, FILE_NAME, OPENAI, Stored, Vendor};
 
 /// Longest key accepted.
 const MAX_KEY_BYTES: usize = 4096;
@@ -229,9 +229,9 @@ fn remove(data_dir: &Path, name: &str) -> anyhow::Result<ExitCode> {
 async fn list(args: &ClientArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     let path = file_of(&args.data_dir);
     let stored = crate::credentials::read(&path);
-    let shell: Vec<(&str, bool)> = [OPENAI, ANTHROPIC]
-        .iter()
-        .map(|v| (v.key_var, std::env::var(v.key_var).is_ok_and(|k| !k.trim().is_empty())))
+    let shell: Vec<(Vendor, bool)> = [OPENAI, ANTHROPIC]
+        .into_iter()
+        .map(|v| (v, std::env::var(v.key_var).is_ok_and(|k| !k.trim().is_empty())))
         .collect();
     // What a running server sees (none is started for this).
     let server = match Client::if_running(args).await {
@@ -251,7 +251,7 @@ async fn list(args: &ClientArgs, as_json: bool) -> anyhow::Result<ExitCode> {
             "file": path.display().to_string(),
             "credentials": entries,
             "error": stored.as_ref().err(),
-            "shell": shell.iter().map(|(var, set)| json!({"variable": var, "set": set})).collect::<Vec<_>>(),
+            "shell": shell.iter().map(|(v, set)| json!({"variable": v.key_var, "set": set})).collect::<Vec<_>>(),
             "server": server.as_ref().map(|(url, answer)| json!({
                 "url": url,
                 "view": answer.as_ref().ok(),
@@ -273,9 +273,8 @@ async fn list(args: &ClientArgs, as_json: bool) -> anyhow::Result<ExitCode> {
         }
         Err(e) => println!("{e}"),
     }
-    for (var, set) in &shell {
+    for (Vendor { key_var: var, name, .. }, set) in &shell {
         if *set {
-            let name = if *var == OPENAI.key_var { OPENAI.name } else { ANTHROPIC.name };
             println!(
                 "this shell: {var} is set — a server you start here with `omnigent server` reads it; to keep it for \
                  any server: `omnigent auth set {name} --from-env {var}`"

@@ -59,15 +59,8 @@ pub(super) fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
 /// Creates (if need be) a file of the data dir readable by its owner only (0600). SQLite gives its -wal and -shm
 /// files the permissions of the database file.
 fn private_file(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot make {} private (0600)", path.display()))
+    crate::private_files::touch_private(path)
+        .with_context(|| format!("cannot create {} readable by you only (0600)", path.display()))
 }
 
 fn database_url(args: &ServerArgs) -> String {

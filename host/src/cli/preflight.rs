@@ -6,33 +6,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{file_of, store};
 use super::client::Client;
 use crate::config::SessionConfig;
-
-/// The server's answer to `POST /v1/credentials/check` (the fields used here).
-#[derive(Deserialize)]
-struct Check {
-    ok: bool,
-    file: Option<String>,
-    executors: Vec<Executor>,
-}
-
-#[derive(Deserialize)]
-struct Executor {
-    path: String,
-    missing: Option<Missing>,
-}
-
-#[derive(Deserialize)]
-struct Missing {
-    message: String,
-    store_as: String,
-    env_var: Option<String>,
-}
+use crate::server::CredentialCheck;
 
 /// Whether the config's turns find their keys (after storing what the user agreed to store).
 pub async fn credentials(client: &Client, config: &SessionConfig, data_dir: &Path) -> anyhow::Result<bool> {
@@ -40,7 +19,7 @@ pub async fn credentials(client: &Client, config: &SessionConfig, data_dir: &Pat
     // A second look after storing keys the user agreed to store.
     for _ in 0..2 {
         let answer = client.request(Method::POST, "/v1/credentials/check", Some(&body)).await?;
-        let check: Check = serde_json::from_value(answer)?;
+        let check: CredentialCheck = serde_json::from_value(answer)?;
         if check.ok {
             return Ok(true);
         }

@@ -33,10 +33,22 @@ pub struct Vendor {
     pub key_var: &'static str,
     /// Its base URL's variable.
     pub url_var: &'static str,
+    /// The vendor's own API, when nothing names another base URL.
+    pub default_url: &'static str,
 }
 
-pub const OPENAI: Vendor = Vendor { name: "openai", key_var: "OPENAI_API_KEY", url_var: "OPENAI_BASE_URL" };
-pub const ANTHROPIC: Vendor = Vendor { name: "anthropic", key_var: "ANTHROPIC_API_KEY", url_var: "ANTHROPIC_BASE_URL" };
+pub const OPENAI: Vendor = Vendor {
+    name: "openai",
+    key_var: "OPENAI_API_KEY",
+    url_var: "OPENAI_BASE_URL",
+    default_url: "https://api.openai.com/v1",
+};
+pub const ANTHROPIC: Vendor = Vendor {
+    name: "anthropic",
+    key_var: "ANTHROPIC_API_KEY",
+    url_var: "ANTHROPIC_BASE_URL",
+    default_url: "https://api.anthropic.com",
+};
 
 impl Vendor {
     /// The vendor whose wire a provider speaks; None for the scripted provider (no key).
@@ -95,8 +107,8 @@ impl Source {
     }
 }
 
-/// No key resolves: what to say, and what would fix it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// No key resolves: what to say, and what would fix it (also as `POST /v1/credentials/check` answers it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Missing {
     pub message: String,
     /// The stored credential that would resolve it (`omnigent auth set <store_as>`).
@@ -149,36 +161,36 @@ impl Credentials {
         Ok(contents)
     }
 
+    /// [`Credentials::stored`] for a lookup: an unusable file is the reason the key named `store_as` is missing.
+    fn stored_for(&self, store_as: &str) -> Result<Arc<CredentialFile>, Missing> {
+        self.stored().map_err(|message| Missing { message, store_as: store_as.into(), env_var: None })
+    }
+
     fn env(&self, var: &str) -> Option<String> {
         self.reads_environment.then(|| std::env::var(var).ok()).flatten().filter(|v| !v.is_empty())
     }
 
     /// The key a turn of a session with `auth` uses to call `vendor`'s API.
     pub fn resolve(&self, auth: Option<&Auth>, vendor: Vendor) -> Result<Credential, Missing> {
-        if let Some(found) = self.explicit(auth, Some(vendor))? {
+        if let Some(found) = self.explicit(auth, vendor)? {
             return Ok(found);
         }
-        let stored =
-            self.stored().map_err(|message| Missing { message, store_as: vendor.name.into(), env_var: None })?;
+        let stored = self.stored_for(vendor.name)?;
         let config_url = auth.and_then(|a| a.base_url.clone());
         if let Some(s) = stored.credentials.get(vendor.name) {
-            return Ok(self.stored_credential(vendor.name, s, Some(vendor), config_url));
+            return Ok(self.stored_credential(vendor.name, s, vendor, config_url));
         }
         if let Some(key) = self.env(vendor.key_var) {
             let base_url = config_url.or_else(|| self.env(vendor.url_var));
             return Ok(Credential { api_key: key, base_url, source: Source::Environment(vendor.key_var.into()) });
         }
-        let environment = if self.reads_environment {
-            format!("nor is {} set in the server's environment", vendor.key_var)
-        } else {
-            "and this server does not read keys from its environment (the CLI started it in the background)".to_string()
-        };
         Err(Missing {
             message: format!(
-                "no API key for {}: no stored credential `{}` ({}), {environment}. Set one with `omnigent auth set {}`",
+                "no API key for {}: no stored credential `{}` ({}), and {}. Set one with `omnigent auth set {}`",
                 vendor.name,
                 vendor.name,
                 self.file_shown(),
+                self.environment_lacks(vendor.key_var),
                 vendor.name
             ),
             store_as: vendor.name.into(),
@@ -191,8 +203,8 @@ impl Credentials {
     pub fn for_config(&self, config: &SessionConfig) -> Result<Option<Credential>, Missing> {
         let auth = config.executor.auth.as_ref();
         match config.executor.harness.as_str() {
-            CLAUDE_NATIVE => self.explicit(auth, Some(ANTHROPIC)),
-            CODEX_NATIVE => self.explicit(auth, Some(OPENAI)),
+            CLAUDE_NATIVE => self.explicit(auth, ANTHROPIC),
+            CODEX_NATIVE => self.explicit(auth, OPENAI),
             _ => match Vendor::of(config.provider()) {
                 Some(vendor) => self.resolve(auth, vendor).map(Some),
                 None => Ok(None),
@@ -202,12 +214,12 @@ impl Credentials {
 
     /// Step 1 alone: the key the session's `executor.auth` names, if it names one. Native harnesses use this (and
     /// otherwise the vendor CLI's own login).
-    pub fn explicit(&self, auth: Option<&Auth>, vendor: Option<Vendor>) -> Result<Option<Credential>, Missing> {
+    pub fn explicit(&self, auth: Option<&Auth>, vendor: Vendor) -> Result<Option<Credential>, Missing> {
         let Some(auth) = auth else { return Ok(None) };
         let config_url = auth.base_url.clone();
         if auth.kind == AuthKind::Provider {
             let name = auth.name.clone().unwrap_or_default();
-            let stored = self.stored().map_err(|message| Missing { message, store_as: name.clone(), env_var: None })?;
+            let stored = self.stored_for(&name)?;
             return match stored.credentials.get(&name) {
                 Some(s) => Ok(Some(self.stored_credential(&name, s, vendor, config_url))),
                 None => Err(Missing {
@@ -222,7 +234,7 @@ impl Credentials {
             };
         }
         if let Some(var) = auth.key_reference() {
-            let stored = self.stored().map_err(|message| Missing { message, store_as: var.into(), env_var: None })?;
+            let stored = self.stored_for(var)?;
             let vendor_of_var = Vendor::with_key_var(var);
             if let Some(s) = stored.credentials.get(var) {
                 return Ok(Some(self.stored_credential(var, s, vendor, config_url)));
@@ -233,27 +245,23 @@ impl Credentials {
                 return Ok(Some(self.stored_credential(v.name, s, vendor, config_url)));
             }
             if let Some(key) = self.env(var) {
-                let base_url = config_url.or_else(|| vendor.and_then(|v| self.env(v.url_var)));
+                let base_url = config_url.or_else(|| self.env(vendor.url_var));
                 return Ok(Some(Credential { api_key: key, base_url, source: Source::Environment(var.into()) }));
             }
             let store_as = vendor_of_var.map_or(var, |v| v.name).to_string();
-            let environment = if self.reads_environment {
-                format!("{var} is not set in the server's environment")
-            } else {
-                "this server does not read keys from its environment (the CLI started it in the background)".into()
-            };
             return Err(Missing {
                 message: format!(
-                    "executor.auth.api_key is ${{{var}}}: there is no stored credential `{store_as}` ({}), and \
-                     {environment}. Set one with `omnigent auth set {store_as}`",
-                    self.file_shown()
+                    "executor.auth.api_key is ${{{var}}}: there is no stored credential `{store_as}` ({}), and {}. \
+                     Set one with `omnigent auth set {store_as}`",
+                    self.file_shown(),
+                    self.environment_lacks(var)
                 ),
                 store_as,
                 env_var: Some(var.into()),
             });
         }
         // A key written in the config; its base URL, else the environment's as for any key.
-        let base_url = config_url.or_else(|| vendor.and_then(|v| self.env(v.url_var)));
+        let base_url = config_url.or_else(|| self.env(vendor.url_var));
         Ok(auth.api_key.clone().filter(|k| !k.is_empty()).map(|api_key| Credential {
             api_key,
             base_url,
@@ -262,15 +270,20 @@ impl Credentials {
     }
 
     /// A stored credential, its base URL overridden by the config's and falling back to the environment's.
-    fn stored_credential(
-        &self,
-        name: &str,
-        s: &Stored,
-        vendor: Option<Vendor>,
-        config_url: Option<String>,
-    ) -> Credential {
-        let base_url = config_url.or_else(|| s.base_url.clone()).or_else(|| vendor.and_then(|v| self.env(v.url_var)));
+    fn stored_credential(&self, name: &str, s: &Stored, vendor: Vendor, config_url: Option<String>) -> Credential {
+        let base_url = config_url.or_else(|| s.base_url.clone()).or_else(|| self.env(vendor.url_var));
         Credential { api_key: s.api_key.clone(), base_url, source: Source::Stored(name.into()) }
+    }
+
+    /// Why the environment did not give the key in `var`, for a message.
+    fn environment_lacks(&self, var: &str) -> String {
+        if self.reads_environment {
+            format!("{var} is not set in the server's environment")
+        } else {
+            "this server does not read keys from its environment (--no-env-credentials: background servers the CLI \
+             starts run so)"
+                .into()
+        }
     }
 
     fn file_shown(&self) -> String {
@@ -355,7 +368,7 @@ mod tests {
         let e = strict.resolve(Some(&other), OPENAI).err().unwrap();
         assert!(e.message.contains("does not read keys from its environment"), "{e:?}");
         // Natives: nothing explicit means the CLI's own login.
-        assert!(strict.explicit(None, Some(ANTHROPIC)).unwrap().is_none());
+        assert!(strict.explicit(None, ANTHROPIC).unwrap().is_none());
     }
 
     #[test]

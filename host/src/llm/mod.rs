@@ -79,28 +79,22 @@ impl Provider {
         http: reqwest::Client,
         credentials: &Credentials,
     ) -> Result<Provider, LlmError> {
-        let resolve = |vendor| {
-            credentials
+        // The key, and the base URL (the vendor's own unless something names another).
+        let resolve = |vendor: credentials::Vendor| {
+            let found = credentials
                 .resolve(config.executor.auth.as_ref(), vendor)
-                .map_err(|missing| LlmError::Fatal { code: "missing_api_key".into(), message: missing.message })
+                .map_err(|missing| LlmError::Fatal { code: "missing_api_key".into(), message: missing.message })?;
+            Ok::<_, LlmError>((found.base_url.unwrap_or_else(|| vendor.default_url.into()), found.api_key))
         };
         Ok(match config.provider() {
             ProviderKind::Scripted => Provider::Scripted(scripted::Scripted { script: config.executor.script.clone() }),
             ProviderKind::Openai => {
-                let credential = resolve(credentials::OPENAI)?;
-                Provider::OpenAi(openai::OpenAi {
-                    http,
-                    base_url: credential.base_url.unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                    api_key: credential.api_key,
-                })
+                let (base_url, api_key) = resolve(credentials::OPENAI)?;
+                Provider::OpenAi(openai::OpenAi { http, base_url, api_key })
             }
             ProviderKind::Anthropic => {
-                let credential = resolve(credentials::ANTHROPIC)?;
-                Provider::Anthropic(anthropic::Anthropic {
-                    http,
-                    base_url: credential.base_url.unwrap_or_else(|| "https://api.anthropic.com".into()),
-                    api_key: credential.api_key,
-                })
+                let (base_url, api_key) = resolve(credentials::ANTHROPIC)?;
+                Provider::Anthropic(anthropic::Anthropic { http, base_url, api_key })
             }
         })
     }

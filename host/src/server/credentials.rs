@@ -88,8 +88,8 @@ pub struct CheckRequest {
     pub config: Value,
 }
 
-/// Whether every executor of a config (its own, its sub-agents') finds a key.
-#[derive(Serialize, ToSchema)]
+/// Whether every executor of a config (its own, its sub-agents') finds a key. `omnigent run` reads it.
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct CredentialCheck {
     pub ok: bool,
     pub file: Option<String>,
@@ -97,24 +97,14 @@ pub struct CredentialCheck {
     pub executors: Vec<ExecutorCheck>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ExecutorCheck {
     /// Where in the config: `executor`, `tools.reviewer.executor`, …
     pub path: String,
     pub harness: String,
     /// Where the key comes from, in words (None when missing).
     pub source: Option<String>,
-    pub missing: Option<MissingKey>,
-}
-
-/// What is missing and what would fix it.
-#[derive(Serialize, ToSchema)]
-pub struct MissingKey {
-    pub message: String,
-    /// `omnigent auth set <store_as>` would resolve it.
-    pub store_as: String,
-    /// A variable that holds the key in a user's shell, if there is a usual one.
-    pub env_var: Option<String>,
+    pub missing: Option<Missing>,
 }
 
 /// Says, before a session exists, whether its turns will find their model keys (and how to fix it if not).
@@ -142,7 +132,7 @@ fn check_executors(creds: &Credentials, config: &SessionConfig, path: &str, out:
         Ok(Some(found)) => (Some(found.source.describe()), None),
         Ok(None) if config.executor.is_native() => (Some("the CLI's own login".to_string()), None),
         Ok(None) => (Some("none needed".to_string()), None),
-        Err(Missing { message, store_as, env_var }) => (None, Some(MissingKey { message, store_as, env_var })),
+        Err(missing) => (None, Some(missing)),
     };
     out.push(ExecutorCheck { path: path.into(), harness: config.executor.harness.clone(), source, missing });
     for (name, tool) in config.tools.iter().filter(|(_, t)| t.kind == ToolKind::Agent) {

@@ -31,6 +31,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+pub use credentials::{CredentialCheck, ExecutorCheck};
+
 use crate::credentials::Credentials;
 use crate::native::{Natives, Runners};
 use crate::policy::PolicyEnv;

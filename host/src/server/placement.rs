@@ -51,10 +51,9 @@ impl Placement {
             }
             config.os_env.get_or_insert(crate::config::OsEnv { kind: None, cwd: None, sandbox: None }).cwd = Some(dir);
         }
+        let changes_executor = self.harness.is_some() || self.terminal_launch_args.is_some();
         if let Some(harness) = self.harness {
             config.executor.harness = harness;
-            *config = SessionConfig::from_json(config.to_json())
-                .map_err(|e| ApiError::invalid(format!("harness_override: {e}")))?;
         }
         if let Some(args) = self.terminal_launch_args {
             if !config.executor.is_native() {
@@ -63,8 +62,11 @@ impl Placement {
                 ));
             }
             config.executor.launch_args = args;
+        }
+        // The changed executor is checked as any config is.
+        if changes_executor {
             SessionConfig::from_json(config.to_json())
-                .map_err(|e| ApiError::invalid(format!("terminal_launch_args: {e}")))?;
+                .map_err(|e| ApiError::invalid(format!("harness_override / terminal_launch_args: {e}")))?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{ApiJson, ApiQuery, DeletedResponse, ListItemsQuery, ListResponse, list, page, session_id};
 use super::placement::Placement;
-use super::settings::SettingsPatch;
+use super::settings;
 use crate::config::SessionConfig;
 use crate::record::{SessionKind, SessionRecord, SessionStatus, secs};
 use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError, history_import};
@@ -52,10 +52,13 @@ pub struct CreateSessionRequest {
     pub harness_override: Option<String>,
     /// Omnigent's cost-control and sub-agent routing modes and smart-routing hint: no meaning here, ignored.
     #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)] // accepted, not acted on
     pub cost_control_mode_override: Option<Value>,
     #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)] // accepted, not acted on
     pub subagent_routing_override: Option<Value>,
     #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)] // accepted, not acted on
     pub smart_routing_message: Option<Value>,
     /// Managed sandboxes, git worktrees and runner-side sub-agent spawns do not exist here: only `null`.
     #[schema(value_type = Option<Object>)]
@@ -82,6 +85,7 @@ pub struct UpdateSessionRequest {
     /// The model of the next turns; `default`, `off` or `reset` clears it.
     pub model_override: Option<String>,
     /// Omnigent's "do not inject `/model` into a live CLI": nothing is injected here, so it has no effect.
+    #[allow(dead_code)] // accepted, not acted on
     pub silent: Option<bool>,
     /// Archived sessions leave the default list.
     pub archived: Option<bool>,
@@ -189,6 +193,7 @@ pub struct ListSessionsQuery {
     /// Include archived sessions (default false).
     pub include_archived: Option<bool>,
     /// Only sessions whose runner is connected: every session here (this server is their runner).
+    #[allow(dead_code)] // accepted: true and false list the same sessions
     pub connected: Option<bool>,
     /// Only pinned sessions (`true`): nothing is pinned here.
     pub pinned: Option<bool>,
@@ -308,7 +313,6 @@ pub async fn create_session(
         }
         (None, config) => config,
     };
-    let _no_meaning_here = (req.cost_control_mode_override, req.subagent_routing_override, req.smart_routing_message);
     for (field, given) in [
         ("sandbox_provider", req.sandbox_provider.is_some_and(|v| !v.is_null())),
         ("git", req.git.is_some_and(|v| !v.is_null())),
@@ -344,17 +348,9 @@ pub async fn create_session(
         Some(_) => return Err(ApiError::invalid("'config' must be a JSON object (the session config)")),
     };
     check_title(req.title.as_deref())?;
-    let settings = SettingsPatch {
-        reasoning_effort: req.reasoning_effort,
-        model_override: req.model_override,
-        archived: None,
-        external_session_id: None,
-        runner_id: None,
-    }
-    .read()?;
     let settings = crate::record::SessionSettings {
-        reasoning_effort: settings.reasoning_effort.flatten(),
-        model_override: settings.model_override.flatten(),
+        reasoning_effort: settings::reasoning_effort(req.reasoning_effort)?.flatten(),
+        model_override: settings::model_override(req.model_override)?.flatten(),
         external_session_id: None,
     };
     // A past conversation (an import) becomes the transcript as it was, without a turn; otherwise the items are
@@ -452,8 +448,7 @@ pub async fn list_sessions(
     };
     // Archived sessions only on request, as Omnigent lists them.
     let mut archived = if q.include_archived == Some(true) { None } else { Some(false) };
-    // This server runs every session itself (always connected); it has no pins and no projects.
-    let _every_session_is_connected = q.connected;
+    // No pins and no projects here.
     let no_such_group = q.pinned == Some(true) || q.project.as_deref().is_some_and(|p| !p.is_empty());
     let invisible = match q.visibility.as_deref() {
         None | Some("all") | Some("mine") => false,
@@ -520,22 +515,14 @@ pub async fn update_session(
 ) -> Result<Json<SessionResponse>, ApiError> {
     let id = session_id(&id)?;
     check_title(req.title.as_ref().and_then(Option::as_deref))?;
-    let settings = SettingsPatch {
-        reasoning_effort: req.reasoning_effort,
-        model_override: req.model_override,
-        archived: req.archived,
-        external_session_id: req.external_session_id,
-        runner_id: req.runner_id,
-    }
-    .read()?;
-    let _no_effect = req.silent;
+    settings::runner_id(req.runner_id.as_deref())?;
     let patch = Patch {
         title: req.title,
         labels: req.labels,
-        archived: settings.archived,
-        reasoning_effort: settings.reasoning_effort,
-        model_override: settings.model_override,
-        external_session_id: settings.external_session_id,
+        archived: req.archived,
+        reasoning_effort: settings::reasoning_effort(req.reasoning_effort)?,
+        model_override: settings::model_override(req.model_override)?,
+        external_session_id: settings::external_session_id(req.external_session_id)?,
     };
     let record = state.sessions.patch(&id, patch).await?;
     Ok(Json(render_snapshot(&state, record, true).await?))

@@ -110,7 +110,7 @@ fn overrides(config: &SessionConfig) -> Vec<OsString> {
     if let Some(auth) = config.executor.auth.as_ref().filter(|a| a.base_url.is_some() || a.api_key.is_some()) {
         sets.push("model_provider=\"omnigent\"".into());
         sets.push("model_providers.omnigent.name=\"omnigent\"".into());
-        let url = auth.base_url.clone().unwrap_or_else(|| "https://api.openai.com/v1".into());
+        let url = auth.base_url.clone().unwrap_or_else(|| crate::credentials::OPENAI.default_url.into());
         sets.push(format!("model_providers.omnigent.base_url={}", toml_string(&url)));
         sets.push(format!("model_providers.omnigent.env_key=\"{KEY_VAR}\""));
         sets.push("model_providers.omnigent.wire_api=\"responses\"".into());
