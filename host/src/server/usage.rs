@@ -9,11 +9,11 @@ use super::AppState;
 use super::error::ApiError;
 use crate::record::{SessionKind, SessionRecord, model_cost_usd, now_us, secs, utc_day};
 use crate::session::SessionError;
-use crate::store::{Page, SessionFilter, SessionSort};
+use crate::store::{Page, SessionFilter, SessionSort, Store, StoreError};
 
 /// Sessions in the report's detail, most recently active first.
 const MAX_SESSIONS: u32 = 100;
-/// Children read per session for its subtree's cost.
+/// Children read per session of a subtree.
 const MAX_CHILDREN: u32 = 1000;
 const DAY_US: i64 = 86_400_000_000;
 
@@ -32,8 +32,8 @@ pub async fn usage(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     let (sessions, _) = store.list_sessions(&page, filter).await.map_err(SessionError::from)?;
     let mut detail = Vec::with_capacity(sessions.len());
     for session in sessions {
-        let children = store.list_children(&session.id, MAX_CHILDREN).await.map_err(SessionError::from)?;
-        detail.push(session_usage(&session, &children));
+        let descendants = descendants(store, &session).await.map_err(SessionError::from)?;
+        detail.push(session_usage(&session, &descendants));
     }
     Ok(Json(json!({
         "object": "usage_report",
@@ -46,9 +46,21 @@ pub async fn usage(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     })))
 }
 
-/// One session's line: its cost with its sub-agents', and its own per-model costs. (Sums start at +0.0: an empty
-/// `f64` sum is -0.0, which clients print as "$-0.00".)
-fn session_usage(session: &SessionRecord, children: &[SessionRecord]) -> Value {
+/// A session's sub-agents, theirs, and so on (each sub-agent runs as a child session).
+async fn descendants(store: &Store, root: &SessionRecord) -> Result<Vec<SessionRecord>, StoreError> {
+    let mut found = Vec::new();
+    let mut parents = vec![root.id.clone()];
+    while let Some(parent) = parents.pop() {
+        let children = store.list_children(&parent, MAX_CHILDREN).await?;
+        parents.extend(children.iter().map(|c| c.id.clone()));
+        found.extend(children);
+    }
+    Ok(found)
+}
+
+/// One session's line: its cost with all its sub-agents', and its own per-model costs. (Sums start at +0.0: an
+/// empty `f64` sum is -0.0, which clients print as "$-0.00".)
+fn session_usage(session: &SessionRecord, descendants: &[SessionRecord]) -> Value {
     let cost = |s: &SessionRecord| s.usage_by_model.values().map(model_cost_usd).fold(0.0, |sum, cost| sum + cost);
     let models: Map<String, Value> =
         session.usage_by_model.iter().map(|(model, entry)| (model.clone(), model_cost_usd(entry).into())).collect();
@@ -58,7 +70,7 @@ fn session_usage(session: &SessionRecord, children: &[SessionRecord]) -> Value {
         "created_at": secs(session.created_at_us),
         "updated_at": secs(session.updated_at_us),
         "title": session.title,
-        "cost_usd": cost(session) + children.iter().map(cost).fold(0.0, |sum, cost| sum + cost),
+        "cost_usd": cost(session) + descendants.iter().map(cost).fold(0.0, |sum, cost| sum + cost),
         "models": models,
         "harness": config("/executor/harness"),
         "other_harnesses": null,

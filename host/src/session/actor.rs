@@ -348,13 +348,20 @@ impl Actor {
         let Some(turn) = self.turn.as_ref().filter(|t| t.response_id == response_id) else {
             return Ok(()); // a stale report (the turn was already ended)
         };
-        // A resumed turn made some of its items before the restart: the store has them all.
-        let stored;
-        let output = if turn.resumed {
-            stored = self.sessions.store().items_of_response(&self.record.id, &turn.response_id).await?;
-            stored.iter().map(Item::flat).collect::<Vec<_>>()
-        } else {
-            turn.output.clone()
+        // Only a completed response carries its output. A resumed turn made some of its items before the restart:
+        // the store has them all. A failed read costs the response its `output`, never the turn its end.
+        let output = match &outcome {
+            TurnOutcome::Completed { .. } if turn.resumed => {
+                match self.sessions.store().items_of_response(&self.record.id, &turn.response_id).await {
+                    Ok(items) => items.iter().map(Item::flat).collect(),
+                    Err(e) => {
+                        tracing::warn!(session = %self.record.id, error = %e, "could not read a resumed turn's items for its response's output");
+                        turn.output.clone()
+                    }
+                }
+            }
+            TurnOutcome::Completed { .. } => turn.output.clone(),
+            _ => Vec::new(),
         };
         let mut draft = Draft::new(&self.record);
         let ending = EndingTurn {
