@@ -9,6 +9,8 @@ pub const MAX_TOOL_TIMEOUT_S: u64 = 24 * 60 * 60;
 pub const MAX_TOOL_OUTPUT_BYTES: u64 = 16 << 20;
 /// Longest a question may wait for a human (30 days).
 pub const MAX_ASK_TIMEOUT_S: u64 = 30 * 24 * 60 * 60;
+/// Longest pause of the scripted provider before each streamed word (10 s).
+pub const MAX_SCRIPT_DELAY_MS: u64 = 10_000;
 /// Longest one policy evaluation may take (a minute).
 pub const MAX_POLICY_TIMEOUT_MS: u64 = 60_000;
 

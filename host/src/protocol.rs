@@ -107,6 +107,31 @@ impl EventType {
     }
 }
 
+/// The events of the server-wide feed of session summaries (`GET /v1/sessions/feed`, the web UI's live list).
+/// Not a session's log: these carry no sequence number and are not replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// Subscribed: every change from now on will arrive, so list the sessions now.
+    Ready,
+    /// A session was created or its summary changed: the data is its list row (`GET /v1/sessions`'s shape).
+    Summary,
+    /// A session was deleted: `{"id": …}`.
+    Deleted,
+    /// This subscriber fell behind and missed changes: list the sessions again.
+    Resync,
+}
+
+impl FeedEvent {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FeedEvent::Ready => "feed.ready",
+            FeedEvent::Summary => "session.summary",
+            FeedEvent::Deleted => "session.deleted",
+            FeedEvent::Resync => "feed.resync",
+        }
+    }
+}
+
 /// Event types a harness may emit itself, besides `harness.<name>`.
 pub const HARNESS_EMITTABLE: [EventType; 3] =
     [EventType::ReasoningStarted, EventType::ReasoningTextDelta, EventType::ReasoningSummaryTextDelta];

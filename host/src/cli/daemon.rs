@@ -132,7 +132,7 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
         database = %pid_file.database,
         credentials = %args.data_dir.join(crate::credentials::FILE_NAME).display(),
         keys_from_environment = !args.no_env_credentials,
-        "omnigent server listening"
+        "omnigent server listening: open the url in a browser for the web UI"
     );
     tokio::spawn(wait_for_signal(shutdown));
     let result = server.run().await;

@@ -61,7 +61,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let path = format!("/v1/sessions/{}/fork", super::sessions::encode(source));
         let fork = client.request(Method::POST, &path, Some(&body)).await?;
         let id = fork["id"].as_str().context("the server's answer has no session id")?.to_string();
-        eprintln!("forked {source} → session {id}  ({}/v1/sessions/{id})", client.base());
+        eprintln!("forked {source} → session {id}  (web UI: {}/c/{id})", client.base());
         return converse(&client, &id, args.prompt.as_deref()).await;
     }
     // Read and check the config before anything starts: a bad file starts nothing.
@@ -99,7 +99,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .request(Method::POST, "/v1/sessions", Some(&json!({"title": title, "config": config.to_json()})))
         .await?;
     let id = created["id"].as_str().context("the server's answer has no session id")?.to_string();
-    eprintln!("session {id}  ({}/v1/sessions/{id})", client.base());
+    eprintln!("session {id}  (web UI: {}/c/{id})", client.base());
     converse(&client, &id, args.prompt.as_deref()).await
 }
 

@@ -1,7 +1,7 @@
 //! What a config must satisfy before any session runs it, and the Omnigent keys it accepts without acting on.
 
 use super::{BUILTIN_HARNESSES, BUILTIN_TOOLS, ProviderKind, SessionConfig, ToolKind};
-use crate::bounds::{MAX_TOOL_OUTPUT_BYTES, MAX_TOOL_TIMEOUT_S, MAX_TURN_TIMEOUT_S, within};
+use crate::bounds::{MAX_SCRIPT_DELAY_MS, MAX_TOOL_OUTPUT_BYTES, MAX_TOOL_TIMEOUT_S, MAX_TURN_TIMEOUT_S, within};
 
 /// Longest agent name.
 const MAX_NAME_CHARS: usize = 256;
@@ -90,6 +90,7 @@ impl SessionConfig {
             if step.text.is_none() && step.tool_call.is_none() && step.tool_calls.is_empty() {
                 return Err(format!("executor.script[{i}] needs text, tool_call or tool_calls"));
             }
+            within(&format!("executor.script[{i}].delay_ms"), step.delay_ms, MAX_SCRIPT_DELAY_MS, "milliseconds")?;
         }
         if let Some(p) = &self.executor.pricing
             && !(p.input_usd_per_mtok >= 0.0 && p.output_usd_per_mtok >= 0.0)

@@ -26,6 +26,19 @@ impl SessionConfig {
         Ok(config)
     }
 
+    /// A config sent as YAML text over the API (the web UI's "paste a config"): parsed as `omnigent run -f` parses
+    /// a file, except that `${VAR}` is not expanded from the server's environment — a client must not read the
+    /// server's variables into a prompt. (An `executor.auth.api_key: ${VAR}` reference still resolves at each turn,
+    /// as for any stored config.) The result goes through [`SessionConfig::from_json`] like any `config`.
+    pub fn yaml_from_client(text: &str) -> Result<Value, ConfigError> {
+        let err = |position, message: String| ConfigError { origin: "config_yaml".into(), position, message };
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(err(None, format!("the config is larger than {} bytes", MAX_CONFIG_BYTES)));
+        }
+        check_nesting(text).map_err(|(at, message)| err(Some(line_col(text, at)), message))?;
+        serde_norway::from_str(text).map_err(|e| yaml_error(e, "config_yaml"))
+    }
+
     /// Reads a config sent as JSON (the API's `config`), with the same checks as YAML.
     pub fn from_json(value: Value) -> Result<SessionConfig, String> {
         let config: SessionConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;

@@ -277,6 +277,9 @@ pub struct ScriptStep {
     pub tool_call: Option<ScriptedCall>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ScriptedCall>,
+    /// Pause before each streamed word, in milliseconds (demos and tests that must catch a turn mid-stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

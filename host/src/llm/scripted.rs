@@ -25,10 +25,14 @@ impl Scripted {
             });
         };
         let text = step.text.clone().unwrap_or_default();
-        // Stream it word by word, as a real model would.
+        // Stream it word by word, as a real model would (slowly, when the step asks).
+        let delay = step.delay_ms.map(std::time::Duration::from_millis);
         for piece in text.split_inclusive(' ') {
+            match delay {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => tokio::task::yield_now().await,
+            }
             on_delta(piece);
-            tokio::task::yield_now().await;
         }
         let tool_calls: Vec<ToolCall> = step
             .tool_call

@@ -23,6 +23,7 @@ pub struct ApiError {
 pub enum ErrorCode {
     InvalidInput,
     Unauthorized,
+    Forbidden,
     NotFound,
     Conflict,
     AlreadyExists,
@@ -40,6 +41,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict | ErrorCode::AlreadyExists => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

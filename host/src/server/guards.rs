@@ -79,6 +79,10 @@ pub(super) async fn refuse_nul_in_url(request: Request, next: Next) -> Response 
     next.run(request).await
 }
 
+/// The cookie a browser holds instead of a bearer header (EventSource, WebSocket and download links cannot send
+/// one): set by `POST /v1/auth/cookie` with the token, HttpOnly and SameSite=Strict.
+pub(super) const AUTH_COOKIE: &str = "omnigent_token";
+
 pub(super) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(expected) = &state.auth_token {
         let header = request
@@ -94,11 +98,49 @@ pub(super) async fn require_token(State(state): State<AppState>, request: Reques
             .then(|| request.uri().query())
             .flatten()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
-        let presented = header.or(query).unwrap_or("");
+        let cookie = cookie(request.headers(), AUTH_COOKIE);
+        let presented = header.or(query).or(cookie.as_deref()).unwrap_or("");
         // Constant-time: the comparison must not reveal how much of a guess was right.
-        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        if !matches(presented, expected) {
             return ApiError::unauthorized().into_response();
+        }
+        // A cookie rides along on any request the browser makes, so a request that only the cookie authorizes
+        // must come from a page of this server (SameSite=Strict already keeps other sites' requests out).
+        if header.is_none() && query.is_none() && !same_origin(&request) {
+            return ApiError::new(ErrorCode::Forbidden, "this request came from another site's page (its Origin)")
+                .into_response();
         }
     }
     next.run(request).await
+}
+
+pub(super) fn matches(presented: &str, expected: &str) -> bool {
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The value of one cookie of the request.
+fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_string())
+}
+
+/// Writes (anything but GET/HEAD) and WebSocket upgrades must name this server as their Origin; a GET without an
+/// Origin (a navigation, an EventSource) is fine.
+fn same_origin(request: &Request) -> bool {
+    let headers = request.headers();
+    let origin = headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok());
+    match origin {
+        Some(origin) => {
+            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+            origin_host.is_some() && origin_host == host
+        }
+        None => matches!(*request.method(), Method::GET | Method::HEAD),
+    }
 }

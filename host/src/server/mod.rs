@@ -5,9 +5,11 @@ mod comments;
 mod credentials;
 pub mod error;
 mod extract;
+mod feed;
 mod files;
 mod guards;
 mod info;
+mod login;
 mod native;
 mod placement;
 pub mod policies;
@@ -15,6 +17,7 @@ mod responses;
 mod sessions;
 mod settings;
 mod sse;
+mod ui;
 mod usage;
 
 use std::net::SocketAddr;
@@ -123,6 +126,7 @@ pub enum StartError {
         health,
         sessions::create_session,
         sessions::list_sessions,
+        feed::feed,
         sessions::get_session,
         sessions::update_session,
         sessions::delete_session,
@@ -148,6 +152,8 @@ pub enum StartError {
         credentials::list,
         credentials::check,
         info::info,
+        login::login,
+        login::logout,
         info::me,
         usage::usage,
         agents::session_agent,
@@ -205,6 +211,7 @@ pub fn router(
     };
     let v1 = Router::new()
         .route("/sessions", get(sessions::list_sessions).post(sessions::create_session))
+        .route("/sessions/feed", get(feed::feed))
         .route(
             "/sessions/{id}",
             get(sessions::get_session).patch(sessions::update_session).delete(sessions::delete_session),
@@ -255,8 +262,9 @@ pub fn router(
         .route_layer(middleware::from_fn_with_state(state.clone(), guards::require_token));
     Router::new()
         .route("/health", get(health))
+        .route("/v1/auth/cookie", axum::routing::post(login::login).delete(login::logout))
         .merge(guarded)
-        .fallback(not_found)
+        .fallback(ui::serve)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(middleware::from_fn_with_state(
@@ -284,10 +292,6 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
-}
-
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {

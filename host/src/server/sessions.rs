@@ -31,6 +31,9 @@ pub struct CreateSessionRequest {
     /// The session config inline (Omnigent's agent YAML as JSON: `name`, `prompt`, `executor{harness, model}`, …).
     #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
+    /// The session config as YAML text (ours: what the web UI's "paste a config" sends), instead of `config`.
+    /// `${VAR}` is not expanded from the server's environment.
+    pub config_yaml: Option<String>,
     /// A registered agent (id or name) whose config the session uses, instead of `config`.
     pub agent_id: Option<String>,
     /// Events applied right after creation, usually one user message (which starts a turn).
@@ -256,7 +259,7 @@ fn snapshot(record: SessionRecord, items: Vec<Value>) -> SessionResponse {
     }
 }
 
-fn list_item(record: SessionRecord) -> SessionListItem {
+pub(super) fn list_item(record: SessionRecord) -> SessionListItem {
     SessionListItem {
         pending_elicitations_count: record.policy.pending.len(),
         summary: summary(record),
@@ -296,7 +299,12 @@ pub async fn create_session(
     ApiJson(req): ApiJson<CreateSessionRequest>,
 ) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
     let mut agent_id = None;
-    let config = match (req.agent_id, req.config) {
+    let inline = match (req.config, req.config_yaml) {
+        (Some(c), Some(_)) if !c.is_null() => return Err(ApiError::invalid("give either 'config' or 'config_yaml'")),
+        (_, Some(text)) => Some(SessionConfig::yaml_from_client(&text).map_err(|e| ApiError::invalid(e.to_string()))?),
+        (config, None) => config,
+    };
+    let config = match (req.agent_id, inline) {
         (Some(_), Some(c)) if !c.is_null() => {
             return Err(ApiError::invalid("give either 'agent_id' or 'config', not both"));
         }

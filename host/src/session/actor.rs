@@ -400,6 +400,7 @@ impl Actor {
         };
         match self.sessions.store().commit(&commit).await {
             Ok(()) => {
+                self.sessions.inner.changes.compare(&self.record, &draft.record);
                 self.record = draft.record;
                 if let Some(turn) = self.turn.as_mut() {
                     turn.collect_output(&draft.items);
@@ -431,6 +432,7 @@ impl Actor {
     /// Tells subscribers the session is gone and leaves the registry.
     fn close(&self) {
         let _ = self.events.send(Published::Closed);
+        self.sessions.inner.changes.announce(super::SessionChange::Deleted(self.record.id.clone()));
         self.sessions.inner.live.lock().unwrap().remove(&self.record.id);
     }
 

@@ -5,6 +5,7 @@
 //! stop after a quiet spell with no subscribers, so stored-but-quiet sessions cost nothing.
 
 mod actor;
+mod changes;
 mod draft;
 pub mod fold;
 mod fork;
@@ -26,6 +27,8 @@ use crate::protocol::NewEvent;
 use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent, now_us};
 use crate::store::{FileChange, JournalEntry, Page, Store, StoreError};
 use actor::{Actor, Command};
+use changes::ChangeFeed;
+pub use changes::SessionChange;
 pub use input::{ApprovalAction, EventInput, Input};
 pub use runner::{FailureCode, TokenUsage, TurnOutcome, TurnRunner, TurnShared, TurnStart, Waiter};
 
@@ -141,13 +144,15 @@ struct Inner {
     shutdown: CancellationToken,
     idle_timeout: Duration,
     runner: Arc<dyn TurnRunner>,
+    changes: ChangeFeed,
 }
 
 impl Sessions {
     /// `runner` starts the turns the sessions' actors begin.
     pub fn new(store: Store, shutdown: CancellationToken, runner: Arc<dyn TurnRunner>) -> Self {
         let idle_timeout = Duration::from_secs(60);
-        Sessions { inner: Arc::new(Inner { store, live: Mutex::default(), shutdown, idle_timeout, runner }) }
+        let changes = ChangeFeed::new();
+        Sessions { inner: Arc::new(Inner { store, live: Mutex::default(), shutdown, idle_timeout, runner, changes }) }
     }
 
     /// Appends events (through the actor, the session's only writer); the running turn may wait for answers.
@@ -238,6 +243,11 @@ impl Sessions {
         &self.inner.shutdown
     }
 
+    /// The feed of sessions whose summary changed (created, status, title, approvals, deleted).
+    pub fn changes(&self) -> broadcast::Receiver<SessionChange> {
+        self.inner.changes.subscribe()
+    }
+
     /// Number of sessions with a live actor.
     pub fn live_count(&self) -> usize {
         self.inner.live.lock().unwrap().len()
@@ -253,6 +263,7 @@ impl Sessions {
         }
         self.inner.store.create_session(&record).await?;
         tracing::info!(session = %record.id, "session created");
+        self.inner.changes.announce(SessionChange::Updated(record.id.clone()));
         if new.initial_items.is_empty() {
             return Ok(record);
         }

@@ -1,0 +1,50 @@
+//! The server-wide feed of session changes: which sessions a list of sessions must redraw (the web UI's live
+//! sidebar). Only what a list shows counts — status, title, pending approvals, archived, the failure — not every
+//! streamed delta, so a busy session does not flood the feed.
+
+use tokio::sync::broadcast;
+
+use crate::ids::SessionId;
+use crate::record::SessionRecord;
+
+/// How many changes a slow feed subscriber may fall behind before it is told to re-list.
+const FEED_CAPACITY: usize = 1024;
+
+/// A change to a session as a list shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionChange {
+    /// Created, or its summary changed: read it again.
+    Updated(SessionId),
+    /// Deleted.
+    Deleted(SessionId),
+}
+
+/// Where changes are announced; every subscriber gets each one (or learns it lagged).
+pub(super) struct ChangeFeed {
+    sender: broadcast::Sender<SessionChange>,
+}
+
+impl ChangeFeed {
+    pub(super) fn new() -> Self {
+        ChangeFeed { sender: broadcast::channel(FEED_CAPACITY).0 }
+    }
+
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<SessionChange> {
+        self.sender.subscribe()
+    }
+
+    pub(super) fn announce(&self, change: SessionChange) {
+        // No subscriber is the common case, not an error.
+        let _ = self.sender.send(change);
+    }
+
+    /// Announces `after` when a list would show it differently from `before`.
+    pub(super) fn compare(&self, before: &SessionRecord, after: &SessionRecord) {
+        let shown = |r: &SessionRecord| {
+            (r.status, r.title.clone(), r.policy.pending.len(), r.archived, r.last_task_error.is_some(), r.labels.len())
+        };
+        if shown(before) != shown(after) {
+            self.announce(SessionChange::Updated(after.id.clone()));
+        }
+    }
+}
