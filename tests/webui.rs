@@ -30,8 +30,15 @@ fn chromium() -> Option<PathBuf> {
     Path::new(&path).exists().then(|| PathBuf::from(path))
 }
 
-/// `npm ci` once per checkout (node_modules kept; redone when the lockfile changed).
+/// `npm ci` once per checkout (node_modules kept; redone when the lockfile changed). The tests of this file run in
+/// parallel: one installs, the others wait for it.
 fn node_modules() -> bool {
+    static INSTALLED: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    *installed.get_or_insert_with(install_node_modules)
+}
+
+fn install_node_modules() -> bool {
     let ui = ui_dir();
     let stamp = ui.join("node_modules/.package-lock.json");
     let lock = ui.join("package-lock.json");

@@ -187,7 +187,7 @@ function ToolWork({ entries }: { entries: Entry[] }) {
     ? `${calls.length} tool call${calls.length > 1 ? 's' : ''}: ${[...new Set(names)].join(', ')}`
     : 'Reasoning';
   return (
-    <details class="tool-work" data-item-id={items[0].id}>
+    <details class="tool-work" data-group={items[0].id}>
       <summary>Worked — {summary}</summary>
       {items.map((i) => {
         if (i.type === 'reasoning') {
