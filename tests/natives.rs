@@ -1176,3 +1176,24 @@ async fn a_hook_that_cannot_reach_the_server_never_allows_silently() {
     let (out, _) = hook("PostToolUse", json!({"tool_name": "Bash"}));
     assert_eq!(out.trim(), "");
 }
+
+/// The web UI's Terminals tab against the real CLI (the browser scenario `host/ui/e2e/terminal.scenario.mjs`):
+/// attach, keys reach the CLI, the window resizes, a read-only attach sends nothing, closing removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_ui_attaches_to_the_terminal() {
+    let db = omnigent_testkit::sqlite_db();
+    let Some(t) = Setup::new(&db.url, vec![Reply::text("unused")]).await else { return };
+    let Some(chromium) = omnigent_testkit::browser::ready() else { return };
+    let id = t.session(json!({})).await;
+    let (status, body) = t.api.post(&format!("/v1/sessions/{id}/resources/terminals"), json!({})).await;
+    assert!((200..300).contains(&status), "{status}: {body}");
+    // Claude draws its input box once it is ready for keys.
+    t.wait_screen(&id, "? for shortcuts").await;
+    let mut cmd = omnigent_testkit::browser::node(&bin(), &chromium);
+    cmd.args(["--test", "--test-reporter=spec", "e2e/terminal.scenario.mjs"])
+        .env("OMNIGENT_URL", &t.server.url)
+        .env("OMNIGENT_SESSION", &id);
+    tokio::task::spawn_blocking(move || omnigent_testkit::browser::run(&mut cmd, "the terminal scenario"))
+        .await
+        .unwrap();
+}

@@ -143,3 +143,26 @@ test('keyboard only: tab to the message box, Enter sends, tab to Approve, Space 
   await p.getByRole('navigation', { name: 'Sessions' }).waitFor();
   await p.context().close();
 });
+
+test('start from a registered agent; a failed turn shows its reason as an error card', async () => {
+  await server.api('POST', '/v1/agents', {
+    config: {
+      name: 'broken-helper',
+      description: 'Its harness file is gone.',
+      executor: { harness: '/nonexistent/gone.wasm', provider: 'scripted', script: [{ text: 'never' }] },
+    },
+  });
+  const p = await page(b);
+  await p.goto(server.url + '/');
+  await p.getByRole('radio', { name: /A registered agent/ }).check();
+  await p.getByLabel('Agent', { exact: true }).selectOption({ label: 'broken-helper — Its harness file is gone.' });
+  await p.getByLabel('First message').fill('try');
+  await p.getByRole('button', { name: 'Start session' }).click();
+  await p.waitForURL(/\/c\/conv_/);
+  const card = p.getByRole('alert').filter({ hasText: 'The last turn failed' });
+  await card.waitFor({ timeout: 30_000 });
+  assert.match(await card.innerText(), /gone\.wasm/);
+  const id = p.url().split('/c/')[1];
+  await p.locator(`[data-session-id="${id}"] .dot.failed`).waitFor();
+  await p.context().close();
+});

@@ -170,3 +170,19 @@ tools:
   await p.locator('.message.assistant', { hasText: 'helper says: hi' }).waitFor();
   await p.context().close();
 });
+
+test('rename and delete from the page', async () => {
+  const s = await server.session('demo.yaml', { title: 'Old name' });
+  const p = await page(b);
+  await p.goto(`${server.url}/c/${s.id}`);
+  p.once('dialog', (d) => d.accept('New name'));
+  await p.getByRole('button', { name: 'Rename' }).click();
+  await p.getByRole('heading', { name: 'New name' }).waitFor();
+  await p.locator(`[data-session-id="${s.id}"]`, { hasText: 'New name' }).waitFor();
+  p.once('dialog', (d) => d.accept());
+  await p.getByRole('button', { name: 'Delete' }).click();
+  await p.getByRole('heading', { name: 'What should we build?' }).waitFor();
+  await p.locator(`[data-session-id="${s.id}"]`).waitFor({ state: 'detached' });
+  await assert.rejects(server.api('GET', `/v1/sessions/${s.id}`), /404/);
+  await p.context().close();
+});

@@ -67,5 +67,8 @@ export function stopFeed() {
   source = null;
 }
 
-/** Records a summary the page already has (a create or rename answers with it) before the feed says so. */
-export const remember = put;
+/** Lists a session the page just created before the feed says so. The feed stays the authority: a summary it
+ * already delivered (the new session may have failed before the create's answer arrived) is newer than this one. */
+export function remember(summary: SessionSummary) {
+  if (!sessions.value.has(summary.id)) put(summary);
+}

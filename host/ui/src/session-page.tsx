@@ -68,7 +68,6 @@ export function SessionPage({ id, item }: { id: string; item?: string }) {
     try {
       const updated = await patch<Snapshot>(sessionPath(id), { title: next.trim() });
       live.title.value = updated.title;
-      remember({ ...updated, pending_elicitations_count: live.pending.value.length });
     } catch (e) {
       setError(errorText(e));
     }
