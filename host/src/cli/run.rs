@@ -242,8 +242,9 @@ impl<'a> Chat<'a> {
                 match read_answer().await {
                     Some(accept) => self.resolve(&eid, &target, accept).await?,
                     None => eprintln!(
-                        "(no answer from this terminal; the session stays paused until someone answers: POST \
-                         /v1/sessions/{target}/elicitations/{eid}/resolve)"
+                        "(no answer from this terminal; the session stays paused until someone answers it in the web \
+                         UI, {}/approve/{target}/{eid}, or with POST /v1/sessions/{target}/elicitations/{eid}/resolve)",
+                        self.client.base()
                     ),
                 }
             }

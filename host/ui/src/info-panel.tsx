@@ -30,8 +30,12 @@ export function InfoPanel({ live }: { live: LiveSession }) {
         <dd>{snap.agent_name ?? snap.agent_id ?? '—'}</dd>
         <dt>Harness</dt>
         <dd>{snap.harness ?? '—'}</dd>
-        <dt>Model</dt>
-        <dd>{snap.llm_model ?? '—'}</dd>
+        {snap.llm_model && (
+          <>
+            <dt>Model</dt>
+            <dd>{snap.llm_model}</dd>
+          </>
+        )}
         {snap.parent_session_id && (
           <>
             <dt>Parent</dt>
