@@ -103,6 +103,7 @@ export function SessionPage({ id, item }: { id: string; item?: string }) {
         {error && <p class="error-text" role="alert">{error}</p>}
         <Transcript
           live={live}
+          focus={item}
           actions={{
             fork: (i) => setForking(i),
             comment: (i, text, selection) => setCommenting({ item: i, text, selection }),

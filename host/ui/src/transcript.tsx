@@ -44,14 +44,27 @@ function blocks(entries: Entry[]): Block[] {
   return out;
 }
 
-export function Transcript({ live, actions }: { live: LiveSession; actions: ItemActions }) {
+/** How many blocks a long transcript shows at first (the newest); earlier ones come on request. */
+const WINDOW = 200;
+
+export function Transcript({ live, actions, focus }: { live: LiveSession; actions: ItemActions; focus?: string }) {
   const entries = live.entries.value;
   const streaming = live.streaming.value;
   const running = live.status.value === 'running';
+  const [shown, setShown] = useState(WINDOW);
+  const all = blocks(entries);
+  // A deep link to an older item widens the window to include it.
+  const wanted = focus ? all.findIndex((b) => (b.kind === 'work' ? b.entries : [b.entry]).some((e) => e.id === focus)) : -1;
+  const from = Math.max(0, Math.min(all.length - shown, wanted >= 0 ? wanted : all.length));
   return (
     <div class="transcript" role="log" aria-label="Transcript" aria-busy={running}>
       {entries.length === 0 && !streaming && <p class="empty">No messages yet. Say what the agent should do.</p>}
-      {blocks(entries).map((b) =>
+      {from > 0 && (
+        <button type="button" class="subtle show-earlier" onClick={() => setShown(all.length)}>
+          Show earlier messages ({from} more)
+        </button>
+      )}
+      {all.slice(from).map((b) =>
         b.kind === 'work' ? <ToolWork key={b.id} entries={b.entries} /> : <EntryView key={b.entry.id} entry={b.entry} actions={actions} />,
       )}
       {streaming && (streaming.text || streaming.reasoning) && (
