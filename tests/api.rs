@@ -786,8 +786,11 @@ async fn comments_are_events_and_survive_a_restart() {
         let api = &srv.api;
         let id = api.create(json!({})).await;
         let base = format!("/v1/sessions/{id}/comments");
-        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        // Comment events are this server's own: a client asks for them (Omnigent's stream has none).
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream?extensions=true", api.base), &[]).await;
         sse.next().await.unwrap();
+        let mut omnigent_only = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
+        omnigent_only.next().await.unwrap();
         let (status, first) = api
             .post(&base, json!({"path": "src/main.rs", "body": "Handle the error here.", "start_index": 10, "end_index": 20, "anchor_content": "unwrap()"}))
             .await;
@@ -819,6 +822,10 @@ async fn comments_are_events_and_survive_a_restart() {
         assert!(text.contains("On src/main.rs [10–20]: \"unwrap()\"\nHandle the error here."), "{text}");
         assert!(text.contains("Typo in line 3."), "{text}");
         assert_eq!(api.post(&format!("{base}/send"), json!({"comment_ids": ["cmt_nope"]})).await.0, 404);
+        // The stream Omnigent's clients open (no `extensions`) skipped every comment event: its next one is this.
+        api.call(Method::PATCH, &format!("/v1/sessions/{id}"), Some(json!({"title": "reviewed"}))).await;
+        let next = omnigent_only.next_event().await.unwrap();
+        assert_eq!(next.event.as_deref(), Some("session.title"), "{}: {:?}", db.label, next.event);
         srv.stop().await;
 
         // The fold is durable: a restarted server has the same comments.

@@ -374,7 +374,7 @@ async fn hostile_harnesses_fail_their_own_turn_and_other_sessions_carry_on() {
 
     // A harness may publish its own `harness.*` events, but not forge the host's.
     let id = create_from_yaml(&api, &hostile_yaml, work.path()).await;
-    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream?extensions=true", srv.url), &[]).await;
     sse.next().await.unwrap();
     api.message(&id, "emit").await;
     let frames = sse.until("response.completed").await;

@@ -101,6 +101,26 @@ impl EventType {
         self.as_str().starts_with("response.")
     }
 
+    /// Whether Omnigent's clients know this event (its `ServerStreamEvent` union in 0.19.1). The others are this
+    /// server's own — comments, labels, policy state and policy changes, archive, the external session id — which
+    /// Omnigent's SDK would drop; a stream sends them only to a client that asks (`?extensions=true`).
+    pub fn known_to_omnigent(self) -> bool {
+        !matches!(
+            self,
+            EventType::SessionArchived
+                | EventType::SessionExternalId
+                | EventType::SessionLabels
+                | EventType::SessionLabelsSet
+                | EventType::PolicyState
+                | EventType::PolicyCreated
+                | EventType::PolicyUpdated
+                | EventType::PolicyDeleted
+                | EventType::CommentCreated
+                | EventType::CommentUpdated
+                | EventType::CommentDeleted
+        )
+    }
+
     /// An approval request or its answer.
     pub fn is_elicitation(self) -> bool {
         matches!(self, EventType::ElicitationRequest | EventType::ElicitationResolved)

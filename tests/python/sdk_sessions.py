@@ -196,3 +196,72 @@ async def settings_path(base: str) -> None:
 
 
 asyncio.run(settings_path(sys.argv[1]))
+
+
+async def every_frame_is_an_omnigent_event(base: str) -> None:
+    """Every frame of a busy session's stream — a turn with a tool and an approval, a file, a comment, labels, a
+    policy added, archived — is one the SDK's own event union accepts: nothing is silently dropped."""
+    import tempfile
+    from omnigent_client._sessions import _SERVER_STREAM_EVENT_ADAPTER
+    config = {
+        "name": "sdk-busy",
+        "executor": {"harness": "agent", "provider": "scripted",
+                     "script": [{"text": "Checking. ", "tool_call": {"name": "shell", "arguments": {"command": "echo ran"}}},
+                                {"text": "All done."}]},
+        "tools": {"shell": {"type": "builtin"}},
+        "os_env": {"cwd": tempfile.gettempdir()},
+        "policies": {"ask_os": {"handler": "omnigent.policies.builtins.safety.ask_on_os_tools"}},
+    }
+    async with httpx.AsyncClient(timeout=20) as http:
+        sid = (await http.post(f"{base}/v1/sessions", json={"config": config})).json()["id"]
+        s = f"{base}/v1/sessions/{sid}"
+        await http.post(f"{s}/events", json={"type": "message", "data": {"role": "user", "content": "go"}})
+        for _ in range(100):
+            snap = (await http.get(s)).json()
+            if snap["pending_elicitations"]:
+                break
+            await asyncio.sleep(0.1)
+        eid = snap["pending_elicitations"][0]["elicitation_id"]
+        await http.post(f"{s}/elicitations/{eid}/resolve", json={"action": "accept"})
+        for _ in range(100):
+            if (await http.get(s)).json()["status"] == "idle":
+                break
+            await asyncio.sleep(0.1)
+        await http.post(f"{s}/resources/files", files={"file": ("notes.txt", b"hello\n", "text/plain")})
+        await http.post(f"{s}/comments", json={"path": "notes.txt", "body": "why?"})
+        await http.patch(s, json={"labels": {"team": "a"}, "archived": True})
+        await http.post(f"{s}/policies", json={"name": "cap", "handler": "omnigent.policies.builtins.safety.max_tool_calls_per_session", "factory_params": {"limit": 5}})
+        await http.patch(s, json={"title": "busy"})  # last, and an event Omnigent's clients know
+        last = (await http.get(s)).json()["last_seq"]
+        frames = []
+        async with http.stream("GET", f"{s}/stream", params={"after": 0}) as r:
+            event = None
+            async for line in r.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event:
+                    data = json.loads(line[6:])
+                    frames.append(data)
+                    if (data.get("sequence_number") or 0) >= last or len(frames) > 500:
+                        break
+    # Our own events (comments, labels, policy state, archive) are left out of the stream Omnigent's clients open.
+    # `paused` is this server's fourth state by design (the seed's): Omnigent's status enum lacks it, so the SDK skips
+    # that one frame; its users learn the session waits from the elicitation request and the snapshot (README).
+    rejected = []
+    for data in frames:
+        if data.get("type") == "session.status" and data.get("status") == "paused":
+            continue
+        try:
+            _SERVER_STREAM_EVENT_ADAPTER.validate_python(data)
+        except ValueError as e:
+            rejected.append((data.get("type"), str(e)[:200]))
+    check(not rejected, f"frames the SDK would drop: {rejected}")
+    types = {d["type"] for d in frames}
+    for wanted in ("response.elicitation_request", "response.output_item.done", "session.resource.created", "session.title"):
+        check(wanted in types, f"{wanted} on the stream: {sorted(types)}")
+    print(f"ok (all {len(frames)} frames are Omnigent events)")
+
+
+import json  # noqa: E402
+
+asyncio.run(every_frame_is_an_omnigent_event(sys.argv[1]))

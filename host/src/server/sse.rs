@@ -23,6 +23,10 @@ use crate::stream::{Frame, follow};
 pub struct StreamQuery {
     /// Replay every event with a sequence number above this one, then continue live (same as `Last-Event-ID`).
     pub after: Option<String>,
+    /// Also send this server's own events, which Omnigent's clients do not know: `session.comment.*`,
+    /// `session.labels`, `session.policy_state`, `session.policy.*`, `session.archived`,
+    /// `session.external_session_id` and a harness's `harness.*` (default false: the stream is Omnigent's).
+    pub extensions: Option<bool>,
     /// Accepted for Omnigent compatibility (presence flag).
     #[allow(dead_code)] // accepted, not acted on
     pub idle: Option<bool>,
@@ -46,7 +50,10 @@ pub async fn stream(
         None => q.after.as_deref().map(|a| parse_cursor(a, "after")).transpose()?,
     };
     let frames = follow(&state.sessions, &id, cursor, state.heartbeat).await?;
-    let events = frames.map(|frame| Ok::<_, Infallible>(sse_event(frame)));
+    let extensions = q.extensions.unwrap_or(false);
+    let events = frames
+        .filter(move |frame| std::future::ready(extensions || omnigent_knows(frame)))
+        .map(|frame| Ok::<_, Infallible>(sse_event(frame)));
     let mut response = Sse::new(events).into_response();
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
@@ -59,6 +66,14 @@ fn parse_cursor(raw: &str, what: &str) -> Result<i64, ApiError> {
             crate::ids::truncate(raw, 40)
         ))
     })
+}
+
+/// Whether an Omnigent client knows this frame (a harness's own `harness.*` events are ours too).
+fn omnigent_knows(frame: &Frame) -> bool {
+    match frame {
+        Frame::Event(e) | Frame::State(e) => EventType::parse(&e.event_type).is_some_and(EventType::known_to_omnigent),
+        Frame::Heartbeat | Frame::Done => true,
+    }
 }
 
 fn sse_event(frame: Frame) -> SseEvent {

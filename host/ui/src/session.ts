@@ -88,7 +88,7 @@ export class LiveSession {
 
   private listen() {
     this.source?.close();
-    const source = new EventSource(`${sessionPath(this.id)}/stream?after=${this.cursor}`);
+    const source = new EventSource(`${sessionPath(this.id)}/stream?after=${this.cursor}&extensions=true`);
     this.source = source;
     source.onopen = () => (this.connected.value = true);
     source.onerror = () => {
