@@ -104,3 +104,63 @@ async fn the_python_cli_exports_and_imports_a_session_and_reads_usage() {
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap_or_else(|e| panic!("{e}: {report}"));
     assert_eq!(report["object"], "usage_report", "{report}");
 }
+
+/// Omnigent's `omnigent attach ID --server URL` (its REPL, in a real terminal: tmux) joins a session of this server:
+/// a line typed there is the session's message, and the reply streams into the REPL. `omnigent diagnose --server`
+/// reads this server's version and auth mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_cli_attaches_to_a_session_and_diagnoses_the_server() {
+    let Some(python) = sdk_python() else { return };
+    let cli = PathBuf::from(&python).with_file_name("omnigent");
+    let dir = tempfile::tempdir().unwrap();
+    let db = omnigent_testkit::sqlite_db();
+    let server =
+        ServerProcess::start(&PathBuf::from(env!("CARGO_BIN_EXE_omnigent")), dir.path(), &db.url, free_port(), &[])
+            .await;
+    let api = omnigent_testkit::Api::new(server.url.clone());
+    let config = serde_json::json!({"name": "pal", "executor": {"harness": "agent", "provider": "scripted",
+        "script": [{"text": "Hello from the scripted model."}]}});
+    let id = api.create(serde_json::json!({"config": config, "title": "attach me"})).await;
+
+    let diagnosis = tokio::process::Command::new(&cli)
+        .args(["diagnose", "--json", "--server", &server.url])
+        .env("HOME", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&diagnosis.stdout);
+    let report: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(report["server_version"], env!("CARGO_PKG_VERSION"), "{report}");
+    assert_eq!(report["auth_source"], "single_user", "{report}");
+
+    // The REPL needs a terminal: a private tmux server gives it one. (A first start would ask for a colour theme.)
+    std::fs::create_dir_all(dir.path().join(".omnigent")).unwrap();
+    std::fs::write(dir.path().join(".omnigent/config.yaml"), "tui:\n  theme: dark\n").unwrap();
+    let socket = dir.path().join("tmux.sock");
+    let tmux = |args: &[&str]| {
+        let out = std::process::Command::new("tmux").arg("-S").arg(&socket).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let command = format!("HOME={} {} attach {id} --server {}", dir.path().display(), cli.display(), server.url);
+    tmux(&["new-session", "-d", "-x", "160", "-y", "40", "-s", "py", &command]);
+    let screen_shows = |text: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let screen = tmux(&["capture-pane", "-p", "-t", "py"]);
+            if screen.contains(text) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the REPL never showed {text:?}:\n{screen}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    tokio::task::block_in_place(|| screen_shows("ready"));
+    tmux(&["send-keys", "-t", "py", "-l", "hi from the python repl"]);
+    tmux(&["send-keys", "-t", "py", "Enter"]);
+    tokio::task::block_in_place(|| screen_shows("Hello from the scripted model."));
+    let (_, items) = api.get(&format!("/v1/sessions/{id}/items")).await;
+    let texts: Vec<String> =
+        items["data"].as_array().unwrap().iter().map(|i| i["content"][0]["text"].to_string()).collect();
+    assert_eq!(texts, vec!["\"hi from the python repl\"", "\"Hello from the scripted model.\""], "{items}");
+    tmux(&["kill-server"]);
+}
