@@ -52,16 +52,16 @@ fn types(frames: &[omnigent_testkit::Frame]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_turn_calls_the_shell_tool_and_answers_on_both_wire_formats_and_backends() {
+async fn a_turn_calls_the_shell_tool_and_answers_on_every_wire_format_and_backend() {
     for db in databases().await {
-        for provider in ["openai", "anthropic"] {
+        for provider in ["openai", "openai-responses", "anthropic"] {
             let work = workdir();
             let mock = MockLlm::start(vec![
                 Reply::Tools { text: "Looking.".into(), calls: vec![("shell".into(), json!({"command": "ls"}))] },
                 Reply::text("There is one marker file."),
             ])
             .await;
-            let base = if provider == "openai" { mock.openai_base() } else { mock.url.clone() };
+            let base = if provider == "anthropic" { mock.url.clone() } else { mock.openai_base() };
             let srv = server(&db, work.path()).await;
             let api = Api::new(srv.url.clone());
             let id = create_from_yaml(&api, &yaml(provider, &base, work.path(), "", SHELL), work.path()).await;
@@ -132,6 +132,17 @@ async fn a_turn_calls_the_shell_tool_and_answers_on_both_wire_formats_and_backen
                 let tool_msg = second["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").unwrap();
                 assert_eq!(tool_msg["tool_call_id"], "call_mock_0");
                 assert!(tool_msg["content"].as_str().unwrap().contains("marker-7f3a.txt"));
+            } else if provider == "openai-responses" {
+                assert!(reqs[0].path.starts_with("/v1/responses"), "{}", reqs[0].path);
+                assert_eq!(reqs[0].headers["authorization"], "Bearer test-key");
+                assert_eq!(second["instructions"], "You are terse.");
+                assert_eq!(second["tools"][0]["name"], "shell");
+                let input = second["input"].as_array().unwrap();
+                let call = input.iter().find(|i| i["type"] == "function_call").unwrap();
+                assert_eq!((&call["name"], &call["call_id"]), (&json!("shell"), &json!("call_mock_0_0")));
+                let output = input.iter().find(|i| i["type"] == "function_call_output").unwrap();
+                assert_eq!(output["call_id"], "call_mock_0_0");
+                assert!(output["output"].as_str().unwrap().contains("marker-7f3a.txt"));
             } else {
                 assert!(reqs[0].path.starts_with("/v1/messages"));
                 assert_eq!(reqs[0].headers["x-api-key"], "test-key");

@@ -203,6 +203,9 @@ impl Executor {
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Openai,
+    /// OpenAI's Responses wire (`openai-responses`), with the same keys as `openai`.
+    #[serde(rename = "openai-responses")]
+    OpenaiResponses,
     Anthropic,
     Scripted,
 }

@@ -54,7 +54,7 @@ impl Vendor {
     /// The vendor whose wire a provider speaks; None for the scripted provider (no key).
     pub fn of(provider: ProviderKind) -> Option<Vendor> {
         match provider {
-            ProviderKind::Openai => Some(OPENAI),
+            ProviderKind::Openai | ProviderKind::OpenaiResponses => Some(OPENAI),
             ProviderKind::Anthropic => Some(ANTHROPIC),
             ProviderKind::Scripted => None,
         }

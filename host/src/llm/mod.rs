@@ -1,8 +1,9 @@
-//! Model providers: OpenAI-compatible Chat Completions, Anthropic Messages (both streaming, via reqwest) and the
-//! `scripted` demo/test provider. Rate limits and transient errors are retried with backoff.
+//! Model providers: OpenAI-compatible Chat Completions, OpenAI Responses, Anthropic Messages (all streaming, via
+//! reqwest) and the `scripted` demo/test provider. Rate limits and transient errors are retried with backoff.
 
 mod anthropic;
 mod openai;
+mod openai_responses;
 mod scripted;
 
 use std::time::Duration;
@@ -64,6 +65,7 @@ const LLM_CODES: [&str; 6] =
 /// A configured provider.
 pub enum Provider {
     OpenAi(openai::OpenAi),
+    OpenAiResponses(openai_responses::OpenAiResponses),
     Anthropic(anthropic::Anthropic),
     Scripted(scripted::Scripted),
 }
@@ -92,6 +94,10 @@ impl Provider {
                 let (base_url, api_key) = resolve(credentials::OPENAI)?;
                 Provider::OpenAi(openai::OpenAi { http, base_url, api_key })
             }
+            ProviderKind::OpenaiResponses => {
+                let (base_url, api_key) = resolve(credentials::OPENAI)?;
+                Provider::OpenAiResponses(openai_responses::OpenAiResponses { http, base_url, api_key })
+            }
             ProviderKind::Anthropic => {
                 let (base_url, api_key) = resolve(credentials::ANTHROPIC)?;
                 Provider::Anthropic(anthropic::Anthropic { http, base_url, api_key })
@@ -107,6 +113,7 @@ impl Provider {
     ) -> Result<Completion, LlmError> {
         match self {
             Provider::OpenAi(p) => p.complete(req, on_delta).await,
+            Provider::OpenAiResponses(p) => p.complete(req, on_delta).await,
             Provider::Anthropic(p) => p.complete(req, on_delta).await,
             Provider::Scripted(p) => p.complete(req, on_delta).await,
         }
