@@ -312,6 +312,43 @@ async fn stream_sends_heartbeat_then_events_with_ids_and_done_on_delete() {
     }
 }
 
+/// The server-wide feed (the web UI's live list): ready, then one summary per change a list shows — created, its
+/// state, its title — and the deletion; nothing for changes a list does not show.
+#[tokio::test]
+async fn the_session_feed_announces_what_a_list_shows() {
+    for db in databases().await {
+        let srv = TestServer::start(&db, ServerOptions::default()).await;
+        let api = &srv.api;
+        let mut feed = Sse::open(&format!("{}/v1/sessions/feed", api.base), &[]).await;
+        assert_eq!(feed.next().await.unwrap().event.as_deref(), Some("feed.ready"), "{}", db.label);
+        let id = api.create(json!({"title": "watched"})).await;
+        let created = feed.next_event().await.unwrap();
+        assert_eq!(created.event.as_deref(), Some("session.summary"));
+        assert_eq!(
+            (created.json()["id"].as_str(), created.json()["status"].as_str()),
+            (Some(id.as_str()), Some("idle"))
+        );
+        assert_eq!(created.json()["pending_elicitations_count"], 0, "a list row: {}", created.json());
+        // A turn without a harness fails at once: the row's state changes (the running step may be folded in).
+        api.message(&id, "hello").await;
+        let mut last = feed.next_event().await.unwrap().json();
+        while last["status"] != "failed" {
+            last = feed.next_event().await.unwrap().json();
+        }
+        assert_eq!(last["last_task_error"]["code"], "no_harness", "{}: {last}", db.label);
+        // A comment changes nothing a list shows; a title does.
+        api.post(&format!("/v1/sessions/{id}/comments"), json!({"path": "a.rs", "body": "hm"})).await;
+        api.call(Method::PATCH, &format!("/v1/sessions/{id}"), Some(json!({"title": "renamed"}))).await;
+        let renamed = feed.next_event().await.unwrap().json();
+        assert_eq!(renamed["title"], "renamed", "{}: the comment was not announced: {renamed}", db.label);
+        api.call(Method::DELETE, &format!("/v1/sessions/{id}"), None).await;
+        let gone = feed.next_event().await.unwrap();
+        assert_eq!(gone.event.as_deref(), Some("session.deleted"));
+        assert_eq!(gone.json()["id"], id.as_str());
+        srv.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn reconnecting_with_last_event_id_replays_every_missed_event_once_then_goes_live() {
     for db in databases().await {

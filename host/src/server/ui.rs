@@ -32,7 +32,9 @@ pub async fn serve(method: Method, uri: Uri) -> Response {
             .into_response();
     }
     let name = path.trim_start_matches('/');
-    if let Some(file) = (!name.is_empty()).then(|| Assets::get(name)).flatten() {
+    // Only names inside the app's folder (a debug build reads it from disk): no `..`, no empty segment.
+    let plain = !name.is_empty() && name.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+    if let Some(file) = plain.then(|| Assets::get(name)).flatten() {
         // esbuild names every asset by its content hash: it never changes under that name.
         let cache = if name.starts_with("assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
         return respond(file, cache, false);
