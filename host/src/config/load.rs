@@ -248,6 +248,19 @@ mod tests {
     }
 
     #[test]
+    fn a_model_only_the_responses_wire_serves_picks_it() {
+        let with = |model: &str, extra: &str| {
+            let text = format!("name: x\nexecutor:\n  harness: agent\n  model: {model}\n{extra}");
+            SessionConfig::from_yaml(&text, "a.yaml").unwrap().provider()
+        };
+        assert_eq!(with("o3-pro", ""), ProviderKind::OpenaiResponses);
+        assert_eq!(with("gpt-5-codex", "  auth: {type: openai}\n"), ProviderKind::OpenaiResponses);
+        assert_eq!(with("codex-mini-latest", ""), ProviderKind::OpenaiResponses);
+        assert_eq!(with("gpt-5", ""), ProviderKind::Openai);
+        assert_eq!(with("o3-pro", "  provider: openai\n"), ProviderKind::Openai, "a provider named wins");
+    }
+
+    #[test]
     fn unknown_keys_are_reported_with_line_and_column() {
         let text = "name: x\nexecutor:\n  harness: agent\n  modle: gpt\n";
         let e = SessionConfig::from_yaml(text, "s.yaml").unwrap_err().to_string();

@@ -199,6 +199,17 @@ impl Executor {
     }
 }
 
+/// OpenAI models served only on the Responses wire (no Chat Completions): a config naming one without a
+/// `provider` gets `openai-responses`.
+fn responses_only(model: &str) -> bool {
+    let model = model.strip_prefix("openai/").unwrap_or(model);
+    (model.ends_with("-pro") && (model.starts_with('o') || model.starts_with("gpt-5")))
+        || model.contains("deep-research")
+        || model.starts_with("codex-")
+        || model.contains("-codex")
+        || model.starts_with("computer-use")
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
@@ -399,16 +410,18 @@ impl SessionConfig {
         if let Some(p) = self.executor.provider {
             return p;
         }
+        let model = self.executor.model.as_deref().unwrap_or_default();
+        let openai = if responses_only(model) { ProviderKind::OpenaiResponses } else { ProviderKind::Openai };
         match self.executor.auth.as_ref().map(|a| a.kind) {
             Some(AuthKind::Anthropic) => return ProviderKind::Anthropic,
-            Some(AuthKind::Openai) => return ProviderKind::Openai,
+            Some(AuthKind::Openai) => return openai,
             Some(AuthKind::Scripted) => return ProviderKind::Scripted,
             _ => {}
         }
-        match self.executor.model.as_deref() {
-            Some("scripted") => ProviderKind::Scripted,
-            Some(m) if m.starts_with("claude") || m.starts_with("anthropic/") => ProviderKind::Anthropic,
-            _ => ProviderKind::Openai,
+        match model {
+            "scripted" => ProviderKind::Scripted,
+            m if m.starts_with("claude") || m.starts_with("anthropic/") => ProviderKind::Anthropic,
+            _ => openai,
         }
     }
 
