@@ -991,3 +991,90 @@ async fn usage_reports_what_turns_cost_per_day_and_per_session_and_a_fork_adds_n
         assert_eq!(again["total_cost_usd"].as_f64(), Some(spent));
     }
 }
+
+/// `compact` summarizes the older conversation with the session's model into a `compaction` item; the next turns'
+/// model calls read the summary and the newest exchange instead of everything, while the transcript keeps it all.
+/// Automatically too, when the conversation fills the configured share of the context window.
+#[tokio::test]
+async fn compaction_summarizes_the_older_conversation_on_request_and_when_the_context_fills() {
+    for db in databases().await {
+        let work = workdir();
+        let mock = MockLlm::start(vec![
+            Reply::text("Answer one."),
+            Reply::text("Answer two."),
+            Reply::text("SUMMARY: the user asked about alpha."),
+            Reply::text("Answer three."),
+        ])
+        .await;
+        let srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        let text = yaml("openai", &mock.openai_base(), work.path(), "", SHELL) + "compaction: {recent_window: 1}\n";
+        let id = create_from_yaml(&api, &text, work.path()).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        for question in ["first question about alpha", "second question about beta"] {
+            api.message(&id, question).await;
+            assert_eq!(sse.statuses_until_settled().await, vec!["running", "idle"], "{}", db.label);
+        }
+        // Asked for: a turn that only compacts.
+        let (status, ack) = api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "compact"})).await;
+        assert_eq!(status, 202, "{}: {ack}", db.label);
+        let frames = sse.until("response.completed").await;
+        let seen = types(&frames);
+        assert!(seen.contains(&"response.compaction.in_progress".to_string()), "{}: {seen:?}", db.label);
+        let done = frames.iter().find(|f| f.event.as_deref() == Some("response.compaction.completed")).unwrap().json();
+        assert_eq!(done["summary"], "SUMMARY: the user asked about alpha.");
+        assert_eq!(done["compacted_messages"], 2, "the first exchange: {done}");
+        assert_eq!(sse.statuses_until_settled().await, vec!["idle"], "{}", db.label);
+        let reqs = mock.requests();
+        assert_eq!(reqs.len(), 3, "{}: one summary call, no harness run", db.label);
+        let summary_call = reqs[2].body.to_string();
+        assert!(summary_call.contains("first question about alpha") && !summary_call.contains("second question"));
+        assert!(reqs[2].body.get("tools").is_none_or(|t| t.as_array().is_some_and(|t| t.is_empty())));
+        // The next turn's model reads the summary and the newest exchange, not the first one.
+        api.message(&id, "third question about gamma").await;
+        assert_eq!(sse.statuses_until_settled().await, vec!["running", "idle"], "{}", db.label);
+        let reqs = mock.requests();
+        let next = reqs[3].body["messages"].to_string();
+        assert!(next.contains("SUMMARY: the user asked about alpha."), "{}: {next}", db.label);
+        assert!(next.contains("second question about beta") && next.contains("third question about gamma"));
+        assert!(!next.contains("first question about alpha"), "{}: {next}", db.label);
+        // The transcript keeps everything, the request and the compaction as items of their own.
+        let (_, list) = api.get(&format!("/v1/sessions/{id}/items")).await;
+        let kinds: Vec<&str> = list["data"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            vec!["message", "message", "message", "message", "compaction_request", "compaction", "message", "message"],
+            "{}",
+            db.label
+        );
+
+        // Automatically: a tiny context window fills on the second turn, which compacts before its model call.
+        let mock =
+            MockLlm::start(vec![Reply::text("Answer one."), Reply::text("AUTO SUMMARY."), Reply::text("Answer two.")])
+                .await;
+        let text = yaml("openai", &mock.openai_base(), work.path(), "  context_window: 40\n", SHELL)
+            + "compaction: {trigger_threshold: 0.5, recent_window: 1}\n";
+        let id = create_from_yaml(&api, &text, work.path()).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        api.message(&id, "a first question that is long enough to fill a forty-token window by itself").await;
+        assert_eq!(sse.statuses_until_settled().await, vec!["running", "idle"], "{}", db.label);
+        api.message(&id, "and a second one").await;
+        assert_eq!(sse.statuses_until_settled().await, vec!["running", "idle"], "{}", db.label);
+        let reqs = mock.requests();
+        assert_eq!(reqs.len(), 3, "{}: the turn, then a summary and the turn", db.label);
+        assert!(reqs[1].body.to_string().contains("a first question that is long enough"));
+        let last = reqs[2].body["messages"].to_string();
+        assert!(last.contains("AUTO SUMMARY.") && last.contains("and a second one"), "{}: {last}", db.label);
+        assert!(!last.contains("a first question that is long enough"), "{}: {last}", db.label);
+        // Nothing older than the kept exchange now: said plainly, the session stays usable.
+        let (status, _) = api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "compact"})).await;
+        assert_eq!(status, 202);
+        let frames = sse.until("response.completed").await;
+        let error = frames.iter().find(|f| f.event.as_deref() == Some("response.error")).unwrap().json();
+        assert_eq!(error["error"]["code"], "nothing_to_compact", "{}: {error}", db.label);
+        assert_eq!(sse.statuses_until_settled().await, vec!["idle"], "{}", db.label);
+        assert_eq!(mock.requests().len(), 3, "{}: no model call for it", db.label);
+    }
+}

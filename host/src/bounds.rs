@@ -9,6 +9,10 @@ pub const MAX_TOOL_TIMEOUT_S: u64 = 24 * 60 * 60;
 pub const MAX_TOOL_OUTPUT_BYTES: u64 = 16 << 20;
 /// Longest a question may wait for a human (30 days).
 pub const MAX_ASK_TIMEOUT_S: u64 = 30 * 24 * 60 * 60;
+/// Largest context window a config may declare (10 million tokens).
+pub const MAX_CONTEXT_WINDOW: u64 = 10_000_000;
+/// Most recent exchanges compaction may keep word for word.
+pub const MAX_RECENT_WINDOW: u64 = 1000;
 /// Longest pause of the scripted provider before each streamed word (10 s).
 pub const MAX_SCRIPT_DELAY_MS: u64 = 10_000;
 /// Longest one policy evaluation may take (a minute).

@@ -82,6 +82,9 @@ event_types! {
     ReasoningStarted = "response.reasoning.started",
     ReasoningTextDelta = "response.reasoning_text.delta",
     ReasoningSummaryTextDelta = "response.reasoning_summary_text.delta",
+    CompactionInProgress = "response.compaction.in_progress",
+    CompactionCompleted = "response.compaction.completed",
+    CompactionFailed = "response.compaction.failed",
 }
 
 impl EventType {
@@ -433,6 +436,30 @@ pub fn text_delta(delta: &str, message_id: &str) -> NewEvent {
 /// A finished (or updated) transcript item; see [`item`].
 pub fn output_item_done(item: Value) -> NewEvent {
     NewEvent::new(EventType::OutputItemDone, json!({"item": item}))
+}
+
+/// The transcript item type of a client's `compact` request (the turn it starts only compacts).
+pub const COMPACTION_REQUEST: &str = "compaction_request";
+/// The transcript item type of a summary of the older conversation.
+pub const COMPACTION: &str = "compaction";
+
+/// A compaction began (Omnigent's event has no fields).
+pub fn compaction_in_progress() -> NewEvent {
+    NewEvent::new(EventType::CompactionInProgress, json!({}))
+}
+
+/// A compaction is in the transcript: what it summarized, with which model, in how many tokens.
+pub fn compaction_completed(summary: &str, model: &str, total_tokens: u64, compacted_messages: usize) -> NewEvent {
+    NewEvent::new(
+        EventType::CompactionCompleted,
+        json!({"total_tokens": total_tokens, "summary": summary, "summary_model": model,
+            "compacted_messages": compacted_messages}),
+    )
+}
+
+/// A compaction did not happen (the reason follows as a `response.error`).
+pub fn compaction_failed() -> NewEvent {
+    NewEvent::new(EventType::CompactionFailed, json!({}))
 }
 
 /// A file a harness wrote.

@@ -150,8 +150,12 @@ impl Sse {
         let mut seen = Vec::new();
         let deadline = Instant::now() + WAIT * 3;
         loop {
-            assert!(Instant::now() < deadline, "the session did not settle within {:?}; statuses {seen:?}", WAIT * 3);
-            let frame = self.next_event().await.expect("stream ended before the session settled");
+            // Heartbeats alone must not keep a test waiting past its deadline.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(frame) = tokio::time::timeout(left, self.next_event()).await else {
+                panic!("the session did not settle within {:?}; statuses {seen:?}", WAIT * 3);
+            };
+            let frame = frame.expect("stream ended before the session settled");
             if frame.event.as_deref() == Some("session.status") {
                 let status = frame.json()["status"].as_str().unwrap_or_default().to_string();
                 seen.push(status.clone());
@@ -165,14 +169,15 @@ impl Sse {
     /// Reads events until one of type `event_type` arrives, returning every event read (it included).
     pub async fn until(&mut self, event_type: &str) -> Vec<Frame> {
         let mut seen: Vec<Frame> = Vec::new();
-        // Heartbeats keep each read alive, so bound the whole wait too.
+        // Heartbeats keep each read alive, so bound the whole wait.
         let deadline = Instant::now() + WAIT * 3;
         loop {
-            if Instant::now() > deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(frame) = tokio::time::timeout(left, self.next_event()).await else {
                 let types: Vec<_> = seen.iter().map(|f| f.event.clone().unwrap_or_default()).collect();
                 panic!("no {event_type} within {:?}; saw {types:?}", WAIT * 3);
-            }
-            let frame = self.next_event().await.unwrap_or_else(|| panic!("stream ended before {event_type}"));
+            };
+            let frame = frame.unwrap_or_else(|| panic!("stream ended before {event_type}"));
             let done = frame.event.as_deref() == Some(event_type);
             seen.push(frame);
             if done {

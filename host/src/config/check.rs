@@ -1,7 +1,10 @@
 //! What a config must satisfy before any session runs it, and the Omnigent keys it accepts without acting on.
 
 use super::{BUILTIN_HARNESSES, BUILTIN_TOOLS, ProviderKind, SessionConfig, ToolKind};
-use crate::bounds::{MAX_SCRIPT_DELAY_MS, MAX_TOOL_OUTPUT_BYTES, MAX_TOOL_TIMEOUT_S, MAX_TURN_TIMEOUT_S, within};
+use crate::bounds::{
+    MAX_CONTEXT_WINDOW, MAX_RECENT_WINDOW, MAX_SCRIPT_DELAY_MS, MAX_TOOL_OUTPUT_BYTES, MAX_TOOL_TIMEOUT_S,
+    MAX_TURN_TIMEOUT_S, within,
+};
 
 /// Longest agent name.
 const MAX_NAME_CHARS: usize = 256;
@@ -83,6 +86,15 @@ impl SessionConfig {
             return Err("executor.max_steps must be at least 1".into());
         }
         within("executor.turn_timeout_s", self.executor.turn_timeout_s, MAX_TURN_TIMEOUT_S, "seconds")?;
+        within("executor.context_window", self.executor.context_window, MAX_CONTEXT_WINDOW, "tokens")?;
+        if let Some(c) = &self.compaction {
+            if let Some(t) = c.trigger_threshold
+                && !(t > 0.0 && t <= 1.0)
+            {
+                return Err(format!("compaction.trigger_threshold must be above 0 and at most 1, got {t}"));
+            }
+            within("compaction.recent_window", c.recent_window.map(u64::from), MAX_RECENT_WINDOW, "messages")?;
+        }
         if self.provider() == ProviderKind::Scripted && self.executor.script.is_empty() {
             return Err("the scripted provider needs executor.script (a list of replies)".into());
         }

@@ -23,6 +23,11 @@ pub const BUILTIN_HARNESSES: [&str; 3] = ["agent", CLAUDE_NATIVE, CODEX_NATIVE];
 /// The harness that runs the real Claude Code CLI in a tmux terminal owned by the session.
 pub const CLAUDE_NATIVE: &str = "claude-native";
 
+/// Whether `harness` names a vendor CLI (a native harness) rather than a WASM harness.
+pub fn is_native_harness(harness: &str) -> bool {
+    harness == CLAUDE_NATIVE || harness == CODEX_NATIVE
+}
+
 /// The harness that runs the real Codex CLI (its app-server, and its TUI in a tmux terminal) for the session.
 pub const CODEX_NATIVE: &str = "codex-native";
 
@@ -75,6 +80,9 @@ pub struct SessionConfig {
     /// Elicitation policies judged for this session (after its REST-added ones, before the server's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<crate::policy::PolicyMap>,
+    /// When the older conversation is summarized so the model's context does not overflow (Omnigent's key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<Compaction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminals: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +109,9 @@ pub struct Executor {
     /// Replies of the `scripted` provider, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub script: Vec<ScriptStep>,
+    /// The model's context window in tokens, for automatic compaction (default 128,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
     /// Most model calls in one turn (default 25).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u32>,
@@ -128,6 +139,19 @@ pub struct Executor {
     /// Native harnesses: the CLI's executable (default: `claude` on the server's PATH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cli_path: Option<String>,
+}
+
+/// `compaction:` — the conversation a turn starts with is summarized when it fills `trigger_threshold` of the
+/// model's context window, keeping the last `recent_window` exchanges as they are.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Compaction {
+    /// The share of the context window (0 < t ≤ 1, default 0.8) at which a turn compacts first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_threshold: Option<f64>,
+    /// How many of the newest user messages, with what followed each, stay word for word (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_window: Option<u32>,
 }
 
 /// US dollars per million tokens.
@@ -181,6 +205,7 @@ impl Executor {
             provider: None,
             auth: None,
             script: Vec::new(),
+            context_window: None,
             max_steps: None,
             turn_timeout_s: None,
             memory_mb: None,
@@ -195,7 +220,7 @@ impl Executor {
 
     /// Whether the harness is a native CLI run in the session's terminal (not a WASM component).
     pub fn is_native(&self) -> bool {
-        self.harness == CLAUDE_NATIVE || self.harness == CODEX_NATIVE
+        is_native_harness(&self.harness)
     }
 }
 
@@ -438,6 +463,7 @@ impl SessionConfig {
             async_enabled: None,
             cancellable: None,
             policies: None,
+            compaction: None,
             terminals: None,
             params: None,
             labels: None,

@@ -12,7 +12,7 @@ use crate::store::Store;
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
-    /// `message`, `function_call_output`, `interrupt` or `approval`.
+    /// `message`, `function_call_output`, `interrupt`, `approval` or `compact`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// The event's payload; its shape depends on `type`.
@@ -31,7 +31,7 @@ pub struct EventInput {
     pub created_by: Option<String>,
 }
 
-pub const ALLOWED_TYPES: [&str; 4] = ["message", "function_call_output", "interrupt", "approval"];
+pub const ALLOWED_TYPES: [&str; 5] = ["message", "function_call_output", "interrupt", "approval", "compact"];
 
 /// A validated input event.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +42,8 @@ pub enum Input {
     FunctionCallOutput { call_id: String, output: String, created_by: Option<String> },
     /// Cancel the running turn.
     Interrupt,
+    /// Summarize the older conversation now (a turn that only compacts).
+    Compact { created_by: Option<String> },
     /// Answer a pending elicitation.
     Approval { elicitation_id: String, action: ApprovalAction, content: Option<Value> },
 }
@@ -81,6 +83,7 @@ impl Input {
                 Ok(Input::FunctionCallOutput { call_id, output, created_by: raw.created_by })
             }
             "interrupt" => Ok(Input::Interrupt),
+            "compact" => Ok(Input::Compact { created_by: raw.created_by }),
             "approval" => {
                 let elicitation_id = required_str(&data, "elicitation_id")?;
                 let action = data.get("action").cloned().ok_or("approval needs data.action")?;
@@ -168,7 +171,7 @@ pub async fn check_references(store: &Store, session: &SessionId, input: &Input)
                 }
             }
         }
-        Input::Interrupt | Input::Approval { .. } => {}
+        Input::Interrupt | Input::Approval { .. } | Input::Compact { .. } => {}
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use super::actor::{Actor, Command, Effect, Next, Reply, stop_if_gone};
 use super::draft::Draft;
 use super::{Ack, Input, SessionError};
 use crate::ids::prefixed;
-use crate::protocol;
+use crate::protocol::{self, COMPACTION_REQUEST};
 use crate::record::SessionStatus;
 
 /// Most input events one transaction takes (group commit under load).
@@ -102,6 +102,32 @@ impl Actor {
                 let data = json!({"call_id": call_id, "output": output});
                 draft.emit(protocol::input_consumed(&item_id, "function_call_output", data, created_by));
                 effects.push(Effect::Deliver { call_id, output });
+                Ok(Ack { queued: true, item_id: Some(item_id) })
+            }
+            Input::Compact { created_by } => {
+                if running {
+                    return Err(SessionError::Invalid(
+                        "a turn is running: send compact once it has ended (or interrupt it first)".into(),
+                    ));
+                }
+                match draft.record.config.pointer("/executor/harness").and_then(Value::as_str) {
+                    None | Some("") => {
+                        return Err(SessionError::Invalid("this session has no harness to compact with".into()));
+                    }
+                    Some(h) if crate::config::is_native_harness(h) => {
+                        return Err(SessionError::Invalid(
+                            "a native harness compacts its own conversation (Claude Code: /compact in its terminal)"
+                                .into(),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                // The request is an item of the transcript; the turn it starts only compacts (turn/compaction.rs).
+                let item_id = prefixed("cmpreq");
+                draft.emit(protocol::input_consumed(&item_id, COMPACTION_REQUEST, json!({}), created_by));
+                if let Some(turn) = draft.start_turn() {
+                    effects.push(Effect::StartTurn(turn));
+                }
                 Ok(Ack { queued: true, item_id: Some(item_id) })
             }
             Input::Interrupt => {

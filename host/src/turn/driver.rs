@@ -10,6 +10,7 @@ use omnigent_runtime::{HarnessComponent, TurnFailure, TurnLimits};
 use serde_json::json;
 
 use super::TurnEnv;
+use super::compaction::Step;
 use super::gate::Gate;
 use super::history::last_user_text;
 use super::host::Host;
@@ -108,6 +109,10 @@ async fn drive(
     limits: TurnLimits,
     model: String,
 ) -> TurnOutcome {
+    // A long conversation is compacted first; a turn a `compact` request started ends there.
+    if let Step::Done(outcome) = host.compaction_step().await {
+        return outcome;
+    }
     // The user's request is judged before the harness sees it.
     if host.gate.judges(Phase::Request) {
         // A replay has the verdict in its journal; a live turn reads the history the harness is about to get.

@@ -1,15 +1,20 @@
-//! The conversation so far as harness messages: a projection of the session's transcript items.
+//! The conversation so far as harness messages: a projection of the session's transcript items, from the newest
+//! compaction on (its summary, then the items it kept word for word and everything after).
 
 use omnigent_runtime::harness::{Message, Role, ToolCall};
 use serde_json::Value;
 
 use crate::ids::SessionId;
+use crate::protocol::COMPACTION;
 use crate::record::Item;
 use crate::session::Sessions;
 use crate::store::{Page, StoreError};
 
-/// Reads the whole transcript and projects it. A failed read is an error, never a shorter conversation.
-pub async fn history(sessions: &Sessions, id: &SessionId) -> Result<Vec<Message>, StoreError> {
+/// How the model is told what a compaction summarized.
+const SUMMARY_PREFIX: &str = "Summary of the earlier conversation (older messages were compacted):\n\n";
+
+/// Reads the whole transcript. A failed read is an error, never a shorter conversation.
+pub async fn items(sessions: &Sessions, id: &SessionId) -> Result<Vec<Item>, StoreError> {
     let mut items: Vec<Item> = Vec::new();
     let mut page = Page { limit: 1000, after: None, before: None, descending: false };
     loop {
@@ -20,12 +25,54 @@ pub async fn history(sessions: &Sessions, id: &SessionId) -> Result<Vec<Message>
             break;
         }
     }
-    Ok(project(&items))
+    Ok(items)
+}
+
+/// The conversation the model is given.
+pub async fn history(sessions: &Sessions, id: &SessionId) -> Result<Vec<Message>, StoreError> {
+    Ok(project(&items(sessions, id).await?))
+}
+
+/// The newest compaction's summary and the items the model still reads word for word: those after the last item
+/// it summarized (the compaction item itself is among them and projects to nothing).
+pub fn from_latest_compaction(items: &[Item]) -> (Option<&str>, &[Item]) {
+    let Some(at) = items.iter().rposition(|i| i.item_type == COMPACTION) else { return (None, items) };
+    let compaction = &items[at];
+    let last = compaction.data["last_item_id"].as_str();
+    let start = last.and_then(|id| items[..at].iter().position(|i| i.id == id)).map_or(at + 1, |k| k + 1);
+    (compaction.data["summary"].as_str(), &items[start..])
+}
+
+/// The model's view of the transcript: the newest summary (joined to the first user message that follows, so
+/// roles still alternate), then the conversation after it.
+pub fn project(items: &[Item]) -> Vec<Message> {
+    let (summary, rest) = from_latest_compaction(items);
+    with_summary(summary, project_items(rest))
+}
+
+/// Puts a summary in front of a conversation.
+pub fn with_summary(summary: Option<&str>, mut messages: Vec<Message>) -> Vec<Message> {
+    let Some(summary) = summary else { return messages };
+    match messages.first_mut() {
+        Some(first) if first.role == Role::User => {
+            first.content = format!("{SUMMARY_PREFIX}{summary}\n\n---\n\n{}", first.content);
+        }
+        _ => messages.insert(
+            0,
+            Message {
+                role: Role::User,
+                content: format!("{SUMMARY_PREFIX}{summary}"),
+                tool_calls: vec![],
+                tool_call_id: None,
+            },
+        ),
+    }
+    messages
 }
 
 /// Messages from transcript items: user and assistant messages, each model response's tool calls on its
 /// assistant message, tool results as tool messages. Other items are not part of the conversation.
-pub fn project(items: &[Item]) -> Vec<Message> {
+pub fn project_items(items: &[Item]) -> Vec<Message> {
     let mut messages: Vec<Message> = Vec::new();
     for item in items {
         let d = &item.data;

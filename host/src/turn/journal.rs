@@ -34,6 +34,11 @@ pub enum Entry {
         #[serde(default)]
         children: BTreeMap<String, String>,
     },
+    /// The turn began compacting the conversation (what follows — the verdict on the summary's model call, the
+    /// summary — belongs to the compaction).
+    CompactionStart,
+    /// The summary's model call, committed with the `compaction` item it produced.
+    Compaction { completion: llm::Completion },
     /// A policy verdict: allowed (with the payload a policy rewrote, if any) or denied.
     Gate(Verdict),
     /// A policy asked a human; the session paused. The verdict follows as a `Gate` entry once answered.
@@ -73,6 +78,8 @@ fn messages_of_any_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec
 pub enum Kind {
     History,
     Complete,
+    CompactionStart,
+    Compaction,
     Gate,
     Ask,
     Started,
@@ -88,6 +95,8 @@ impl Entry {
         match self {
             Entry::History { .. } => Kind::History,
             Entry::Complete { .. } => Kind::Complete,
+            Entry::CompactionStart => Kind::CompactionStart,
+            Entry::Compaction { .. } => Kind::Compaction,
             Entry::Gate(_) => Kind::Gate,
             Entry::Ask(_) => Kind::Ask,
             Entry::Started { .. } => Kind::Started,

@@ -4,12 +4,15 @@
 //!
 //! - `driver`: a turn from start to end; `host`: the turn's state, routing the runtime's calls to one file per
 //!   WIT interface (`llm_import`, `tools_import`, `session_import`);
+//! - `compaction`: the older conversation summarized at the start of a turn (asked for, or when it fills the
+//!   context window);
 //! - `gate`: the policy chain at each phase (request, model call and response, tool call and result), with
 //!   ask → paused → resolved — usable by any kind of turn;
 //! - `journal`: each host call's result, committed with its events, so a turn cut by a restart replays instead
 //!   of repeating a model or tool call (a harness has no clock, randomness or I/O of its own, so the replay
 //!   retraces the original steps; if it ever asks for something else, the turn fails with `replay_diverged`).
 
+mod compaction;
 mod driver;
 pub mod gate;
 mod history;

@@ -101,6 +101,18 @@ export function Composer({ live }: { live: LiveSession }) {
           />
         </label>
         <span class="spacer" />
+        {status !== 'running' && status !== 'paused' && (
+          <button
+            type="button"
+            class="subtle"
+            title="Summarize the older conversation so the model's context stays small"
+            onClick={() =>
+              post(`${sessionPath(live.id)}/events`, { type: 'compact' }).catch((e) => setError(errorText(e)))
+            }
+          >
+            Compact
+          </button>
+        )}
         {status === 'running' && (
           <button type="button" class="danger" onClick={interrupt}>
             Interrupt

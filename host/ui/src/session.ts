@@ -237,6 +237,12 @@ export class LiveSession {
       case 'response.policy_denied':
         this.notice(seq, 'denied', `Denied by policy (${event.phase})`, event.reason);
         break;
+      case 'response.compaction.in_progress':
+        this.notice(seq, 'info', 'Compacting the earlier conversation…');
+        break;
+      case 'response.compaction.failed':
+        this.notice(seq, 'error', 'Compaction did not happen');
+        break;
       case 'session.interrupted':
         this.streaming.value = null;
         this.notice(seq, 'info', 'Interrupted');
@@ -298,6 +304,8 @@ const HANDLED = [
   'response.policy_denied',
   'response.elicitation_request',
   'response.elicitation_resolved',
+  'response.compaction.in_progress',
+  'response.compaction.failed',
   'session.policy_state',
   'session.model',
   'session.labels',

@@ -100,6 +100,24 @@ function EntryView({ entry, actions }: { entry: Entry; actions: ItemActions }) {
       </details>
     );
   }
+  if (item.type === 'compaction') {
+    return (
+      <details class="compaction" data-item-id={item.id}>
+        <summary>
+          Earlier conversation compacted ({String(item.compacted_messages ?? '?')} messages summarized for the model; the
+          transcript keeps them)
+        </summary>
+        <p class="compaction-summary">{String(item.summary ?? '')}</p>
+      </details>
+    );
+  }
+  if (item.type === 'compaction_request') {
+    return (
+      <div class="other-item" data-item-id={item.id}>
+        Compaction requested
+      </div>
+    );
+  }
   return (
     <div class="other-item" data-item-id={item.id}>
       {item.type}
