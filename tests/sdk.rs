@@ -41,6 +41,17 @@ async fn the_published_python_sdk_reads_and_streams_sessions_unchanged() {
     }
 }
 
+/// A server on a fresh SQLite database in a temporary dir (also the Python CLI's home), and a client of it.
+async fn sqlite_server() -> (tempfile::TempDir, omnigent_testkit::TestDb, ServerProcess, omnigent_testkit::Api) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = omnigent_testkit::sqlite_db();
+    let server =
+        ServerProcess::start(&PathBuf::from(env!("CARGO_BIN_EXE_omnigent")), dir.path(), &db.url, free_port(), &[])
+            .await;
+    let api = omnigent_testkit::Api::new(server.url.clone());
+    (dir, db, server, api)
+}
+
 /// Omnigent's own `omnigent` CLI (installed with the SDK, same version) moves a session out of this server and back
 /// in (`session export` reads the snapshot and items, `session import` recreates them as history) and reads its
 /// usage report.
@@ -48,12 +59,7 @@ async fn the_published_python_sdk_reads_and_streams_sessions_unchanged() {
 async fn the_python_cli_exports_and_imports_a_session_and_reads_usage() {
     let Some(python) = sdk_python() else { return };
     let cli = PathBuf::from(&python).with_file_name("omnigent");
-    let dir = tempfile::tempdir().unwrap();
-    let db = omnigent_testkit::sqlite_db();
-    let server =
-        ServerProcess::start(&PathBuf::from(env!("CARGO_BIN_EXE_omnigent")), dir.path(), &db.url, free_port(), &[])
-            .await;
-    let api = omnigent_testkit::Api::new(server.url.clone());
+    let (dir, _db, server, api) = sqlite_server().await;
     let config = serde_json::json!({"name": "helper", "executor": {"harness": "agent", "provider": "scripted",
         "script": [{"text": "Four."}]}});
     let (status, agent) = api.post("/v1/agents", serde_json::json!({"config": config})).await;
@@ -112,12 +118,7 @@ async fn the_python_cli_exports_and_imports_a_session_and_reads_usage() {
 async fn the_python_cli_attaches_to_a_session_and_diagnoses_the_server() {
     let Some(python) = sdk_python() else { return };
     let cli = PathBuf::from(&python).with_file_name("omnigent");
-    let dir = tempfile::tempdir().unwrap();
-    let db = omnigent_testkit::sqlite_db();
-    let server =
-        ServerProcess::start(&PathBuf::from(env!("CARGO_BIN_EXE_omnigent")), dir.path(), &db.url, free_port(), &[])
-            .await;
-    let api = omnigent_testkit::Api::new(server.url.clone());
+    let (dir, _db, server, api) = sqlite_server().await;
     let config = serde_json::json!({"name": "pal", "executor": {"harness": "agent", "provider": "scripted",
         "script": [{"text": "Hello from the scripted model."}]}});
     let id = api.create(serde_json::json!({"config": config, "title": "attach me"})).await;

@@ -10,6 +10,20 @@ import httpx
 from omnigent_client import OmnigentClient
 
 
+def guarded_config(name: str) -> dict:
+    """A scripted agent that runs one shell command, which a policy asks a human to allow."""
+    import tempfile
+    return {
+        "name": name,
+        "executor": {"harness": "agent", "provider": "scripted",
+                     "script": [{"text": "Checking. ", "tool_call": {"name": "shell", "arguments": {"command": "echo ran"}}},
+                                {"text": "All done."}]},
+        "tools": {"shell": {"type": "builtin"}},
+        "os_env": {"cwd": tempfile.gettempdir()},
+        "policies": {"ask_os": {"handler": "omnigent.policies.builtins.safety.ask_on_os_tools"}},
+    }
+
+
 def check(condition, message):
     if not condition:
         print(f"FAILED: {message}", file=sys.stderr)
@@ -90,16 +104,7 @@ asyncio.run(legacy_session_path(sys.argv[1]))
 
 async def approval_path(base: str) -> None:
     """A policy asks; the SDK's stream yields a typed elicitation request and its resolve call answers it."""
-    import tempfile
-    config = {
-        "name": "sdk-guarded",
-        "executor": {"harness": "agent", "provider": "scripted",
-                     "script": [{"text": "Checking. ", "tool_call": {"name": "shell", "arguments": {"command": "echo ran"}}},
-                                {"text": "All done."}]},
-        "tools": {"shell": {"type": "builtin"}},
-        "os_env": {"cwd": tempfile.gettempdir()},
-        "policies": {"ask_os": {"handler": "omnigent.policies.builtins.safety.ask_on_os_tools"}},
-    }
+    config = guarded_config("sdk-guarded")
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{base}/v1/sessions", json={"config": config})
         check(r.status_code == 201, f"create: {r.status_code} {r.text}")
@@ -201,17 +206,8 @@ asyncio.run(settings_path(sys.argv[1]))
 async def every_frame_is_an_omnigent_event(base: str) -> None:
     """Every frame of a busy session's stream — a turn with a tool and an approval, a file, a comment, labels, a
     policy added, archived — is one the SDK's own event union accepts: nothing is silently dropped."""
-    import tempfile
     from omnigent_client._sessions import _SERVER_STREAM_EVENT_ADAPTER
-    config = {
-        "name": "sdk-busy",
-        "executor": {"harness": "agent", "provider": "scripted",
-                     "script": [{"text": "Checking. ", "tool_call": {"name": "shell", "arguments": {"command": "echo ran"}}},
-                                {"text": "All done."}]},
-        "tools": {"shell": {"type": "builtin"}},
-        "os_env": {"cwd": tempfile.gettempdir()},
-        "policies": {"ask_os": {"handler": "omnigent.policies.builtins.safety.ask_on_os_tools"}},
-    }
+    config = guarded_config("sdk-busy")
     async with httpx.AsyncClient(timeout=20) as http:
         sid = (await http.post(f"{base}/v1/sessions", json={"config": config})).json()["id"]
         s = f"{base}/v1/sessions/{sid}"

@@ -2,8 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, LlmError, empty_usage, http_error, normalize_calls, transport_error};
-use crate::sse_reader::SseReader;
+use super::{ChatRequest, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
 use omnigent_runtime::harness::{Role, ToolCall, llm::Completion};
 
 pub struct Anthropic {
@@ -21,19 +20,13 @@ impl Anthropic {
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Completion, LlmError> {
         let url = format!("{}/v1/messages", self.base_url.trim_end_matches('/'));
-        let response = self
+        let request = self
             .http
             .post(&url)
             .header("x-api-key", &self.api_key)
             .header("anthropic-version", "2023-06-01")
-            .json(&body(req))
-            .send()
-            .await
-            .map_err(|e| transport_error(e, "Anthropic"))?;
-        if !response.status().is_success() {
-            return Err(http_error(response, "Anthropic").await);
-        }
-        let mut reader = SseReader::new(response);
+            .json(&body(req));
+        let mut reader = open_stream(request, "Anthropic").await?;
         let mut text = String::new();
         let mut calls: Vec<ToolCall> = Vec::new();
         // Content block index → position in `calls` for tool_use blocks.

@@ -147,6 +147,16 @@ impl Provider {
     }
 }
 
+/// Sends a provider's streaming request and opens its event stream: a transport failure or a non-success answer
+/// becomes the matching [`LlmError`] (`who` names the provider in its message).
+async fn open_stream(request: reqwest::RequestBuilder, who: &str) -> Result<crate::sse_reader::SseReader, LlmError> {
+    let response = request.send().await.map_err(|e| transport_error(e, who))?;
+    if !response.status().is_success() {
+        return Err(http_error(response, who).await);
+    }
+    Ok(crate::sse_reader::SseReader::new(response))
+}
+
 /// Maps a non-success HTTP answer to an error.
 async fn http_error(response: reqwest::Response, provider: &str) -> LlmError {
     let status = response.status();

@@ -3,8 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, LlmError, empty_usage, http_error, normalize_calls, transport_error};
-use crate::sse_reader::SseReader;
+use super::{ChatRequest, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
 use omnigent_runtime::harness::{Role, ToolCall, Usage, llm::Completion};
 
 pub struct OpenAi {
@@ -20,18 +19,8 @@ impl OpenAi {
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Completion, LlmError> {
         let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.api_key)
-            .json(&body(req))
-            .send()
-            .await
-            .map_err(|e| transport_error(e, "the OpenAI-compatible endpoint"))?;
-        if !response.status().is_success() {
-            return Err(http_error(response, "the OpenAI-compatible endpoint").await);
-        }
-        let mut reader = SseReader::new(response);
+        let request = self.http.post(&url).bearer_auth(&self.api_key).json(&body(req));
+        let mut reader = open_stream(request, "the OpenAI-compatible endpoint").await?;
         let mut text = String::new();
         let mut calls: Vec<ToolCall> = Vec::new();
         let mut usage = empty_usage();

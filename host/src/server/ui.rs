@@ -21,6 +21,17 @@ struct Assets;
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
                    connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+/// Why there is no page: a debug build reads the files from its source tree when it runs; a release build embeds
+/// them.
+#[cfg(debug_assertions)]
+const MISSING: &str = concat!(
+    "no web UI files in ",
+    env!("CARGO_MANIFEST_DIR"),
+    "/ui/dist: a debug build reads them from the checkout it was built from (build with --release to embed them)"
+);
+#[cfg(not(debug_assertions))]
+const MISSING: &str = "this omnigent was built without its web UI (host/ui/dist was empty)";
+
 /// The fallback of every route: the app for a browser's GET, the API's JSON 404 / 405 for the rest.
 pub async fn serve(method: Method, uri: Uri) -> Response {
     let path = uri.path();
@@ -45,8 +56,7 @@ pub async fn serve(method: Method, uri: Uri) -> Response {
     }
     match Assets::get("index.html") {
         Some(page) => respond(page, "no-cache", true),
-        None => (StatusCode::NOT_FOUND, "this omnigent was built without its web UI (host/ui/dist is empty)")
-            .into_response(),
+        None => (StatusCode::NOT_FOUND, MISSING).into_response(),
     }
 }
 

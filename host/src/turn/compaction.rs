@@ -261,16 +261,7 @@ mod tests {
     use super::*;
 
     fn item(id: &str, item_type: &str, data: Value) -> Item {
-        Item {
-            id: id.into(),
-            position: 0,
-            response_id: None,
-            item_type: item_type.into(),
-            status: "completed".into(),
-            created_at_us: 0,
-            data,
-            created_by: None,
-        }
+        history::test_item(id, item_type, data)
     }
 
     fn user(id: &str, text: &str) -> Item {

@@ -128,6 +128,21 @@ pub fn last_user_text(messages: &[Message]) -> String {
     messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default()
 }
 
+/// A stored transcript item, for tests of what is read from one.
+#[cfg(test)]
+pub(super) fn test_item(id: &str, item_type: &str, data: Value) -> Item {
+    Item {
+        id: id.into(),
+        position: 0,
+        response_id: None,
+        item_type: item_type.into(),
+        status: "completed".into(),
+        created_at_us: 0,
+        data,
+        created_by: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -135,16 +150,7 @@ mod tests {
     use super::*;
 
     fn item(item_type: &str, data: Value) -> Item {
-        Item {
-            id: "i".into(),
-            position: 0,
-            response_id: None,
-            item_type: item_type.into(),
-            status: "completed".into(),
-            created_at_us: 0,
-            data,
-            created_by: None,
-        }
+        test_item("i", item_type, data)
     }
 
     #[test]

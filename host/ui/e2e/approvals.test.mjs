@@ -3,18 +3,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { Server, browser, page } from './harness.mjs';
+import { page, start, stop } from './harness.mjs';
 
 let server, b;
-before(async () => {
-  server = new Server();
-  await server.start();
-  b = await browser();
-});
-after(async () => {
-  await b?.close();
-  await server?.cleanup();
-});
+before(async () => ({ server, b } = await start()));
+after(() => stop({ server, b }));
 
 async function paused(title) {
   const s = await server.session('guarded.yaml', { title });

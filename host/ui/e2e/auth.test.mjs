@@ -4,19 +4,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { Server, browser, page } from './harness.mjs';
+import { page, start, stop } from './harness.mjs';
 
 const TOKEN = 'ui-test-token-0123456789';
 let server, b;
-before(async () => {
-  server = new Server({ token: TOKEN });
-  await server.start();
-  b = await browser();
-});
-after(async () => {
-  await b?.close();
-  await server?.cleanup();
-});
+before(async () => ({ server, b } = await start({ token: TOKEN })));
+after(() => stop({ server, b }));
 
 test('the token is asked once; then everything works from the cookie', async () => {
   const s = await server.session('demo.yaml', { title: 'Guarded by a token' });

@@ -84,6 +84,19 @@ export class Server {
   }
 }
 
+/** A server and a browser for one test file: `before(async () => ({ server, b } = await start()))`. */
+export async function start(options) {
+  const server = new Server(options);
+  await server.start();
+  return { server, b: await browser() };
+}
+
+/** Closes what `start` opened (either may be missing if `start` failed). */
+export async function stop({ server, b }) {
+  await b?.close();
+  await server?.cleanup();
+}
+
 export async function browser() {
   return chromium.launch({ executablePath: BROWSER, args: ['--no-sandbox'] });
 }

@@ -4,18 +4,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { Server, browser, page, sleep } from './harness.mjs';
+import { page, sleep, start, stop } from './harness.mjs';
 
 let server, b;
-before(async () => {
-  server = new Server();
-  await server.start();
-  b = await browser();
-});
-after(async () => {
-  await b?.close();
-  await server?.cleanup();
-});
+before(async () => ({ server, b } = await start()));
+after(() => stop({ server, b }));
 
 const LONG = (y) =>
   y.replace(

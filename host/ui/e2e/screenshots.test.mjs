@@ -7,19 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { Server, browser, page } from './harness.mjs';
+import { page, start, stop } from './harness.mjs';
 
 const OUT = process.env.OMNIGENT_UI_SCREENSHOTS === '1' ? join(process.env.OMNIGENT_REPO, 'docs') : mkdtempSync(join(tmpdir(), 'omnigent-shots-'));
 let server, b;
-before(async () => {
-  server = new Server();
-  await server.start();
-  b = await browser();
-});
-after(async () => {
-  await b?.close();
-  await server?.cleanup();
-});
+before(async () => ({ server, b } = await start()));
+after(() => stop({ server, b }));
 
 test('screenshots of a session and of an approval', async () => {
   const demo = await server.session('demo.yaml', { title: 'Look around the repository' });

@@ -5,18 +5,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { Server, browser, page } from './harness.mjs';
+import { page, start, stop } from './harness.mjs';
 
 let server, b;
-before(async () => {
-  server = new Server();
-  await server.start();
-  b = await browser();
-});
-after(async () => {
-  await b?.close();
-  await server?.cleanup();
-});
+before(async () => ({ server, b } = await start()));
+after(() => stop({ server, b }));
 
 async function finished(title, example = 'demo.yaml', change) {
   const s = await server.session(example, { title, change });
