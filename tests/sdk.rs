@@ -138,6 +138,14 @@ async fn the_python_cli_attaches_to_a_session_and_diagnoses_the_server() {
     std::fs::create_dir_all(dir.path().join(".omnigent")).unwrap();
     std::fs::write(dir.path().join(".omnigent/config.yaml"), "tui:\n  theme: dark\n").unwrap();
     let socket = dir.path().join("tmux.sock");
+    // The REPL and its tmux server go with the test, whether it passes or not.
+    struct KillOnDrop(PathBuf);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("tmux").arg("-S").arg(&self.0).arg("kill-server").output();
+        }
+    }
+    let _tmux_server = KillOnDrop(socket.clone());
     let tmux = |args: &[&str]| {
         let out = std::process::Command::new("tmux").arg("-S").arg(&socket).args(args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -163,5 +171,4 @@ async fn the_python_cli_attaches_to_a_session_and_diagnoses_the_server() {
     let texts: Vec<String> =
         items["data"].as_array().unwrap().iter().map(|i| i["content"][0]["text"].to_string()).collect();
     assert_eq!(texts, vec!["\"hi from the python repl\"", "\"Hello from the scripted model.\""], "{items}");
-    tmux(&["kill-server"]);
 }

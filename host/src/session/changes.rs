@@ -41,7 +41,14 @@ impl ChangeFeed {
     /// Announces `after` when a list would show it differently from `before`.
     pub(super) fn compare(&self, before: &SessionRecord, after: &SessionRecord) {
         let shown = |r: &SessionRecord| {
-            (r.status, r.title.clone(), r.policy.pending.len(), r.archived, r.last_task_error.is_some(), r.labels.len())
+            (
+                r.status,
+                r.title.clone(),
+                r.policy.pending.len(),
+                r.archived,
+                r.last_task_error.is_some(),
+                r.labels.clone(),
+            )
         };
         if shown(before) != shown(after) {
             self.announce(SessionChange::Updated(after.id.clone()));
