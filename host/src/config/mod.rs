@@ -143,7 +143,7 @@ pub struct Executor {
 
 /// `compaction:` — the conversation a turn starts with is summarized when it fills `trigger_threshold` of the
 /// model's context window, keeping the last `recent_window` exchanges as they are.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Compaction {
     /// The share of the context window (0 < t ≤ 1, default 0.8) at which a turn compacts first.

@@ -2,14 +2,10 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
+use super::{ChatRequest, Endpoint, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
 use omnigent_runtime::harness::{Role, ToolCall, llm::Completion};
 
-pub struct Anthropic {
-    pub http: reqwest::Client,
-    pub base_url: String,
-    pub api_key: String,
-}
+pub struct Anthropic(pub Endpoint);
 
 const DEFAULT_MAX_TOKENS: u32 = 8192;
 
@@ -19,11 +15,10 @@ impl Anthropic {
         req: &ChatRequest,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Completion, LlmError> {
-        let url = format!("{}/v1/messages", self.base_url.trim_end_matches('/'));
         let request = self
-            .http
-            .post(&url)
-            .header("x-api-key", &self.api_key)
+            .0
+            .post("v1/messages")
+            .header("x-api-key", &self.0.api_key)
             .header("anthropic-version", "2023-06-01")
             .json(&body(req));
         let mut reader = open_stream(request, "Anthropic").await?;

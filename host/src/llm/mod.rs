@@ -62,6 +62,20 @@ impl LlmError {
 const LLM_CODES: [&str; 6] =
     ["rate_limited", "llm_unavailable", "llm_error", "llm_auth_failed", "missing_api_key", "script_exhausted"];
 
+/// Where a vendor's API is reached, and with which key.
+pub struct Endpoint {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: String,
+}
+
+impl Endpoint {
+    /// A POST to `path` under the base URL.
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}/{path}", self.base_url.trim_end_matches('/')))
+    }
+}
+
 /// A configured provider.
 pub enum Provider {
     OpenAi(openai::OpenAi),
@@ -82,26 +96,20 @@ impl Provider {
         credentials: &Credentials,
     ) -> Result<Provider, LlmError> {
         // The key, and the base URL (the vendor's own unless something names another).
-        let resolve = |vendor: credentials::Vendor| {
+        let endpoint = |vendor: credentials::Vendor| {
             let found = credentials
                 .resolve(config.executor.auth.as_ref(), vendor)
                 .map_err(|missing| LlmError::Fatal { code: "missing_api_key".into(), message: missing.message })?;
-            Ok::<_, LlmError>((found.base_url.unwrap_or_else(|| vendor.default_url.into()), found.api_key))
+            let base_url = found.base_url.unwrap_or_else(|| vendor.default_url.into());
+            Ok::<_, LlmError>(Endpoint { http: http.clone(), base_url, api_key: found.api_key })
         };
         Ok(match config.provider() {
             ProviderKind::Scripted => Provider::Scripted(scripted::Scripted { script: config.executor.script.clone() }),
-            ProviderKind::Openai => {
-                let (base_url, api_key) = resolve(credentials::OPENAI)?;
-                Provider::OpenAi(openai::OpenAi { http, base_url, api_key })
-            }
+            ProviderKind::Openai => Provider::OpenAi(openai::OpenAi(endpoint(credentials::OPENAI)?)),
             ProviderKind::OpenaiResponses => {
-                let (base_url, api_key) = resolve(credentials::OPENAI)?;
-                Provider::OpenAiResponses(openai_responses::OpenAiResponses { http, base_url, api_key })
+                Provider::OpenAiResponses(openai_responses::OpenAiResponses(endpoint(credentials::OPENAI)?))
             }
-            ProviderKind::Anthropic => {
-                let (base_url, api_key) = resolve(credentials::ANTHROPIC)?;
-                Provider::Anthropic(anthropic::Anthropic { http, base_url, api_key })
-            }
+            ProviderKind::Anthropic => Provider::Anthropic(anthropic::Anthropic(endpoint(credentials::ANTHROPIC)?)),
         })
     }
 

@@ -3,14 +3,10 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
+use super::{ChatRequest, Endpoint, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
 use omnigent_runtime::harness::{Role, ToolCall, Usage, llm::Completion};
 
-pub struct OpenAi {
-    pub http: reqwest::Client,
-    pub base_url: String,
-    pub api_key: String,
-}
+pub struct OpenAi(pub Endpoint);
 
 impl OpenAi {
     pub async fn complete(
@@ -18,8 +14,7 @@ impl OpenAi {
         req: &ChatRequest,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Completion, LlmError> {
-        let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
-        let request = self.http.post(&url).bearer_auth(&self.api_key).json(&body(req));
+        let request = self.0.post("chat/completions").bearer_auth(&self.0.api_key).json(&body(req));
         let mut reader = open_stream(request, "the OpenAI-compatible endpoint").await?;
         let mut text = String::new();
         let mut calls: Vec<ToolCall> = Vec::new();

@@ -5,16 +5,12 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
+use super::{ChatRequest, Endpoint, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
 use omnigent_runtime::harness::{Role, ToolCall, Usage, llm::Completion};
 
 const WHO: &str = "the OpenAI Responses endpoint";
 
-pub struct OpenAiResponses {
-    pub http: reqwest::Client,
-    pub base_url: String,
-    pub api_key: String,
-}
+pub struct OpenAiResponses(pub Endpoint);
 
 impl OpenAiResponses {
     pub async fn complete(
@@ -22,8 +18,7 @@ impl OpenAiResponses {
         req: &ChatRequest,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Completion, LlmError> {
-        let url = format!("{}/responses", self.base_url.trim_end_matches('/'));
-        let request = self.http.post(&url).bearer_auth(&self.api_key).json(&body(req));
+        let request = self.0.post("responses").bearer_auth(&self.0.api_key).json(&body(req));
         let mut reader = open_stream(request, WHO).await?;
         let mut text = String::new();
         let mut calls: Vec<ToolCall> = Vec::new();

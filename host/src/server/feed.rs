@@ -16,9 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::sessions::list_item;
-use crate::ids::SessionId;
 use crate::protocol::FeedEvent;
-use crate::session::{SessionChange, SessionError};
+use crate::session::SessionChange;
 
 /// Changes arriving this close together are sent as one batch, each session once (a turn changes its status
 /// twice within milliseconds; the list needs only the latest).
@@ -35,43 +34,47 @@ pub async fn feed(State(state): State<AppState>) -> Response {
     let events = async_stream::stream! {
         yield frame(FeedEvent::Ready, json!({}));
         loop {
-            let first = tokio::select! {
-                change = changes.recv() => change,
-                _ = shutdown.cancelled() => break,
-            };
+            // Wait for a change, then gather what follows within the window: each session once, its latest state.
             let mut batch = BTreeMap::new();
-            match first {
-                Ok(change) => add(&mut batch, change),
-                Err(RecvError::Lagged(_)) => {
-                    yield frame(FeedEvent::Resync, json!({}));
-                    continue;
-                }
-                Err(RecvError::Closed) => break,
-            }
-            let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
             let mut lagged = false;
-            while let Ok(next) = tokio::time::timeout_at(deadline, changes.recv()).await {
+            let mut deadline = None;
+            loop {
+                let next = match deadline {
+                    None => tokio::select! {
+                        change = changes.recv() => change,
+                        _ = shutdown.cancelled() => break,
+                    },
+                    Some(at) => match tokio::time::timeout_at(at, changes.recv()).await {
+                        Ok(change) => change,
+                        Err(_) => break,
+                    },
+                };
                 match next {
-                    Ok(change) => add(&mut batch, change),
+                    Ok(change) => {
+                        let id = match &change {
+                            SessionChange::Updated(record) => record.id.clone(),
+                            SessionChange::Deleted(id) => id.clone(),
+                        };
+                        batch.insert(id, change);
+                    }
                     Err(RecvError::Lagged(_)) => lagged = true,
                     Err(RecvError::Closed) => break,
                 }
+                deadline.get_or_insert(tokio::time::Instant::now() + BATCH_WINDOW);
+            }
+            if batch.is_empty() && !lagged {
+                break; // shutting down
             }
             if lagged {
+                // Changes were missed: the subscriber lists again rather than trust a partial batch.
                 yield frame(FeedEvent::Resync, json!({}));
                 continue;
             }
-            for (id, deleted) in batch {
-                let found = if deleted { Err(SessionError::NotFound(id.clone())) } else { state.sessions.get(&id).await };
-                match found {
-                    Ok(record) => yield frame(FeedEvent::Summary, json!(list_item(record))),
-                    Err(SessionError::NotFound(_)) => yield frame(FeedEvent::Deleted, json!({"id": id.as_str()})),
-                    Err(e) => {
-                        // The list may now be stale: say so rather than drop the change.
-                        tracing::warn!(session = %id, error = %e, "the session feed could not read a session");
-                        yield frame(FeedEvent::Resync, json!({}));
-                    }
-                }
+            for change in batch.into_values() {
+                yield match change {
+                    SessionChange::Updated(record) => frame(FeedEvent::Summary, json!(list_item((*record).clone()))),
+                    SessionChange::Deleted(id) => frame(FeedEvent::Deleted, json!({"id": id.as_str()})),
+                };
             }
         }
         yield Ok(SseEvent::default().data("[DONE]"));
@@ -79,14 +82,6 @@ pub async fn feed(State(state): State<AppState>) -> Response {
     let mut response = Sse::new(events).keep_alive(KeepAlive::new().interval(state.heartbeat)).into_response();
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
-}
-
-/// Keeps the latest change per session.
-fn add(batch: &mut BTreeMap<SessionId, bool>, change: SessionChange) {
-    match change {
-        SessionChange::Updated(id) => batch.insert(id, false),
-        SessionChange::Deleted(id) => batch.insert(id, true),
-    };
 }
 
 fn frame(kind: FeedEvent, data: serde_json::Value) -> Result<SseEvent, Infallible> {

@@ -100,8 +100,7 @@ pub(super) async fn require_token(State(state): State<AppState>, request: Reques
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
         let cookie = cookie(request.headers(), AUTH_COOKIE);
         let presented = header.or(query).or(cookie.as_deref()).unwrap_or("");
-        // Constant-time: the comparison must not reveal how much of a guess was right.
-        if !matches(presented, expected) {
+        if !token_matches(presented, expected) {
             return ApiError::unauthorized().into_response();
         }
         // A cookie rides along on any request the browser makes, so a request that only the cookie authorizes
@@ -114,7 +113,8 @@ pub(super) async fn require_token(State(state): State<AppState>, request: Reques
     next.run(request).await
 }
 
-pub(super) fn matches(presented: &str, expected: &str) -> bool {
+/// Compared in constant time: the comparison must not reveal how much of a guess was right.
+pub(super) fn token_matches(presented: &str, expected: &str) -> bool {
     bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 

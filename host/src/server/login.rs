@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorEnvelope};
-use super::guards::{AUTH_COOKIE, matches};
+use super::guards::{AUTH_COOKIE, token_matches};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +27,7 @@ pub async fn login(State(state): State<AppState>, Json(login): Json<Login>) -> R
     let Some(expected) = &state.auth_token else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    if !matches(&login.token, expected) {
+    if !token_matches(&login.token, expected) {
         return Err(ApiError::new(super::error::ErrorCode::Unauthorized, "that is not this server's auth token"));
     }
     // A token that could break the header (it came from the operator, but still) is refused rather than mangled.

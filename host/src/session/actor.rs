@@ -432,7 +432,7 @@ impl Actor {
     /// Tells subscribers the session is gone and leaves the registry.
     fn close(&self) {
         let _ = self.events.send(Published::Closed);
-        self.sessions.inner.changes.announce(super::SessionChange::Deleted(self.record.id.clone()));
+        self.sessions.inner.changes.deleted(&self.record.id);
         self.sessions.inner.live.lock().unwrap().remove(&self.record.id);
     }
 

@@ -1,6 +1,9 @@
 //! The server-wide feed of session changes: which sessions a list of sessions must redraw (the web UI's live
-//! sidebar). Only what a list shows counts — status, title, pending approvals, archived, the failure — not every
-//! streamed delta, so a busy session does not flood the feed.
+//! sidebar). Only what a list shows counts — status, title, pending approvals, archived, the failure, labels — not
+//! every streamed delta, so a busy session does not flood the feed. A change carries the session as committed, so
+//! no subscriber reads it back from the database.
+
+use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
@@ -11,10 +14,10 @@ use crate::record::SessionRecord;
 const FEED_CAPACITY: usize = 1024;
 
 /// A change to a session as a list shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum SessionChange {
-    /// Created, or its summary changed: read it again.
-    Updated(SessionId),
+    /// Created, or its summary changed: the session as committed.
+    Updated(Arc<SessionRecord>),
     /// Deleted.
     Deleted(SessionId),
 }
@@ -33,9 +36,16 @@ impl ChangeFeed {
         self.sender.subscribe()
     }
 
-    pub(super) fn announce(&self, change: SessionChange) {
+    /// A session was created or changed as a list shows it (nothing is copied while nobody listens).
+    pub(super) fn updated(&self, record: &SessionRecord) {
+        if self.sender.receiver_count() > 0 {
+            let _ = self.sender.send(SessionChange::Updated(Arc::new(record.clone())));
+        }
+    }
+
+    pub(super) fn deleted(&self, id: &SessionId) {
         // No subscriber is the common case, not an error.
-        let _ = self.sender.send(change);
+        let _ = self.sender.send(SessionChange::Deleted(id.clone()));
     }
 
     /// Announces `after` when a list would show it differently from `before`.
@@ -51,7 +61,7 @@ impl ChangeFeed {
             )
         };
         if shown(before) != shown(after) {
-            self.announce(SessionChange::Updated(after.id.clone()));
+            self.updated(after);
         }
     }
 }

@@ -263,7 +263,7 @@ impl Sessions {
         }
         self.inner.store.create_session(&record).await?;
         tracing::info!(session = %record.id, "session created");
-        self.inner.changes.announce(SessionChange::Updated(record.id.clone()));
+        self.inner.changes.updated(&record);
         if new.initial_items.is_empty() {
             return Ok(record);
         }

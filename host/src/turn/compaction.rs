@@ -67,10 +67,7 @@ impl Host {
             }
         };
         let requested = requested(&items);
-        let settings = self
-            .config
-            .compaction
-            .unwrap_or(crate::config::Compaction { trigger_threshold: None, recent_window: None });
+        let settings = self.config.compaction.unwrap_or_default();
         if !resumed && !requested {
             let window = self.config.executor.context_window.unwrap_or(DEFAULT_CONTEXT_WINDOW) as f64;
             let threshold = settings.trigger_threshold.unwrap_or(DEFAULT_THRESHOLD);

@@ -50,7 +50,7 @@ test('comments: select text, comment, a second tab sees it live, edit, delete, s
   await other.locator('.comment', { hasText: 'Which shell?' }).waitFor();
   const [comment] = await server.api('GET', `/v1/sessions/${snap.id}/comments`);
   assert.equal(comment.anchor_content, 'the shell tool');
-  assert.equal(comment.path, reply ? comment.path : '');
+  assert.equal(comment.path, await reply.getAttribute('data-item-id'), 'anchored to the reply it was made on');
   assert.ok(comment.path.startsWith('msg_'));
   assert.equal(comment.end_index - comment.start_index, 'the shell tool'.length);
   // Edit.

@@ -306,7 +306,4 @@ const HANDLED = [
   'response.elicitation_resolved',
   'response.compaction.in_progress',
   'response.compaction.failed',
-  'session.policy_state',
-  'session.model',
-  'session.labels',
 ];
