@@ -8,9 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The UI's folder (`host/ui`).
+/// The UI's folder (`host/ui`), found from the package under test at run time: cargo sets `CARGO_MANIFEST_DIR` for
+/// the test process to `host/`. (This kit's own compile-time path can name another checkout when a target dir is
+/// shared between clones: cargo does not rebuild a crate only because its path moved.)
 pub fn ui_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/ui")
+    match std::env::var_os("CARGO_MANIFEST_DIR") {
+        Some(host) => PathBuf::from(host).join("ui"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/ui"),
+    }
 }
 
 /// The browser and node modules, or None when the tests must be skipped (said on stderr).
@@ -46,13 +51,15 @@ fn install() -> bool {
     if modified(&stamp).is_some() && modified(&stamp) >= modified(&lock) {
         return true;
     }
+    assert!(ui.join("package.json").is_file(), "no web UI sources at {}", ui.display());
     match Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&ui).status() {
         Ok(s) if s.success() => true,
         Ok(s) => panic!("npm ci in {} failed: {s}", ui.display()),
-        Err(_) => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             skip("npm (node's package manager)");
             false
         }
+        Err(e) => panic!("cannot run npm ci in {}: {e}", ui.display()),
     }
 }
 
@@ -67,8 +74,6 @@ pub fn run(cmd: &mut Command, what: &str) {
 /// `node` with the environment every scenario reads: the binary, the browser, the repository.
 pub fn node(bin: &Path, browser: &Path) -> Command {
     let mut cmd = Command::new("node");
-    cmd.env("OMNIGENT_BIN", bin)
-        .env("OMNIGENT_CHROMIUM", browser)
-        .env("OMNIGENT_REPO", Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository"));
+    cmd.env("OMNIGENT_BIN", bin).env("OMNIGENT_CHROMIUM", browser).env("OMNIGENT_REPO", ui_dir().join("../.."));
     cmd
 }
