@@ -403,7 +403,9 @@ impl Setup {
 async fn a_message_during_a_turn_steers_it() {
     let db = omnigent_testkit::sqlite_db();
     let replies = vec![
-        Reply::tool("Bash", json!({"command": "sleep 3; echo slept", "description": "wait"})),
+        // Long enough that the steering message is in Claude's queue before the tool ends, on a slow machine too
+        // (3 s failed now and then in full runs: the message then came after the next model call).
+        Reply::tool("Bash", json!({"command": "sleep 8; echo slept", "description": "wait"})),
         Reply::text("Saw both messages."),
     ];
     let Some(t) = Setup::new(&db.url, replies).await else { return };
