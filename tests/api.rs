@@ -435,7 +435,8 @@ async fn concurrent_posts_to_one_session_get_gap_free_sequence_numbers() {
 async fn a_subscriber_that_falls_far_behind_is_caught_up_from_the_log() {
     let db = omnigent_testkit::sqlite_db();
     let store = Store::connect(&db.url).await.unwrap();
-    let turns = omnigent::turn::TurnEnv::new(None, Default::default(), Default::default()).unwrap();
+    let sandbox = omnigent::sandbox::Sandbox::start(Default::default()).await.unwrap();
+    let turns = omnigent::turn::TurnEnv::new(None, Default::default(), Default::default(), sandbox.into()).unwrap();
     let sessions = Sessions::new(store, CancellationToken::new(), std::sync::Arc::new(turns));
     let record = sessions.create(Default::default()).await.unwrap();
     let id = record.id.clone();

@@ -70,8 +70,8 @@ fn delegating(mock: &MockLlm, cwd: &Path) -> String {
     )
 }
 
-async fn server(db: &TestDb, dir: &Path) -> ServerProcess {
-    ServerProcess::start(&bin(), dir, &db.url, free_port(), &[]).await
+async fn server(db: &TestDb, work: &Path) -> ServerProcess {
+    ServerProcess::start(&bin(), &omnigent_testkit::data_dir_in(work), &db.url, free_port(), &[]).await
 }
 
 async fn resolve(api: &Api, id: &str, eid: &str, action: &str) -> (u16, Value) {
@@ -525,8 +525,14 @@ async fn server_wide_policies_come_from_a_config_file_and_judge_every_session_la
     let file = work.path().join("server.yaml");
     std::fs::write(&file, "policies:\n  house_rules:\n    handler: tool_filter\n    factory_params: {deny: [shell], reason: no shells on this server}\n").unwrap();
     let mock = MockLlm::start(vec![touch("srv"), Reply::text("ok")]).await;
-    let srv =
-        ServerProcess::start(&bin(), work.path(), &db.url, free_port(), &["--policies", file.to_str().unwrap()]).await;
+    let srv = ServerProcess::start(
+        &bin(),
+        &omnigent_testkit::data_dir_in(work.path()),
+        &db.url,
+        free_port(),
+        &["--policies", file.to_str().unwrap()],
+    )
+    .await;
     let api = Api::new(srv.url.clone());
     let id = create(&api, &yaml(&mock, work.path(), "  {}\n".trim_end(), ""), work.path()).await;
     let (_, listed) = api.get(&format!("/v1/sessions/{id}/policies")).await;

@@ -31,8 +31,8 @@ fn yaml(provider: &str, base_url: &str, cwd: &Path, extra_executor: &str, tools:
 
 const SHELL: &str = "  shell: {type: builtin}\n";
 
-async fn server(db: &TestDb, dir: &Path) -> ServerProcess {
-    ServerProcess::start(&bin(), dir, &db.url, free_port(), &[]).await
+async fn server(db: &TestDb, work: &Path) -> ServerProcess {
+    ServerProcess::start(&bin(), &omnigent_testkit::data_dir_in(work), &db.url, free_port(), &[]).await
 }
 
 /// Creates a session from YAML text through the API (the CLI path is tested separately).

@@ -2,7 +2,7 @@
 //! it over HTTP from this process, on SQLite and — when TEST_DATABASE_URL is set — on Postgres. Prints a table.
 //!
 //! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers); BENCH_SUITES=runtime,policy,
-//! turn,store,native,credentials runs only the named suites (default: all). The native suite drives the real Claude
+//! turn,store,native,credentials,tools runs only the named suites (default: all). The native suite drives the real Claude
 //! Code CLI named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
 
 use std::path::PathBuf;
@@ -630,6 +630,49 @@ impl NativeTimes {
     }
 }
 
+/// What bubblewrap adds to a builtin tool: `sh -c true` spawned and reaped as the shell tool does, unconfined and
+/// in the default sandbox (the working directory writable, the data dir hidden).
+async fn tools_suite(rows: &mut Vec<Row>) {
+    use omnigent::config::{Executor, OsEnv, SessionConfig};
+    use omnigent::sandbox::{Confinement, Sandbox, SandboxOptions};
+    let work = tempfile::tempdir().unwrap();
+    let data = omnigent_testkit::data_dir_in(work.path());
+    let sandbox = match Sandbox::start(SandboxOptions { private_paths: vec![data], ..Default::default() }).await {
+        Ok(s) => s,
+        Err(e) => return eprintln!("tools suite skipped: {e}"),
+    };
+    let mut config = SessionConfig::new("bench", Executor::new("agent", Some("m".into())));
+    config.os_env = Some(OsEnv { cwd: Some(work.path().display().to_string()), ..OsEnv::default() });
+    let confined = sandbox.confine(&omnigent::ids::SessionId::new(), &config).unwrap();
+    if !confined.is_sandboxed() {
+        return eprintln!("tools suite skipped: bubblewrap does not run here (apt-get install bubblewrap)");
+    }
+    let bare = Confinement::unconfined(work.path());
+    let mut p50 = Vec::new();
+    for (label, place) in [("unconfined", &bare), ("bubblewrap", &confined)] {
+        let mut samples = Vec::new();
+        for _ in 0..n(200) {
+            let t = Instant::now();
+            let status = place.command("sh", &["-c", "true"]).status().await.unwrap();
+            assert!(status.success());
+            samples.push(t.elapsed());
+        }
+        p50.push(pct(&mut samples, 0.5));
+        rows.push(Row {
+            metric: format!("shell tool spawn ({label})"),
+            backend: "-",
+            value: p50_p99(&mut samples),
+            target: "",
+        });
+    }
+    rows.push(Row {
+        metric: "bubblewrap adds to a shell tool call".into(),
+        backend: "-",
+        value: format!("p50 {}", fmt(p50[1].saturating_sub(p50[0]))),
+        target: "< 10 ms",
+    });
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; this binary takes no other arguments.
@@ -654,6 +697,9 @@ async fn main() {
     }
     if wanted("credentials") {
         credentials_suite(&mut rows);
+    }
+    if wanted("tools") {
+        tools_suite(&mut rows).await;
     }
     if wanted("store") {
         suite(sqlite_db(), &mut rows).await;

@@ -9,6 +9,7 @@
 //! - `protocol`: the wire vocabulary, every event name and payload; `record`: the session records it folds into;
 //! - `store`: the log and its folds on SQLite or Postgres; `stream`: replay-then-live for subscribers;
 //! - `policy`: policy declarations, the chain, the components; `config`: session YAML; `llm`: model providers;
+//! - `sandbox`: where a session's builtin `tools` may reach (bubblewrap, roots, the workspace root);
 //! - `native`: vendor CLIs (Claude Code) run in a tmux terminal owned by the session, bridged into it;
 //! - `server`: the HTTP API; `cli`: the `omnigent` command.
 
@@ -25,6 +26,7 @@ pub mod private_files;
 pub(crate) mod protocol;
 pub mod record;
 pub(crate) mod regular_file;
+pub mod sandbox;
 pub mod server;
 pub mod session;
 pub(crate) mod sse_reader;

@@ -1,7 +1,7 @@
 //! Test support: a fresh database on each backend, an SSE client that reads frames as a browser would, and
 //! helpers to run the real `omnigent` binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -212,6 +212,14 @@ pub fn free_port() -> u16 {
 pub struct ServerProcess {
     pub child: Child,
     pub url: String,
+}
+
+/// A server's data dir inside a session's working directory `work`: the session's tools never see it (a working
+/// directory inside the data dir would be refused).
+pub fn data_dir_in(work: &Path) -> PathBuf {
+    let dir = work.join(".omnigent-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 impl ServerProcess {

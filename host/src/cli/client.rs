@@ -36,6 +36,8 @@ impl Client {
             policies: None,
             // Keys come from `omnigent auth` and the configs: this shell's variables are not the server's.
             no_env_credentials: true,
+            workspace_root: std::env::var_os("OMNIGENT_WORKSPACE_ROOT").map(Into::into),
+            bwrap: std::env::var_os("OMNIGENT_BWRAP").map(Into::into),
         };
         let (pid, url) = super::daemon::spawn_background(&server_args).await?;
         eprintln!(

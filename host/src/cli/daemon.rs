@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::ServerArgs;
+use crate::sandbox::SandboxOptions;
 use crate::server::{Server, ServerOptions, check_exposure};
 use crate::store::Store;
 
@@ -67,6 +68,27 @@ fn database_url(args: &ServerArgs) -> String {
     args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join(DB_FILE).display()))
 }
 
+/// What no session's tools may see: the data dir, and a SQLite database elsewhere (with its journal files).
+fn private_paths(args: &ServerArgs) -> Vec<PathBuf> {
+    let mut paths = vec![args.data_dir.clone()];
+    if let Some(db) = sqlite_file(&database_url(args)) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            paths.push(PathBuf::from(name));
+        }
+    }
+    paths
+}
+
+/// The file of a SQLite database URL (None: Postgres, or in memory).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    url.strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"))
+        .map(PathBuf::from)
+}
+
 /// Hides credentials in a database URL before it is printed or logged.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -93,6 +115,11 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
         credentials_file: Some(args.data_dir.join(crate::credentials::FILE_NAME)),
         keys_from_environment: !args.no_env_credentials,
         policies,
+        sandbox: SandboxOptions {
+            private_paths: private_paths(&args),
+            workspace_root: args.workspace_root.clone(),
+            bwrap: args.bwrap.clone(),
+        },
         ..ServerOptions::default()
     };
     check_exposure(args.bind, &options)?;
@@ -111,12 +138,8 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
     }
     let db = database_url(&args);
     // The database holds the configs' API keys: a SQLite file is created readable by its owner only.
-    if let Some(path) = db
-        .strip_prefix("sqlite://")
-        .map(|p| p.split('?').next().unwrap_or(p))
-        .filter(|p| !p.is_empty() && !p.contains(":memory:"))
-    {
-        private_file(Path::new(path))?;
+    if let Some(path) = sqlite_file(&db) {
+        private_file(&path)?;
     }
     let store = Store::connect(&db).await.with_context(|| format!("cannot open the database {}", redact(&db)))?;
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -194,6 +217,8 @@ pub async fn spawn_background(args: &ServerArgs) -> anyhow::Result<(u32, String)
         .arg(args.max_body_bytes.to_string())
         .args(args.policies.iter().flat_map(|p| [std::ffi::OsStr::new("--policies"), p.as_os_str()]))
         .args(args.no_env_credentials.then_some("--no-env-credentials"))
+        .args(args.workspace_root.iter().flat_map(|p| [std::ffi::OsStr::new("--workspace-root"), p.as_os_str()]))
+        .args(args.bwrap.iter().flat_map(|p| [std::ffi::OsStr::new("--bwrap"), p.as_os_str()]))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -108,6 +108,16 @@ pub struct ServerArgs {
     /// background server the CLI starts on its own runs this way: a key must not depend on which shell started it.
     #[arg(long, global = true)]
     no_env_credentials: bool,
+    /// Confine every session to this folder: each working directory (`os_env.cwd`, a create request's
+    /// `workspace`) and sandbox grant must lie under it, and builtin tools always run in bubblewrap (`type: none`
+    /// is refused). Use it when clients you do not fully trust can create sessions. Without it a session may work
+    /// in any folder this server's user can reach, its tools sandboxed per its `os_env.sandbox`.
+    #[arg(long, env = "OMNIGENT_WORKSPACE_ROOT", global = true)]
+    workspace_root: Option<PathBuf>,
+    /// The bubblewrap program that sandboxes builtin tools (default: `bwrap` on PATH). It is tried once at start;
+    /// when it cannot run, sessions with `sandbox: auto` run their tools unconfined and say so.
+    #[arg(long, env = "OMNIGENT_BWRAP", global = true)]
+    bwrap: Option<PathBuf>,
 }
 
 /// How client commands reach the server.

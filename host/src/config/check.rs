@@ -21,9 +21,12 @@ impl SessionConfig {
             (self.labels.is_some(), "labels"),
             (self.metadata.is_some(), "metadata"),
             (self.executor.profile.is_some(), "executor.profile"),
-            (self.os_env.as_ref().is_some_and(|o| o.sandbox.is_some()), "os_env.sandbox"),
-            // A native CLI brings its own tools.
+            // A native CLI brings its own tools, and runs them itself.
             (self.executor.is_native() && !self.tools.is_empty(), "tools (with a native harness)"),
+            (
+                self.executor.is_native() && self.os_env.as_ref().is_some_and(|o| o.sandbox.is_some()),
+                "os_env.sandbox (with a native harness)",
+            ),
         ] {
             if present {
                 out.push(key);
@@ -81,6 +84,9 @@ impl SessionConfig {
             && !(16..=1024).contains(&mb)
         {
             return Err(format!("executor.memory_mb must be between 16 and 1024, got {mb}"));
+        }
+        if let Some(sandbox) = self.os_env.as_ref().and_then(|o| o.sandbox.as_ref()) {
+            sandbox.validate()?;
         }
         if self.executor.max_steps == Some(0) {
             return Err("executor.max_steps must be at least 1".into());

@@ -56,7 +56,7 @@ impl SessionConfig {
         let base = std::fs::canonicalize(&base).unwrap_or(base);
         let cwd = config.os_env.as_ref().and_then(|o| o.cwd.clone()).unwrap_or_else(|| ".".into());
         let resolved = base.join(&cwd);
-        config.os_env.get_or_insert(OsEnv { kind: None, cwd: None, sandbox: None }).cwd =
+        config.os_env.get_or_insert_with(OsEnv::default).cwd =
             Some(std::fs::canonicalize(&resolved).unwrap_or(resolved).display().to_string());
         if config.executor.harness.ends_with(".wasm") && !Path::new(&config.executor.harness).is_absolute() {
             config.executor.harness = base.join(&config.executor.harness).display().to_string();

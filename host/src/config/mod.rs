@@ -6,8 +6,10 @@
 
 mod check;
 mod load;
+mod sandbox;
 
 pub use load::server_policies;
+pub use sandbox::{SandboxKind, SandboxSpec, WritePath};
 
 use std::collections::BTreeMap;
 
@@ -394,7 +396,7 @@ impl ToolConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OsEnv {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -402,8 +404,9 @@ pub struct OsEnv {
     /// Working directory of the session's tools (relative paths are relative to the YAML file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// How the builtin tools are confined; absent: [`SandboxSpec::default_for_session`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<Value>,
+    pub sandbox: Option<SandboxSpec>,
 }
 
 pub const BUILTIN_TOOLS: [&str; 4] = ["shell", "read_file", "write_file", "list_dir"];
@@ -418,6 +421,11 @@ impl SessionConfig {
             .map(std::path::PathBuf::from)
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// The sandbox the builtin tools run in: `os_env.sandbox`, else [`SandboxSpec::default_for_session`].
+    pub fn sandbox(&self) -> SandboxSpec {
+        self.os_env.as_ref().and_then(|o| o.sandbox.clone()).unwrap_or_else(SandboxSpec::default_for_session)
     }
 
     /// The session config as stored with the session.

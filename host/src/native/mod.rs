@@ -238,6 +238,11 @@ impl TurnRunner for Runners {
             None => self.wasm.run(sessions, turn),
         }
     }
+
+    /// The working directory and sandbox rules are the server's, whichever runner runs the session.
+    fn admit(&self, config: &crate::config::SessionConfig) -> Result<(), String> {
+        self.wasm.admit(config)
+    }
 }
 
 /// Runs a turn with the session's CLI to its end and reports the outcome to the session's actor.

@@ -39,6 +39,7 @@ pub use credentials::{CredentialCheck, ExecutorCheck};
 use crate::credentials::Credentials;
 use crate::native::{Natives, Runners};
 use crate::policy::PolicyEnv;
+use crate::sandbox::Sandbox;
 use crate::session::Sessions;
 use crate::store::Store;
 use crate::turn::TurnEnv;
@@ -71,6 +72,9 @@ pub struct ServerOptions {
     pub credentials_file: Option<std::path::PathBuf>,
     /// Whether turns may take keys from this process's environment (`OPENAI_API_KEY`, `${VAR}` references).
     pub keys_from_environment: bool,
+    /// How sessions' builtin tools are confined: the paths they never see (the cache, native and credentials
+    /// paths above are added), the workspace root.
+    pub sandbox: crate::sandbox::SandboxOptions,
 }
 
 impl Default for ServerOptions {
@@ -85,6 +89,7 @@ impl Default for ServerOptions {
             native_dir: None,
             credentials_file: None,
             keys_from_environment: true,
+            sandbox: Default::default(),
         }
     }
 }
@@ -117,6 +122,8 @@ pub enum StartError {
     Recover(String),
     #[error("the server-wide policies: {0}")]
     Policies(String),
+    #[error("{0}")]
+    Sandbox(String),
 }
 
 #[derive(OpenApi)]
@@ -319,7 +326,11 @@ impl Server {
     ) -> Result<Self, StartError> {
         check_exposure(listener.local_addr().expect("bound listener has an address"), &options)?;
         let credentials = Arc::new(Credentials::new(options.credentials_file.clone(), options.keys_from_environment));
-        let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone(), credentials.clone())
+        let mut sandbox = options.sandbox.clone();
+        let server_paths = [&options.cache_dir, &options.native_dir, &options.credentials_file];
+        sandbox.private_paths.extend(server_paths.into_iter().flatten().cloned());
+        let sandbox = Arc::new(Sandbox::start(sandbox).await.map_err(StartError::Sandbox)?);
+        let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone(), credentials.clone(), sandbox)
             .map_err(|e| StartError::Runtime(format!("{e:#}")))?;
         turns.policies.check(&options.policies).await.map_err(StartError::Policies)?;
         let policies = turns.policies.clone();

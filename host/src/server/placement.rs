@@ -49,7 +49,7 @@ impl Placement {
                     crate::ids::truncate(&dir, 200)
                 )));
             }
-            config.os_env.get_or_insert(crate::config::OsEnv { kind: None, cwd: None, sandbox: None }).cwd = Some(dir);
+            config.os_env.get_or_insert_with(Default::default).cwd = Some(dir);
         }
         let changes_executor = self.harness.is_some() || self.terminal_launch_args.is_some();
         if let Some(harness) = self.harness {

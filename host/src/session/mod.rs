@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::SessionConfig;
 use crate::ids::SessionId;
 use crate::protocol::NewEvent;
 use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent, now_us};
@@ -254,6 +255,10 @@ impl Sessions {
     }
 
     pub async fn create(&self, new: NewSession) -> Result<SessionRecord, SessionError> {
+        // The callers checked the config; one that does not even parse fails its first turn with the reason.
+        if let Ok(config) = serde_json::from_value::<SessionConfig>(new.config.clone()) {
+            self.inner.runner.admit(&config).map_err(SessionError::Invalid)?;
+        }
         let mut record = SessionRecord::new(new.config, new.title, new.labels, now_us());
         record.agent_id = new.agent_id;
         record.settings = new.settings;

@@ -20,6 +20,12 @@ use crate::record::SessionRecord;
 pub trait TurnRunner: Send + Sync {
     /// The turn to run; it reports its end with [`Sessions::end_turn`].
     fn run(&self, sessions: Sessions, turn: TurnStart) -> BoxFuture<'static, ()>;
+
+    /// Whether this runner will run sessions with this config (checked when a session is created); Err says why
+    /// not, for the client.
+    fn admit(&self, _config: &SessionConfig) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a turn starts with.

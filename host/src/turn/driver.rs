@@ -63,7 +63,8 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         deadline: config.executor.turn_timeout_s.map(Duration::from_secs).unwrap_or(defaults.deadline),
     };
     let model = config.executor.model_name().to_string();
-    let cwd = config.work_dir();
+    let place = env.sandbox.confine(&record.id, &config);
+    let sandbox_notice = place.as_ref().ok().and_then(|p| p.notice.clone());
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let session_policies = PolicyMap::of_session(&record.policy.policies);
     let agent_policies = config.policies.clone().unwrap_or_default();
@@ -84,7 +85,8 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         provider,
         model: model.clone(),
         reasoning_effort: record.settings.reasoning_effort.clone(),
-        cwd,
+        place,
+        sandbox_notice: Mutex::new(sandbox_notice),
         shared,
         journal,
         gate,

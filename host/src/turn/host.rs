@@ -3,7 +3,6 @@
 //! calls to them.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,8 +27,10 @@ pub(super) struct Host {
     pub model: String,
     /// Sent with each model call (the session's `reasoning_effort`).
     pub reasoning_effort: Option<String>,
-    /// Where the session's builtin tools run.
-    pub cwd: PathBuf,
+    /// Where and how the session's builtin tools run, or why they cannot.
+    pub place: Result<crate::sandbox::Confinement, String>,
+    /// Said with the first builtin call of the turn: the session's tools run without the sandbox it asked for.
+    pub sandbox_notice: Mutex<Option<String>>,
     pub shared: TurnShared,
     pub journal: Journal,
     /// The session's policies: its own, its config's, the server's.

@@ -44,6 +44,8 @@ pub struct TurnEnv {
     pub policies: Arc<PolicyEnv>,
     /// Where a turn's model key comes from, looked up at each turn.
     pub credentials: Arc<Credentials>,
+    /// How builtin tools are confined.
+    pub sandbox: Arc<crate::sandbox::Sandbox>,
 }
 
 impl TurnEnv {
@@ -52,6 +54,7 @@ impl TurnEnv {
         cache_dir: Option<PathBuf>,
         server_policies: PolicyMap,
         credentials: Arc<Credentials>,
+        sandbox: Arc<crate::sandbox::Sandbox>,
     ) -> anyhow::Result<TurnEnv> {
         let runtime = Runtime::new(cache_dir)?;
         Ok(TurnEnv {
@@ -60,6 +63,7 @@ impl TurnEnv {
             http: crate::http_client().connect_timeout(Duration::from_secs(30)).build()?,
             slots: Arc::new(tokio::sync::Semaphore::new(omnigent_runtime::POOL_INSTANCES as usize / 2)),
             credentials,
+            sandbox,
         })
     }
 }
@@ -68,5 +72,9 @@ impl TurnEnv {
 impl TurnRunner for TurnEnv {
     fn run(&self, sessions: Sessions, turn: TurnStart) -> BoxFuture<'static, ()> {
         driver::run(self.clone(), sessions, turn).boxed()
+    }
+
+    fn admit(&self, config: &crate::config::SessionConfig) -> Result<(), String> {
+        self.sandbox.admit(config)
     }
 }

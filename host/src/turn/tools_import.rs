@@ -153,7 +153,14 @@ impl Host {
     ) -> ToolResult {
         self.journal.record(Vec::new(), Vec::new(), Entry::Started { call_id: call_id.to_string() }).await;
         let mut events = Vec::new();
-        let mut result = match crate::tools::run(name, tool, arguments, &self.cwd).await {
+        if let Some(notice) = self.sandbox_notice.lock().unwrap().take() {
+            events.push(protocol::error(ErrorSource::Tool(name), "sandbox_unavailable", &notice));
+        }
+        let ran = match &self.place {
+            Ok(place) => crate::tools::run(name, tool, arguments, place).await,
+            Err(why) => Err(format!("the session's tools cannot run: {why}")),
+        };
+        let mut result = match ran {
             Ok(output) => ToolResult { output, is_error: false },
             Err(message) => {
                 events.push(protocol::error(ErrorSource::Tool(name), "tool_error", &message));

@@ -1,0 +1,245 @@
+//! Confining a session's builtin tools (`os_env.sandbox`).
+//!
+//! The server knows what no tool may see (its data dir, database, credentials), whether bubblewrap runs on this
+//! machine, and the operator's `--workspace-root`. From that and a session's config it admits the session (or
+//! says why not) and, at each turn, resolves a [`Confinement`]: how the shell tool runs (in bubblewrap, or
+//! unconfined) and where the file tools may read and write ([`Reach`]).
+//!
+//! Defaults: a session without `os_env.sandbox` gets `auto` with its working directory writable and the network
+//! allowed — bubblewrap when it runs here, else unconfined with a notice once per session. A written `sandbox:`
+//! means what it means in Omnigent (the working directory is read-only unless `write_paths` names it). With
+//! `--workspace-root`, every working directory and grant must lie under the root and the tools always run in
+//! bubblewrap (a server whose bubblewrap does not work refuses to start with a root).
+
+mod bwrap;
+mod reach;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use reach::Reach;
+
+use crate::config::{SandboxKind, SandboxSpec, SessionConfig};
+use crate::ids::SessionId;
+
+/// Environment variables a sandboxed tool gets from the server (plus the session's `env_passthrough`): enough for
+/// programs to run, none that carries a key.
+const PASSED_ENV: [&str; 8] = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER", "LOGNAME"];
+
+/// What the operator decided for every session's tools.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxOptions {
+    /// Paths no tool may see, whatever a session grants: the data dir, the database file.
+    pub private_paths: Vec<PathBuf>,
+    /// Every session's working directory and grants must lie under this folder, and its tools run in bubblewrap.
+    pub workspace_root: Option<PathBuf>,
+    /// The bubblewrap program (None: `bwrap` on PATH).
+    pub bwrap: Option<PathBuf>,
+}
+
+/// The server's side of confinement: built once at start-up.
+pub struct Sandbox {
+    private: Vec<PathBuf>,
+    root: Option<PathBuf>,
+    /// The bubblewrap that works here, or why there is none.
+    bwrap: Result<PathBuf, String>,
+    /// Sessions already told that `auto` fell back to no sandbox.
+    told: Mutex<HashSet<SessionId>>,
+}
+
+impl Sandbox {
+    /// Probes bubblewrap. Err only when a workspace root is set and bubblewrap cannot confine its sessions.
+    pub async fn start(options: SandboxOptions) -> Result<Sandbox, String> {
+        let bwrap = match options.bwrap.or_else(bwrap::on_path) {
+            Some(path) => bwrap::probe(&path).await.map(|()| path),
+            None => Err("bubblewrap (bwrap) is not installed (apt-get install bubblewrap)".to_string()),
+        };
+        let root = match options.workspace_root {
+            Some(root) => {
+                let real =
+                    std::fs::canonicalize(&root).map_err(|e| format!("--workspace-root {}: {e}", root.display()))?;
+                if let Err(why) = &bwrap {
+                    return Err(format!(
+                        "--workspace-root confines every session's tools with bubblewrap, which cannot run here: {why}"
+                    ));
+                }
+                Some(real)
+            }
+            None => None,
+        };
+        match &bwrap {
+            Ok(path) => {
+                tracing::info!(bwrap = %path.display(), "builtin tools run in bubblewrap unless a session says type: none")
+            }
+            Err(why) => {
+                tracing::warn!(reason = %why, "bubblewrap is not available: sessions with sandbox auto run their tools unconfined")
+            }
+        }
+        let private =
+            options.private_paths.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
+        Ok(Sandbox { private, root, bwrap, told: Mutex::default() })
+    }
+
+    /// Whether a session with this config may be created here: its working directory and grants under the
+    /// workspace root and out of the server's private paths, a sandbox this server can run. A native CLI brings its
+    /// own tools: only its working directory is judged.
+    pub fn admit(&self, config: &SessionConfig) -> Result<(), String> {
+        let cwd = absolute(&config.work_dir())?;
+        let spec = config.sandbox();
+        let mut paths = vec![("os_env.cwd", cwd.clone())];
+        if !config.executor.is_native() {
+            for (field, path) in grants(&spec) {
+                paths.push((field, resolve(&cwd, path)?));
+            }
+        }
+        for (field, path) in &paths {
+            let real = reach::real_path(path)?;
+            if self.private.iter().any(|p| real.starts_with(p)) {
+                return Err(format!("{field} {}: the server's own data lives there", path.display()));
+            }
+            if let Some(root) = &self.root
+                && !real.starts_with(root)
+            {
+                return Err(format!(
+                    "{field} {}: this server confines sessions to its workspace root {}",
+                    path.display(),
+                    root.display()
+                ));
+            }
+        }
+        if config.executor.is_native() {
+            return Ok(());
+        }
+        match (spec.kind, &self.bwrap, &self.root) {
+            (SandboxKind::None, _, Some(root)) => Err(format!(
+                "os_env.sandbox.type none: this server runs every session's tools in its sandbox (workspace root {})",
+                root.display()
+            )),
+            (SandboxKind::LinuxBwrap, Err(why), _) => Err(format!("os_env.sandbox.type linux_bwrap: {why}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// How the tools of a turn of `session` run. Err: why they cannot (each tool call reports it).
+    pub fn confine(&self, session: &SessionId, config: &SessionConfig) -> Result<Confinement, String> {
+        self.admit(config)?;
+        let spec = config.sandbox();
+        let cwd = reach::real_path(&absolute(&config.work_dir())?)?;
+        let (bwrap, notice) = match (spec.kind, &self.bwrap) {
+            (SandboxKind::None, _) => (None, None),
+            (_, Ok(path)) => (Some(path.clone()), None),
+            (_, Err(why)) => {
+                let first = self.told.lock().unwrap().insert(session.clone());
+                let notice = format!(
+                    "os_env.sandbox auto: no sandbox on this server ({why}); this session's tools run with the \
+                     server's rights"
+                );
+                if first {
+                    tracing::warn!(%session, reason = %why, "os_env.sandbox auto: the session's tools run unconfined");
+                }
+                (None, first.then_some(notice))
+            }
+        };
+        let mut reach = Reach { hidden: self.private.clone(), ..Reach::default() };
+        reach.read.push(cwd.clone());
+        for path in spec.read_paths.iter().flatten() {
+            reach.read.push(reach::real_path(&resolve(&cwd, path)?)?);
+        }
+        let written = spec.write_paths.iter().flatten().map(|w| w.path());
+        for path in written.chain(spec.write_files.iter().flatten().map(String::as_str)) {
+            let real = reach::real_path(&resolve(&cwd, path)?)?;
+            reach.read.push(real.clone());
+            reach.write.push(real);
+        }
+        // Unconfined, the file tools may still write in the working directory (Omnigent's `none`).
+        if bwrap.is_none() && !reach.write.contains(&cwd) {
+            reach.write.push(cwd.clone());
+        }
+        for path in spec.mask_paths.iter().flatten() {
+            reach.hidden.push(reach::real_path(&resolve(&cwd, path)?)?);
+        }
+        Ok(Confinement {
+            cwd,
+            bwrap,
+            notice,
+            reach,
+            allow_network: spec.allows_network(),
+            env_passthrough: spec.env_passthrough.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// A turn's confinement of its tools.
+#[derive(Clone, Debug)]
+pub struct Confinement {
+    /// The working directory (its real path).
+    pub cwd: PathBuf,
+    /// The bubblewrap the shell runs in; None: unconfined.
+    bwrap: Option<PathBuf>,
+    /// Said once per session: `auto` found no sandbox.
+    pub notice: Option<String>,
+    pub reach: Reach,
+    allow_network: bool,
+    env_passthrough: Vec<String>,
+}
+
+impl Confinement {
+    /// No sandbox, file tools kept to `cwd` (tests of the tools themselves).
+    pub fn unconfined(cwd: &Path) -> Confinement {
+        let cwd = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
+        let reach = Reach { read: vec![cwd.clone()], write: vec![cwd.clone()], hidden: Vec::new() };
+        Confinement { cwd, bwrap: None, notice: None, reach, allow_network: true, env_passthrough: Vec::new() }
+    }
+
+    pub fn is_sandboxed(&self) -> bool {
+        self.bwrap.is_some()
+    }
+
+    /// The command that runs `program args…` as a tool: in the sandbox (with a clean environment: a few harmless
+    /// variables and the session's `env_passthrough`, `HOME` and `TMPDIR` on the sandbox's own /tmp), or
+    /// unconfined in the working directory.
+    pub fn command(&self, program: &str, args: &[&str]) -> tokio::process::Command {
+        let Some(bwrap) = &self.bwrap else {
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args).current_dir(&self.cwd);
+            return cmd;
+        };
+        let mut cmd = tokio::process::Command::new(bwrap);
+        cmd.args(bwrap::args(self, program, args)).env_clear();
+        let names = PASSED_ENV.iter().copied().chain(self.env_passthrough.iter().map(String::as_str));
+        for name in names {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
+        if std::env::var_os("PATH").is_none() {
+            cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+        }
+        cmd.env("HOME", "/tmp").env("TMPDIR", "/tmp");
+        cmd
+    }
+}
+
+/// The paths a sandbox spec grants, with the field that names each.
+fn grants(spec: &SandboxSpec) -> Vec<(&'static str, &str)> {
+    let mut out: Vec<(&'static str, &str)> = Vec::new();
+    out.extend(spec.write_paths.iter().flatten().map(|w| ("os_env.sandbox.write_paths", w.path())));
+    out.extend(spec.read_paths.iter().flatten().map(|p| ("os_env.sandbox.read_paths", p.as_str())));
+    out.extend(spec.write_files.iter().flatten().map(|p| ("os_env.sandbox.write_files", p.as_str())));
+    out
+}
+
+/// A relative working directory is relative to where the server runs, as the OS would take it.
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    let here = std::env::current_dir().map_err(|e| format!("os_env.cwd {}: {e}", path.display()))?;
+    Ok(here.join(path))
+}
+
+/// A grant's path: relative ones are relative to the working directory.
+fn resolve(cwd: &Path, path: &str) -> Result<PathBuf, String> {
+    Ok(cwd.join(path))
+}
