@@ -108,11 +108,13 @@ async fn the_default_sandbox_shows_the_work_dir_and_nothing_of_the_servers() {
         shell("env"),
         shell("touch /usr/escape; touch /etc/escape"),
         shell("ps ax -o pid,comm | wc -l"),
+        // The compiled-component cache the server loads as native code (issue: tools could plant code there).
+        shell("mkdir -p .omnigent-data/cache && echo evil > .omnigent-data/cache/planted.cwasm"),
     ]);
     let (status, v) = t.create(t.config(t.work.path(), None)).await;
     assert_eq!(status, 201, "{v}");
     let (out, _) = t.turn(v["id"].as_str().unwrap()).await;
-    assert_eq!(out.len(), 5, "{out:?}");
+    assert_eq!(out.len(), 6, "{out:?}");
     // The working directory is writable.
     assert!(out[0].contains("exit code: 0") && out[0].contains("made"), "{}", out[0]);
     assert_eq!(std::fs::read_to_string(t.work.path().join("made.txt")).unwrap(), "made\n");
@@ -131,6 +133,8 @@ async fn the_default_sandbox_shows_the_work_dir_and_nothing_of_the_servers() {
     // Its own processes only: the header, sh, ps, wc and bubblewrap's init.
     let count: usize = out[4].lines().find_map(|l| l.trim().parse().ok()).unwrap_or(99);
     assert!(count <= 6, "the sandbox sees only its own processes: {}", out[4]);
+    // What a tool writes over the data dir lands in the sandbox's own empty folder, never in the server's.
+    assert!(!t.data.join("cache/planted.cwasm").exists(), "{}", out[5]);
 }
 
 #[tokio::test]

@@ -27,6 +27,9 @@ use crate::ids::SessionId;
 /// programs to run, none that carries a key.
 const PASSED_ENV: [&str; 8] = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER", "LOGNAME"];
 
+/// How many sessions' fallback notices are remembered.
+const MAX_TOLD: usize = 100_000;
+
 /// What the operator decided for every session's tools.
 #[derive(Clone, Debug, Default)]
 pub struct SandboxOptions {
@@ -130,7 +133,14 @@ impl Sandbox {
             (SandboxKind::None, _) => (None, None),
             (_, Ok(path)) => (Some(path.clone()), None),
             (_, Err(why)) => {
-                let first = self.told.lock().unwrap().insert(session.clone());
+                let first = {
+                    let mut told = self.told.lock().unwrap();
+                    // Bounded: past the cap a session may be told twice, which is harmless.
+                    if told.len() >= MAX_TOLD {
+                        told.clear();
+                    }
+                    told.insert(session.clone())
+                };
                 let notice = format!(
                     "os_env.sandbox auto: no sandbox on this server ({why}); this session's tools run with the \
                      server's rights"
