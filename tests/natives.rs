@@ -76,7 +76,9 @@ impl Setup {
     async fn new(db_url: &str, replies: Vec<Reply>) -> Option<Setup> {
         let cli = claude()?;
         let serial = ONE_AT_A_TIME.lock().await;
-        let data = tempfile::tempdir().unwrap();
+        // Not under /tmp: Codex will not create its sandbox helper below the system's temp dir, and with bubblewrap
+        // installed its sandboxed commands would then fail (the server warns about such a data dir).
+        let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let work = tempfile::tempdir().unwrap();
         let server = ServerProcess::start(&bin(), data.path(), db_url, free_port(), &[]).await;
         let api = Api::new(server.url.clone());
@@ -872,9 +874,7 @@ async fn codex_interrupt_and_steering() {
     let Some(cx) = codex() else { return };
     let db = omnigent_testkit::sqlite_db();
     let replies = vec![
-        // Long enough that the steering message reaches Codex before the command ends on a loaded machine (3 s
-        // failed in a CI run: the message came after the next model call).
-        Reply::tool("exec_command", json!({"cmd": "sleep 8; echo slept"})),
+        Reply::tool("exec_command", json!({"cmd": "sleep 3; echo slept"})),
         Reply::text("Saw the steering."),
         Reply::tool("exec_command", json!({"cmd": "sleep 30"})),
     ];
@@ -889,8 +889,13 @@ async fn codex_interrupt_and_steering() {
     let seen = t.until(&mut sse, &id, "response.completed").await;
     let turns = types(&seen).iter().filter(|t| **t == "response.created").count();
     assert_eq!(turns, 1, "the second message steered the turn instead of starting one: {:?}", types(&seen));
-    let last = t.model_calls().pop().unwrap();
-    assert!(last.body["input"].to_string().contains("also this"), "the model saw the steering message");
+    let calls = t.model_calls();
+    let inputs: Vec<String> = calls.iter().map(|c| c.body["input"].to_string()).collect();
+    assert!(
+        inputs.last().unwrap().contains("also this"),
+        "the model saw the steering message; {} model calls, their inputs: {inputs:#?}",
+        calls.len()
+    );
     // An interrupt ends a running turn.
     t.api.message(&id, "sleep long").await;
     t.wait_model_calls(3).await;

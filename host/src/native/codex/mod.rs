@@ -143,6 +143,15 @@ fn environment(
     if config.executor.config_dir.unwrap_or_default() == NativeConfigDir::Isolated {
         let home = bridge.dir.join("codex-home");
         crate::private_files::private_dir(&home).map_err(NativeError::io("creating CODEX_HOME"))?;
+        if home.starts_with(std::env::temp_dir()) {
+            // Codex then refuses to create its sandbox helper (`codex-linux-sandbox`), and with bubblewrap
+            // installed every sandboxed command it runs fails at once.
+            tracing::warn!(
+                codex_home = %home.display(),
+                "CODEX_HOME is under the system's temp dir, where Codex will not create its sandbox helper: its \
+                 sandboxed commands fail when bubblewrap is installed; use a --data-dir outside the temp dir"
+            );
+        }
         let trust = format!(
             "approval_policy = \"on-request\"\nsandbox_mode = \"workspace-write\"\n\n[projects.{}]\ntrust_level = \"trusted\"\n\n[analytics]\nenabled = false\n",
             toml_string(&cwd.to_string_lossy())
