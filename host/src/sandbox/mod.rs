@@ -152,22 +152,22 @@ impl Sandbox {
             }
         };
         let mut reach = Reach { hidden: self.private.clone(), ..Reach::default() };
-        reach.read.push(cwd.clone());
+        add(&mut reach.read, cwd.clone());
         for path in spec.read_paths.iter().flatten() {
-            reach.read.push(reach::real_path(&resolve(&cwd, path)?)?);
+            add(&mut reach.read, reach::real_path(&resolve(&cwd, path)?)?);
         }
         let written = spec.write_paths.iter().flatten().map(|w| w.path());
         for path in written.chain(spec.write_files.iter().flatten().map(String::as_str)) {
             let real = reach::real_path(&resolve(&cwd, path)?)?;
-            reach.read.push(real.clone());
-            reach.write.push(real);
+            add(&mut reach.read, real.clone());
+            add(&mut reach.write, real);
         }
         // Unconfined, the file tools may still write in the working directory (Omnigent's `none`).
-        if bwrap.is_none() && !reach.write.contains(&cwd) {
-            reach.write.push(cwd.clone());
+        if bwrap.is_none() {
+            add(&mut reach.write, cwd.clone());
         }
         for path in spec.mask_paths.iter().flatten() {
-            reach.hidden.push(reach::real_path(&resolve(&cwd, path)?)?);
+            add(&mut reach.hidden, reach::real_path(&resolve(&cwd, path)?)?);
         }
         Ok(Confinement {
             cwd,
@@ -228,6 +228,13 @@ impl Confinement {
         }
         cmd.env("HOME", "/tmp").env("TMPDIR", "/tmp");
         cmd
+    }
+}
+
+/// Adds a root once.
+fn add(roots: &mut Vec<PathBuf>, path: PathBuf) {
+    if !roots.contains(&path) {
+        roots.push(path);
     }
 }
 
