@@ -1078,3 +1078,60 @@ async fn compaction_summarizes_the_older_conversation_on_request_and_when_the_co
         assert_eq!(mock.requests().len(), 3, "{}: no model call for it", db.label);
     }
 }
+
+#[tokio::test]
+async fn skills_are_listed_in_the_instructions_and_loaded_on_demand() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let skill_dir = work.path().join("skills/code-review");
+    std::fs::create_dir_all(&skill_dir).unwrap();
+    std::fs::write(
+        skill_dir.join("SKILL.md"),
+        "---\nname: code-review\ndescription: How this team reviews a change.\n---\nREVIEW BODY: read the diff twice.\n",
+    )
+    .unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("SKILL.md"), "---\nname: leak\ndescription: d\n---\nSECRET\n").unwrap();
+    let mock = MockLlm::start(vec![
+        Reply::Tools { text: String::new(), calls: vec![("load_skill".into(), json!({"name": "code-review"}))] },
+        Reply::text("Reviewed as the skill says."),
+    ])
+    .await;
+    let skills = format!(
+        "  review: {{type: skill, path: skills/code-review}}\n  sql_style: {{type: skill, description: House SQL \
+         style., content: \"Uppercase keywords.\"}}\n  leaky: {{type: skill, path: {}}}\n  hidden: {{type: skill, \
+         content: \"---\\nname: not-offered\\ndescription: filtered out\\n---\\nx\"}}\n",
+        outside.path().display()
+    );
+    let text = yaml("openai", &mock.openai_base(), work.path(), "", &skills) + "skills: [review, sql_style, leaky]\n";
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let id = create_from_yaml(&api, &text, work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "review my change").await;
+    let frames = sse.until("response.completed").await;
+    let reqs = mock.requests();
+    // The model reads each offered skill's name and description, and has one tool to load them.
+    let system = reqs[0].body["messages"][0]["content"].as_str().unwrap().to_string();
+    assert!(system.starts_with("You are terse."), "{system}");
+    assert!(system.contains("- code-review: How this team reviews a change."), "{system}");
+    assert!(system.contains("- sql_style: House SQL style."), "{system}");
+    assert!(!system.contains("not-offered") && !system.contains("leak"), "{system}");
+    let tools: Vec<&str> =
+        reqs[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["load_skill"], "skills are not tools of their own");
+    // The body arrives when the model asks for it.
+    let output = frames
+        .iter()
+        .map(|f| f.json())
+        .find(|v| v["item"]["type"] == "function_call_output")
+        .map(|v| v["item"]["output"].as_str().unwrap().to_string())
+        .unwrap();
+    assert_eq!(output, "REVIEW BODY: read the diff twice.");
+    // A skill outside what the session's tools may read is left out, and said.
+    let error = frames.iter().find(|f| f.event.as_deref() == Some("response.error")).unwrap().json();
+    assert_eq!(error["error"]["code"], "skill_unavailable", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("leaky"), "{error}");
+    assert!(!reqs[1].body.to_string().contains("SECRET"));
+}

@@ -10,6 +10,7 @@
 //! - `store`: the log and its folds on SQLite or Postgres; `stream`: replay-then-live for subscribers;
 //! - `policy`: policy declarations, the chain, the components; `config`: session YAML; `llm`: model providers;
 //! - `sandbox`: where a session's builtin `tools` may reach (bubblewrap, roots, the workspace root);
+//! - `skills`: SKILL.md instructions the model loads on demand (`load_skill`);
 //! - `native`: vendor CLIs (Claude Code) run in a tmux terminal owned by the session, bridged into it;
 //! - `server`: the HTTP API; `cli`: the `omnigent` command.
 
@@ -29,6 +30,7 @@ pub(crate) mod regular_file;
 pub mod sandbox;
 pub mod server;
 pub mod session;
+pub(crate) mod skills;
 pub(crate) mod sse_reader;
 pub mod store;
 pub mod stream;

@@ -118,6 +118,10 @@ impl SessionConfig {
         for (name, decl) in self.policies.iter().flat_map(|p| p.0.iter()) {
             decl.validate(name)?;
         }
+        if self.tools.values().any(|t| t.kind == ToolKind::Skill) && self.tools.contains_key(crate::skills::LOAD_SKILL)
+        {
+            return Err(format!("tools.{}: the name is taken by the skills' own tool", crate::skills::LOAD_SKILL));
+        }
         for (name, tool) in &self.tools {
             within(&format!("tools.{name}.timeout_s"), tool.timeout_s, MAX_TOOL_TIMEOUT_S, "seconds")?;
             within(
@@ -147,6 +151,15 @@ impl SessionConfig {
                         return Err(format!("tools.{name}.parameters must be a JSON Schema object"));
                     }
                 }
+                ToolKind::Skill => match (&tool.path, &tool.content) {
+                    (Some(_), Some(_)) | (None, None) => {
+                        return Err(format!("tools.{name}: a skill takes `path` or `content` (one of them)"));
+                    }
+                    (None, Some(content)) => {
+                        crate::skills::parse(content, name, tool).map_err(|e| format!("tools.{name}: {e}"))?;
+                    }
+                    (Some(_), None) => {}
+                },
                 ToolKind::Agent => {
                     if tool.description.as_deref().is_none_or(str::is_empty) {
                         return Err(format!(

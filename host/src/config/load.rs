@@ -58,6 +58,11 @@ impl SessionConfig {
         let resolved = base.join(&cwd);
         config.os_env.get_or_insert_with(OsEnv::default).cwd =
             Some(std::fs::canonicalize(&resolved).unwrap_or(resolved).display().to_string());
+        for tool in config.tools.values_mut().filter(|t| t.kind == super::ToolKind::Skill) {
+            if let Some(path) = tool.path.as_mut().filter(|p| !Path::new(p.as_str()).is_absolute()) {
+                *path = base.join(&*path).display().to_string();
+            }
+        }
         if config.executor.harness.ends_with(".wasm") && !Path::new(&config.executor.harness).is_absolute() {
             config.executor.harness = base.join(&config.executor.harness).display().to_string();
         }

@@ -85,6 +85,9 @@ pub struct SessionConfig {
     /// When the older conversation is summarized so the model's context does not overflow (Omnigent's key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compaction: Option<Compaction>,
+    /// Which skills (`type: skill` tools) are offered: `all` (default), `none`, or a list of their keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skills: Option<SkillsFilter>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminals: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -331,12 +334,12 @@ pub struct ScriptedCall {
     pub arguments: Value,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ToolConfig {
     /// `builtin` (shell, read_file, write_file, list_dir — the map key picks which), `function` (with
-    /// `runtime: client`: the client runs it and posts a `function_call_output`) or `agent` (a sub-agent that runs
-    /// each call as a child session).
+    /// `runtime: client`: the client runs it and posts a `function_call_output`), `agent` (a sub-agent that runs
+    /// each call as a child session) or `skill` (instructions the model loads on demand).
     #[serde(rename = "type", default)]
     pub kind: ToolKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,6 +367,12 @@ pub struct ToolConfig {
     /// Sub-agent: its own tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<BTreeMap<String, ToolConfig>>,
+    /// Skill: its SKILL.md, or the folder holding it (relative paths are relative to the YAML file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Skill: the SKILL.md text itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// What runs a tool.
@@ -377,6 +386,24 @@ pub enum ToolKind {
     Function,
     /// A sub-agent: each call runs as a child session.
     Agent,
+    /// Instructions the model loads on demand (`crate::skills`).
+    Skill,
+}
+
+/// The top-level `skills:` of Omnigent's YAML: which of the config's skills are offered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SkillsFilter {
+    /// Only the skills with these tool keys.
+    Names(Vec<String>),
+    Keyword(SkillsKeyword),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SkillsKeyword {
+    All,
+    None,
 }
 
 /// Where a `function` tool runs.
@@ -472,6 +499,7 @@ impl SessionConfig {
             cancellable: None,
             policies: None,
             compaction: None,
+            skills: None,
             terminals: None,
             params: None,
             labels: None,

@@ -81,18 +81,7 @@ mod tests {
     }
 
     fn cfg(timeout_s: Option<u64>, max: Option<usize>) -> ToolConfig {
-        ToolConfig {
-            kind: crate::config::ToolKind::Builtin,
-            description: None,
-            parameters: None,
-            runtime: None,
-            callable: None,
-            timeout_s,
-            max_output_bytes: max,
-            prompt: None,
-            executor: None,
-            tools: None,
-        }
+        ToolConfig { kind: crate::config::ToolKind::Builtin, timeout_s, max_output_bytes: max, ..ToolConfig::default() }
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use super::journal::Journal;
 use crate::config::SessionConfig;
 use crate::llm::Provider;
 use crate::policy::{Phase, PolicyMap};
+use crate::protocol::{self, ErrorSource};
 use crate::session::{FailureCode, Sessions, TurnOutcome, TurnStart};
 
 /// Largest `.wasm` harness file accepted.
@@ -65,6 +66,7 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
     let model = config.executor.model_name().to_string();
     let place = env.sandbox.confine(&record.id, &config);
     let sandbox_notice = place.as_ref().ok().and_then(|p| p.notice.clone());
+    let (skills, skill_problems) = crate::skills::load(&config, place.as_ref()).await;
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let session_policies = PolicyMap::of_session(&record.policy.policies);
     let agent_policies = config.policies.clone().unwrap_or_default();
@@ -87,6 +89,7 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         reasoning_effort: record.settings.reasoning_effort.clone(),
         place,
         sandbox_notice: Mutex::new(sandbox_notice),
+        skills,
         shared,
         journal,
         gate,
@@ -94,6 +97,16 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         children: Mutex::default(),
         history: Mutex::default(),
     });
+    // A skill that cannot be read is left out, and said (once: a resumed turn replays past this).
+    if !skill_problems.is_empty() && !host.journal.replaying() {
+        let events = skill_problems
+            .iter()
+            .map(|why| protocol::error(ErrorSource::Tool(crate::skills::LOAD_SKILL), "skill_unavailable", why))
+            .collect();
+        if let Err(e) = sessions.emit(&record.id, events, Vec::new()).await {
+            tracing::warn!(session = %record.id, error = %e, "could not record the skills that failed to load");
+        }
+    }
     let outcome = drive(&host, component, TurnInput { max_steps }, limits, model).await;
     // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.
     host.journal.flush(Vec::new()).await;

@@ -31,6 +31,8 @@ pub(super) struct Host {
     pub place: Result<crate::sandbox::Confinement, String>,
     /// Said with the first builtin call of the turn: the session's tools run without the sandbox it asked for.
     pub sandbox_notice: Mutex<Option<String>>,
+    /// The session's skills, read at the turn's start (`load_skill`).
+    pub skills: Vec<crate::skills::Skill>,
     pub shared: TurnShared,
     pub journal: Journal,
     /// The session's policies: its own, its config's, the server's.
@@ -47,6 +49,19 @@ pub(super) struct Host {
 impl Host {
     pub fn tool_config(&self, name: &str) -> Option<&ToolConfig> {
         self.config.tools.get(name)
+    }
+
+    /// The model's instructions: the config's, then what the skills offer.
+    pub fn system_prompt(&self) -> Option<String> {
+        let own = self.config.system_prompt().map(str::to_string);
+        if self.skills.is_empty() {
+            return own;
+        }
+        let skills = crate::skills::instructions(&self.skills);
+        Some(match own {
+            Some(own) => format!("{own}\n\n{skills}"),
+            None => skills,
+        })
     }
 }
 

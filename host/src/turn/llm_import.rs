@@ -38,7 +38,7 @@ impl Host {
         let last_user = last_user_text(&request.messages);
         let gate_data = json!({"model": self.model, "messages_count": request.messages.len(),
             "tools_count": request.tools.len(),
-            "system_prompt_preview": truncate(self.config.system_prompt().unwrap_or_default(), 200),
+            "system_prompt_preview": truncate(&self.system_prompt().unwrap_or_default(), 200),
             "last_user_message": truncate(&last_user, 2000)});
         self.gate.check(&self.journal, Phase::LlmRequest, None, gate_data, None, None).await.map_err(denied)?;
         let completion = match self.journal.take(Kind::Complete) {
@@ -79,7 +79,7 @@ impl Host {
     async fn complete_live(&self, request: llm::Request) -> Result<llm::Completion, HarnessError> {
         let req = ChatRequest {
             model: self.model.clone(),
-            system: self.config.system_prompt().map(str::to_string),
+            system: self.system_prompt(),
             messages: request.messages,
             tools: request.tools,
             max_tokens: request.max_tokens,

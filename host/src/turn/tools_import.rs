@@ -15,6 +15,7 @@ use crate::policy::Phase;
 use crate::protocol::{self, ErrorSource, NewEvent};
 use crate::record::Item;
 use crate::session::Waiter;
+use crate::skills::LOAD_SKILL;
 
 fn failed(output: String) -> ToolResult {
     ToolResult { output, is_error: true }
@@ -22,9 +23,12 @@ fn failed(output: String) -> ToolResult {
 
 impl Host {
     pub(super) fn tools_available(&self) -> Vec<ToolSpec> {
-        self.config
+        let mut specs: Vec<ToolSpec> = self
+            .config
             .tools
             .iter()
+            // Skills are offered through one `load_skill` tool.
+            .filter(|(_, t)| t.kind != ToolKind::Skill)
             .map(|(name, t)| {
                 let (description, parameters) = match t.kind {
                     ToolKind::Builtin => {
@@ -32,6 +36,7 @@ impl Host {
                         (t.description.clone().unwrap_or_else(|| d.to_string()), p)
                     }
                     ToolKind::Agent => (t.description.clone().unwrap_or_default(), crate::subagent::parameters()),
+                    ToolKind::Skill => unreachable!("filtered out above"),
                     ToolKind::Function => (
                         t.description.clone().unwrap_or_default(),
                         t.parameters.clone().unwrap_or(json!({"type": "object"})),
@@ -39,7 +44,12 @@ impl Host {
                 };
                 ToolSpec { name: name.clone(), description, parameters: parameters.to_string() }
             })
-            .collect()
+            .collect();
+        if !self.skills.is_empty() {
+            let (description, parameters) = crate::skills::spec(&self.skills);
+            specs.push(ToolSpec { name: LOAD_SKILL.into(), description, parameters: parameters.to_string() });
+        }
+        specs
     }
 
     pub(super) async fn tools_call(&self, call_id: String, name: String, arguments: String) -> ToolResult {
@@ -67,6 +77,13 @@ impl Host {
         }
         if let Err(why) = self.journal.check_live("a tool call") {
             return failed(why);
+        }
+        if name == LOAD_SKILL && !self.skills.is_empty() {
+            let result = match crate::skills::call(&self.skills, &arguments) {
+                Ok(output) => ToolResult { output, is_error: false },
+                Err(message) => failed(message),
+            };
+            return self.finish_tool(&call_id, result, Vec::new()).await;
         }
         let Some(tool) = self.tool_config(&name).cloned() else {
             let known: Vec<&str> = self.config.tools.keys().map(String::as_str).collect();
