@@ -1135,3 +1135,38 @@ async fn skills_are_listed_in_the_instructions_and_loaded_on_demand() {
     assert!(error["error"]["message"].as_str().unwrap().contains("leaky"), "{error}");
     assert!(!reqs[1].body.to_string().contains("SECRET"));
 }
+
+#[tokio::test]
+async fn a_reasoning_models_summary_streams_and_stays_in_the_transcript() {
+    let db = omnigent_testkit::sqlite_db();
+    let work = workdir();
+    let summary = vec!["Weighing the ".to_string(), "options.".to_string()];
+    let mock = MockLlm::start(vec![Reply::Reasoned { summary, text: "Option B.".into() }]).await;
+    // A reasoning model on the Responses wire asks for a summary of its reasoning. (A tool, because the mock takes
+    // tool-less Responses calls for the CLIs' title requests.)
+    let text = yaml("openai-responses", &mock.openai_base(), work.path(), "", SHELL).replace("gpt-test", "o3-pro");
+    let srv = server(&db, work.path()).await;
+    let api = Api::new(srv.url.clone());
+    let id = create_from_yaml(&api, &text, work.path()).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "A or B?").await;
+    let frames = sse.until("response.completed").await;
+    assert_eq!(mock.requests()[0].body["reasoning"]["summary"], "auto");
+    let seen = types(&frames);
+    let started = seen.iter().position(|t| t == "response.reasoning.started").expect("reasoning started");
+    let first_text = seen.iter().position(|t| t == "response.output_text.delta").unwrap();
+    assert!(started < first_text, "the summary streams before the answer: {seen:?}");
+    let summary: String = frames
+        .iter()
+        .filter(|f| f.event.as_deref() == Some("response.reasoning_summary_text.delta"))
+        .map(|f| f.json()["delta"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(summary, "Weighing the options.");
+    // The transcript keeps it as a reasoning item before the answer.
+    let (_, list) = api.get(&format!("/v1/sessions/{id}/items")).await;
+    let items = list["data"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["message", "reasoning", "message"]);
+    assert_eq!(items[1]["summary"][0]["text"], "Weighing the options.");
+}

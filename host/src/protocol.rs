@@ -433,6 +433,16 @@ pub fn text_delta(delta: &str, message_id: &str) -> NewEvent {
     NewEvent::new(EventType::OutputTextDelta, json!({"delta": delta, "message_id": message_id}))
 }
 
+/// The model began reasoning (a summary of it follows) for the `reasoning` item `item_id`.
+pub fn reasoning_started(item_id: &str) -> NewEvent {
+    NewEvent::new(EventType::ReasoningStarted, json!({"item_id": item_id}))
+}
+
+/// A piece of the model's reasoning summary, for the `reasoning` item `item_id`.
+pub fn reasoning_summary_delta(delta: &str, item_id: &str) -> NewEvent {
+    NewEvent::new(EventType::ReasoningSummaryTextDelta, json!({"delta": delta, "item_id": item_id}))
+}
+
 /// A finished (or updated) transcript item; see [`item`].
 pub fn output_item_done(item: Value) -> NewEvent {
     NewEvent::new(EventType::OutputItemDone, json!({"item": item}))

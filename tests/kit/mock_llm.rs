@@ -30,6 +30,8 @@ pub enum Reply {
     Slow { chunks: Vec<String>, delay: Duration },
     /// Some text, then the stream ends before the response finished (a dropped connection).
     Cut(String),
+    /// A reasoning summary (streamed on the Responses wire only, as OpenAI does), then the text.
+    Reasoned { summary: Vec<String>, text: String },
 }
 
 impl Reply {
@@ -114,12 +116,15 @@ async fn take(state: &MockState, request: Request) -> Result<(Value, Reply), Res
 }
 
 /// What a successful reply streams.
+#[derive(Default)]
 struct Script {
     text_chunks: Vec<String>,
     calls: Vec<(String, Value)>,
     delay: Option<Duration>,
     /// End the stream before the response finishes.
     cut: bool,
+    /// Reasoning summary pieces (Responses wire).
+    summary: Vec<String>,
 }
 
 /// Records the request and takes the next reply: an error reply becomes the vendor's error response.
@@ -129,10 +134,11 @@ async fn next(state: &MockState, request: Request, anthropic: bool) -> Result<(V
         return Err(err);
     }
     let script = match reply {
-        Reply::Text(t) => Script { text_chunks: chunks(&t), calls: vec![], delay: None, cut: false },
-        Reply::Tools { text, calls } => Script { text_chunks: chunks(&text), calls, delay: None, cut: false },
-        Reply::Slow { chunks, delay } => Script { text_chunks: chunks, calls: vec![], delay: Some(delay), cut: false },
-        Reply::Cut(t) => Script { text_chunks: chunks(&t), calls: vec![], delay: None, cut: true },
+        Reply::Text(t) => Script { text_chunks: chunks(&t), ..Script::default() },
+        Reply::Tools { text, calls } => Script { text_chunks: chunks(&text), calls, ..Script::default() },
+        Reply::Slow { chunks, delay } => Script { text_chunks: chunks, delay: Some(delay), ..Script::default() },
+        Reply::Cut(t) => Script { text_chunks: chunks(&t), cut: true, ..Script::default() },
+        Reply::Reasoned { summary, text } => Script { text_chunks: chunks(&text), summary, ..Script::default() },
         Reply::Error(..) | Reply::RateLimited(_) => unreachable!("handled by error_response"),
     };
     Ok((body, script))
@@ -186,7 +192,7 @@ fn sse(frames: Vec<(Option<&'static str>, Value)>, done: bool, delay: Option<Dur
 }
 
 async fn openai(State(state): State<Arc<MockState>>, request: Request) -> Response {
-    let (body, Script { text_chunks, calls, delay, cut }) = match next(&state, request, false).await {
+    let (body, Script { text_chunks, calls, delay, cut, .. }) = match next(&state, request, false).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -257,7 +263,7 @@ async fn anthropic(State(state): State<Arc<MockState>>, request: Request) -> Res
         .into_response();
     }
     let request = Request::from_parts(parts, Body::from(bytes));
-    let (body, Script { text_chunks, calls, delay, cut }) = match next(&state, request, true).await {
+    let (body, Script { text_chunks, calls, delay, cut, .. }) = match next(&state, request, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -337,12 +343,12 @@ async fn responses(State(state): State<Arc<MockState>>, request: Request) -> Res
     let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
     let peek: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let side = peek["tools"].as_array().is_none_or(|t| t.is_empty());
-    let (text_chunks, calls) = if side {
-        (vec![json!({"title": "Mock session"}).to_string()], vec![])
+    let (text_chunks, calls, summary) = if side {
+        (vec![json!({"title": "Mock session"}).to_string()], vec![], vec![])
     } else {
         let request = Request::from_parts(parts, Body::from(bytes));
         match next(&state, request, false).await {
-            Ok((_, Script { text_chunks, calls, .. })) => (text_chunks, calls),
+            Ok((_, Script { text_chunks, calls, summary, .. })) => (text_chunks, calls, summary),
             Err(r) => return r,
         }
     };
@@ -356,6 +362,29 @@ async fn responses(State(state): State<Arc<MockState>>, request: Request) -> Res
     )];
     let mut output = Vec::new();
     let mut index = 0;
+    if !summary.is_empty() {
+        let item_id = format!("rs_mock_{n}");
+        let item = json!({"type": "reasoning", "id": item_id, "summary": [{"type": "summary_text",
+            "text": summary.concat()}]});
+        frames.push((
+            Some("response.output_item.added"),
+            json!({"type": "response.output_item.added", "output_index": index, "item": {"type": "reasoning",
+                "id": item_id, "summary": []}}),
+        ));
+        for piece in &summary {
+            frames.push((
+                Some("response.reasoning_summary_text.delta"),
+                json!({"type": "response.reasoning_summary_text.delta", "item_id": item_id, "output_index": index,
+                    "summary_index": 0, "delta": piece}),
+            ));
+        }
+        frames.push((
+            Some("response.output_item.done"),
+            json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+        ));
+        output.push(item);
+        index += 1;
+    }
     if !text_chunks.is_empty() {
         let item_id = format!("msg_mock_{n}");
         frames.push((

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, Endpoint, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
+use super::{ChatRequest, Endpoint, LlmError, Streamed, empty_usage, normalize_calls, open_stream, transport_error};
 use omnigent_runtime::harness::{Role, ToolCall, llm::Completion};
 
 pub struct Anthropic(pub Endpoint);
@@ -13,7 +13,7 @@ impl Anthropic {
     pub async fn complete(
         &self,
         req: &ChatRequest,
-        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut (dyn FnMut(Streamed<'_>) + Send),
     ) -> Result<Completion, LlmError> {
         let request = self
             .0
@@ -58,7 +58,7 @@ impl Anthropic {
                         "text_delta" => {
                             if let Some(t) = delta["text"].as_str() {
                                 text.push_str(t);
-                                on_delta(t);
+                                on_delta(Streamed::Text(t));
                             }
                         }
                         "input_json_delta" => {

@@ -25,6 +25,15 @@ pub struct ChatRequest {
     pub reasoning_effort: Option<String>,
 }
 
+/// What a provider streams while a call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streamed<'a> {
+    /// Answer text.
+    Text(&'a str),
+    /// A summary of the model's reasoning (OpenAI Responses' `reasoning_summary_text`).
+    ReasoningSummary(&'a str),
+}
+
 /// Why a call failed.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum LlmError {
@@ -113,11 +122,11 @@ impl Provider {
         })
     }
 
-    /// One attempt: streams text deltas to `on_delta` as they arrive.
+    /// One attempt: streams text (and reasoning summary) deltas to `on_delta` as they arrive.
     async fn attempt(
         &self,
         req: &ChatRequest,
-        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut (dyn FnMut(Streamed<'_>) + Send),
     ) -> Result<Completion, LlmError> {
         match self {
             Provider::OpenAi(p) => p.complete(req, on_delta).await,
@@ -132,7 +141,7 @@ impl Provider {
     pub async fn complete(
         &self,
         req: &ChatRequest,
-        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut (dyn FnMut(Streamed<'_>) + Send),
         on_retry: &mut (dyn FnMut(u32, Duration, &LlmError) + Send),
     ) -> Result<Completion, LlmError> {
         let mut attempt = 1;

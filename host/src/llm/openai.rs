@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, Endpoint, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
+use super::{ChatRequest, Endpoint, LlmError, Streamed, empty_usage, normalize_calls, open_stream, transport_error};
 use omnigent_runtime::harness::{Role, ToolCall, Usage, llm::Completion};
 
 pub struct OpenAi(pub Endpoint);
@@ -12,7 +12,7 @@ impl OpenAi {
     pub async fn complete(
         &self,
         req: &ChatRequest,
-        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut (dyn FnMut(Streamed<'_>) + Send),
     ) -> Result<Completion, LlmError> {
         let request = self.0.post("chat/completions").bearer_auth(&self.0.api_key).json(&body(req));
         let mut reader = open_stream(request, "the OpenAI-compatible endpoint").await?;
@@ -44,7 +44,7 @@ impl OpenAi {
             let delta = &choice["delta"];
             if let Some(t) = delta["content"].as_str().filter(|t| !t.is_empty()) {
                 text.push_str(t);
-                on_delta(t);
+                on_delta(Streamed::Text(t));
             }
             for tc in delta["tool_calls"].as_array().into_iter().flatten() {
                 let index = tc["index"].as_u64().unwrap_or(calls.len() as u64) as usize;

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, Endpoint, LlmError, empty_usage, normalize_calls, open_stream, transport_error};
+use super::{ChatRequest, Endpoint, LlmError, Streamed, empty_usage, normalize_calls, open_stream, transport_error};
 use omnigent_runtime::harness::{Role, ToolCall, Usage, llm::Completion};
 
 const WHO: &str = "the OpenAI Responses endpoint";
@@ -16,7 +16,7 @@ impl OpenAiResponses {
     pub async fn complete(
         &self,
         req: &ChatRequest,
-        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut (dyn FnMut(Streamed<'_>) + Send),
     ) -> Result<Completion, LlmError> {
         let request = self.0.post("responses").bearer_auth(&self.0.api_key).json(&body(req));
         let mut reader = open_stream(request, WHO).await?;
@@ -34,7 +34,12 @@ impl OpenAiResponses {
                 "response.output_text.delta" => {
                     if let Some(t) = event["delta"].as_str().filter(|t| !t.is_empty()) {
                         text.push_str(t);
-                        on_delta(t);
+                        on_delta(Streamed::Text(t));
+                    }
+                }
+                "response.reasoning_summary_text.delta" => {
+                    if let Some(t) = event["delta"].as_str().filter(|t| !t.is_empty()) {
+                        on_delta(Streamed::ReasoningSummary(t));
                     }
                 }
                 "response.output_item.done" if event["item"]["type"] == "function_call" => {
@@ -122,10 +127,20 @@ fn body(req: &ChatRequest) -> Value {
     if let Some(max) = req.max_tokens {
         body["max_output_tokens"] = max.into();
     }
+    // Reasoning models summarize their reasoning when asked (the summary is streamed and kept; the reasoning is not).
+    if req.reasoning_effort.is_some() || reasons(&req.model) {
+        body["reasoning"] = json!({"summary": "auto"});
+    }
     if let Some(effort) = &req.reasoning_effort {
-        body["reasoning"] = json!({"effort": effort});
+        body["reasoning"]["effort"] = effort.as_str().into();
     }
     body
+}
+
+/// Whether a model reasons (OpenAI's o-series, GPT-5, Codex, deep research): only those take `reasoning`.
+fn reasons(model: &str) -> bool {
+    let m = model.to_ascii_lowercase();
+    ["o1", "o3", "o4", "gpt-5"].iter().any(|p| m.starts_with(p)) || m.contains("codex") || m.contains("deep-research")
 }
 
 #[cfg(test)]

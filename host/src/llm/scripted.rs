@@ -4,7 +4,7 @@
 
 use omnigent_runtime::harness::{Role, ToolCall, Usage, llm::Completion};
 
-use super::{ChatRequest, LlmError};
+use super::{ChatRequest, LlmError, Streamed};
 use crate::config::ScriptStep;
 
 pub struct Scripted {
@@ -15,7 +15,7 @@ impl Scripted {
     pub async fn complete(
         &self,
         req: &ChatRequest,
-        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut (dyn FnMut(Streamed<'_>) + Send),
     ) -> Result<Completion, LlmError> {
         let n = req.messages.iter().filter(|m| m.role == Role::Assistant).count();
         let Some(step) = self.script.get(n) else {
@@ -32,7 +32,7 @@ impl Scripted {
                 Some(pause) => tokio::time::sleep(pause).await,
                 None => tokio::task::yield_now().await,
             }
-            on_delta(piece);
+            on_delta(Streamed::Text(piece));
         }
         let tool_calls: Vec<ToolCall> = step
             .tool_call

@@ -15,7 +15,7 @@ use super::host::{Host, harness_error};
 use super::journal::{Entry, Kind};
 use crate::config::ToolKind;
 use crate::ids::{SessionId, prefixed, truncate};
-use crate::llm::{ChatRequest, LlmError};
+use crate::llm::{ChatRequest, LlmError, Streamed};
 use crate::policy::Phase;
 use crate::protocol::{self, ErrorSource, NewEvent};
 use crate::record::{now_us, secs};
@@ -87,11 +87,17 @@ impl Host {
         };
         let mut message_id = prefixed("msg");
         let pending = Arc::new(Mutex::new(String::new()));
+        let reasoning = Arc::new(Mutex::new(Reasoning::default()));
         let retries: Arc<Mutex<Vec<Retry>>> = Arc::default();
-        let (p, r) = (pending.clone(), retries.clone());
-        let mut on_delta = move |d: &str| p.lock().unwrap().push_str(d);
-        let p = pending.clone();
+        let (p, r, th) = (pending.clone(), retries.clone(), reasoning.clone());
+        let mut on_delta = move |d: Streamed<'_>| match d {
+            Streamed::Text(t) => p.lock().unwrap().push_str(t),
+            Streamed::ReasoningSummary(t) => th.lock().unwrap().push(t),
+        };
+        let (p, th) = (pending.clone(), reasoning.clone());
         let mut on_retry = move |attempt: u32, delay: Duration, e: &LlmError| {
+            // The retry summarizes its reasoning again, under a new item.
+            th.lock().unwrap().restart();
             // Text the failed attempt streamed stays with its own message id; the retry streams under a new one.
             let stale_text = std::mem::take(&mut *p.lock().unwrap());
             let event =
@@ -104,10 +110,10 @@ impl Host {
         let result = loop {
             tokio::select! {
                 r = &mut call => break r,
-                _ = tick.tick() => self.flush_deltas(&pending, &retries, &mut message_id).await,
+                _ = tick.tick() => self.flush_deltas(&pending, &reasoning, &retries, &mut message_id).await,
             }
         };
-        self.flush_deltas(&pending, &retries, &mut message_id).await;
+        self.flush_deltas(&pending, &reasoning, &retries, &mut message_id).await;
         let completion = match result {
             Ok(c) => c,
             Err(e) => {
@@ -116,6 +122,12 @@ impl Host {
             }
         };
         let mut events = Vec::new();
+        let (reasoning_id, summary) = reasoning.lock().unwrap().finish();
+        if !summary.is_empty() {
+            let fields = json!({"summary": [{"type": "summary_text", "text": summary}], "model": self.config.name,
+                "llm_model": self.model});
+            events.push(self.output_item(&reasoning_id, "reasoning", "completed", fields));
+        }
         if !completion.text.is_empty() {
             let content = json!([{"type": "output_text", "text": completion.text, "annotations": []}]);
             let fields = json!({"role": "assistant", "content": content, "model": self.config.name,
@@ -184,8 +196,14 @@ impl Host {
     }
 
     /// Publishes buffered text deltas and retries. Each retry closes the message id its attempt streamed under.
-    async fn flush_deltas(&self, pending: &Mutex<String>, retries: &Mutex<Vec<Retry>>, message_id: &mut String) {
-        let mut events = Vec::new();
+    async fn flush_deltas(
+        &self,
+        pending: &Mutex<String>,
+        reasoning: &Mutex<Reasoning>,
+        retries: &Mutex<Vec<Retry>>,
+        message_id: &mut String,
+    ) {
+        let mut events = reasoning.lock().unwrap().flush();
         for retry in retries.lock().unwrap().drain(..) {
             if !retry.stale_text.is_empty() {
                 events.push(protocol::text_delta(&retry.stale_text, message_id));
@@ -200,5 +218,50 @@ impl Host {
         if !events.is_empty() {
             self.journal.emit(events).await;
         }
+    }
+}
+
+/// A model call's reasoning summary: streamed as `response.reasoning_summary_text.delta` (after one
+/// `response.reasoning.started`), kept as a `reasoning` item.
+struct Reasoning {
+    item_id: String,
+    pending: String,
+    all: String,
+    started: bool,
+}
+
+impl Default for Reasoning {
+    fn default() -> Self {
+        Reasoning { item_id: prefixed("rs"), pending: String::new(), all: String::new(), started: false }
+    }
+}
+
+impl Reasoning {
+    fn push(&mut self, delta: &str) {
+        self.pending.push_str(delta);
+        self.all.push_str(delta);
+    }
+
+    /// What the stream has not seen yet.
+    fn flush(&mut self) -> Vec<NewEvent> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let mut events = Vec::new();
+        if !std::mem::replace(&mut self.started, true) {
+            events.push(protocol::reasoning_started(&self.item_id));
+        }
+        events.push(protocol::reasoning_summary_delta(&std::mem::take(&mut self.pending), &self.item_id));
+        events
+    }
+
+    /// A retried call reasons again: what was streamed stays, the item starts over.
+    fn restart(&mut self) {
+        *self = Reasoning::default();
+    }
+
+    /// The item's id and its whole summary.
+    fn finish(&mut self) -> (String, String) {
+        (self.item_id.clone(), std::mem::take(&mut self.all))
     }
 }
