@@ -10,6 +10,7 @@
 //! - `store`: the log and its folds on SQLite or Postgres; `stream`: replay-then-live for subscribers;
 //! - `policy`: policy declarations, the chain, the components; `config`: session YAML; `llm`: model providers;
 //! - `sandbox`: where a session's builtin `tools` may reach (bubblewrap, roots, the workspace root);
+//! - `mcp`: MCP servers' tools (rmcp), per session;
 //! - `skills`: SKILL.md instructions the model loads on demand (`load_skill`);
 //! - `native`: vendor CLIs (Claude Code) run in a tmux terminal owned by the session, bridged into it;
 //! - `server`: the HTTP API; `cli`: the `omnigent` command.
@@ -21,6 +22,7 @@ pub mod credentials;
 pub mod files;
 pub mod ids;
 pub mod llm;
+pub mod mcp;
 pub mod native;
 pub mod policy;
 pub mod private_files;

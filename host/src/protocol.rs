@@ -54,6 +54,7 @@ event_types! {
     SessionInputConsumed = "session.input.consumed",
     SessionInterrupted = "session.interrupted",
     SessionHeartbeat = "session.heartbeat",
+    McpStartup = "session.mcp_startup",
     PolicyState = "session.policy_state",
     PolicyCreated = "session.policy.created",
     PolicyUpdated = "session.policy.updated",
@@ -431,6 +432,11 @@ pub fn response_failed(response: Value, source: &str) -> NewEvent {
 
 pub fn text_delta(delta: &str, message_id: &str) -> NewEvent {
     NewEvent::new(EventType::OutputTextDelta, json!({"delta": delta, "message_id": message_id}))
+}
+
+/// How the session's MCP servers started: `{name: {status: ready | failed, error?}}`.
+pub fn mcp_startup(session: &SessionId, servers: &std::collections::BTreeMap<String, Value>) -> NewEvent {
+    NewEvent::new(EventType::McpStartup, json!({"conversation_id": session.as_str(), "servers": servers}))
 }
 
 /// The model began reasoning (a summary of it follows) for the `reasoning` item `item_id`.

@@ -151,6 +151,7 @@ impl SessionConfig {
                         return Err(format!("tools.{name}.parameters must be a JSON Schema object"));
                     }
                 }
+                ToolKind::Mcp => check_mcp(name, tool)?,
                 ToolKind::Skill => match (&tool.path, &tool.content) {
                     (Some(_), Some(_)) | (None, None) => {
                         return Err(format!("tools.{name}: a skill takes `path` or `content` (one of them)"));
@@ -173,6 +174,45 @@ impl SessionConfig {
         }
         Ok(())
     }
+}
+
+/// An MCP server: `url` (Streamable HTTP) or `command` (stdio), never both; its key prefixes its tools' names.
+fn check_mcp(name: &str, tool: &super::ToolConfig) -> Result<(), String> {
+    let fine = !name.is_empty()
+        && name.len() <= 32
+        && !name.contains("__")
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !fine {
+        return Err(format!(
+            "tools.{name}: an MCP server's key prefixes its tools (`{name}__<tool>`): at most 32 letters, digits, \
+             '-' or '_', without '__'"
+        ));
+    }
+    match (&tool.url, &tool.command) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(format!("tools.{name}: an MCP server takes `url` (HTTP) or `command` (stdio), one of them"));
+        }
+        (Some(url), None) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("tools.{name}.url: an http:// or https:// URL, got {url:?}"));
+            }
+            if tool.args.is_some() || tool.env.is_some() {
+                return Err(format!("tools.{name}: `args` and `env` are for a stdio server (`command`)"));
+            }
+        }
+        (None, Some(command)) => {
+            if command.is_empty() || command.contains('\0') {
+                return Err(format!("tools.{name}.command: {command:?} is not a program"));
+            }
+            if tool.headers.is_some() {
+                return Err(format!("tools.{name}.headers: for an HTTP server (`url`)"));
+            }
+        }
+    }
+    if matches!(tool.tools, Some(super::ToolTools::Map(_))) {
+        return Err(format!("tools.{name}.tools: an MCP server's `tools` is a list of its tool names"));
+    }
+    Ok(())
 }
 
 /// `executor.auth`: `type: provider` names a stored credential and holds no key; the other kinds name none.

@@ -364,9 +364,27 @@ pub struct ToolConfig {
     /// Sub-agent: its own harness and model (default: the parent's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<Executor>,
-    /// Sub-agent: its own tools.
+    /// Sub-agent: its own tools; MCP server: the names of the server's tools offered (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tools: Option<BTreeMap<String, ToolConfig>>,
+    pub tools: Option<ToolTools>,
+    /// MCP server over Streamable HTTP: its URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// MCP server over HTTP: headers sent with every request (e.g. `Authorization`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// MCP server over stdio: the program (run in the session's sandbox, in its working directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// MCP server over stdio: the program's arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// MCP server over stdio: environment variables set for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    /// MCP server: offer only this one of its tools (as `tools: [name]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
     /// Skill: its SKILL.md, or the folder holding it (relative paths are relative to the YAML file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -388,6 +406,16 @@ pub enum ToolKind {
     Agent,
     /// Instructions the model loads on demand (`crate::skills`).
     Skill,
+    /// An MCP server's tools (`crate::mcp`), offered as `<key>__<tool>`.
+    Mcp,
+}
+
+/// A tool's own `tools`: a sub-agent's tools, or the names an MCP server's tools are limited to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ToolTools {
+    Map(BTreeMap<String, ToolConfig>),
+    Names(Vec<String>),
 }
 
 /// The top-level `skills:` of Omnigent's YAML: which of the config's skills are offered.
@@ -513,7 +541,10 @@ impl SessionConfig {
         SessionConfig {
             prompt: tool.prompt.clone().or_else(|| tool.description.clone()),
             description: tool.description.clone(),
-            tools: tool.tools.clone().unwrap_or_default(),
+            tools: match &tool.tools {
+                Some(ToolTools::Map(tools)) => tools.clone(),
+                _ => BTreeMap::new(),
+            },
             os_env: self.os_env.clone(),
             // Delegated work is judged by the same policies as the parent's own.
             policies: self.policies.clone(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::Confinement;
 
 /// System folders every tool needs (programs, libraries), read-only. Missing ones are skipped.
-const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
+pub(super) const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
 
 /// The few files and folders of /etc that libc, DNS, TLS and Debian's alternatives need — not /etc itself, so
 /// /etc/shadow and the like stay out of sight.
@@ -61,13 +61,17 @@ pub(super) async fn probe(bwrap: &Path) -> Result<(), String> {
 
 /// The arguments that run `program` in the session's sandbox. Later mounts win over earlier ones: the roots come
 /// after the system folders, and the hidden paths last, so nothing a root shows can uncover them.
-pub(super) fn args(plan: &Confinement, program: &str, program_args: &[&str]) -> Vec<OsString> {
+/// `installs`: folders shown read-only for the program itself (its installation).
+pub(super) fn args(plan: &Confinement, program: &str, program_args: &[&str], installs: &[PathBuf]) -> Vec<OsString> {
     let mut a = Args::default();
     for path in SYSTEM_DIRS.iter().chain(ETC.iter()).map(Path::new) {
         a.mount("--ro-bind-try", path, path);
     }
     a.words(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
     let reach = &plan.reach;
+    for dir in installs {
+        a.mount("--ro-bind-try", dir, dir);
+    }
     for root in reach.read.iter().filter(|r| !reach.write.contains(r)) {
         a.mount("--ro-bind-try", root, root);
     }

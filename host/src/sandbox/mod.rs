@@ -176,6 +176,7 @@ impl Sandbox {
             reach,
             allow_network: spec.allows_network(),
             env_passthrough: spec.env_passthrough.clone().unwrap_or_default(),
+            confined_to_root: self.root.is_some(),
         })
     }
 }
@@ -192,6 +193,8 @@ pub struct Confinement {
     pub reach: Reach,
     allow_network: bool,
     env_passthrough: Vec<String>,
+    /// A workspace root confines the session: nothing outside it is shown, a program's installation included.
+    confined_to_root: bool,
 }
 
 impl Confinement {
@@ -199,11 +202,46 @@ impl Confinement {
     pub fn unconfined(cwd: &Path) -> Confinement {
         let cwd = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
         let reach = Reach { read: vec![cwd.clone()], write: vec![cwd.clone()], hidden: Vec::new() };
-        Confinement { cwd, bwrap: None, notice: None, reach, allow_network: true, env_passthrough: Vec::new() }
+        Confinement {
+            cwd,
+            bwrap: None,
+            notice: None,
+            reach,
+            allow_network: true,
+            env_passthrough: Vec::new(),
+            confined_to_root: false,
+        }
     }
 
     pub fn is_sandboxed(&self) -> bool {
         self.bwrap.is_some()
+    }
+
+    /// Where a program given by path is installed, following its symlinks — a venv's `bin/python` leads to the
+    /// venv and to the Python it was made from — so the sandbox can show it read-only: each hop's folder, or the
+    /// folder above a `bin/`. Never a system folder (already shown), `/`, or anything holding a hidden path.
+    fn installation_of(&self, program: &str) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = Vec::new();
+        let mut hop = PathBuf::from(program);
+        if !hop.is_absolute() {
+            return found;
+        }
+        for _ in 0..8 {
+            if let Some(dir) = hop.parent() {
+                let dir = if dir.file_name().is_some_and(|n| n == "bin") { dir.parent().unwrap_or(dir) } else { dir };
+                let shown = dir.components().count() < 3
+                    || bwrap::SYSTEM_DIRS.iter().any(|s| dir.starts_with(s))
+                    || self.reach.hidden.iter().any(|h| h.starts_with(dir) || dir.starts_with(h));
+                if !shown && !found.iter().any(|f| dir.starts_with(f)) {
+                    found.push(dir.to_path_buf());
+                }
+            }
+            match std::fs::read_link(&hop) {
+                Ok(next) => hop = hop.parent().map(|p| p.join(&next)).unwrap_or(next),
+                Err(_) => break,
+            }
+        }
+        found
     }
 
     /// The command that runs `program args…` as a tool: in the sandbox (with a clean environment: a few harmless
@@ -215,8 +253,9 @@ impl Confinement {
             cmd.args(args).current_dir(&self.cwd);
             return cmd;
         };
+        let installs = if self.confined_to_root { Vec::new() } else { self.installation_of(program) };
         let mut cmd = tokio::process::Command::new(bwrap);
-        cmd.args(bwrap::args(self, program, args)).env_clear();
+        cmd.args(bwrap::args(self, program, args, &installs)).env_clear();
         let names = PASSED_ENV.iter().copied().chain(self.env_passthrough.iter().map(String::as_str));
         for name in names {
             if let Some(value) = std::env::var_os(name) {

@@ -37,6 +37,7 @@ use utoipa::OpenApi;
 pub use credentials::{CredentialCheck, ExecutorCheck};
 
 use crate::credentials::Credentials;
+use crate::mcp::McpHub;
 use crate::native::{Natives, Runners};
 use crate::policy::PolicyEnv;
 use crate::sandbox::Sandbox;
@@ -104,6 +105,8 @@ pub struct AppState {
     pub natives: Arc<Natives>,
     /// The model keys turns use (listed and checked over the API, never shown).
     pub credentials: Arc<Credentials>,
+    /// The sessions' MCP servers (stopped with their session).
+    pub mcp: Arc<McpHub>,
     auth_token: Option<Arc<str>>,
 }
 
@@ -206,6 +209,7 @@ pub fn router(
     policies: Arc<PolicyEnv>,
     natives: Arc<Natives>,
     credentials: Arc<Credentials>,
+    mcp: Arc<McpHub>,
     options: &ServerOptions,
 ) -> Router {
     let state = AppState {
@@ -213,6 +217,7 @@ pub fn router(
         policies,
         natives,
         credentials,
+        mcp,
         heartbeat: options.heartbeat,
         auth_token: options.auth_token.as_deref().map(Arc::from),
     };
@@ -311,6 +316,7 @@ pub struct Server {
     pub policies: Arc<PolicyEnv>,
     pub natives: Arc<Natives>,
     pub credentials: Arc<Credentials>,
+    pub mcp: Arc<McpHub>,
     pub listener: TcpListener,
     pub options: ServerOptions,
     pub shutdown: CancellationToken,
@@ -348,6 +354,7 @@ impl Server {
             policies.clone(),
             credentials.clone(),
         ));
+        let mcp = turns.mcp.clone();
         let runners = Runners { wasm: Arc::new(turns), natives: natives.clone() };
         let sessions = Sessions::new(store, shutdown.clone(), Arc::new(runners));
         let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
@@ -357,7 +364,7 @@ impl Server {
                 "found sessions whose turn was cut short by the last shutdown: resuming them (or failing them with a reason)"
             );
         }
-        Ok(Server { sessions, policies, natives, credentials, listener, options, shutdown })
+        Ok(Server { sessions, policies, natives, credentials, mcp, listener, options, shutdown })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -371,8 +378,20 @@ impl Server {
             self.policies.clone(),
             self.natives.clone(),
             self.credentials.clone(),
+            self.mcp.clone(),
             &self.options,
         );
+        // MCP servers a session has not used for a while stop (a later turn starts them again).
+        let (mcp, stopping) = (self.mcp.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => mcp.stop_idle(crate::mcp::IDLE_STOP).await,
+                    _ = stopping.cancelled() => break,
+                }
+            }
+        });
         let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         // A client that dribbles its headers (or sends none) is cut off instead of holding a connection forever.
         builder

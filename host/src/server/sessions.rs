@@ -545,8 +545,9 @@ pub async fn delete_session(
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let id = session_id(&id)?;
     state.sessions.delete(&id).await?;
-    // Its CLI (if it had one) goes with it.
+    // Its CLI and MCP servers (if it had any) go with it.
     state.natives.stop(&id).await;
+    state.mcp.stop(&id).await;
     Ok(Json(DeletedResponse { id: id.to_string(), object: "conversation.deleted", deleted: true }))
 }
 

@@ -67,6 +67,7 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
     let place = env.sandbox.confine(&record.id, &config);
     let sandbox_notice = place.as_ref().ok().and_then(|p| p.notice.clone());
     let (skills, skill_problems) = crate::skills::load(&config, place.as_ref()).await;
+    let mcp = env.mcp.start(&record.id, &config, place.as_ref()).await;
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let session_policies = PolicyMap::of_session(&record.policy.policies);
     let agent_policies = config.policies.clone().unwrap_or_default();
@@ -90,6 +91,9 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         place,
         sandbox_notice: Mutex::new(sandbox_notice),
         skills,
+        mcp: env.mcp.clone(),
+        mcp_tools: mcp.tools,
+        mcp_failed: mcp.failed,
         shared,
         journal,
         gate,
@@ -97,15 +101,20 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         children: Mutex::default(),
         history: Mutex::default(),
     });
-    // A skill that cannot be read is left out, and said (once: a resumed turn replays past this).
-    if !skill_problems.is_empty() && !host.journal.replaying() {
-        let events = skill_problems
-            .iter()
-            .map(|why| protocol::error(ErrorSource::Tool(crate::skills::LOAD_SKILL), "skill_unavailable", why))
-            .collect();
-        if let Err(e) = sessions.emit(&record.id, events, Vec::new()).await {
-            tracing::warn!(session = %record.id, error = %e, "could not record the skills that failed to load");
-        }
+    // MCP servers started for this turn, and skills that cannot be read (left out), are said once: a resumed turn
+    // replays past this.
+    let mut said: Vec<_> = skill_problems
+        .iter()
+        .map(|why| protocol::error(ErrorSource::Tool(crate::skills::LOAD_SKILL), "skill_unavailable", why))
+        .collect();
+    if !mcp.report.is_empty() {
+        said.insert(0, protocol::mcp_startup(&record.id, &mcp.report));
+    }
+    if !said.is_empty()
+        && !host.journal.replaying()
+        && let Err(e) = sessions.emit(&record.id, said, Vec::new()).await
+    {
+        tracing::warn!(session = %record.id, error = %e, "could not record the turn's start-up notices");
     }
     let outcome = drive(&host, component, TurnInput { max_steps }, limits, model).await;
     // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.

@@ -3,7 +3,7 @@
 //! calls to them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use omnigent_runtime::TurnHost;
@@ -33,6 +33,10 @@ pub(super) struct Host {
     pub sandbox_notice: Mutex<Option<String>>,
     /// The session's skills, read at the turn's start (`load_skill`).
     pub skills: Vec<crate::skills::Skill>,
+    /// The session's MCP servers, their tools for this turn, and the servers that failed to start (and why).
+    pub mcp: Arc<crate::mcp::McpHub>,
+    pub mcp_tools: Vec<crate::mcp::McpTool>,
+    pub mcp_failed: std::collections::BTreeMap<String, String>,
     pub shared: TurnShared,
     pub journal: Journal,
     /// The session's policies: its own, its config's, the server's.

@@ -46,6 +46,8 @@ pub struct TurnEnv {
     pub credentials: Arc<Credentials>,
     /// How builtin tools are confined.
     pub sandbox: Arc<crate::sandbox::Sandbox>,
+    /// The sessions' MCP servers.
+    pub mcp: Arc<crate::mcp::McpHub>,
 }
 
 impl TurnEnv {
@@ -57,10 +59,12 @@ impl TurnEnv {
         sandbox: Arc<crate::sandbox::Sandbox>,
     ) -> anyhow::Result<TurnEnv> {
         let runtime = Runtime::new(cache_dir)?;
+        let http = crate::http_client().connect_timeout(Duration::from_secs(30)).build()?;
         Ok(TurnEnv {
             policies: Arc::new(PolicyEnv::new(runtime.clone(), server_policies)),
             runtime,
-            http: crate::http_client().connect_timeout(Duration::from_secs(30)).build()?,
+            mcp: Arc::new(crate::mcp::McpHub::new(http.clone())),
+            http,
             slots: Arc::new(tokio::sync::Semaphore::new(omnigent_runtime::POOL_INSTANCES as usize / 2)),
             credentials,
             sandbox,

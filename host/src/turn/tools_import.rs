@@ -17,6 +17,14 @@ use crate::record::Item;
 use crate::session::Waiter;
 use crate::skills::LOAD_SKILL;
 
+/// What runs a tool call with effects outside the log.
+enum Effect<'a> {
+    /// A builtin, with its config and arguments (as the policies left them).
+    Builtin(&'a ToolConfig, &'a str),
+    /// An MCP server's tool, its arguments, and the server's time limit and output cap.
+    Mcp(&'a crate::mcp::McpTool, &'a str, Option<std::time::Duration>, Option<usize>),
+}
+
 fn failed(output: String) -> ToolResult {
     ToolResult { output, is_error: true }
 }
@@ -27,8 +35,8 @@ impl Host {
             .config
             .tools
             .iter()
-            // Skills are offered through one `load_skill` tool.
-            .filter(|(_, t)| t.kind != ToolKind::Skill)
+            // Skills are offered through one `load_skill` tool, an MCP server through its own tools.
+            .filter(|(_, t)| !matches!(t.kind, ToolKind::Skill | ToolKind::Mcp))
             .map(|(name, t)| {
                 let (description, parameters) = match t.kind {
                     ToolKind::Builtin => {
@@ -36,7 +44,7 @@ impl Host {
                         (t.description.clone().unwrap_or_else(|| d.to_string()), p)
                     }
                     ToolKind::Agent => (t.description.clone().unwrap_or_default(), crate::subagent::parameters()),
-                    ToolKind::Skill => unreachable!("filtered out above"),
+                    ToolKind::Skill | ToolKind::Mcp => unreachable!("filtered out above"),
                     ToolKind::Function => (
                         t.description.clone().unwrap_or_default(),
                         t.parameters.clone().unwrap_or(json!({"type": "object"})),
@@ -45,6 +53,10 @@ impl Host {
                 ToolSpec { name: name.clone(), description, parameters: parameters.to_string() }
             })
             .collect();
+        for t in &self.mcp_tools {
+            let (name, description) = (t.name.clone(), t.description.clone());
+            specs.push(ToolSpec { name, description, parameters: t.parameters.to_string() });
+        }
         if !self.skills.is_empty() {
             let (description, parameters) = crate::skills::spec(&self.skills);
             specs.push(ToolSpec { name: LOAD_SKILL.into(), description, parameters: parameters.to_string() });
@@ -85,6 +97,16 @@ impl Host {
             };
             return self.finish_tool(&call_id, result, Vec::new()).await;
         }
+        if let Some(mcp) = self.mcp_tools.iter().find(|t| t.name == name) {
+            let timeout = self.tool_config(&mcp.server).and_then(|t| t.timeout_s).map(std::time::Duration::from_secs);
+            let max_output = self.tool_config(&mcp.server).and_then(|t| t.max_output_bytes);
+            let effect = Effect::Mcp(mcp, &arguments, timeout, max_output);
+            return self.call_effectful(&call_id, &name, effect, &call).await;
+        }
+        if let Some((server, why)) = self.mcp_failed.iter().find(|(s, _)| name.starts_with(&format!("{s}__"))) {
+            let result = failed(format!("the MCP server {server} could not start, so {name} is unavailable: {why}"));
+            return self.finish_tool(&call_id, result, Vec::new()).await;
+        }
         let Some(tool) = self.tool_config(&name).cloned() else {
             let known: Vec<&str> = self.config.tools.keys().map(String::as_str).collect();
             let known = if known.is_empty() { "none".into() } else { known.join(", ") };
@@ -94,7 +116,7 @@ impl Host {
         match tool.kind {
             ToolKind::Agent => self.call_sub_agent(&call_id).await,
             _ if tool.runs_on_client() => self.call_client(&call_id, &name, &arguments).await,
-            _ => self.call_builtin(&call_id, &name, &tool, &arguments, &call).await,
+            _ => self.call_effectful(&call_id, &name, Effect::Builtin(&tool, &arguments), &call).await,
         }
     }
 
@@ -158,24 +180,29 @@ impl Host {
         }
     }
 
-    /// A builtin runs here, with effects outside the log: it is marked started first, so a restart mid-run does
-    /// not run it twice. Its result is judged before the harness sees it.
-    async fn call_builtin(
-        &self,
-        call_id: &str,
-        name: &str,
-        tool: &ToolConfig,
-        arguments: &str,
-        call: &Value,
-    ) -> ToolResult {
+    /// A builtin or an MCP server's tool runs with effects outside the log: it is marked started first, so a
+    /// restart mid-run does not run it twice. Its result is judged before the harness sees it.
+    async fn call_effectful(&self, call_id: &str, name: &str, effect: Effect<'_>, call: &Value) -> ToolResult {
         self.journal.record(Vec::new(), Vec::new(), Entry::Started { call_id: call_id.to_string() }).await;
         let mut events = Vec::new();
-        if let Some(notice) = self.sandbox_notice.lock().unwrap().take() {
-            events.push(protocol::error(ErrorSource::Tool(name), "sandbox_unavailable", &notice));
-        }
-        let ran = match &self.place {
-            Ok(place) => crate::tools::run(name, tool, arguments, place).await,
-            Err(why) => Err(format!("the session's tools cannot run: {why}")),
+        let ran = match effect {
+            Effect::Builtin(tool, arguments) => {
+                if let Some(notice) = self.sandbox_notice.lock().unwrap().take() {
+                    events.push(protocol::error(ErrorSource::Tool(name), "sandbox_unavailable", &notice));
+                }
+                match &self.place {
+                    Ok(place) => crate::tools::run(name, tool, arguments, place).await,
+                    Err(why) => Err(format!("the session's tools cannot run: {why}")),
+                }
+            }
+            Effect::Mcp(tool, arguments, timeout, max_output) => {
+                let max = max_output.unwrap_or(crate::tools::DEFAULT_MAX_OUTPUT);
+                let capped = |s: String| crate::tools::cap(s, max);
+                tokio::select! {
+                    r = self.mcp.call(&self.id, tool, arguments, timeout) => r.map(capped).map_err(capped),
+                    _ = self.shared.cancel.cancelled() => Err("the turn was interrupted".to_string()),
+                }
+            }
         };
         let mut result = match ran {
             Ok(output) => ToolResult { output, is_error: false },
