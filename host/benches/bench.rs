@@ -671,6 +671,74 @@ async fn tools_suite(rows: &mut Vec<Row>) {
         value: format!("p50 {}", fmt(p50[1].saturating_sub(p50[0]))),
         target: "< 10 ms",
     });
+    mcp_rows(&sandbox, &config, rows).await;
+}
+
+/// MCP: a server's start-up (stdio, in the sandbox) and a tool call's round trip over stdio and Streamable HTTP,
+/// against the tests' FastMCP fixture (needs OMNIGENT_SDK_PYTHON, the venv scripts/test makes).
+async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config::SessionConfig, rows: &mut Vec<Row>) {
+    use omnigent::mcp::McpHub;
+    let Some(python) = std::env::var("OMNIGENT_SDK_PYTHON").ok().filter(|p| !p.is_empty()) else {
+        return eprintln!("MCP rows skipped: set OMNIGENT_SDK_PYTHON (scripts/test makes the venv)");
+    };
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mcp_server.py");
+    let fixture = fixture.canonicalize().unwrap();
+    let port = free_port();
+    let mut http = std::process::Command::new(&python)
+        .arg(&fixture)
+        .args(["http", &port.to_string()])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut config = base.clone();
+    let tools = json!({
+        "fx": {"type": "mcp", "command": python, "args": [fixture, "stdio"]},
+        "web": {"type": "mcp", "url": format!("http://127.0.0.1:{port}/mcp")},
+    });
+    config.tools = serde_json::from_value(tools).unwrap();
+    let hub = McpHub::new(omnigent::http_client().build().unwrap());
+    let mut starts = Vec::new();
+    for _ in 0..n(20).min(20) {
+        let id = omnigent::ids::SessionId::new();
+        let place = sandbox.confine(&id, &config).unwrap();
+        let t = Instant::now();
+        let started = hub.start(&id, &config, Ok(&place)).await;
+        starts.push(t.elapsed());
+        assert!(started.failed.is_empty(), "{:?}", started.failed);
+        hub.stop(&id).await;
+    }
+    rows.push(Row {
+        metric: "MCP servers start (stdio + HTTP)".into(),
+        backend: "-",
+        value: p50_p99(&mut starts),
+        target: "",
+    });
+    let id = omnigent::ids::SessionId::new();
+    let place = sandbox.confine(&id, &config).unwrap();
+    let started = hub.start(&id, &config, Ok(&place)).await;
+    for server in ["fx", "web"] {
+        let tool = started.tools.iter().find(|t| t.name == format!("{server}__echo")).unwrap();
+        let mut samples = Vec::new();
+        for _ in 0..n(300) {
+            let t = Instant::now();
+            hub.call(&id, tool, r#"{"text": "hi"}"#, None).await.unwrap();
+            samples.push(t.elapsed());
+        }
+        let label = if server == "fx" { "stdio, sandboxed" } else { "Streamable HTTP" };
+        rows.push(Row {
+            metric: format!("MCP tool call round trip ({label})"),
+            backend: "-",
+            value: p50_p99(&mut samples),
+            target: "",
+        });
+    }
+    hub.stop(&id).await;
+    let _ = http.kill();
+    let _ = http.wait();
 }
 
 #[tokio::main]

@@ -130,6 +130,17 @@ impl SessionConfig {
                 MAX_TOOL_OUTPUT_BYTES,
                 "bytes",
             )?;
+            let mcp_only = [
+                (tool.url.is_some(), "url"),
+                (tool.command.is_some(), "command"),
+                (tool.args.is_some(), "args"),
+                (tool.env.is_some(), "env"),
+                (tool.headers.is_some(), "headers"),
+                (tool.tool_name.is_some(), "tool_name"),
+            ];
+            if let Some((_, key)) = mcp_only.iter().find(|(set, _)| *set).filter(|_| tool.kind != ToolKind::Mcp) {
+                return Err(format!("tools.{name}.{key} is for an MCP server (type: mcp)"));
+            }
             match tool.kind {
                 ToolKind::Builtin if !BUILTIN_TOOLS.contains(&name.as_str()) => {
                     return Err(format!(
@@ -161,6 +172,9 @@ impl SessionConfig {
                     }
                     (Some(_), None) => {}
                 },
+                ToolKind::Agent if matches!(tool.tools, Some(super::ToolTools::Names(_))) => {
+                    return Err(format!("tools.{name}.tools: a sub-agent's tools are a map of tool configs"));
+                }
                 ToolKind::Agent => {
                     if tool.description.as_deref().is_none_or(str::is_empty) {
                         return Err(format!(

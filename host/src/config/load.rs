@@ -244,6 +244,25 @@ mod tests {
     const GOOD: &str = "name: helper\nprompt: Be brief.\nexecutor:\n  harness: agent\n  model: gpt-4o-mini\n  auth: {type: api_key, api_key: sk-test}\ntools:\n  shell: {type: builtin}\n";
 
     #[test]
+    fn mcp_servers_and_skills_are_checked_before_any_session_runs() {
+        let with = |tools: &str| SessionConfig::from_yaml(&format!("{GOOD}{tools}"), "a.yaml").map(|_| ());
+        assert!(with("  gh: {type: mcp, url: \"https://example.test/mcp\", headers: {X: y}, tools: [a]}\n").is_ok());
+        assert!(with("  fs: {type: mcp, command: npx, args: [-y, x], env: {A: b}, tool_name: read}\n").is_ok());
+        let err = |tools: &str| with(tools).unwrap_err().to_string();
+        assert!(err("  gh: {type: mcp}\n").contains("`url` (HTTP) or `command` (stdio)"));
+        assert!(err("  gh: {type: mcp, url: x, command: y}\n").contains("one of them"));
+        assert!(err("  gh: {type: mcp, url: \"ftp://x\"}\n").contains("http:// or https://"));
+        assert!(err("  a__b: {type: mcp, command: x}\n").contains("without '__'"));
+        assert!(err("  gh: {type: mcp, url: \"http://x\", args: [a]}\n").contains("for a stdio server"));
+        assert!(err("  shell: {type: builtin, url: \"http://x\"}\n").contains("is for an MCP server"));
+        assert!(err("  r: {type: skill}\n").contains("`path` or `content`"));
+        assert!(err("  r: {type: skill, content: \"no description\"}\n").contains("needs a description"));
+        assert!(
+            err("  r: {type: skill, path: x}\n  load_skill: {type: skill, path: y}\n").contains("taken by the skills")
+        );
+    }
+
+    #[test]
     fn parses_omnigent_single_file_yaml() {
         let c = SessionConfig::from_yaml(GOOD, "a.yaml").unwrap();
         assert_eq!(c.name, "helper");
