@@ -695,6 +695,10 @@ async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut config = base.clone();
+    // The fixture script is granted to the sandbox (the venv and its Python are shown as the program's own).
+    let grant = fixture.parent().unwrap().display().to_string();
+    let sandbox_spec = json!({"write_paths": ["."], "read_paths": [grant]});
+    config.os_env.as_mut().unwrap().sandbox = Some(serde_json::from_value(sandbox_spec).unwrap());
     let tools = json!({
         "fx": {"type": "mcp", "command": python, "args": [fixture, "stdio"]},
         "web": {"type": "mcp", "url": format!("http://127.0.0.1:{port}/mcp")},
