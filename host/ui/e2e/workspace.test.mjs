@@ -113,6 +113,8 @@ test('fork from a response: a new session up to it, the original unchanged, both
   const snap = await finished('Original');
   const p = await page(b);
   await p.goto(`${server.url}/c/${snap.id}`);
+  // Counted once the transcript is on screen (counted earlier, it was sometimes 0).
+  await p.locator('.message.assistant', { hasText: 'I listed the files' }).waitFor();
   const before = await p.locator('[data-item-id]').count();
   await p.locator('.message.assistant', { hasText: 'Let me look around' }).getByRole('button', { name: 'Fork from here' }).click();
   const dialog = p.getByRole('dialog', { name: 'Fork from this response' });
