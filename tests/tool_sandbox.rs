@@ -82,12 +82,7 @@ impl Setup {
         sse.next().await.unwrap();
         self.api.message(id, "go").await;
         let frames: Vec<Value> = sse.until("response.completed").await.iter().map(|f| f.json()).collect();
-        let outputs = frames
-            .iter()
-            .filter(|f| f["type"] == "response.output_item.done" && f["item"]["type"] == "function_call_output")
-            .map(|f| f["item"]["output"].as_str().unwrap().to_string())
-            .collect();
-        (outputs, frames)
+        (omnigent_testkit::tool_outputs(&frames), frames)
     }
 }
 

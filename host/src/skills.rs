@@ -5,70 +5,14 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::{SessionConfig, SkillsFilter, SkillsKeyword, ToolConfig, ToolKind};
+pub use crate::config::{LOAD_SKILL, Skill};
+use crate::config::{SessionConfig, SkillsFilter, SkillsKeyword, ToolConfig, ToolKind, parse_skill};
 use crate::sandbox::Confinement;
-
-/// The tool the model loads a skill with (Omnigent's name).
-pub const LOAD_SKILL: &str = "load_skill";
 
 /// Largest SKILL.md read.
 const MAX_SKILL_BYTES: u64 = 256 * 1024;
-const MAX_NAME_CHARS: usize = 64;
-const MAX_DESCRIPTION_CHARS: usize = 1024;
-
-/// A skill ready to offer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Skill {
-    pub name: String,
-    pub description: String,
-    pub body: String,
-}
-
-#[derive(Deserialize)]
-struct FrontMatter {
-    name: Option<String>,
-    description: Option<String>,
-}
-
-/// Reads a SKILL.md text: front matter (optional for a plain markdown file, whose name is then the tool's key and
-/// description the tool's own), then the body.
-pub fn parse(text: &str, key: &str, tool: &ToolConfig) -> Result<Skill, String> {
-    let (front, body) = match split_front_matter(text) {
-        Some((yaml, body)) => {
-            let front: FrontMatter =
-                serde_norway::from_str(yaml).map_err(|e| format!("its front matter is not valid YAML: {e}"))?;
-            (front, body)
-        }
-        None => (FrontMatter { name: None, description: None }, text),
-    };
-    let name = front.name.unwrap_or_else(|| key.to_string());
-    let name_ok = !name.is_empty()
-        && name.chars().count() <= MAX_NAME_CHARS
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !name_ok {
-        return Err(format!("name {name:?}: at most {MAX_NAME_CHARS} lowercase letters, digits, '-' or '_'"));
-    }
-    let description = front.description.or_else(|| tool.description.clone()).unwrap_or_default();
-    if description.trim().is_empty() {
-        return Err("needs a description (front matter `description`, or the tool's) — the model chooses by it".into());
-    }
-    if description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(format!("description: at most {MAX_DESCRIPTION_CHARS} characters"));
-    }
-    Ok(Skill { name, description: description.trim().to_string(), body: body.trim().to_string() })
-}
-
-/// `---\n<yaml>\n---\n<body>`; None when the text has no front matter.
-fn split_front_matter(text: &str) -> Option<(&str, &str)> {
-    let rest = text.strip_prefix("---\n").or_else(|| text.strip_prefix("---\r\n"))?;
-    let end = rest.find("\n---")?;
-    let after = &rest[end + 4..];
-    let body = after.strip_prefix('\n').or_else(|| after.strip_prefix("\r\n")).unwrap_or(after);
-    Some((&rest[..end], body))
-}
 
 /// The skill tools of a config that its top-level `skills:` lets through.
 pub fn declared(config: &SessionConfig) -> impl Iterator<Item = (&String, &ToolConfig)> {
@@ -93,7 +37,7 @@ pub async fn load(config: &SessionConfig, place: Result<&Confinement, &String>) 
             (None, Some(path)) => read(path, place).await,
             (None, None) => Err("needs `path` or `content`".to_string()),
         };
-        match text.and_then(|t| parse(&t, key, tool)) {
+        match text.and_then(|t| parse_skill(&t, key, tool)) {
             Ok(skill) if skills.iter().any(|s| s.name == skill.name) => {
                 problems.push(format!("skill {key}: another skill is named {:?}", skill.name))
             }
@@ -150,22 +94,11 @@ pub fn call(skills: &[Skill], arguments: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn tool(description: Option<&str>) -> ToolConfig {
-        ToolConfig { kind: ToolKind::Skill, description: description.map(str::to_string), ..ToolConfig::default() }
-    }
-
     #[test]
-    fn front_matter_names_and_describes_a_skill_and_a_plain_file_takes_the_tools() {
-        let text = "---\nname: code-review\ndescription: How we review code.\n---\n# Review\nRead the diff.\n";
-        let s = parse(text, "key", &tool(None)).unwrap();
-        assert_eq!((s.name.as_str(), s.description.as_str()), ("code-review", "How we review code."));
-        assert_eq!(s.body, "# Review\nRead the diff.");
-        let plain = parse("Use tabs.", "sql_style", &tool(Some("House SQL style"))).unwrap();
-        assert_eq!((plain.name.as_str(), plain.body.as_str()), ("sql_style", "Use tabs."));
-        assert!(parse("Use tabs.", "x", &tool(None)).unwrap_err().contains("needs a description"));
-        assert!(parse("---\nname: Bad Name\ndescription: d\n---\n", "x", &tool(None)).unwrap_err().contains("name"));
-        let skills = vec![s];
-        assert_eq!(call(&skills, r#"{"name": "code-review"}"#).unwrap(), "# Review\nRead the diff.");
+    fn load_skill_returns_a_body_or_names_the_skills() {
+        let skills = vec![Skill { name: "code-review".into(), description: "d".into(), body: "Read the diff.".into() }];
+        assert_eq!(call(&skills, r#"{"name": "code-review"}"#).unwrap(), "Read the diff.");
         assert!(call(&skills, r#"{"name": "nope"}"#).unwrap_err().contains("Available skills: code-review"));
+        assert!(call(&skills, "{}").unwrap_err().contains("missing string argument 'name'"));
     }
 }

@@ -214,6 +214,15 @@ pub struct ServerProcess {
     pub url: String,
 }
 
+/// The `output` of each `function_call_output` item among a turn's events, in order.
+pub fn tool_outputs(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|f| f["type"] == "response.output_item.done" && f["item"]["type"] == "function_call_output")
+        .map(|f| f["item"]["output"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// A server's data dir inside a session's working directory `work`: the session's tools never see it (a working
 /// directory inside the data dir would be refused).
 pub fn data_dir_in(work: &Path) -> PathBuf {

@@ -118,9 +118,8 @@ impl SessionConfig {
         for (name, decl) in self.policies.iter().flat_map(|p| p.0.iter()) {
             decl.validate(name)?;
         }
-        if self.tools.values().any(|t| t.kind == ToolKind::Skill) && self.tools.contains_key(crate::skills::LOAD_SKILL)
-        {
-            return Err(format!("tools.{}: the name is taken by the skills' own tool", crate::skills::LOAD_SKILL));
+        if self.tools.values().any(|t| t.kind == ToolKind::Skill) && self.tools.contains_key(super::LOAD_SKILL) {
+            return Err(format!("tools.{}: the name is taken by the skills' own tool", super::LOAD_SKILL));
         }
         for (name, tool) in &self.tools {
             within(&format!("tools.{name}.timeout_s"), tool.timeout_s, MAX_TOOL_TIMEOUT_S, "seconds")?;
@@ -168,7 +167,7 @@ impl SessionConfig {
                         return Err(format!("tools.{name}: a skill takes `path` or `content` (one of them)"));
                     }
                     (None, Some(content)) => {
-                        crate::skills::parse(content, name, tool).map_err(|e| format!("tools.{name}: {e}"))?;
+                        super::parse_skill(content, name, tool).map_err(|e| format!("tools.{name}: {e}"))?;
                     }
                     (Some(_), None) => {}
                 },

@@ -7,9 +7,11 @@
 mod check;
 mod load;
 mod sandbox;
+mod skill;
 
 pub use load::server_policies;
 pub use sandbox::{SandboxKind, SandboxSpec, WritePath};
+pub use skill::{LOAD_SKILL, Skill, parse_skill};
 
 use std::collections::BTreeMap;
 
