@@ -124,6 +124,11 @@ impl Setup {
     }
 }
 
+/// The `servers` of each `session.mcp_startup` of a turn.
+fn startups(frames: &[Value]) -> Vec<Value> {
+    frames.iter().filter(|f| f["type"] == "session.mcp_startup").map(|f| f["servers"].clone()).collect()
+}
+
 fn processes_with(marker: &str) -> usize {
     let out = std::process::Command::new("pgrep").args(["-f", marker]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
@@ -152,9 +157,11 @@ async fn mcp_tools_are_offered_judged_called_and_bounded_over_stdio_and_http() {
         ("fx__slow", json!({"seconds": 10})),
     ];
     let (out, frames) = t.turn(id, calls).await;
-    // Both servers started for the turn, and said so.
-    let startup = frames.iter().find(|f| f["type"] == "session.mcp_startup").expect("session.mcp_startup");
-    assert_eq!(startup["servers"], json!({"fx": {"status": "ready"}, "web": {"status": "ready"}}), "{startup}");
+    // Both servers started for the turn, and said so: starting, then ready.
+    let said = startups(&frames);
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert_eq!(said[0], json!({"fx": {"status": "starting"}, "web": {"status": "starting"}}));
+    assert_eq!(said[1], json!({"fx": {"status": "ready"}, "web": {"status": "ready"}}));
     // The model saw the servers' tools under their prefixes; `tool_name` offered one of the HTTP server's.
     let offered: Vec<String> = t.mock.requests()[0].body["tools"]
         .as_array()
@@ -207,17 +214,23 @@ async fn a_server_that_dies_starts_again_and_one_that_cannot_start_is_a_tool_err
     assert_eq!(status, 201, "{v}");
     let id = v["id"].as_str().unwrap();
     let (out, frames) = t.turn(id, vec![("fx__crash", json!({})), ("broken__anything", json!({}))]).await;
-    let startup = frames.iter().find(|f| f["type"] == "session.mcp_startup").unwrap();
-    assert_eq!(startup["servers"]["fx"]["status"], "ready", "{startup}");
-    assert_eq!(startup["servers"]["broken"]["status"], "failed", "{startup}");
-    assert!(startup["servers"]["broken"]["error"].as_str().unwrap().contains("/nonexistent/mcp-server"), "{startup}");
+    let startup = startups(&frames).pop().unwrap();
+    assert_eq!(startup["fx"]["status"], "ready", "{startup}");
+    assert_eq!(startup["broken"]["status"], "failed", "{startup}");
+    assert!(startup["broken"]["error"].as_str().unwrap().contains("/nonexistent/mcp-server"), "{startup}");
     assert!(out[0].contains("failed the call"), "{}", out[0]);
     assert!(out[1].contains("could not start") && out[1].contains("/nonexistent/mcp-server"), "{}", out[1]);
     // The next turn starts the dead server again; the session never failed.
     let (out, frames) = t.turn(id, vec![("fx__echo", json!({"text": "back"}))]).await;
     assert_eq!(out[0], "echo: back");
-    let startup = frames.iter().find(|f| f["type"] == "session.mcp_startup").unwrap();
-    assert_eq!(startup["servers"]["fx"]["status"], "ready", "{startup}");
+    // Only the servers that were not running start (the broken one is tried again).
+    let said = startups(&frames);
+    assert_eq!(said[0], json!({"broken": {"status": "starting"}, "fx": {"status": "starting"}}), "{said:?}");
+    assert_eq!(said.last().unwrap()["fx"]["status"], "ready");
+    // A running server is shared by the session's next turn: only the broken one is tried again.
+    let (out, frames) = t.turn(id, vec![("fx__echo", json!({"text": "still"}))]).await;
+    assert_eq!(out[0], "echo: still");
+    assert_eq!(startups(&frames)[0], json!({"broken": {"status": "starting"}}));
     let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["status"], "idle", "{snap}");
 }

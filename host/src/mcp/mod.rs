@@ -58,6 +58,13 @@ struct Running {
     spec: Value,
 }
 
+impl Running {
+    /// Still connected, and started from this config.
+    fn alive_for(&self, tool: &ToolConfig) -> bool {
+        !self.client.is_closed() && serde_json::to_value(tool).is_ok_and(|spec| spec == self.spec)
+    }
+}
+
 #[derive(Default)]
 struct SessionServers {
     running: tokio::sync::Mutex<HashMap<String, Running>>,
@@ -81,6 +88,22 @@ impl McpHub {
         servers
     }
 
+    /// The session's servers that are not running (the next [`McpHub::start`] starts them).
+    pub async fn to_start(&self, session: &SessionId, config: &SessionConfig) -> Vec<String> {
+        let declared: Vec<(&String, &ToolConfig)> =
+            config.tools.iter().filter(|(_, t)| t.kind == ToolKind::Mcp).collect();
+        if declared.is_empty() {
+            return Vec::new();
+        }
+        let servers = self.servers(session);
+        let running = servers.running.lock().await;
+        declared
+            .into_iter()
+            .filter(|(name, tool)| !running.get(*name).is_some_and(|r| r.alive_for(tool)))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Makes sure the session's servers run (starting those that do not) and lists their tools.
     pub async fn start(
         &self,
@@ -97,9 +120,9 @@ impl McpHub {
         let servers = self.servers(session);
         let mut running = servers.running.lock().await;
         for (name, tool) in declared {
-            let spec = serde_json::to_value(tool).unwrap_or(Value::Null);
-            let alive = running.get(name).is_some_and(|r| r.spec == spec && !r.client.is_closed());
+            let alive = running.get(name).is_some_and(|r| r.alive_for(tool));
             if !alive {
+                let spec = serde_json::to_value(tool).unwrap_or(Value::Null);
                 if let Some(old) = running.remove(name) {
                     let _ = old.client.cancel().await;
                 }

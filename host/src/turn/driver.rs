@@ -67,6 +67,12 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
     let place = env.sandbox.confine(&record.id, &config);
     let sandbox_notice = place.as_ref().ok().and_then(|p| p.notice.clone());
     let (skills, skill_problems) = crate::skills::load(&config, place.as_ref()).await;
+    // Servers about to start are said to be starting (a replay has said it before).
+    let starting = env.mcp.to_start(&record.id, &config).await;
+    if !starting.is_empty() && !resume {
+        let servers = starting.iter().map(|s| (s.clone(), json!({"status": "starting"}))).collect();
+        let _ = sessions.emit(&record.id, vec![protocol::mcp_startup(&record.id, &servers)], Vec::new()).await;
+    }
     let mcp = env.mcp.start(&record.id, &config, place.as_ref()).await;
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let session_policies = PolicyMap::of_session(&record.policy.policies);
