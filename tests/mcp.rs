@@ -234,3 +234,55 @@ async fn a_server_that_dies_starts_again_and_one_that_cannot_start_is_a_tool_err
     let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["status"], "idle", "{snap}");
 }
+
+/// The reference filesystem server from npm (scripts/test installs it); None skips (OMNIGENT_MCP_TESTS=1: fails).
+fn reference_fs_server() -> Option<PathBuf> {
+    let path = std::env::var("OMNIGENT_TEST_MCP_FS").ok().filter(|p| !p.is_empty());
+    if path.is_none() {
+        assert_ne!(std::env::var("OMNIGENT_MCP_TESTS").as_deref(), Ok("1"), "OMNIGENT_TEST_MCP_FS is not set");
+        eprintln!(
+            "SKIPPED: needs OMNIGENT_TEST_MCP_FS, the npm reference filesystem server (scripts/test installs it)"
+        );
+    }
+    path.map(PathBuf::from)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_npm_reference_filesystem_server_works_in_the_sandbox_and_sees_only_its_roots() {
+    let Some(server) = reference_fs_server() else { return };
+    // Its package folder is granted to the sandbox; node itself is a system program.
+    let package = server.parent().and_then(Path::parent).and_then(Path::parent).and_then(Path::parent).unwrap();
+    let t = Setup::new().await;
+    std::fs::write(t.work.path().join("notes.txt"), "from the work dir\n").unwrap();
+    let tools = json!({"fs": {"type": "mcp", "command": "node", "args": [server, "."],
+        "tools": ["list_directory", "read_text_file", "write_file"]}});
+    let config = json!({
+        "name": "fs-user",
+        "executor": {"harness": "agent", "model": "gpt-test", "provider": "openai",
+            "auth": {"type": "api_key", "api_key": "test-key", "base_url": t.mock.openai_base()}},
+        "tools": tools,
+        "os_env": {"cwd": t.work.path(), "sandbox": {"write_paths": ["."], "read_paths": [package]}},
+    });
+    let (status, v) = t.api.post("/v1/sessions", json!({"config": config})).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let work = std::fs::canonicalize(t.work.path()).unwrap();
+    let calls = vec![
+        ("fs__list_directory", json!({"path": work})),
+        ("fs__read_text_file", json!({"path": work.join("notes.txt")})),
+        ("fs__write_file", json!({"path": work.join("made.txt"), "content": "by MCP"})),
+        ("fs__read_text_file", json!({"path": "/etc/passwd"})),
+        ("fs__list_directory", json!({"path": work.join(".omnigent-data")})),
+    ];
+    let (out, frames) = t.turn(id, calls).await;
+    assert_eq!(startups(&frames).last().unwrap()["fs"]["status"], "ready", "{:?}", startups(&frames));
+    let offered = t.mock.requests()[0].body["tools"].as_array().unwrap().len();
+    assert_eq!(offered, 3, "the allowlist keeps three of its tools");
+    assert!(out[0].contains("notes.txt"), "{}", out[0]);
+    assert_eq!(out[1].trim(), "from the work dir");
+    assert_eq!(std::fs::read_to_string(t.work.path().join("made.txt")).unwrap(), "by MCP", "{}", out[2]);
+    // Outside its allowed directory: the server itself refuses.
+    assert!(out[3].to_lowercase().contains("denied") || out[3].contains("outside"), "{}", out[3]);
+    // The server's data dir inside the working directory is an empty folder to it.
+    assert!(!out[4].contains("test-server") && !out[4].contains("[FILE]"), "{}", out[4]);
+}
