@@ -643,7 +643,7 @@ async fn tools_suite(rows: &mut Vec<Row>) {
     };
     let mut config = SessionConfig::new("bench", Executor::new("agent", Some("m".into())));
     config.os_env = Some(OsEnv { cwd: Some(work.path().display().to_string()), ..OsEnv::default() });
-    let confined = sandbox.confine(&omnigent::ids::SessionId::new(), &config).unwrap();
+    let confined = sandbox.confine(&config).unwrap();
     if !confined.is_sandboxed() {
         return eprintln!("tools suite skipped: bubblewrap does not run here (apt-get install bubblewrap)");
     }
@@ -708,9 +708,9 @@ async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config:
     let mut starts = Vec::new();
     for _ in 0..n(20).min(20) {
         let id = omnigent::ids::SessionId::new();
-        let place = sandbox.confine(&id, &config).unwrap();
+        let place = sandbox.confine(&config).unwrap();
         let t = Instant::now();
-        let started = hub.start(&id, &config, Ok(&place)).await;
+        let started = hub.start(&id, &config, Ok(&place), async |_| {}).await;
         starts.push(t.elapsed());
         assert!(started.failed.is_empty(), "{:?}", started.failed);
         hub.stop(&id).await;
@@ -722,8 +722,8 @@ async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config:
         target: "",
     });
     let id = omnigent::ids::SessionId::new();
-    let place = sandbox.confine(&id, &config).unwrap();
-    let started = hub.start(&id, &config, Ok(&place)).await;
+    let place = sandbox.confine(&config).unwrap();
+    let started = hub.start(&id, &config, Ok(&place), async |_| {}).await;
     for server in ["fx", "web"] {
         let tool = started.tools.iter().find(|t| t.name == format!("{server}__echo")).unwrap();
         let mut samples = Vec::new();

@@ -26,6 +26,7 @@ pub mod mcp;
 pub mod native;
 pub mod policy;
 pub mod private_files;
+pub(crate) mod program;
 pub(crate) mod protocol;
 pub mod record;
 pub(crate) mod regular_file;

@@ -88,28 +88,14 @@ impl McpHub {
         servers
     }
 
-    /// The session's servers that are not running (the next [`McpHub::start`] starts them).
-    pub async fn to_start(&self, session: &SessionId, config: &SessionConfig) -> Vec<String> {
-        let declared: Vec<(&String, &ToolConfig)> =
-            config.tools.iter().filter(|(_, t)| t.kind == ToolKind::Mcp).collect();
-        if declared.is_empty() {
-            return Vec::new();
-        }
-        let servers = self.servers(session);
-        let running = servers.running.lock().await;
-        declared
-            .into_iter()
-            .filter(|(name, tool)| !running.get(*name).is_some_and(|r| r.alive_for(tool)))
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-
-    /// Makes sure the session's servers run (starting those that do not) and lists their tools.
+    /// Makes sure the session's servers run (starting those that do not) and lists their tools. `announce` is
+    /// told which servers are about to start (`{name: {status: starting}}`) before any does.
     pub async fn start(
         &self,
         session: &SessionId,
         config: &SessionConfig,
         place: Result<&Confinement, &String>,
+        announce: impl AsyncFnOnce(BTreeMap<String, Value>),
     ) -> Startup {
         let declared: Vec<(&String, &ToolConfig)> =
             config.tools.iter().filter(|(_, t)| t.kind == ToolKind::Mcp).collect();
@@ -119,9 +105,16 @@ impl McpHub {
         }
         let servers = self.servers(session);
         let mut running = servers.running.lock().await;
+        let stale: Vec<&String> = declared
+            .iter()
+            .filter(|(name, tool)| !running.get(*name).is_some_and(|r| r.alive_for(tool)))
+            .map(|(n, _)| *n)
+            .collect();
+        if !stale.is_empty() {
+            announce(stale.iter().map(|name| ((*name).clone(), json!({"status": "starting"}))).collect()).await;
+        }
         for (name, tool) in declared {
-            let alive = running.get(name).is_some_and(|r| r.alive_for(tool));
-            if !alive {
+            if stale.contains(&name) {
                 let spec = serde_json::to_value(tool).unwrap_or(Value::Null);
                 if let Some(old) = running.remove(name) {
                     let _ = old.client.cancel().await;

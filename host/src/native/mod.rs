@@ -203,17 +203,12 @@ pub fn find_cli(
             Err(NativeError::Launch(format!("{display} is not at {} (executor.cli_path or {env_var})", p.display())))
         };
     }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            NativeError::Launch(format!(
-                "{display} is not installed: no `{program}` on the server's PATH. Install it with `{install}`, or set \
+    crate::program::on_path(program).ok_or_else(|| {
+        NativeError::Launch(format!(
+            "{display} is not installed: no `{program}` on the server's PATH. Install it with `{install}`, or set \
                  executor.cli_path"
-            ))
-        })
+        ))
+    })
 }
 
 /// The CLI a session's config runs, if it names a native harness.

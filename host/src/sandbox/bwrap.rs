@@ -113,9 +113,3 @@ impl Args {
 fn visible(hidden: &Path, reach: &super::Reach) -> bool {
     hidden.exists() && reach.read.iter().chain(&reach.write).any(|r| hidden.starts_with(r))
 }
-
-/// `bwrap` as found on PATH.
-pub(super) fn on_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join("bwrap")).find(|p| p.is_file())
-}

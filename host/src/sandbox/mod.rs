@@ -54,7 +54,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Probes bubblewrap. Err only when a workspace root is set and bubblewrap cannot confine its sessions.
     pub async fn start(options: SandboxOptions) -> Result<Sandbox, String> {
-        let bwrap = match options.bwrap.or_else(bwrap::on_path) {
+        let bwrap = match options.bwrap.or_else(|| crate::program::on_path("bwrap")) {
             Some(path) => bwrap::probe(&path).await.map(|()| path),
             None => Err("bubblewrap (bwrap) is not installed (apt-get install bubblewrap)".to_string()),
         };
@@ -88,97 +88,122 @@ impl Sandbox {
     /// workspace root and out of the server's private paths, a sandbox this server can run. A native CLI brings its
     /// own tools: only its working directory is judged.
     pub fn admit(&self, config: &SessionConfig) -> Result<(), String> {
-        let cwd = absolute(&config.work_dir())?;
-        let spec = config.sandbox();
-        let mut paths = vec![("os_env.cwd", cwd.clone())];
-        if !config.executor.is_native() {
-            for (field, path) in grants(&spec) {
-                paths.push((field, resolve(&cwd, path)?));
-            }
-        }
-        for (field, path) in &paths {
-            let real = reach::real_path(path)?;
-            if self.private.iter().any(|p| real.starts_with(p)) {
-                return Err(format!("{field} {}: the server's own data lives there", path.display()));
-            }
-            if let Some(root) = &self.root
-                && !real.starts_with(root)
-            {
-                return Err(format!(
-                    "{field} {}: this server confines sessions to its workspace root {}",
-                    path.display(),
-                    root.display()
-                ));
-            }
-        }
-        if config.executor.is_native() {
-            return Ok(());
-        }
-        match (spec.kind, &self.bwrap, &self.root) {
-            (SandboxKind::None, _, Some(root)) => Err(format!(
-                "os_env.sandbox.type none: this server runs every session's tools in its sandbox (workspace root {})",
-                root.display()
-            )),
-            (SandboxKind::LinuxBwrap, Err(why), _) => Err(format!("os_env.sandbox.type linux_bwrap: {why}")),
-            _ => Ok(()),
-        }
+        self.resolve(config).map(|_| ())
     }
 
-    /// How the tools of a turn of `session` run. Err: why they cannot (each tool call reports it).
-    pub fn confine(&self, session: &SessionId, config: &SessionConfig) -> Result<Confinement, String> {
-        self.admit(config)?;
+    /// The real paths of a config's working directory and grants, once they are admitted.
+    fn resolve(&self, config: &SessionConfig) -> Result<Resolved, String> {
         let spec = config.sandbox();
-        let cwd = reach::real_path(&absolute(&config.work_dir())?)?;
-        let (bwrap, notice) = match (spec.kind, &self.bwrap) {
-            (SandboxKind::None, _) => (None, None),
-            (_, Ok(path)) => (Some(path.clone()), None),
-            (_, Err(why)) => {
-                let first = {
-                    let mut told = self.told.lock().unwrap();
-                    // Bounded: past the cap a session may be told twice, which is harmless.
-                    if told.len() >= MAX_TOLD {
-                        told.clear();
-                    }
-                    told.insert(session.clone())
-                };
-                let notice = format!(
-                    "os_env.sandbox auto: no sandbox on this server ({why}); this session's tools run with the \
-                     server's rights"
-                );
-                if first {
-                    tracing::warn!(%session, reason = %why, "os_env.sandbox auto: the session's tools run unconfined");
+        let given = absolute(&config.work_dir())?;
+        let cwd = self.admitted("os_env.cwd", &given)?;
+        let mut grants = Vec::new();
+        if !config.executor.is_native() {
+            let fields: [(&str, bool, Vec<&str>); 3] = [
+                ("os_env.sandbox.read_paths", false, spec.read_paths.iter().flatten().map(String::as_str).collect()),
+                ("os_env.sandbox.write_paths", true, spec.write_paths.iter().flatten().map(|w| w.path()).collect()),
+                ("os_env.sandbox.write_files", true, spec.write_files.iter().flatten().map(String::as_str).collect()),
+            ];
+            for (field, writable, paths) in fields {
+                for path in paths {
+                    grants.push((self.admitted(field, &cwd.join(path))?, writable));
                 }
-                (None, first.then_some(notice))
             }
+            match (spec.kind, &self.bwrap, &self.root) {
+                (SandboxKind::None, _, Some(root)) => {
+                    return Err(format!(
+                        "os_env.sandbox.type none: this server runs every session's tools in its sandbox (workspace \
+                         root {})",
+                        root.display()
+                    ));
+                }
+                (SandboxKind::LinuxBwrap, Err(why), _) => {
+                    return Err(format!("os_env.sandbox.type linux_bwrap: {why}"));
+                }
+                _ => {}
+            }
+        }
+        Ok(Resolved { spec, cwd, grants })
+    }
+
+    /// The real path of `path` (named by `field`) if it lies out of the server's data and under the workspace root.
+    fn admitted(&self, field: &str, path: &Path) -> Result<PathBuf, String> {
+        let real = reach::real_path(path)?;
+        if self.private.iter().any(|p| real.starts_with(p)) {
+            return Err(format!("{field} {}: the server's own data lives there", path.display()));
+        }
+        if let Some(root) = &self.root
+            && !real.starts_with(root)
+        {
+            return Err(format!(
+                "{field} {}: this server confines sessions to its workspace root {}",
+                path.display(),
+                root.display()
+            ));
+        }
+        Ok(real)
+    }
+
+    /// How the tools of a turn run. Err: why they cannot (each tool call reports it).
+    pub fn confine(&self, config: &SessionConfig) -> Result<Confinement, String> {
+        let Resolved { spec, cwd, grants } = self.resolve(config)?;
+        let bwrap = match (spec.kind, &self.bwrap) {
+            (SandboxKind::None, _) | (_, Err(_)) => None,
+            (_, Ok(path)) => Some(path.clone()),
         };
         let mut reach = Reach { hidden: self.private.clone(), ..Reach::default() };
         add(&mut reach.read, cwd.clone());
-        for path in spec.read_paths.iter().flatten() {
-            add(&mut reach.read, reach::real_path(&resolve(&cwd, path)?)?);
-        }
-        let written = spec.write_paths.iter().flatten().map(|w| w.path());
-        for path in written.chain(spec.write_files.iter().flatten().map(String::as_str)) {
-            let real = reach::real_path(&resolve(&cwd, path)?)?;
+        for (real, writable) in grants {
             add(&mut reach.read, real.clone());
-            add(&mut reach.write, real);
+            if writable {
+                add(&mut reach.write, real);
+            }
         }
         // Unconfined, the file tools may still write in the working directory (Omnigent's `none`).
         if bwrap.is_none() {
             add(&mut reach.write, cwd.clone());
         }
         for path in spec.mask_paths.iter().flatten() {
-            add(&mut reach.hidden, reach::real_path(&resolve(&cwd, path)?)?);
+            add(&mut reach.hidden, reach::real_path(&cwd.join(path))?);
         }
         Ok(Confinement {
             cwd,
             bwrap,
-            notice,
             reach,
             allow_network: spec.allows_network(),
             env_passthrough: spec.env_passthrough.clone().unwrap_or_default(),
             confined_to_root: self.root.is_some(),
         })
     }
+
+    /// Why a session that asked for `auto` runs its tools unconfined here — the first time it is asked for this
+    /// session (in this server's run); None afterwards, or when its tools are sandboxed or `type: none`.
+    pub fn fallback_notice(&self, session: &SessionId, config: &SessionConfig) -> Option<String> {
+        let Err(why) = &self.bwrap else { return None };
+        if config.sandbox().kind == SandboxKind::None {
+            return None;
+        }
+        {
+            let mut told = self.told.lock().unwrap();
+            // Bounded: past the cap a session may be told twice, which is harmless.
+            if told.len() >= MAX_TOLD {
+                told.clear();
+            }
+            if !told.insert(session.clone()) {
+                return None;
+            }
+        }
+        tracing::warn!(%session, reason = %why, "os_env.sandbox auto: the session's tools run unconfined");
+        Some(format!(
+            "os_env.sandbox auto: no sandbox on this server ({why}); this session's tools run with the server's rights"
+        ))
+    }
+}
+
+/// A config's sandbox, and its working directory and grants as real paths (each grant: whether it is writable).
+struct Resolved {
+    spec: SandboxSpec,
+    cwd: PathBuf,
+    grants: Vec<(PathBuf, bool)>,
 }
 
 /// A turn's confinement of its tools.
@@ -188,8 +213,6 @@ pub struct Confinement {
     pub cwd: PathBuf,
     /// The bubblewrap the shell runs in; None: unconfined.
     bwrap: Option<PathBuf>,
-    /// Said once per session: `auto` found no sandbox.
-    pub notice: Option<String>,
     pub reach: Reach,
     allow_network: bool,
     env_passthrough: Vec<String>,
@@ -205,7 +228,6 @@ impl Confinement {
         Confinement {
             cwd,
             bwrap: None,
-            notice: None,
             reach,
             allow_network: true,
             env_passthrough: Vec::new(),
@@ -277,15 +299,6 @@ fn add(roots: &mut Vec<PathBuf>, path: PathBuf) {
     }
 }
 
-/// The paths a sandbox spec grants, with the field that names each.
-fn grants(spec: &SandboxSpec) -> Vec<(&'static str, &str)> {
-    let mut out: Vec<(&'static str, &str)> = Vec::new();
-    out.extend(spec.write_paths.iter().flatten().map(|w| ("os_env.sandbox.write_paths", w.path())));
-    out.extend(spec.read_paths.iter().flatten().map(|p| ("os_env.sandbox.read_paths", p.as_str())));
-    out.extend(spec.write_files.iter().flatten().map(|p| ("os_env.sandbox.write_files", p.as_str())));
-    out
-}
-
 /// A relative working directory is relative to where the server runs, as the OS would take it.
 fn absolute(path: &Path) -> Result<PathBuf, String> {
     if path.is_absolute() {
@@ -293,9 +306,4 @@ fn absolute(path: &Path) -> Result<PathBuf, String> {
     }
     let here = std::env::current_dir().map_err(|e| format!("os_env.cwd {}: {e}", path.display()))?;
     Ok(here.join(path))
-}
-
-/// A grant's path: relative ones are relative to the working directory.
-fn resolve(cwd: &Path, path: &str) -> Result<PathBuf, String> {
-    Ok(cwd.join(path))
 }

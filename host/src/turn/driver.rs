@@ -15,10 +15,10 @@ use super::gate::Gate;
 use super::history::last_user_text;
 use super::host::Host;
 use super::journal::Journal;
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, ToolKind};
 use crate::llm::Provider;
 use crate::policy::{Phase, PolicyMap};
-use crate::protocol::{self, ErrorSource};
+use crate::protocol::{self, ErrorSource, NewEvent};
 use crate::session::{FailureCode, Sessions, TurnOutcome, TurnStart};
 
 /// Largest `.wasm` harness file accepted.
@@ -64,16 +64,34 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         deadline: config.executor.turn_timeout_s.map(Duration::from_secs).unwrap_or(defaults.deadline),
     };
     let model = config.executor.model_name().to_string();
-    let place = env.sandbox.confine(&record.id, &config);
-    let sandbox_notice = place.as_ref().ok().and_then(|p| p.notice.clone());
+    // The turn's tools: how they are confined, the skills, the MCP servers. What their start-up has to say is said
+    // once: a resumed turn said it before the restart.
+    let say = async |events: Vec<NewEvent>| {
+        if !events.is_empty()
+            && !resume
+            && let Err(e) = sessions.emit(&record.id, events, Vec::new()).await
+        {
+            tracing::warn!(session = %record.id, error = %e, "could not record the turn's start-up notices");
+        }
+    };
+    let place = env.sandbox.confine(&config);
     let (skills, skill_problems) = crate::skills::load(&config, place.as_ref()).await;
-    // Servers about to start are said to be starting (a replay has said it before).
-    let starting = env.mcp.to_start(&record.id, &config).await;
-    if !starting.is_empty() && !resume {
-        let servers = starting.iter().map(|s| (s.clone(), json!({"status": "starting"}))).collect();
-        let _ = sessions.emit(&record.id, vec![protocol::mcp_startup(&record.id, &servers)], Vec::new()).await;
+    let announce = async |servers| say(vec![protocol::mcp_startup(&record.id, &servers)]).await;
+    let mcp = env.mcp.start(&record.id, &config, place.as_ref(), announce).await;
+    let mut notices: Vec<NewEvent> = Vec::new();
+    if !mcp.report.is_empty() {
+        notices.push(protocol::mcp_startup(&record.id, &mcp.report));
     }
-    let mcp = env.mcp.start(&record.id, &config, place.as_ref()).await;
+    let runs_programs = config.tools.values().any(|t| t.kind == ToolKind::Builtin || t.command.is_some());
+    if let Some(why) = env.sandbox.fallback_notice(&record.id, &config).filter(|_| runs_programs) {
+        notices.push(protocol::error(ErrorSource::Tool("shell"), "sandbox_unavailable", &why));
+    }
+    notices.extend(
+        skill_problems
+            .iter()
+            .map(|why| protocol::error(ErrorSource::Tool(crate::skills::LOAD_SKILL), "skill_unavailable", why)),
+    );
+    say(notices).await;
     let max_steps = config.executor.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let session_policies = PolicyMap::of_session(&record.policy.policies);
     let agent_policies = config.policies.clone().unwrap_or_default();
@@ -95,7 +113,6 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         model: model.clone(),
         reasoning_effort: record.settings.reasoning_effort.clone(),
         place,
-        sandbox_notice: Mutex::new(sandbox_notice),
         skills,
         mcp: env.mcp.clone(),
         mcp_tools: mcp.tools,
@@ -107,21 +124,6 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         children: Mutex::default(),
         history: Mutex::default(),
     });
-    // MCP servers started for this turn, and skills that cannot be read (left out), are said once: a resumed turn
-    // replays past this.
-    let mut said: Vec<_> = skill_problems
-        .iter()
-        .map(|why| protocol::error(ErrorSource::Tool(crate::skills::LOAD_SKILL), "skill_unavailable", why))
-        .collect();
-    if !mcp.report.is_empty() {
-        said.insert(0, protocol::mcp_startup(&record.id, &mcp.report));
-    }
-    if !said.is_empty()
-        && !host.journal.replaying()
-        && let Err(e) = sessions.emit(&record.id, said, Vec::new()).await
-    {
-        tracing::warn!(session = %record.id, error = %e, "could not record the turn's start-up notices");
-    }
     let outcome = drive(&host, component, TurnInput { max_steps }, limits, model).await;
     // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.
     host.journal.flush(Vec::new()).await;

@@ -29,8 +29,6 @@ pub(super) struct Host {
     pub reasoning_effort: Option<String>,
     /// Where and how the session's builtin tools run, or why they cannot.
     pub place: Result<crate::sandbox::Confinement, String>,
-    /// Said with the first builtin call of the turn: the session's tools run without the sandbox it asked for.
-    pub sandbox_notice: Mutex<Option<String>>,
     /// The session's skills, read at the turn's start (`load_skill`).
     pub skills: Vec<crate::skills::Skill>,
     /// The session's MCP servers, their tools for this turn, and the servers that failed to start (and why).

@@ -98,9 +98,9 @@ impl Host {
             return self.finish_tool(&call_id, result, Vec::new()).await;
         }
         if let Some(mcp) = self.mcp_tools.iter().find(|t| t.name == name) {
-            let timeout = self.tool_config(&mcp.server).and_then(|t| t.timeout_s).map(std::time::Duration::from_secs);
-            let max_output = self.tool_config(&mcp.server).and_then(|t| t.max_output_bytes);
-            let effect = Effect::Mcp(mcp, &arguments, timeout, max_output);
+            let server = self.tool_config(&mcp.server);
+            let timeout = server.and_then(|t| t.timeout_s).map(std::time::Duration::from_secs);
+            let effect = Effect::Mcp(mcp, &arguments, timeout, server.and_then(|t| t.max_output_bytes));
             return self.call_effectful(&call_id, &name, effect, &call).await;
         }
         if let Some((server, why)) = self.mcp_failed.iter().find(|(s, _)| name.starts_with(&format!("{s}__"))) {
@@ -186,15 +186,10 @@ impl Host {
         self.journal.record(Vec::new(), Vec::new(), Entry::Started { call_id: call_id.to_string() }).await;
         let mut events = Vec::new();
         let ran = match effect {
-            Effect::Builtin(tool, arguments) => {
-                if let Some(notice) = self.sandbox_notice.lock().unwrap().take() {
-                    events.push(protocol::error(ErrorSource::Tool(name), "sandbox_unavailable", &notice));
-                }
-                match &self.place {
-                    Ok(place) => crate::tools::run(name, tool, arguments, place).await,
-                    Err(why) => Err(format!("the session's tools cannot run: {why}")),
-                }
-            }
+            Effect::Builtin(tool, arguments) => match &self.place {
+                Ok(place) => crate::tools::run(name, tool, arguments, place).await,
+                Err(why) => Err(format!("the session's tools cannot run: {why}")),
+            },
             Effect::Mcp(tool, arguments, timeout, max_output) => {
                 let max = max_output.unwrap_or(crate::tools::DEFAULT_MAX_OUTPUT);
                 let capped = |s: String| crate::tools::cap(s, max);
