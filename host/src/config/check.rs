@@ -118,6 +118,12 @@ impl SessionConfig {
         for (name, decl) in self.policies.iter().flat_map(|p| p.0.iter()) {
             decl.validate(name)?;
         }
+        if let Some(super::SkillsFilter::Names(names)) = &self.skills
+            && let Some(unknown) =
+                names.iter().find(|n| self.tools.get(n.as_str()).is_none_or(|t| t.kind != ToolKind::Skill))
+        {
+            return Err(format!("skills: {unknown:?} is not the key of a `type: skill` tool"));
+        }
         if self.tools.values().any(|t| t.kind == ToolKind::Skill) && self.tools.contains_key(super::LOAD_SKILL) {
             return Err(format!("tools.{}: the name is taken by the skills' own tool", super::LOAD_SKILL));
         }

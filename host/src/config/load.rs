@@ -260,6 +260,11 @@ mod tests {
         assert!(
             err("  r: {type: skill, path: x}\n  load_skill: {type: skill, path: y}\n").contains("taken by the skills")
         );
+        let filtered = |names: &str| {
+            SessionConfig::from_yaml(&format!("{GOOD}  r: {{type: skill, path: x}}\nskills: {names}\n"), "a.yaml")
+        };
+        assert!(filtered("[r]").is_ok() && filtered("none").is_ok());
+        assert!(filtered("[rr]").unwrap_err().to_string().contains("\"rr\" is not the key of a `type: skill` tool"));
     }
 
     #[test]
