@@ -55,13 +55,13 @@ struct Running {
     stderr: connect::Stderr,
     tools: Vec<McpTool>,
     /// The config it was started from: a changed one starts it again.
-    spec: Value,
+    spec: ToolConfig,
 }
 
 impl Running {
     /// Still connected, and started from this config.
     fn alive_for(&self, tool: &ToolConfig) -> bool {
-        !self.client.is_closed() && serde_json::to_value(tool).is_ok_and(|spec| spec == self.spec)
+        !self.client.is_closed() && self.spec == *tool
     }
 }
 
@@ -115,7 +115,6 @@ impl McpHub {
         }
         for (name, tool) in declared {
             if stale.contains(&name) {
-                let spec = serde_json::to_value(tool).unwrap_or(Value::Null);
                 if let Some(old) = running.remove(name) {
                     let _ = old.client.cancel().await;
                 }
@@ -123,7 +122,7 @@ impl McpHub {
                     Ok(Ok((client, stderr, tools))) => {
                         tracing::info!(%session, mcp_server = %name, tools = tools.len(), "MCP server ready");
                         startup.report.insert(name.clone(), json!({"status": "ready"}));
-                        running.insert(name.clone(), Running { client, stderr, tools, spec });
+                        running.insert(name.clone(), Running { client, stderr, tools, spec: tool.clone() });
                     }
                     failure => {
                         let why = match failure {
