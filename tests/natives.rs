@@ -18,6 +18,22 @@ const TURN_WAIT: Duration = Duration::from_secs(60);
 /// One Claude at a time: each boots a TUI, and the machine has two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A machine whose shells run `pyenv init` (this one does): a login shell killed mid-rehash — a test stopping a CLI
+/// while its Bash tool starts — leaves pyenv's lock file behind, and every later login shell (each CLI's Bash tool
+/// starts one) then waits 60 s for it, so every tool call of every later test times out. A rehash takes well under
+/// a second: a lock older than 20 s is stale.
+fn clear_stale_pyenv_lock() {
+    let Some(home) = std::env::var_os("HOME") else { return };
+    let lock = Path::new(&home).join(".pyenv/shims/.pyenv-shim");
+    let stale = std::fs::metadata(&lock)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(20)));
+    if stale {
+        eprintln!("removing a stale pyenv lock {} (a killed login shell left it)", lock.display());
+        let _ = std::fs::remove_file(&lock);
+    }
+}
+
 fn claude() -> Option<PathBuf> {
     match std::env::var("OMNIGENT_TEST_CLAUDE").ok().filter(|p| !p.is_empty()) {
         Some(p) => Some(PathBuf::from(p)),
@@ -76,6 +92,7 @@ impl Setup {
     async fn new(db_url: &str, replies: Vec<Reply>) -> Option<Setup> {
         let cli = claude()?;
         let serial = ONE_AT_A_TIME.lock().await;
+        clear_stale_pyenv_lock();
         // Not under /tmp: Codex will not create its sandbox helper below the system's temp dir, and with bubblewrap
         // installed its sandboxed commands would then fail (the server warns about such a data dir).
         let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
