@@ -39,11 +39,12 @@ struct HttpFixture {
 }
 
 impl HttpFixture {
-    async fn start(python: &Path) -> HttpFixture {
+    /// `mode`: `http` (Streamable HTTP, at /mcp) or `sse` (the older transport, at /sse).
+    async fn start(python: &Path, mode: &str) -> HttpFixture {
         let port = free_port();
         let child = std::process::Command::new(python)
             .arg(fixture())
-            .args(["http", &port.to_string()])
+            .args([mode, &port.to_string()])
             .stderr(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -53,7 +54,8 @@ impl HttpFixture {
             assert!(tokio::time::Instant::now() < deadline, "the HTTP fixture did not listen");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        HttpFixture { child, url: format!("http://127.0.0.1:{port}/mcp") }
+        let path = if mode == "sse" { "sse" } else { "mcp" };
+        HttpFixture { child, url: format!("http://127.0.0.1:{port}/{path}") }
     }
 }
 
@@ -137,7 +139,7 @@ fn processes_with(marker: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_tools_are_offered_judged_called_and_bounded_over_stdio_and_http() {
     let Some(python) = python() else { return };
-    let http = HttpFixture::start(&python).await;
+    let http = HttpFixture::start(&python, "http").await;
     let t = Setup::new().await;
     let tools = json!({
         "fx": t.stdio(&python, "mcp-marker-one", json!({"timeout_s": 3, "max_output_bytes": 1000})),
@@ -233,6 +235,101 @@ async fn a_server_that_dies_starts_again_and_one_that_cannot_start_is_a_tool_err
     assert_eq!(startups(&frames)[0], json!({"broken": {"status": "starting"}}));
     let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["status"], "idle", "{snap}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_servers_question_is_asked_of_the_user_and_the_answer_goes_back() {
+    let Some(python) = python() else { return };
+    let t = Setup::new().await;
+    // A 2 s time limit: the calls below wait longer than that for a human, which must not count.
+    let tools = json!({"fx": t.stdio(&python, "mcp-marker-ask", json!({"timeout_s": 2}))});
+    let (status, v) = t.api.post("/v1/sessions", json!({"config": t.config(&python, tools, json!({}))})).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let calls = vec![
+        ("fx__deploy", json!({"service": "api"})),
+        ("fx__deploy", json!({"service": "db"})),
+        ("fx__deploy", json!({"service": "web"})),
+        ("fx__wipe", json!({})),
+    ];
+    let calls = calls.into_iter().map(|(n, a)| (n.to_string(), a)).collect();
+    t.mock.push(Reply::Tools { text: String::new(), calls });
+    t.mock.push(Reply::text("done"));
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", t.srv.url), &[]).await;
+    sse.next().await.unwrap();
+    t.api.message(id, "go").await;
+    // Each question: what the server asked, in MCP's form, for the call it belongs to; the session waits.
+    let answers = [
+        json!({"action": "accept", "content": {"env": "prod", "replicas": 3}}),
+        json!({"action": "decline"}),
+        json!({"action": "accept", "content": {"env": 7}}), // does not fit the schema: declined for the human
+        json!({"action": "accept"}),                        // a yes/no question: accepted as yes
+    ];
+    let mut frames = Vec::new();
+    for (n, answer) in answers.into_iter().enumerate() {
+        let seen = sse.until("response.elicitation_request").await;
+        let request = seen.last().unwrap().json();
+        frames.extend(seen.iter().map(|f| f.json()));
+        let params = &request["params"];
+        assert_eq!(params["mode"], "form", "{request}");
+        assert_eq!(params["mcp_server"], "fx", "{request}");
+        assert_eq!(params["phase"], "mcp_elicitation", "{request}");
+        if n < 3 {
+            assert!(params["message"].as_str().unwrap().starts_with("Deploy "), "{request}");
+            assert_eq!(params["tool_name"], "fx__deploy", "{request}");
+            assert_eq!(params["requestedSchema"]["properties"]["env"]["type"], "string", "{request}");
+            assert_eq!(params["requestedSchema"]["required"], json!(["env"]), "{request}");
+        } else {
+            assert_eq!(params["requestedSchema"]["properties"]["confirm"]["type"], "boolean", "{request}");
+        }
+        let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+        assert_eq!(snap["status"], "paused", "{snap}");
+        if n == 0 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let eid = request["elicitation_id"].as_str().unwrap();
+        let path = format!("/v1/sessions/{id}/elicitations/{eid}/resolve");
+        let (status, v) = t.api.post(&path, answer).await;
+        assert!(status < 300, "{status} {v}");
+    }
+    frames.extend(sse.until("response.completed").await.iter().map(|f| f.json()));
+    let out = omnigent_testkit::tool_outputs(&frames);
+    assert_eq!(out, ["deploying api to prod x3", "deploy decline", "deploy decline", "wiped=True"]);
+    let resolved: Vec<&Value> = frames.iter().filter(|f| f["type"] == "response.elicitation_resolved").collect();
+    assert_eq!(resolved.len(), 4, "{resolved:?}");
+    assert_eq!(resolved[0]["content"], json!({"env": "prod", "replicas": 3}));
+    let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["status"], "idle", "{snap}");
+    assert_eq!(snap["pending_elicitations"], json!([]), "{snap}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_on_the_older_sse_transport_works_questions_included() {
+    let Some(python) = python() else { return };
+    let old = HttpFixture::start(&python, "sse").await;
+    let t = Setup::new().await;
+    let tools = json!({"old": {"type": "mcp", "url": old.url, "headers": {"X-Test": "yes"}}});
+    let (status, v) = t.api.post("/v1/sessions", json!({"config": t.config(&python, tools, json!({}))})).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let (out, frames) =
+        t.turn(id, vec![("old__echo", json!({"text": "sse"})), ("old__add", json!({"a": 2, "b": 3}))]).await;
+    assert_eq!(startups(&frames).last().unwrap()["old"]["status"], "ready");
+    assert_eq!(out, ["echo: sse", "5"]);
+    // A question from the server travels over the event stream, its answer back by POST.
+    t.mock.push(Reply::Tools { text: String::new(), calls: vec![("old__wipe".into(), json!({}))] });
+    t.mock.push(Reply::text("done"));
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", t.srv.url), &[]).await;
+    sse.next().await.unwrap();
+    t.api.message(id, "wipe").await;
+    let request = sse.until("response.elicitation_request").await.last().unwrap().json();
+    assert_eq!(request["params"]["mcp_server"], "old", "{request}");
+    let eid = request["elicitation_id"].as_str().unwrap();
+    let (status, _) =
+        t.api.post(&format!("/v1/sessions/{id}/elicitations/{eid}/resolve"), json!({"action": "accept"})).await;
+    assert!(status < 300);
+    let frames: Vec<Value> = sse.until("response.completed").await.iter().map(|f| f.json()).collect();
+    assert_eq!(omnigent_testkit::tool_outputs(&frames), ["wiped=True"]);
 }
 
 /// The reference filesystem server from npm (scripts/test installs it); None skips (OMNIGENT_MCP_TESTS=1: fails).

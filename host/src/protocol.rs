@@ -554,6 +554,35 @@ impl ElicitationRequest<'_> {
     }
 }
 
+/// What an MCP server asks a human during one of its tool calls, as `response.elicitation_request` carries it:
+/// MCP's own form (`message`, `requestedSchema`), answered with `content` that fits the schema.
+pub struct ServerQuestion<'a> {
+    pub elicitation_id: &'a str,
+    /// The config's key of the MCP server.
+    pub server: &'a str,
+    pub message: &'a str,
+    pub requested_schema: &'a Value,
+    /// The tool call (`<server>__<tool>`) the question belongs to.
+    pub tool_name: &'a str,
+    pub call_id: &'a str,
+    pub session: &'a SessionId,
+    pub response_id: &'a str,
+    pub expires_at: i64,
+}
+
+impl ServerQuestion<'_> {
+    pub fn payload(&self) -> Value {
+        json!({"elicitation_id": self.elicitation_id, "method": "elicitation/create", "params": {
+            "mode": "form", "message": self.message, "requestedSchema": self.requested_schema,
+            "phase": MCP_ELICITATION_PHASE, "policy_name": format!("mcp:{}", self.server), "mcp_server": self.server,
+            "tool_name": self.tool_name, "call_id": self.call_id, "target_session_id": self.session.as_str(),
+            "response_id": self.response_id, "expires_at": self.expires_at}})
+    }
+}
+
+/// The `phase` of an MCP server's question (a policy's question names the phase it judges).
+pub const MCP_ELICITATION_PHASE: &str = "mcp_elicitation";
+
 pub fn elicitation_request(payload: Value) -> NewEvent {
     NewEvent::new(EventType::ElicitationRequest, payload)
 }

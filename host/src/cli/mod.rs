@@ -1,5 +1,6 @@
 //! The `omnigent` command line.
 
+mod ask;
 mod auth;
 mod client;
 mod daemon;

@@ -6,6 +6,7 @@ use std::io::Write;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::ask::Asked;
 use super::client::Client;
 use crate::protocol::EventType;
 use crate::record::SessionStatus;
@@ -15,8 +16,8 @@ use crate::record::SessionStatus;
 pub(super) struct Renderer {
     started: bool,
     mid_line: bool,
-    /// An elicitation shown and not answered yet: (id, session to answer in).
-    pub asking: Option<(String, String)>,
+    /// A question shown and not answered yet.
+    pub asking: Option<Asked>,
 }
 
 impl Renderer {
@@ -102,20 +103,10 @@ impl Renderer {
             }
             EventType::ElicitationRequest => {
                 self.newline();
-                let p = &data["params"];
-                let eid = data["elicitation_id"].as_str().unwrap_or_default().to_string();
-                let target = p["target_session_id"].as_str().unwrap_or(session).to_string();
-                eprintln!(
-                    "? {} [policy {}]",
-                    p["message"].as_str().unwrap_or("approve?"),
-                    p["policy_name"].as_str().unwrap_or("?")
-                );
-                eprint!("  allow? [y/n] ");
-                let _ = std::io::stderr().flush();
-                self.asking = Some((eid, target));
+                self.asking = Some(Asked::show(data, session));
             }
             EventType::ElicitationResolved
-                if self.asking.as_ref().is_some_and(|(eid, _)| data["elicitation_id"] == eid.as_str()) =>
+                if self.asking.as_ref().is_some_and(|a| data["elicitation_id"] == a.elicitation_id.as_str()) =>
             {
                 self.asking = None;
                 eprintln!("(answered elsewhere: {})", data["action"].as_str().unwrap_or("?"));

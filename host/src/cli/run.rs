@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 
 use super::ClientArgs;
+use super::ask::Asked;
 use super::client::Client;
 use super::render::Renderer;
 use crate::config::{Executor, SessionConfig};
@@ -237,10 +238,16 @@ impl<'a> Chat<'a> {
             if let Some(done) = renderer.show(&event_type, &data, self.client, &self.id).await? {
                 return Ok(done);
             }
-            if let Some((eid, target)) = renderer.asking.take() {
+            if let Some(asked) = renderer.asking.take() {
                 // Ask inline; with no terminal to answer (stdin closed), leave it for the web UI or the API.
-                match read_answer().await {
-                    Some(accept) => self.resolve(&eid, &target, accept).await?,
+                let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+                let answer = match read_yes_no(&mut lines).await {
+                    Some(accept) => asked.answer(accept, &mut lines).await,
+                    None => None,
+                };
+                let (eid, target) = (&asked.elicitation_id, &asked.target);
+                match answer {
+                    Some(body) => self.resolve(&asked, body).await?,
                     None => eprintln!(
                         "(no answer from this terminal; the session stays paused until someone answers it in the web \
                          UI, {}/approve/{target}/{eid}, or with POST /v1/sessions/{target}/elicitations/{eid}/resolve)",
@@ -251,9 +258,9 @@ impl<'a> Chat<'a> {
         }
     }
 
-    /// Answers an elicitation.
-    async fn resolve(&self, eid: &str, target: &str, accept: bool) -> anyhow::Result<()> {
-        let body = json!({"action": if accept { "accept" } else { "decline" }});
+    /// Answers a question (`body`: the action, and the fields filled in).
+    async fn resolve(&self, asked: &Asked, body: Value) -> anyhow::Result<()> {
+        let (eid, target) = (&asked.elicitation_id, &asked.target);
         // It may have been answered elsewhere (web UI, another terminal) meanwhile: say so, carry on.
         if let Err(e) = self
             .client
@@ -279,11 +286,12 @@ impl<'a> Chat<'a> {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    if let Some((eid, target)) = renderer.asking.clone()
+                    if let Some(asked) = renderer.asking.clone()
                         && let Some(accept) = yes_no(&line)
                     {
                         renderer.asking = None;
-                        self.resolve(&eid, &target, accept).await?;
+                        let Some(body) = asked.answer(accept, &mut lines).await else { return Ok(ExitCode::SUCCESS) };
+                        self.resolve(&asked, body).await?;
                         continue;
                     }
                     let message = json!({"type": "message", "data": {"role": "user", "content": line}});
@@ -340,7 +348,7 @@ impl<'a> Chat<'a> {
 }
 
 /// `y`/`yes` → accept, `n`/`no` → decline, anything else → not an answer.
-fn yes_no(line: &str) -> Option<bool> {
+pub(super) fn yes_no(line: &str) -> Option<bool> {
     match line.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => Some(true),
         "n" | "no" => Some(false),
@@ -349,8 +357,7 @@ fn yes_no(line: &str) -> Option<bool> {
 }
 
 /// Reads y/n from the terminal (asking again on anything else); None when stdin is closed.
-async fn read_answer() -> Option<bool> {
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+async fn read_yes_no<R: tokio::io::AsyncRead + Unpin>(lines: &mut Lines<BufReader<R>>) -> Option<bool> {
     loop {
         let line = lines.next_line().await.ok()??;
         match yes_no(&line) {

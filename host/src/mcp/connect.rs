@@ -1,22 +1,24 @@
 //! Starting one MCP server for a session: a stdio program in the session's sandbox (its stderr kept for the
-//! error a failed start reports), or a Streamable HTTP endpoint with the configured headers.
+//! error a failed start reports), or an HTTP endpoint with the configured headers — Streamable HTTP, or the older
+//! HTTP+SSE transport for a URL ending in `/sse`.
 
 use std::collections::{HashMap, VecDeque};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::ServiceExt;
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::AsyncBufReadExt;
 
+use super::elicit::{Handler, Route};
 use crate::config::ToolConfig;
 use crate::sandbox::Confinement;
 
-/// A connected MCP client (no handler of its own: servers' requests to it are refused).
-pub type Client = RunningService<RoleClient, ()>;
+/// A connected MCP client; its handler passes the server's questions to the user along `route`.
+pub type Client = RunningService<RoleClient, Handler>;
 
 /// Lines of a stdio server's stderr kept for its error messages.
 const STDERR_LINES: usize = 8;
@@ -31,25 +33,35 @@ impl Stderr {
     }
 }
 
-/// Connects to the server `name` of a session and completes MCP's handshake.
+/// Connects to the server `name` of a session and completes MCP's handshake; the server's questions to the user
+/// go along `route`.
 pub async fn connect(
     name: &str,
     tool: &ToolConfig,
     place: Result<&Confinement, &String>,
     http: &reqwest::Client,
+    route: Route,
 ) -> Result<(Client, Stderr), String> {
     let stderr = Stderr::default();
+    let handler = Handler { route };
     let client = match (&tool.url, &tool.command) {
         (Some(url), _) => {
-            let mut headers = HashMap::new();
+            let mut headers = HeaderMap::new();
             for (key, value) in tool.headers.iter().flatten() {
                 let key = HeaderName::try_from(key.as_str()).map_err(|e| format!("header {key:?}: {e}"))?;
                 let value = HeaderValue::try_from(value.as_str()).map_err(|e| format!("header {key}: {e}"))?;
                 headers.insert(key, value);
             }
-            let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers);
-            let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
-            ().serve(transport).await.map_err(|e| format!("{url}: {e}"))?
+            if super::legacy_sse::is_legacy(url) {
+                let transport = super::legacy_sse::open(url, headers, http).await?;
+                handler.serve(transport).await.map_err(|e| format!("{url}: {e}"))?
+            } else {
+                let headers: HashMap<HeaderName, HeaderValue> =
+                    headers.into_iter().filter_map(|(k, v)| Some((k?, v))).collect();
+                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers);
+                let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+                handler.serve(transport).await.map_err(|e| format!("{url}: {e}"))?
+            }
         }
         (None, Some(command)) => {
             let place = place.map_err(|why| format!("cannot start {command}: {why}"))?;
@@ -74,7 +86,7 @@ pub async fn connect(
                     }
                 });
             }
-            match ().serve(transport).await {
+            match handler.serve(transport).await {
                 Ok(client) => client,
                 Err(e) => {
                     // Give its last words a moment to arrive.

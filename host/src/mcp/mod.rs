@@ -4,9 +4,14 @@
 //! died or failed to start is started again at the next turn; all stop when the session is deleted or has not used
 //! them for [`IDLE_STOP`]. Their tools are offered as `<key>__<tool>` (the config's key; so two servers cannot
 //! collide), limited by `tools: [names]` / `tool_name`; each call goes through the policies like any tool call, and
-//! its result is capped. `session.mcp_startup` reports each server's start: starting, ready or failed.
+//! its result is capped. A server's own question to the user during a call (MCP's elicitation, `elicit.rs`) is
+//! asked like a policy's question. `session.mcp_startup` reports each server's start: starting, ready or failed.
 
 mod connect;
+mod elicit;
+mod legacy_sse;
+
+pub use elicit::Question;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,10 +20,12 @@ use std::time::{Duration, Instant};
 use rmcp::ServiceError;
 use rmcp::model::{CallToolRequestParams, ContentBlock};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use crate::config::{SessionConfig, ToolConfig, ToolKind, ToolTools};
 use crate::ids::SessionId;
 use crate::sandbox::Confinement;
+use crate::session::Answer;
 
 /// Longest a server may take to start and list its tools.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,6 +60,8 @@ pub struct Startup {
 struct Running {
     client: connect::Client,
     stderr: connect::Stderr,
+    /// Where the server's questions to the user go.
+    route: elicit::Route,
     tools: Vec<McpTool>,
     /// The config it was started from: a changed one starts it again.
     spec: ToolConfig,
@@ -119,10 +128,10 @@ impl McpHub {
                     let _ = old.client.cancel().await;
                 }
                 match tokio::time::timeout(START_TIMEOUT, self.launch(name, tool, place)).await {
-                    Ok(Ok((client, stderr, tools))) => {
+                    Ok(Ok((client, stderr, route, tools))) => {
                         tracing::info!(%session, mcp_server = %name, tools = tools.len(), "MCP server ready");
                         startup.report.insert(name.clone(), json!({"status": "ready"}));
-                        running.insert(name.clone(), Running { client, stderr, tools, spec: tool.clone() });
+                        running.insert(name.clone(), Running { client, stderr, route, tools, spec: tool.clone() });
                     }
                     failure => {
                         let why = match failure {
@@ -148,8 +157,9 @@ impl McpHub {
         name: &str,
         tool: &ToolConfig,
         place: Result<&Confinement, &String>,
-    ) -> Result<(connect::Client, connect::Stderr, Vec<McpTool>), String> {
-        let (client, stderr) = connect::connect(name, tool, place, &self.http).await?;
+    ) -> Result<(connect::Client, connect::Stderr, elicit::Route, Vec<McpTool>), String> {
+        let route = elicit::Route::default();
+        let (client, stderr) = connect::connect(name, tool, place, &self.http, route.clone()).await?;
         let listed = match client.list_all_tools().await {
             Ok(listed) => listed,
             Err(e) => {
@@ -186,32 +196,50 @@ impl McpHub {
                 parameters,
             });
         }
-        Ok((client, stderr, tools))
+        Ok((client, stderr, route, tools))
     }
 
     /// Calls a tool. Err is an error message for the model; a server that died is started again by the next turn.
-    pub async fn call(
+    /// A question the server asks meanwhile is put to `ask` (the time limit stops while a human answers).
+    pub async fn call<Asking: Future<Output = Answer>>(
         &self,
         session: &SessionId,
         tool: &McpTool,
         arguments: &str,
         timeout: Option<Duration>,
+        ask: impl Fn(Question) -> Asking,
     ) -> Result<String, String> {
         let args: Value = serde_json::from_str(arguments).map_err(|e| format!("arguments are not valid JSON: {e}"))?;
         let Value::Object(args) = args else { return Err("arguments must be a JSON object".into()) };
         let servers = self.servers(session);
-        let (peer, stderr) = {
+        let (peer, stderr, route) = {
             let running = servers.running.lock().await;
             let Some(r) = running.get(&tool.server) else {
                 return Err(format!("the MCP server {} is not running", tool.server));
             };
-            (r.client.peer().clone(), r.stderr.clone())
+            (r.client.peer().clone(), r.stderr.clone(), r.route.clone())
         };
         let limit = timeout.unwrap_or(CALL_TIMEOUT);
         let params = CallToolRequestParams::new(tool.tool.clone()).with_arguments(args);
-        let result = match tokio::time::timeout(limit, peer.call_tool(params)).await {
-            Err(_) => return Err(format!("the MCP tool {} did not answer within {}s", tool.name, limit.as_secs())),
-            Ok(Err(e)) => {
+        let (to_ask, mut asked) = mpsc::unbounded_channel();
+        let _route = route.open(to_ask);
+        let call = peer.call_tool(params);
+        tokio::pin!(call);
+        let mut deadline = Instant::now() + limit;
+        let answered = loop {
+            tokio::select! {
+                answered = &mut call => break Some(answered),
+                Some(elicit::Asked { question, reply }) = asked.recv() => {
+                    let since = Instant::now();
+                    let _ = reply.send(ask(question).await);
+                    deadline += since.elapsed();
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => break None,
+            }
+        };
+        let result = match answered {
+            None => return Err(format!("the MCP tool {} did not answer within {}s", tool.name, limit.as_secs())),
+            Some(Err(e)) => {
                 if matches!(e, ServiceError::TransportClosed | ServiceError::TransportSend(_)) {
                     // The server is gone: the next turn starts it again.
                     if let Some(dead) = servers.running.lock().await.remove(&tool.server) {
@@ -223,7 +251,7 @@ impl McpHub {
                 let said = if said.is_empty() { String::new() } else { format!("; its last output:\n{said}") };
                 return Err(format!("the MCP server {} failed the call: {e}{said}", tool.server));
             }
-            Ok(Ok(result)) => result,
+            Some(Ok(result)) => result,
         };
         let mut parts = Vec::new();
         for block in &result.content {

@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::draft::{Draft, EndingTurn, PlannedTurn};
 use super::runner::{TurnOutcome, TurnShared, TurnStart, Waiter, ended_even_if_it_panics};
-use super::{Ack, ApprovalAction, Change, Input, Patch, Published, SessionError, Sessions};
+use super::{Ack, Answer, Change, Input, Patch, Published, SessionError, Sessions};
 use crate::protocol::{self, NewEvent};
 use crate::record::{Item, SessionRecord, SessionStatus, now_us};
 use crate::store::{Commit, FileChange, JournalEntry, StoreError};
@@ -77,7 +77,7 @@ pub(super) struct ActiveTurn {
     /// Client tool calls waiting for their output.
     waiters: HashMap<String, oneshot::Sender<String>>,
     /// Elicitations the turn waits on.
-    approvals: HashMap<String, oneshot::Sender<ApprovalAction>>,
+    approvals: HashMap<String, oneshot::Sender<Answer>>,
     /// The items this turn's response produced, in order (flat form): its `output` when it ends.
     output: Vec<Value>,
     /// Resumed after a restart: the items made before it are read from the store when it ends.
@@ -102,7 +102,7 @@ pub(super) enum Effect {
     StartTurn(PlannedTurn),
     Steer(String),
     Deliver { call_id: String, output: String },
-    Resolve { elicitation_id: String, action: ApprovalAction },
+    Resolve { elicitation_id: String, answer: Answer },
     Cancel,
 }
 
@@ -268,11 +268,12 @@ impl Actor {
                     turn.waiters.insert(call_id, tx);
                 }
                 Waiter::Approval(eid, tx) => {
+                    // (A resumed turn's policy question; what the human filled in is not kept: policies ask yes/no.)
                     let answered =
                         self.record.policy.resolved.get(&eid).and_then(|a| serde_json::from_value(a.clone()).ok());
                     match answered {
                         Some(action) => {
-                            let _ = tx.send(action);
+                            let _ = tx.send(Answer { action, content: None });
                         }
                         None if self.record.policy.pending(&eid).is_some() => {
                             turn.approvals.insert(eid, tx);
@@ -280,7 +281,7 @@ impl Actor {
                         // Neither asked nor answered in this turn: nobody can answer it, so it counts as cancelled.
                         None => {
                             tracing::warn!(session = %self.record.id, elicitation = %eid, "a turn waits on a question that is not pending; denying");
-                            let _ = tx.send(ApprovalAction::Cancel);
+                            let _ = tx.send(Answer::cancelled());
                         }
                     }
                 }
@@ -301,9 +302,9 @@ impl Actor {
                     let _ = waiter.send(output);
                 }
             }
-            Effect::Resolve { elicitation_id, action } => {
+            Effect::Resolve { elicitation_id, answer } => {
                 if let Some(waiter) = self.turn.as_mut().and_then(|t| t.approvals.remove(&elicitation_id)) {
-                    let _ = waiter.send(action);
+                    let _ = waiter.send(answer);
                 }
             }
             Effect::Cancel => {

@@ -56,6 +56,21 @@ pub enum ApprovalAction {
     Cancel,
 }
 
+/// A human's answer to an elicitation: the action, and what they filled in (a form's fields, for a question that
+/// asked for some).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub action: ApprovalAction,
+    pub content: Option<Value>,
+}
+
+impl Answer {
+    /// No answer came (the question timed out, was cancelled, or nobody can answer it).
+    pub fn cancelled() -> Answer {
+        Answer { action: ApprovalAction::Cancel, content: None }
+    }
+}
+
 /// Longest `created_by`.
 const MAX_AUTHOR_CHARS: usize = 256;
 

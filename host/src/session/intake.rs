@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::actor::{Actor, Command, Effect, Next, Reply, stop_if_gone};
 use super::draft::Draft;
-use super::{Ack, Input, SessionError};
+use super::{Ack, Answer, Input, SessionError};
 use crate::ids::prefixed;
 use crate::protocol::{self, COMPACTION_REQUEST};
 use crate::record::SessionStatus;
@@ -140,11 +140,11 @@ impl Actor {
                 if draft.record.policy.pending(&elicitation_id).is_none() {
                     return Err(SessionError::NoSuchElicitation(elicitation_id));
                 }
-                draft.emit(protocol::elicitation_resolved(&elicitation_id, json!(action), content));
+                draft.emit(protocol::elicitation_resolved(&elicitation_id, json!(action), content.clone()));
                 if draft.record.policy.pending.is_empty() && draft.record.status == SessionStatus::Paused {
                     draft.set_status(SessionStatus::Running, None);
                 }
-                effects.push(Effect::Resolve { elicitation_id, action });
+                effects.push(Effect::Resolve { elicitation_id, answer: Answer { action, content } });
                 Ok(Ack { queued: false, item_id: None })
             }
         }

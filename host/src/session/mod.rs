@@ -30,7 +30,7 @@ use crate::store::{FileChange, JournalEntry, Page, Store, StoreError};
 use actor::{Actor, Command};
 use changes::ChangeFeed;
 pub use changes::SessionChange;
-pub use input::{ApprovalAction, EventInput, Input};
+pub use input::{Answer, ApprovalAction, EventInput, Input};
 pub use runner::{FailureCode, TokenUsage, TurnOutcome, TurnRunner, TurnShared, TurnStart, Waiter};
 
 /// How many published events a subscriber may fall behind before it is caught up from the log instead.

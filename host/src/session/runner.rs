@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{ApprovalAction, Sessions};
+use super::{Answer, Sessions};
 use crate::config::SessionConfig;
 use crate::ids::SessionId;
 use crate::record::SessionRecord;
@@ -133,7 +133,7 @@ pub enum Waiter {
     /// A client tool call's `function_call_output`, by call id.
     Output(String, oneshot::Sender<String>),
     /// A human's answer to an elicitation, by elicitation id.
-    Approval(String, oneshot::Sender<ApprovalAction>),
+    Approval(String, oneshot::Sender<Answer>),
 }
 
 /// Runs a turn; if it panics (a bug), the turn still ends — `failed`, with `internal_error` — so the session is

@@ -16,11 +16,14 @@ use crate::ids::SessionId;
 use crate::policy::{Asked, Loaded, Outcome, Phase, Situation, StateChange};
 use crate::protocol::{self, ElicitationRequest, NewEvent};
 use crate::record::{SessionRecord, now_us, secs};
-use crate::session::{ApprovalAction, Input, Sessions, TokenUsage, Waiter};
+use crate::session::{Answer, ApprovalAction, Input, Sessions, TokenUsage, Waiter};
 
 /// What a gate's verdict is: Ok carries a rewritten payload (if a policy rewrote it), Err a denial reason the
 /// model (or user) can read.
 pub type GateResult = Result<Option<Value>, String>;
+
+/// How long an MCP server's question to a human waits for an answer (the server's tool call waits with it).
+pub const SERVER_QUESTION_TIMEOUT_S: i64 = 600;
 
 /// The policies of one turn and what they see of the session.
 pub struct Gate {
@@ -180,7 +183,7 @@ impl Gate {
                 }
             }
         };
-        let action = self.answer(&ask, waiting).await;
+        let action = self.answer(&ask.elicitation_id, ask.expires_at, waiting).await.action;
         let policies = ask.policies.join(", ");
         if action == ApprovalAction::Accept {
             let verdict = Ok(ask.data.clone().filter(|d| !d.is_null()));
@@ -267,7 +270,39 @@ impl Gate {
         tracing::info!(session = %self.session, elicitation = %elicitation_id, tool, "the CLI asks for consent; the session is paused");
         let waiter = Waiter::Approval(elicitation_id.to_string(), tx);
         journal.record(events, vec![waiter], Entry::Ask(Box::new(ask.clone()))).await;
-        self.answer(&ask, Some(rx)).await
+        self.answer(&ask.elicitation_id, ask.expires_at, Some(rx)).await.action
+    }
+
+    /// Asks a human the question an MCP server put during one of its tool calls (MCP's `elicitation/create`): not
+    /// a policy's, so nothing judges it and it is not journaled — a restart cuts the tool call it belongs to, and
+    /// the turn says so. Pauses the session until an answer, [`SERVER_QUESTION_TIMEOUT_S`] or the turn's end.
+    pub async fn relay(&self, server: &str, question: &crate::mcp::Question, tool: &str, call_id: &str) -> Answer {
+        let elicitation_id = format!("elicit_{}", crate::ids::random_hex());
+        let expires_at = secs(now_us()) + SERVER_QUESTION_TIMEOUT_S;
+        let request = protocol::ServerQuestion {
+            elicitation_id: &elicitation_id,
+            server,
+            message: &question.message,
+            requested_schema: &question.requested_schema,
+            tool_name: tool,
+            call_id,
+            session: &self.session,
+            response_id: &self.response_id,
+            expires_at,
+        }
+        .payload();
+        let events = vec![
+            protocol::elicitation_request(request),
+            protocol::status(&self.session, crate::record::SessionStatus::Paused, None),
+        ];
+        let (tx, rx) = oneshot::channel();
+        tracing::info!(session = %self.session, elicitation = %elicitation_id, mcp_server = server, tool, "an MCP server asks a human; the session is paused");
+        let waiter = Waiter::Approval(elicitation_id.clone(), tx);
+        if let Err(e) = self.sessions.emit(&self.session, events, vec![waiter]).await {
+            tracing::warn!(session = %self.session, error = %e, "could not ask an MCP server's question");
+            return Answer::cancelled();
+        }
+        self.answer(&elicitation_id, expires_at, Some(rx)).await
     }
 
     /// A new question to a human, as journaled (the request event's payload included). `data`: the payload as
@@ -308,10 +343,11 @@ impl Gate {
         }
     }
 
-    /// Waits for a human's answer to an ask (or its timeout). `waiting` is None when the ask comes from the
-    /// journal of a resumed turn: then the answer may be in the log already, or the request is still pending.
-    async fn answer(&self, ask: &Ask, waiting: Option<oneshot::Receiver<ApprovalAction>>) -> ApprovalAction {
-        let eid = ask.elicitation_id.clone();
+    /// Waits for a human's answer to a question (or its timeout at `expires_at`). `waiting` is None when the
+    /// question comes from the journal of a resumed turn: then the answer may be in the log already, or the request
+    /// is still pending.
+    async fn answer(&self, eid: &str, expires_at: i64, waiting: Option<oneshot::Receiver<Answer>>) -> Answer {
+        let eid = eid.to_string();
         let rx = match waiting {
             Some(rx) => rx,
             None => {
@@ -323,24 +359,24 @@ impl Gate {
                     self.sessions.emit(&self.session, Vec::new(), vec![Waiter::Approval(eid.clone(), tx)]).await
                 {
                     tracing::warn!(session = %self.session, error = %e, "could not wait for an approval");
-                    return ApprovalAction::Cancel;
+                    return Answer::cancelled();
                 }
                 rx
             }
         };
-        let left = Duration::from_secs((ask.expires_at - secs(now_us())).max(0) as u64);
+        let left = Duration::from_secs((expires_at - secs(now_us())).max(0) as u64);
         self.waited.lock().unwrap().1 = Some(Instant::now());
         let _waiting = WaitEnds(&self.waited);
         tokio::select! {
-            answer = rx => answer.unwrap_or(ApprovalAction::Cancel),
+            answer = rx => answer.unwrap_or_else(|_| Answer::cancelled()),
             _ = tokio::time::sleep(left) => {
                 tracing::info!(session = %self.session, elicitation = %eid, "no answer before the ask timed out; denying");
                 // Recorded like a human's cancel, so the log says what happened.
                 let timeout = Input::Approval { elicitation_id: eid, action: ApprovalAction::Cancel, content: Some(json!({"reason": "timeout"})) };
                 let _ = self.sessions.post(&self.session, timeout).await;
-                ApprovalAction::Cancel
+                Answer::cancelled()
             }
-            _ = self.cancel.cancelled() => ApprovalAction::Cancel,
+            _ = self.cancel.cancelled() => Answer::cancelled(),
         }
     }
 

@@ -193,8 +193,12 @@ impl Host {
             Effect::Mcp(tool, arguments, timeout, max_output) => {
                 let max = max_output.unwrap_or(crate::tools::DEFAULT_MAX_OUTPUT);
                 let capped = |s: String| crate::tools::cap(s, max);
+                // The server's questions to the user during the call are asked like a policy's.
+                let ask = |question: crate::mcp::Question| async move {
+                    self.gate.relay(&tool.server, &question, name, call_id).await
+                };
                 tokio::select! {
-                    r = self.mcp.call(&self.id, tool, arguments, timeout) => r.map(capped).map_err(capped),
+                    r = self.mcp.call(&self.id, tool, arguments, timeout, ask) => r.map(capped).map_err(capped),
                     _ = self.shared.cancel.cancelled() => Err("the turn was interrupted".to_string()),
                 }
             }

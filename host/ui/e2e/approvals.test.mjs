@@ -1,7 +1,9 @@
 // Scenarios 5–7 and 19: a pending approval is visible from everywhere (badge, inbox, its own page), answered
-// inline or on its deep link, survives a server restart, and two tabs agree.
+// inline or on its deep link, survives a server restart, and two tabs agree. Also: an MCP server's question.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { page, start, stop } from './harness.mjs';
 
@@ -87,5 +89,40 @@ test('approve after a server restart: the card is still there and the turn finis
   // The scripted model answers call N with reply N: a repeated first call would show its text twice.
   assert.equal(await p.locator('.message.assistant', { hasText: "I'll look first." }).count(), 1);
   assert.equal(await p.locator('details.tool-call').count(), 1);
+  await p.context().close();
+});
+
+// An MCP server's own question (elicitation) during a tool call: the card names the server and shows the fields
+// the server asks for; what the human fills in reaches the server. Needs the venv with the MCP SDK (scripts/test).
+const python = process.env.OMNIGENT_SDK_PYTHON;
+test('an MCP server asks for fields: a form on the card, and the server gets the answer', { skip: !python && 'OMNIGENT_SDK_PYTHON is not set' }, async () => {
+  if (process.env.OMNIGENT_REQUIRE_SDK === '1') assert.ok(python, 'OMNIGENT_SDK_PYTHON is not set');
+  const fixture = fileURLToPath(new URL('../../../tests/fixtures/mcp_server.py', import.meta.url));
+  const config = {
+    name: 'mcp-asker',
+    executor: { harness: 'agent', provider: 'scripted', script: [
+      { text: 'Deploying. ', tool_call: { name: 'fx__deploy', arguments: { service: 'api' } } },
+      { text: 'Deployed.' },
+    ] },
+    tools: { fx: { type: 'mcp', command: python, args: [fixture, 'stdio'] } },
+    os_env: { sandbox: { write_paths: ['.'], read_paths: [dirname(dirname(python)), dirname(fixture)] } },
+  };
+  const s = await server.api('POST', '/v1/sessions', { config, title: 'MCP question' });
+  const p = await page(b);
+  await p.goto(`${server.url}/c/${s.id}`);
+  await server.api('POST', `/v1/sessions/${s.id}/events`, { type: 'message', data: { role: 'user', content: 'go' } });
+  const card = p.getByRole('group', { name: 'Approval required' });
+  await card.getByText('Question from MCP server fx').waitFor({ timeout: 30_000 });
+  await card.getByText('Deploy api where?').waitFor();
+  // The required field must be filled in before Approve goes.
+  await card.getByRole('button', { name: 'Approve' }).click();
+  await card.getByRole('alert').getByText(/required/).waitFor();
+  await card.getByLabel(/^Env/).fill('prod');
+  await card.getByLabel(/^Replicas/).fill('3');
+  await card.getByRole('button', { name: 'Approve' }).click();
+  await p.locator('.message.assistant', { hasText: 'Deployed.' }).waitFor();
+  const items = (await server.api('GET', `/v1/sessions/${s.id}`)).items;
+  const output = items.find((i) => i.type === 'function_call_output');
+  assert.equal(output.data.output, 'deploying api to prod x3');
   await p.context().close();
 });

@@ -32,8 +32,24 @@ export interface Elicitation {
     content_preview?: string;
     tool_name?: string;
     target_session_id?: string;
+    /** An MCP server's question: the server's key, and the fields it asks for. */
+    mcp_server?: string;
+    requestedSchema?: { properties?: Record<string, SchemaField>; required?: string[] };
     [key: string]: unknown;
   };
+}
+
+/** A field of an MCP question's `requestedSchema` (flat, primitive). */
+export interface SchemaField {
+  type?: string;
+  title?: string;
+  description?: string;
+  enum?: (string | number)[];
+  enumNames?: string[];
+  oneOf?: { const: string | number; title?: string }[];
+  minimum?: number;
+  maximum?: number;
+  default?: unknown;
 }
 
 export interface Snapshot extends SessionSummary {
