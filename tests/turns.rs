@@ -1090,13 +1090,22 @@ async fn skills_are_listed_in_the_instructions_and_loaded_on_demand() {
         "---\nname: code-review\ndescription: How this team reviews a change.\n---\nREVIEW BODY: read the diff twice.\n",
     )
     .unwrap();
+    std::fs::create_dir_all(skill_dir.join("references")).unwrap();
+    std::fs::write(skill_dir.join("references/style.md"), "STYLE: short names.").unwrap();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("SKILL.md"), "---\nname: leak\ndescription: d\n---\nSECRET\n").unwrap();
-    let mock = MockLlm::start(vec![
-        Reply::Tools { text: String::new(), calls: vec![("load_skill".into(), json!({"name": "code-review"}))] },
-        Reply::text("Reviewed as the skill says."),
-    ])
-    .await;
+    std::os::unix::fs::symlink(outside.path().join("SKILL.md"), skill_dir.join("escape.md")).unwrap();
+    let read = |name: &str, path: &str| ("read_skill_file".to_string(), json!({"skill_name": name, "path": path}));
+    let calls = vec![
+        ("load_skill".into(), json!({"name": "code-review"})),
+        read("code-review", "references/style.md"),
+        read("code-review", "../../SKILL.md"),
+        read("code-review", "escape.md"),
+        read("sql_style", "x.md"),
+    ];
+    let mock =
+        MockLlm::start(vec![Reply::Tools { text: String::new(), calls }, Reply::text("Reviewed as the skill says.")])
+            .await;
     let skills = format!(
         "  review: {{type: skill, path: skills/code-review}}\n  sql_style: {{type: skill, description: House SQL \
          style., content: \"Uppercase keywords.\"}}\n  leaky: {{type: skill, path: {}}}\n  hidden: {{type: skill, \
@@ -1120,15 +1129,15 @@ async fn skills_are_listed_in_the_instructions_and_loaded_on_demand() {
     assert!(!system.contains("not-offered") && !system.contains("leak"), "{system}");
     let tools: Vec<&str> =
         reqs[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
-    assert_eq!(tools, ["load_skill"], "skills are not tools of their own");
-    // The body arrives when the model asks for it.
-    let output = frames
-        .iter()
-        .map(|f| f.json())
-        .find(|v| v["item"]["type"] == "function_call_output")
-        .map(|v| v["item"]["output"].as_str().unwrap().to_string())
-        .unwrap();
-    assert_eq!(output, "REVIEW BODY: read the diff twice.");
+    assert_eq!(tools, ["load_skill", "read_skill_file"], "skills are not tools of their own");
+    // The body arrives when the model asks for it; so do the files in its folder, and only those.
+    let frames_json: Vec<Value> = frames.iter().map(|f| f.json()).collect();
+    let out = omnigent_testkit::tool_outputs(&frames_json);
+    assert_eq!(out[0], "REVIEW BODY: read the diff twice.");
+    assert_eq!(out[1], "STYLE: short names.");
+    assert!(out[2].contains("must be a relative path inside"), "{}", out[2]);
+    assert!(out[3].contains("outside"), "{}", out[3]);
+    assert!(out[4].contains("no folder"), "{}", out[4]);
     // A skill outside what the session's tools may read is left out, and said.
     let error = frames.iter().find(|f| f.event.as_deref() == Some("response.error")).unwrap().json();
     assert_eq!(error["error"]["code"], "skill_unavailable", "{error}");

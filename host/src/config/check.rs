@@ -124,8 +124,12 @@ impl SessionConfig {
         {
             return Err(format!("skills: {unknown:?} is not the key of a `type: skill` tool"));
         }
-        if self.tools.values().any(|t| t.kind == ToolKind::Skill) && self.tools.contains_key(super::LOAD_SKILL) {
-            return Err(format!("tools.{}: the name is taken by the skills' own tool", super::LOAD_SKILL));
+        if self.tools.values().any(|t| t.kind == ToolKind::Skill) {
+            for own in [super::LOAD_SKILL, super::READ_SKILL_FILE] {
+                if self.tools.contains_key(own) {
+                    return Err(format!("tools.{own}: the name is taken by the skills' own tool"));
+                }
+            }
         }
         for (name, tool) in &self.tools {
             within(&format!("tools.{name}.timeout_s"), tool.timeout_s, MAX_TOOL_TIMEOUT_S, "seconds")?;

@@ -11,7 +11,7 @@ mod skill;
 
 pub use load::server_policies;
 pub use sandbox::{SandboxKind, SandboxSpec, WritePath};
-pub use skill::{LOAD_SKILL, Skill, parse_skill};
+pub use skill::{LOAD_SKILL, READ_SKILL_FILE, Skill, parse_skill};
 
 use std::collections::BTreeMap;
 

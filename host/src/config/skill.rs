@@ -7,6 +7,8 @@ use super::ToolConfig;
 
 /// The tool the model loads a skill with (Omnigent's name).
 pub const LOAD_SKILL: &str = "load_skill";
+/// The tool that reads a file beside a skill's SKILL.md (offered when a skill has a folder).
+pub const READ_SKILL_FILE: &str = "read_skill_file";
 
 const MAX_NAME_CHARS: usize = 64;
 const MAX_DESCRIPTION_CHARS: usize = 1024;
@@ -17,6 +19,8 @@ pub struct Skill {
     pub name: String,
     pub description: String,
     pub body: String,
+    /// The folder of a skill given by `path` (its other files are read with `read_skill_file`).
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -50,7 +54,7 @@ pub fn parse_skill(text: &str, key: &str, tool: &ToolConfig) -> Result<Skill, St
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(format!("description: at most {MAX_DESCRIPTION_CHARS} characters"));
     }
-    Ok(Skill { name, description: description.trim().to_string(), body: body.trim().to_string() })
+    Ok(Skill { name, description: description.trim().to_string(), body: body.trim().to_string(), dir: None })
 }
 
 /// `---\n<yaml>\n---\n<body>`; None when the text has no front matter.

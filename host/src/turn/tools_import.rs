@@ -15,7 +15,7 @@ use crate::policy::Phase;
 use crate::protocol::{self, ErrorSource, NewEvent};
 use crate::record::Item;
 use crate::session::Waiter;
-use crate::skills::LOAD_SKILL;
+use crate::skills::{LOAD_SKILL, READ_SKILL_FILE};
 
 /// What runs a tool call with effects outside the log.
 enum Effect<'a> {
@@ -61,6 +61,9 @@ impl Host {
             let (description, parameters) = crate::skills::spec(&self.skills);
             specs.push(ToolSpec { name: LOAD_SKILL.into(), description, parameters: parameters.to_string() });
         }
+        if let Some((description, parameters)) = crate::skills::file_spec(&self.skills) {
+            specs.push(ToolSpec { name: READ_SKILL_FILE.into(), description, parameters: parameters.to_string() });
+        }
         specs
     }
 
@@ -90,8 +93,12 @@ impl Host {
         if let Err(why) = self.journal.check_live("a tool call") {
             return failed(why);
         }
-        if name == LOAD_SKILL && !self.skills.is_empty() {
-            let result = match crate::skills::call(&self.skills, &arguments) {
+        if (name == LOAD_SKILL || name == READ_SKILL_FILE) && !self.skills.is_empty() {
+            let read = match name.as_str() {
+                LOAD_SKILL => crate::skills::call(&self.skills, &arguments),
+                _ => crate::skills::read_file(&self.skills, &arguments, self.place.as_ref()).await,
+            };
+            let result = match read {
                 Ok(output) => ToolResult { output, is_error: false },
                 Err(message) => failed(message),
             };
