@@ -108,13 +108,36 @@ async fn read_field<R: AsyncRead + Unpin>(
     }
 }
 
+/// Reads y/n from the terminal (asking again on anything else); None when stdin is closed.
+pub(super) async fn read_yes_no<R: AsyncRead + Unpin>(lines: &mut Lines<BufReader<R>>) -> Option<bool> {
+    loop {
+        let line = lines.next_line().await.ok()??;
+        match yes_no(&line) {
+            Some(answer) => return Some(answer),
+            None => {
+                eprint!("  please answer y or n: ");
+                let _ = std::io::stderr().flush();
+            }
+        }
+    }
+}
+
+/// `y`/`yes` → accept, `n`/`no` → decline, anything else → not an answer.
+pub(super) fn yes_no(line: &str) -> Option<bool> {
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Some(true),
+        "n" | "no" => Some(false),
+        _ => None,
+    }
+}
+
 /// A typed value from a line, if it is one of the field's.
 fn parse(line: &str, kind: &str, choices: &[Value]) -> Option<Value> {
     if !choices.is_empty() {
         return choices.iter().find(|c| c.as_str().map(str::to_string).unwrap_or(c.to_string()) == line).cloned();
     }
     match kind {
-        "boolean" => super::run::yes_no(line).map(Value::Bool),
+        "boolean" => yes_no(line).map(Value::Bool),
         "integer" => line.parse::<i64>().ok().map(Value::from),
         "number" => line.parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number),
         _ if line.is_empty() => None,

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::AsyncBufReadExt;
 
 use super::ClientArgs;
-use super::ask::Asked;
+use super::ask::{Asked, read_yes_no, yes_no};
 use super::client::Client;
 use super::render::Renderer;
 use crate::config::{Executor, SessionConfig};
@@ -343,29 +343,6 @@ impl<'a> Chat<'a> {
                 continue;
             }
             self.turn(&line).await?;
-        }
-    }
-}
-
-/// `y`/`yes` → accept, `n`/`no` → decline, anything else → not an answer.
-pub(super) fn yes_no(line: &str) -> Option<bool> {
-    match line.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Some(true),
-        "n" | "no" => Some(false),
-        _ => None,
-    }
-}
-
-/// Reads y/n from the terminal (asking again on anything else); None when stdin is closed.
-async fn read_yes_no<R: tokio::io::AsyncRead + Unpin>(lines: &mut Lines<BufReader<R>>) -> Option<bool> {
-    loop {
-        let line = lines.next_line().await.ok()??;
-        match yes_no(&line) {
-            Some(answer) => return Some(answer),
-            None => {
-                eprint!("  please answer y or n: ");
-                let _ = std::io::stderr().flush();
-            }
         }
     }
 }
