@@ -27,6 +27,19 @@ fn python() -> Option<PathBuf> {
     python.map(PathBuf::from)
 }
 
+/// The rmcp-written fixture (`tests/fixtures/mcp_fixture.rs`), built next to the tests by scripts/test; None skips
+/// (OMNIGENT_MCP_TESTS=1: fails).
+fn rust_fixture() -> Option<PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let fixture = exe.parent().and_then(Path::parent).map(|d| d.join("mcp-fixture")).filter(|f| f.is_file());
+    if fixture.is_none() {
+        let hint = "cargo build -p omnigent-testkit --bin mcp-fixture (scripts/test does)";
+        assert_ne!(std::env::var("OMNIGENT_MCP_TESTS").as_deref(), Ok("1"), "no mcp-fixture next to the tests: {hint}");
+        eprintln!("SKIPPED: no mcp-fixture next to the tests: {hint}");
+    }
+    fixture
+}
+
 /// The venv folder (granted to the sandbox so a stdio server can run from it).
 fn venv(python: &Path) -> PathBuf {
     python.parent().and_then(Path::parent).unwrap().to_path_buf()
@@ -330,6 +343,67 @@ async fn a_server_on_the_older_sse_transport_works_questions_included() {
     assert!(status < 300);
     let frames: Vec<Value> = sse.until("response.completed").await.iter().map(|f| f.json()).collect();
     assert_eq!(omnigent_testkit::tool_outputs(&frames), ["wiped=True"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rmcp_server_that_lies_hangs_floods_and_crashes_costs_only_tool_errors() {
+    let Some(fixture) = rust_fixture() else { return };
+    let port = free_port();
+    let mut http = std::process::Command::new(&fixture).args(["http", &port.to_string()]).spawn().unwrap();
+    let t = Setup::new().await;
+    let tools = json!({
+        "rs": {"type": "mcp", "command": fixture, "args": ["stdio"], "timeout_s": 2},
+        "rh": {"type": "mcp", "url": format!("http://127.0.0.1:{port}/mcp"), "tools": ["echo", "big"]},
+    });
+    let config = json!({
+        "name": "mcp-user",
+        "executor": {"harness": "agent", "model": "gpt-test", "provider": "openai",
+            "auth": {"type": "api_key", "api_key": "test-key", "base_url": t.mock.openai_base()}},
+        "tools": tools,
+        "os_env": {"cwd": t.work.path(), "sandbox": {"write_paths": ["."], "read_paths": [fixture.parent().unwrap()]}},
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the HTTP fixture did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, v) = t.api.post("/v1/sessions", json!({"config": config})).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let calls = vec![
+        ("rs__echo", json!({"text": "hi"})),
+        ("rs__add", json!({"a": 2, "b": 40})),
+        ("rs__big", json!({"size": 10_000_000})),
+        ("rs__slow", json!({"seconds": 30})),
+        ("rs__fail", json!({})),
+        ("rh__echo", json!({"text": "over http"})),
+        ("rh__big", json!({"size": 10_000_000})),
+        ("rs__liar", json!({})),
+        ("rs__crash", json!({})),
+    ];
+    let (out, frames) = t.turn(id, calls).await;
+    // The tool with a schema a model API would refuse is left out (the others are offered), and the start says so.
+    let ready = startups(&frames).pop().unwrap();
+    assert_eq!(ready["rs"]["skipped_tools"], json!(["liar: its input schema is not an object"]), "{ready}");
+    let offered = t.mock.requests()[0].body["tools"].to_string();
+    assert!(offered.contains("rs__echo") && !offered.contains("rs__liar"), "{offered}");
+    assert_eq!(out[0], "echo: hi");
+    assert_eq!(out[1], "42");
+    // 10 MB comes back capped; a hung call ends at its limit; an error result is the model's to read.
+    assert!(out[2].len() < 70_000 && out[2].contains("truncated"), "{}", out[2].len());
+    assert!(out[3].contains("did not answer within 2s"), "{}", out[3]);
+    assert!(out[4].contains("failed on purpose"), "{}", out[4]);
+    assert_eq!(out[5], "echo: over http");
+    assert!(out[6].len() < 70_000 && out[6].contains("truncated"), "{}", out[6].len());
+    assert!(out[7].contains("no tool named") || out[7].contains("rs__liar"), "{}", out[7]);
+    assert!(out[8].contains("failed the call"), "{}", out[8]);
+    // The session is fine, and the crashed server serves the next turn.
+    let (out, _) = t.turn(id, vec![("rs__echo", json!({"text": "again"}))]).await;
+    assert_eq!(out[0], "echo: again");
+    let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["status"], "idle", "{snap}");
+    let _ = http.kill();
+    let _ = http.wait();
 }
 
 /// The reference filesystem server from npm (scripts/test installs it); None skips (OMNIGENT_MCP_TESTS=1: fails).

@@ -5,7 +5,7 @@
 //! turn,store,native,credentials,tools runs only the named suites (default: all). The native suite drives the real Claude
 //! Code CLI named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -675,18 +675,78 @@ async fn tools_suite(rows: &mut Vec<Row>) {
 }
 
 /// MCP: a server's start-up (stdio, in the sandbox) and a tool call's round trip over stdio and Streamable HTTP,
-/// against the tests' FastMCP fixture (needs OMNIGENT_SDK_PYTHON, the venv scripts/test makes).
+/// against the tests' two fixtures: the rmcp one (`cargo build --release -p omnigent-testkit --bin mcp-fixture`) and
+/// the FastMCP one (needs OMNIGENT_SDK_PYTHON, the venv scripts/test makes). For the rmcp server, the same call made
+/// straight from a bare rmcp client (no hub, no sandbox) is the baseline the hub's rows are set against.
 async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config::SessionConfig, rows: &mut Vec<Row>) {
-    use omnigent::mcp::McpHub;
+    let exe = std::env::current_exe().unwrap();
+    let rust = exe.parent().and_then(Path::parent).map(|d| d.join("mcp-fixture")).filter(|f| f.is_file());
+    match rust {
+        Some(fixture) => {
+            let direct = direct_mcp_call(&fixture).await;
+            rows.push(Row {
+                metric: "MCP tool call, a bare rmcp client straight to the rmcp server (stdio)".into(),
+                backend: "-",
+                value: p50_p99(&mut direct.clone()),
+                target: "",
+            });
+            let grant = fixture.parent().unwrap().display().to_string();
+            let stdio = json!({"type": "mcp", "command": fixture, "args": ["stdio"]});
+            let http = (fixture.display().to_string(), vec!["http".to_string()], "mcp");
+            mcp_server_rows("rmcp", sandbox, base, stdio, http, grant, Some(pct(&mut direct.clone(), 0.5)), rows).await;
+        }
+        None => eprintln!("rmcp MCP rows skipped: cargo build --release -p omnigent-testkit --bin mcp-fixture"),
+    }
     let Some(python) = std::env::var("OMNIGENT_SDK_PYTHON").ok().filter(|p| !p.is_empty()) else {
-        return eprintln!("MCP rows skipped: set OMNIGENT_SDK_PYTHON (scripts/test makes the venv)");
+        return eprintln!("FastMCP rows skipped: set OMNIGENT_SDK_PYTHON (scripts/test makes the venv)");
     };
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mcp_server.py");
     let fixture = fixture.canonicalize().unwrap();
+    // The fixture script is granted to the sandbox (the venv and its Python are shown as the program's own).
+    let grant = fixture.parent().unwrap().display().to_string();
+    let stdio = json!({"type": "mcp", "command": python, "args": [fixture, "stdio"]});
+    let http = (python.clone(), vec![fixture.display().to_string(), "http".into()], "mcp");
+    mcp_server_rows("FastMCP", sandbox, base, stdio, http, grant, None, rows).await;
+}
+
+/// A bare rmcp client's `echo` round trips to the rmcp fixture over stdio, unconfined.
+async fn direct_mcp_call(fixture: &Path) -> Vec<Duration> {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    let mut command = tokio::process::Command::new(fixture);
+    command.arg("stdio");
+    let transport = rmcp::transport::TokioChildProcess::new(command).unwrap();
+    let client = ().serve(transport).await.unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..n(300) {
+        let args = json!({"text": "hi"}).as_object().cloned().unwrap();
+        let t = Instant::now();
+        client.peer().call_tool(CallToolRequestParams::new("echo").with_arguments(args)).await.unwrap();
+        samples.push(t.elapsed());
+    }
+    let _ = client.cancel().await;
+    samples
+}
+
+/// The rows of one fixture: its start-up (stdio in the sandbox + HTTP) and its `echo` round trips through the hub.
+/// `http`: the program, its arguments before the port, and the URL's path. `direct`: the baseline p50, if any.
+#[allow(clippy::too_many_arguments)]
+async fn mcp_server_rows(
+    label: &str,
+    sandbox: &omnigent::sandbox::Sandbox,
+    base: &omnigent::config::SessionConfig,
+    stdio: serde_json::Value,
+    http: (String, Vec<String>, &str),
+    grant: String,
+    direct: Option<Duration>,
+    rows: &mut Vec<Row>,
+) {
+    use omnigent::mcp::McpHub;
     let port = free_port();
-    let mut http = std::process::Command::new(&python)
-        .arg(&fixture)
-        .args(["http", &port.to_string()])
+    let (program, args, path) = http;
+    let mut server = std::process::Command::new(&program)
+        .args(&args)
+        .arg(port.to_string())
         .stderr(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -695,14 +755,9 @@ async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut config = base.clone();
-    // The fixture script is granted to the sandbox (the venv and its Python are shown as the program's own).
-    let grant = fixture.parent().unwrap().display().to_string();
     let sandbox_spec = json!({"write_paths": ["."], "read_paths": [grant]});
     config.os_env.as_mut().unwrap().sandbox = Some(serde_json::from_value(sandbox_spec).unwrap());
-    let tools = json!({
-        "fx": {"type": "mcp", "command": python, "args": [fixture, "stdio"]},
-        "web": {"type": "mcp", "url": format!("http://127.0.0.1:{port}/mcp")},
-    });
+    let tools = json!({"fx": stdio, "web": {"type": "mcp", "url": format!("http://127.0.0.1:{port}/{path}")}});
     config.tools = serde_json::from_value(tools).unwrap();
     let hub = McpHub::new(omnigent::http_client().build().unwrap());
     let mut starts = Vec::new();
@@ -716,7 +771,7 @@ async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config:
         hub.stop(&id).await;
     }
     rows.push(Row {
-        metric: "MCP servers start (stdio + HTTP)".into(),
+        metric: format!("MCP servers start, {label} (stdio in the sandbox + HTTP)"),
         backend: "-",
         value: p50_p99(&mut starts),
         target: "",
@@ -734,17 +789,24 @@ async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config:
             hub.call(&id, tool, r#"{"text": "hi"}"#, None, nobody).await.unwrap();
             samples.push(t.elapsed());
         }
-        let label = if server == "fx" { "stdio, sandboxed" } else { "Streamable HTTP" };
+        let transport = if server == "fx" { "stdio, sandboxed" } else { "Streamable HTTP" };
+        let mut value = p50_p99(&mut samples);
+        if let (Some(direct), "fx") = (direct, server) {
+            value.push_str(&format!(
+                " ({:.1}× the bare call)",
+                pct(&mut samples, 0.5).as_secs_f64() / direct.as_secs_f64()
+            ));
+        }
         rows.push(Row {
-            metric: format!("MCP tool call round trip ({label})"),
+            metric: format!("MCP tool call round trip, {label} ({transport})"),
             backend: "-",
-            value: p50_p99(&mut samples),
+            value,
             target: "",
         });
     }
     hub.stop(&id).await;
-    let _ = http.kill();
-    let _ = http.wait();
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 #[tokio::main]

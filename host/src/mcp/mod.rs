@@ -74,6 +74,15 @@ impl Running {
     }
 }
 
+/// A server just started: its connection, and the tools it offers (and those left out, with why).
+struct Launched {
+    client: connect::Client,
+    stderr: connect::Stderr,
+    route: elicit::Route,
+    tools: Vec<McpTool>,
+    skipped: Vec<String>,
+}
+
 #[derive(Default)]
 struct SessionServers {
     running: tokio::sync::Mutex<HashMap<String, Running>>,
@@ -128,9 +137,13 @@ impl McpHub {
                     let _ = old.client.cancel().await;
                 }
                 match tokio::time::timeout(START_TIMEOUT, self.launch(name, tool, place)).await {
-                    Ok(Ok((client, stderr, route, tools))) => {
+                    Ok(Ok(Launched { client, stderr, route, tools, skipped })) => {
                         tracing::info!(%session, mcp_server = %name, tools = tools.len(), "MCP server ready");
-                        startup.report.insert(name.clone(), json!({"status": "ready"}));
+                        let mut ready = json!({"status": "ready"});
+                        if !skipped.is_empty() {
+                            ready["skipped_tools"] = json!(skipped);
+                        }
+                        startup.report.insert(name.clone(), ready);
                         running.insert(name.clone(), Running { client, stderr, route, tools, spec: tool.clone() });
                     }
                     failure => {
@@ -157,7 +170,7 @@ impl McpHub {
         name: &str,
         tool: &ToolConfig,
         place: Result<&Confinement, &String>,
-    ) -> Result<(connect::Client, connect::Stderr, elicit::Route, Vec<McpTool>), String> {
+    ) -> Result<Launched, String> {
         let route = elicit::Route::default();
         let (client, stderr) = connect::connect(name, tool, place, &self.http, route.clone()).await?;
         let listed = match client.list_all_tools().await {
@@ -172,21 +185,28 @@ impl McpHub {
             (_, Some(one)) => Some(vec![one.as_str()]),
             _ => None,
         };
-        let mut tools = Vec::new();
+        let (mut tools, mut skipped) = (Vec::new(), Vec::new());
         for t in listed {
             if allowed.as_ref().is_some_and(|a| !a.contains(&t.name.as_ref())) {
                 continue;
             }
             let full = format!("{name}__{}", t.name);
-            let valid =
-                full.len() <= MAX_TOOL_NAME && full.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !valid {
-                tracing::warn!(mcp_server = %name, tool = %t.name, "skipping an MCP tool whose name a model API would refuse");
-                continue;
-            }
             let mut parameters = Value::Object((*t.input_schema).clone());
             if parameters.get("type").is_none() {
                 parameters["type"] = "object".into();
+            }
+            // What a model API would refuse — and with it the whole request, every other tool's too — is left out.
+            let valid_name =
+                full.len() <= MAX_TOOL_NAME && full.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let problem = match (valid_name, parameters["type"] == "object") {
+                (false, _) => Some("its name is not one a model API accepts"),
+                (_, false) => Some("its input schema is not an object"),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                tracing::warn!(mcp_server = %name, tool = %t.name, "skipping an MCP tool: {problem}");
+                skipped.push(format!("{}: {problem}", t.name));
+                continue;
             }
             tools.push(McpTool {
                 name: full,
@@ -196,7 +216,7 @@ impl McpHub {
                 parameters,
             });
         }
-        Ok((client, stderr, route, tools))
+        Ok(Launched { client, stderr, route, tools, skipped })
     }
 
     /// Calls a tool. Err is an error message for the model; a server that died is started again by the next turn.
