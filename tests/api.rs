@@ -746,14 +746,100 @@ async fn omnigent_session_settings_are_patched_kept_across_a_restart_and_acted_o
 
 /// A multipart/form-data body with one `file` part.
 fn multipart(name: &str, content_type: &str, content: &[u8]) -> (String, Vec<u8>) {
+    form(&[("file", Some(name), content_type, content)])
+}
+
+/// A multipart/form-data body: (part name, file name, content type, content) per part.
+fn form(parts: &[(&str, Option<&str>, &str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "omnigent-test-boundary-7d1";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(content);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut body = Vec::new();
+    for (part, file, content_type, content) in parts {
+        let file = file.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{part}\"{file}\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A gzipped tarball of text files.
+fn targz(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (path, text) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, text.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+#[tokio::test]
+async fn agent_bundles_create_sessions_and_agents_and_bad_ones_say_why() {
+    let db = omnigent_testkit::sqlite_db();
+    let srv = TestServer::start(&db, ServerOptions::default()).await;
+    let api = &srv.api;
+    let yaml = "name: bundled\nprompt: Hi.\nexecutor: {harness: agent, provider: scripted, script: [{text: ok}]}\n";
+    let bundle =
+        targz(&[("./bundled.yaml", yaml), ("./skills/style/SKILL.md", "---\nname: style\ndescription: d\n---\nb\n")]);
+    let post = |path: &str, parts: Vec<(&str, Option<&str>, &str, Vec<u8>)>| {
+        let parts: Vec<(&str, Option<&str>, &str, &[u8])> =
+            parts.iter().map(|(a, b, c, d)| (*a, *b, *c, d.as_slice())).collect();
+        let (header, body) = form(&parts);
+        api.req(Method::POST, path).header("content-type", header).body(body).send()
+    };
+    let metadata = br#"{"title": "bundled session", "labels": {"k": "v"}}"#.to_vec();
+    let r = post(
+        "/v1/sessions",
+        vec![
+            ("metadata", None, "application/json", metadata),
+            ("bundle", Some("agent.tar.gz"), "application/gzip", bundle.clone()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["agent_name"], "bundled", "{created}");
+    let sid = created["session_id"].as_str().unwrap();
+    let (_, snap) = api.get(&format!("/v1/sessions/{sid}")).await;
+    assert_eq!((&snap["title"], &snap["labels"]["k"]), (&json!("bundled session"), &json!("v")));
+    assert_eq!(created["agent_id"], snap["agent_id"]);
+    let (_, agent) = api.get(&format!("/v1/sessions/{sid}/agent")).await;
+    assert!(agent.to_string().contains("style"), "the bundle's skill is the session's: {agent}");
+    // The same bundle registers an agent.
+    let r =
+        post("/v1/agents", vec![("bundle", Some("agent.tar.gz"), "application/gzip", bundle.clone())]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap()["name"], "bundled");
+    // Bad uploads: each a 400 that says why; nothing is created.
+    let before = api.get("/v1/sessions").await.1["data"].as_array().unwrap().len();
+    for (parts, says) in [
+        (vec![("bundle", Some("a.tgz"), "application/gzip", b"not a tarball".to_vec())], "not a .tar.gz"),
+        (vec![("metadata", None, "application/json", b"{}".to_vec())], "'bundle' is required"),
+        (
+            vec![
+                ("metadata", None, "application/json", br#"{"owner": "x"}"#.to_vec()),
+                ("bundle", Some("a.tgz"), "application/gzip", bundle.clone()),
+            ],
+            "metadata.owner",
+        ),
+        (vec![("bundle", Some("a.tgz"), "application/gzip", targz(&[("config.yaml", "name: a\n")]))], "spec_version"),
+    ] {
+        let r = post("/v1/sessions", parts).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{says}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{says}: {body}");
+    }
+    assert_eq!(api.get("/v1/sessions").await.1["data"].as_array().unwrap().len(), before);
+    srv.stop().await;
 }
 
 #[tokio::test]

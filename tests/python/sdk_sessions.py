@@ -261,3 +261,54 @@ async def every_frame_is_an_omnigent_event(base: str) -> None:
 import json  # noqa: E402
 
 asyncio.run(every_frame_is_an_omnigent_event(sys.argv[1]))
+
+
+def bundle_bytes(files: dict) -> bytes:
+    """A gzipped agent tarball, as `omnigent` packs a bundle directory (`tar.add(dir, arcname=".")`)."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+async def bundle_path(base: str) -> None:
+    """Sessions from uploaded agent bundles: `sessions.create(bundle)` and the `sessions_chat(bundle)` helper."""
+    single = bundle_bytes({
+        "reviewer.yaml": "name: bundled-reviewer\nprompt: Review.\nexecutor:\n  harness: agent\n  provider: scripted\n"
+                         "  script: [{text: Bundled answer.}]\n",
+        "skills/style/SKILL.md": "---\nname: style\ndescription: House style.\n---\nShort names.\n",
+    })
+    async with OmnigentClient(base_url=base) as client:
+        session = await client.sessions.create(single, title="from a bundle", labels={"team": "a"})
+        check(session.title == "from a bundle", f"bundle session title: {session.title}")
+        check(session.agent_name == "bundled-reviewer", f"bundle session agent: {session.agent_name}")
+        check(session.labels == {"team": "a"}, f"bundle session labels: {session.labels}")
+        chat = await client.sessions_chat(single)
+        texts = []
+        async for event in chat.send("hello"):
+            if event.type == "response.output_text.delta":
+                texts.append(event.delta)
+        check("".join(texts) == "Bundled answer.", f"the bundled agent answered: {texts}")
+        spec = bundle_bytes({
+            "config.yaml": "spec_version: 1\nname: spec-agent\nexecutor:\n  type: omnigent\n  config: {harness: agent}\n"
+                           "  provider: scripted\n  script: [{text: Spec answer.}]\n",
+            "AGENTS.md": "You follow the spec.",
+        })
+        session = await client.sessions.create(spec)
+        check(session.agent_name == "spec-agent", f"config.yaml bundle agent: {session.agent_name}")
+        from omnigent_client import OmnigentError
+        try:
+            await client.sessions.create(b"not a tarball")
+            check(False, "a broken bundle is refused")
+        except OmnigentError as e:
+            check("invalid agent bundle" in str(e), f"a broken bundle says why: {e}")
+    print("ok (bundle path)")
+
+
+asyncio.run(bundle_path(sys.argv[1]))

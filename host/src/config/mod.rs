@@ -4,6 +4,7 @@
 //! Structure errors carry `file:line:column`; `${VAR}` expands from the environment after the structure is known
 //! to be right, and an unset variable is reported where it is used.
 
+pub mod bundle;
 mod check;
 mod load;
 mod sandbox;

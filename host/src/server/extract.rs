@@ -19,6 +19,14 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
+/// Whether a request body is a multipart form (a file upload or an agent bundle).
+pub(super) fn is_multipart(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
 pub(crate) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw)
         .map_err(|e| ApiError::not_found(format!("no session '{}': {e}", crate::ids::truncate(raw, 80))))

@@ -28,7 +28,8 @@ pub(super) struct BodyLimits {
 /// arrive within the read timeout is refused (408) instead of holding the connection.
 pub(super) async fn guard_body(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
     let BodyLimits { max_bytes: max_body_bytes, read_timeout } = limits;
-    let upload = request.method() == Method::POST && request.uri().path().ends_with("/resources/files");
+    // File uploads and agent bundles (multipart) may be larger than other bodies.
+    let upload = request.method() == Method::POST && super::extract::is_multipart(request.headers());
     let limit = if upload { UPLOAD_LIMIT } else { max_body_bytes };
     let announced = request
         .headers()

@@ -1,6 +1,7 @@
 //! The HTTP server: routes, auth, limits, OpenAPI, graceful shutdown.
 
 mod agents;
+mod bundles;
 mod comments;
 mod credentials;
 pub mod error;
@@ -222,7 +223,13 @@ pub fn router(
         auth_token: options.auth_token.as_deref().map(Arc::from),
     };
     let v1 = Router::new()
-        .route("/sessions", get(sessions::list_sessions).post(sessions::create_session))
+        .route(
+            "/sessions",
+            get(sessions::list_sessions)
+                // JSON, or an agent bundle upload (multipart: bodies up to the upload limit).
+                .post(bundles::create_session)
+                .layer(DefaultBodyLimit::max(guards::UPLOAD_LIMIT)),
+        )
         .route("/sessions/feed", get(feed::feed))
         .route(
             "/sessions/{id}",
@@ -254,7 +261,10 @@ pub fn router(
         )
         .route("/policy-registry", get(policies::registry))
         .route("/policies", get(policies::server_policies))
-        .route("/agents", get(agents::list_agents).post(agents::create_agent))
+        .route(
+            "/agents",
+            get(agents::list_agents).post(bundles::create_agent).layer(DefaultBodyLimit::max(guards::UPLOAD_LIMIT)),
+        )
         .route("/responses", axum::routing::post(responses::create))
         .route("/agents/{id}", get(agents::get_agent))
         .route("/credentials", get(credentials::list))

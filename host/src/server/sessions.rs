@@ -298,6 +298,13 @@ pub async fn create_session(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateSessionRequest>,
 ) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
+    let record = create(&state, req).await?;
+    let body = render_snapshot(&state, record, true).await?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Creates a session from a request (JSON, or built from an uploaded bundle).
+pub(super) async fn create(state: &AppState, req: CreateSessionRequest) -> Result<SessionRecord, ApiError> {
     let mut agent_id = None;
     let inline = match (req.config, req.config_yaml) {
         (Some(c), Some(_)) if !c.is_null() => return Err(ApiError::invalid("give either 'config' or 'config_yaml'")),
@@ -350,7 +357,7 @@ pub async fn create_session(
         Some(c @ Value::Object(_)) => {
             let mut checked = SessionConfig::from_json(c).map_err(|e| ApiError::invalid(format!("config: {e}")))?;
             placement.apply(&mut checked)?;
-            check_policies(&state, &checked).await?;
+            check_policies(state, &checked).await?;
             checked.to_json()
         }
         Some(_) => return Err(ApiError::invalid("'config' must be a JSON object (the session config)")),
@@ -386,18 +393,15 @@ pub async fn create_session(
             settings,
         })
         .await?;
-    let record = if history.is_empty() {
-        record
-    } else {
-        // Nothing half-created: a session whose history could not be written is removed again.
-        if let Err(e) = state.sessions.emit(&record.id, history, Vec::new()).await {
-            let _ = state.sessions.delete(&record.id).await;
-            return Err(e.into());
-        }
-        state.sessions.get(&record.id).await?
-    };
-    let body = render_snapshot(&state, record, true).await?;
-    Ok((StatusCode::CREATED, Json(body)))
+    if history.is_empty() {
+        return Ok(record);
+    }
+    // Nothing half-created: a session whose history could not be written is removed again.
+    if let Err(e) = state.sessions.emit(&record.id, history, Vec::new()).await {
+        let _ = state.sessions.delete(&record.id).await;
+        return Err(e.into());
+    }
+    Ok(state.sessions.get(&record.id).await?)
 }
 
 /// Longest session title.
