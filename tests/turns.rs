@@ -1079,6 +1079,94 @@ async fn compaction_summarizes_the_older_conversation_on_request_and_when_the_co
     }
 }
 
+/// A server killed while a compaction's summary streams: after the restart the compaction turn finishes once —
+/// one request item, one compaction item, the conversation whole — and the next turn reads the summary.
+#[tokio::test]
+async fn a_compaction_cut_by_sigkill_finishes_once_after_the_restart() {
+    for db in databases().await {
+        let work = workdir();
+        let slow =
+            Reply::Slow { chunks: (0..200).map(|i| format!("s{i} ")).collect(), delay: Duration::from_millis(50) };
+        let mock = MockLlm::start(vec![
+            Reply::text("Answer one."),
+            Reply::text("Answer two."),
+            slow,
+            Reply::text("SUMMARY AFTER THE RESTART."),
+            Reply::text("Answer three."),
+        ])
+        .await;
+        let mut srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        let text = yaml("openai", &mock.openai_base(), work.path(), "", SHELL) + "compaction: {recent_window: 1}\n";
+        let id = create_from_yaml(&api, &text, work.path()).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        for question in ["first question about alpha", "second question about beta"] {
+            api.message(&id, question).await;
+            assert_eq!(sse.statuses_until_settled().await, vec!["running", "idle"], "{}", db.label);
+        }
+        let (status, _) = api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "compact"})).await;
+        assert_eq!(status, 202);
+        sse.until("response.compaction.in_progress").await;
+        // The summary call is on the wire (10 s of slow chunks) when the server dies.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while mock.requests().len() < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "{}: the summary call never came", db.label);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        srv.kill9();
+
+        let srv = server(&db, work.path()).await;
+        let api = Api::new(srv.url.clone());
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream?after=0", srv.url), &[]).await;
+        sse.until("response.compaction.completed").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let snap = loop {
+            let (_, snap) = api.get(&format!("/v1/sessions/{id}")).await;
+            if snap["status"] != "running" {
+                break snap;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{}: the resumed compaction never ended", db.label);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // The whole log, once: every event up to the newest.
+        let last = snap["last_seq"].as_i64().unwrap().to_string();
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream?after=0", srv.url), &[]).await;
+        let mut frames = Vec::new();
+        while let Some(frame) = sse.next().await {
+            let end = frame.id.as_deref() == Some(last.as_str());
+            frames.push(frame);
+            if end {
+                break;
+            }
+        }
+        let done: Vec<Value> = frames
+            .iter()
+            .filter(|f| f.event.as_deref() == Some("response.compaction.completed"))
+            .map(|f| f.json())
+            .collect();
+        assert_eq!(done.len(), 1, "{}: {done:?}", db.label);
+        assert_eq!(done[0]["summary"], "SUMMARY AFTER THE RESTART.", "{}", db.label);
+        assert_eq!(snap["status"], "idle", "{}: {snap}", db.label);
+        let (_, list) = api.get(&format!("/v1/sessions/{id}/items")).await;
+        let kinds: Vec<&str> = list["data"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            vec!["message", "message", "message", "message", "compaction_request", "compaction"],
+            "{}: nothing lost, nothing doubled",
+            db.label
+        );
+        // The cut summary call was made again (its answer never arrived), and only that one.
+        assert_eq!(mock.requests().len(), 4, "{}", db.label);
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+        sse.next().await.unwrap();
+        api.message(&id, "third question about gamma").await;
+        assert_eq!(sse.statuses_until_settled().await, vec!["running", "idle"], "{}", db.label);
+        let next = mock.requests()[4].body["messages"].to_string();
+        assert!(next.contains("SUMMARY AFTER THE RESTART.") && !next.contains("first question about alpha"), "{next}");
+    }
+}
+
 #[tokio::test]
 async fn skills_are_listed_in_the_instructions_and_loaded_on_demand() {
     let db = omnigent_testkit::sqlite_db();
