@@ -295,6 +295,30 @@ async def bundle_path(base: str) -> None:
             if event.type == "response.output_text.delta":
                 texts.append(event.delta)
         check("".join(texts) == "Bundled answer.", f"the bundled agent answered: {texts}")
+        # A client-side tool (`type: function`, runtime client) run by the SDK's own callable.
+        with_tool = bundle_bytes({
+            "looker.yaml": "name: looker\nprompt: Look things up.\nexecutor:\n  harness: agent\n  provider: scripted\n"
+                           "  script:\n    - {text: 'Looking. ', tool_call: {name: lookup, arguments: {q: alpha}}}\n"
+                           "    - {text: Looked up.}\n"
+                           "tools:\n  lookup:\n    type: function\n    runtime: client\n    description: Look a word up.\n"
+                           "    parameters: {type: object, properties: {q: {type: string}}}\n",
+        })
+        seen_calls = []
+
+        def lookup(call) -> str:
+            seen_calls.append((call.name, call.arguments))
+            return f"{call.arguments['q']} means the first"
+
+        chat = await client.sessions_chat(with_tool, tool_callables={"lookup": lookup})
+        texts = []
+        async for event in chat.send("what is alpha?"):
+            if event.type == "response.output_text.delta":
+                texts.append(event.delta)
+        check(seen_calls == [("lookup", {"q": "alpha"})], f"the SDK ran the client tool once: {seen_calls}")
+        check("".join(texts).endswith("Looked up."), f"the turn went on after the tool: {texts}")
+        items = await client.sessions.list_items(chat.session_id)
+        outputs = [i for i in items.data if i["type"] == "function_call_output"]
+        check([o["output"] for o in outputs] == ["alpha means the first"], f"the tool's answer: {outputs}")
         spec = bundle_bytes({
             "config.yaml": "spec_version: 1\nname: spec-agent\nexecutor:\n  type: omnigent\n  config: {harness: agent}\n"
                            "  provider: scripted\n  script: [{text: Spec answer.}]\n",
