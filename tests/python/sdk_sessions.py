@@ -4,6 +4,7 @@ Run by tests/sdk.rs with the server's URL as the only argument; exits non-zero (
 """
 
 import asyncio
+import logging
 import sys
 
 import httpx
@@ -58,6 +59,12 @@ async def main(base: str) -> None:
         check(heartbeats and heartbeats[0].server_time is not None, f"a typed heartbeat: {heartbeats}")
 
         session = await client.sessions.get(sid)
+        # The snapshot query parameters Omnigent's clients send are accepted.
+        async with httpx.AsyncClient() as http:
+            params = {"include_usage": "false", "include_live_status": "false", "include_liveness": "false",
+                      "refresh_state": "true"}
+            r = await http.get(f"{base}/v1/sessions/{sid}", params=params)
+        check(r.status_code == 200, f"snapshot with Omnigent's query parameters: {r.status_code} {r.text}")
         check(session.status == "failed", f"snapshot status: {session.status}")
         check(session.title == "from the sdk test", f"snapshot title: {session.title}")
         items = await client.sessions.list_items(sid)
@@ -68,6 +75,23 @@ async def main(base: str) -> None:
 
 
 asyncio.run(main(sys.argv[1]))
+
+
+class Dropped(logging.Handler):
+    """Records what the SDK's stream parsers skip (they log it at DEBUG): an event it drops is a mismatch."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.skipped = []
+
+    def emit(self, record):
+        if "Skipping unknown SSE event type" in record.getMessage():
+            self.skipped.append(record.getMessage())
+
+
+DROPPED = Dropped()
+logging.getLogger("omnigent_client").addHandler(DROPPED)
+logging.getLogger("omnigent_client").setLevel(logging.DEBUG)
 
 
 async def legacy_session_path(base: str) -> None:
@@ -96,6 +120,7 @@ async def legacy_session_path(base: str) -> None:
         items = await client.sessions.list_items(listed[0].id)
         check(len(items.data) == 4, f"two exchanges in one transcript: {items}")
         check(first is not None and first.startswith("resp_"), f"response id: {first}")
+    check(DROPPED.skipped == [], f"the SDK dropped no event: {DROPPED.skipped}")
     print("ok (legacy session path)")
 
 

@@ -215,6 +215,12 @@ pub struct SnapshotQuery {
     /// Accepted for Omnigent compatibility.
     #[allow(dead_code)]
     pub refresh_state: Option<bool>,
+    /// Accepted for Omnigent compatibility: the live status is the record's own here.
+    #[allow(dead_code)]
+    pub include_live_status: Option<bool>,
+    /// Accepted for Omnigent compatibility: usage is part of the session row, never a separate read.
+    #[allow(dead_code)]
+    pub include_usage: Option<bool>,
 }
 
 fn config_str(config: &Value, pointer: &str) -> Option<String> {
