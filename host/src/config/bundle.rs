@@ -21,8 +21,9 @@ const MAX_FILES: usize = 2_000;
 /// Context files read as the instructions when a `config.yaml` names none, in Omnigent's order.
 const CONTEXT_FILES: [&str; 3] = ["AGENTS.md", "CLAUDE.md", ".cursorrules"];
 /// `config.yaml` keys that only steer Omnigent's own runtime (no meaning here): accepted and ignored.
-const IGNORED_KEYS: [&str; 7] =
-    ["spec_version", "interaction", "async", "cancellable", "timers", "model_egress", "guardrails.ask_timeout"];
+const IGNORED_KEYS: [&str; 6] = ["spec_version", "interaction", "async", "cancellable", "timers", "model_egress"];
+/// `llm` keys with no meaning here (the executor's model and auth decide): accepted and ignored.
+const IGNORED_LLM_KEYS: [&str; 4] = ["reasoning_effort", "max_completion_tokens", "request_timeout", "retry"];
 
 /// The files of a bundle: relative path → content.
 #[derive(Debug)]
@@ -158,12 +159,8 @@ fn from_spec(spec: Value, bundle: &Bundle) -> Result<Value, String> {
             ));
         }
     }
-    for (path, text) in bundle
-        .files
-        .keys()
-        .filter(|p| p.starts_with("tools/mcp/") && p.ends_with(".yaml"))
-        .filter_map(|p| Some((p, bundle.text(p).ok()??)))
-    {
+    for path in bundle.files.keys().filter(|p| p.starts_with("tools/mcp/") && p.ends_with(".yaml")) {
+        let text = bundle.text(path)?.unwrap_or_default();
         let (key, server) = mcp_server(yaml(&text, path)?, path)?;
         tools.insert(key, server);
     }
@@ -215,10 +212,16 @@ fn executor(executor: Option<Value>, llm: Option<Value>) -> Result<Value, String
     // The rest (`model`, `context_window`, `auth`, and this server's own executor keys) as written: the config's
     // check names any it does not know.
     out.extend(given);
-    if !out.contains_key("model")
-        && let Some(model) = llm.as_ref().and_then(|l| l.get("model"))
-    {
-        out.insert("model".into(), model.clone());
+    let mut llm = match llm {
+        Some(Value::Object(l)) => l,
+        None => Map::new(),
+        Some(_) => return Err("llm must be a mapping".into()),
+    };
+    if let Some(model) = llm.remove("model") {
+        out.entry("model").or_insert(model);
+    }
+    if let Some(key) = llm.keys().find(|k| !IGNORED_LLM_KEYS.contains(&k.as_str())) {
+        return Err(format!("config.yaml llm.{key} is not supported here (set executor.model and executor.auth)"));
     }
     Ok(Value::Object(out))
 }
@@ -227,7 +230,12 @@ fn executor(executor: Option<Value>, llm: Option<Value>) -> Result<Value, String
 /// factory_params}}`.
 fn policies(guardrails: Value) -> Result<Value, String> {
     let mut out = Map::new();
-    let policies = guardrails.get("policies").and_then(Value::as_object).cloned().unwrap_or_default();
+    let Value::Object(mut guardrails) = guardrails else { return Err("guardrails must be a mapping".into()) };
+    guardrails.remove("ask_timeout"); // each policy's own timeout decides here
+    let policies = guardrails.remove("policies").and_then(|p| p.as_object().cloned()).unwrap_or_default();
+    if let Some(key) = guardrails.keys().next() {
+        return Err(format!("config.yaml guardrails.{key} is not supported here"));
+    }
     for (name, policy) in policies {
         let handler = policy.pointer("/function/path").or_else(|| policy.get("handler")).cloned();
         let Some(handler) = handler else { return Err(format!("guardrails.policies.{name}: needs function.path")) };

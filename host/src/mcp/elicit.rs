@@ -32,24 +32,40 @@ pub struct Asked {
     pub reply: oneshot::Sender<Answer>,
 }
 
-/// Where a connection's questions go: the tool call of the session that is running one (none between calls).
+/// Where a connection's questions go: the tool call of the session that is running one (none between calls). A
+/// session's turn calls its tools one after another; should two calls overlap, the newer one takes the questions
+/// (both belong to the same turn, whose human answers them).
 #[derive(Clone, Default)]
-pub struct Route(Arc<Mutex<Option<mpsc::UnboundedSender<Asked>>>>);
+pub struct Route(Arc<Mutex<Option<OpenRoute>>>);
+
+/// The call questions go to now: its route's number, and its channel.
+type OpenRoute = (u64, mpsc::UnboundedSender<Asked>);
+
+/// Tells the routes of overlapping calls apart.
+static NEXT_ROUTE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Route {
     /// Routes the connection's questions to `to` until the returned guard is dropped.
     pub fn open(&self, to: mpsc::UnboundedSender<Asked>) -> Open<'_> {
-        *self.0.lock().unwrap() = Some(to);
-        Open(self)
+        let id = NEXT_ROUTE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.0.lock().unwrap() = Some((id, to));
+        Open(self, id)
+    }
+
+    fn current(&self) -> Option<mpsc::UnboundedSender<Asked>> {
+        self.0.lock().unwrap().as_ref().map(|(_, to)| to.clone())
     }
 }
 
 /// Questions reach a tool call while this lives.
-pub struct Open<'a>(&'a Route);
+pub struct Open<'a>(&'a Route, u64);
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
-        self.0.0.lock().unwrap().take();
+        let mut route = self.0.0.lock().unwrap();
+        if route.as_ref().is_some_and(|(id, _)| *id == self.1) {
+            route.take();
+        }
     }
 }
 
@@ -75,7 +91,7 @@ impl rmcp::ClientHandler for Handler {
             return Ok(ElicitResult::new(ElicitationAction::Decline));
         };
         let requested_schema = serde_json::to_value(&requested_schema).unwrap_or_default();
-        let Some(to) = self.route.0.lock().unwrap().clone() else {
+        let Some(to) = self.route.current() else {
             tracing::warn!("an MCP server asked a question outside a tool call; declined");
             return Ok(ElicitResult::new(ElicitationAction::Decline));
         };
