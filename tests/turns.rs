@@ -992,6 +992,25 @@ async fn usage_reports_what_turns_cost_per_day_and_per_session_and_a_fork_adds_n
     }
 }
 
+/// A session that keeps one exchange when it compacts, after two exchanges (about alpha, then beta); its stream.
+async fn two_exchanges_to_compact(
+    srv: &ServerProcess,
+    api: &Api,
+    mock: &MockLlm,
+    work: &Path,
+    label: &str,
+) -> (String, Sse) {
+    let text = yaml("openai", &mock.openai_base(), work, "", SHELL) + "compaction: {recent_window: 1}\n";
+    let id = create_from_yaml(api, &text, work).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    for question in ["first question about alpha", "second question about beta"] {
+        api.message(&id, question).await;
+        assert_eq!(sse.statuses_until_settled().await, vec!["running", "idle"], "{label}");
+    }
+    (id, sse)
+}
+
 /// `compact` summarizes the older conversation with the session's model into a `compaction` item; the next turns'
 /// model calls read the summary and the newest exchange instead of everything, while the transcript keeps it all.
 /// Automatically too, when the conversation fills the configured share of the context window.
@@ -1008,14 +1027,7 @@ async fn compaction_summarizes_the_older_conversation_on_request_and_when_the_co
         .await;
         let srv = server(&db, work.path()).await;
         let api = Api::new(srv.url.clone());
-        let text = yaml("openai", &mock.openai_base(), work.path(), "", SHELL) + "compaction: {recent_window: 1}\n";
-        let id = create_from_yaml(&api, &text, work.path()).await;
-        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
-        sse.next().await.unwrap();
-        for question in ["first question about alpha", "second question about beta"] {
-            api.message(&id, question).await;
-            assert_eq!(sse.statuses_until_settled().await, vec!["running", "idle"], "{}", db.label);
-        }
+        let (id, mut sse) = two_exchanges_to_compact(&srv, &api, &mock, work.path(), db.label).await;
         // Asked for: a turn that only compacts.
         let (status, ack) = api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "compact"})).await;
         assert_eq!(status, 202, "{}: {ack}", db.label);
@@ -1097,14 +1109,7 @@ async fn a_compaction_cut_by_sigkill_finishes_once_after_the_restart() {
         .await;
         let mut srv = server(&db, work.path()).await;
         let api = Api::new(srv.url.clone());
-        let text = yaml("openai", &mock.openai_base(), work.path(), "", SHELL) + "compaction: {recent_window: 1}\n";
-        let id = create_from_yaml(&api, &text, work.path()).await;
-        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
-        sse.next().await.unwrap();
-        for question in ["first question about alpha", "second question about beta"] {
-            api.message(&id, question).await;
-            assert_eq!(sse.statuses_until_settled().await, vec!["running", "idle"], "{}", db.label);
-        }
+        let (id, mut sse) = two_exchanges_to_compact(&srv, &api, &mock, work.path(), db.label).await;
         let (status, _) = api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "compact"})).await;
         assert_eq!(status, 202);
         sse.until("response.compaction.in_progress").await;
