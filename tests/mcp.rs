@@ -317,6 +317,30 @@ async fn an_mcp_servers_question_is_asked_of_the_user_and_the_answer_goes_back()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_interrupt_while_an_mcp_server_waits_for_an_answer_ends_the_turn_and_the_question() {
+    let Some(python) = python() else { return };
+    let t = Setup::new().await;
+    let tools = json!({"fx": t.stdio(&python, "mcp-marker-interrupt", json!({}))});
+    let (status, v) = t.api.post("/v1/sessions", json!({"config": t.config(&python, tools, json!({}))})).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    t.mock.push(Reply::Tools { text: String::new(), calls: vec![("fx__wipe".into(), json!({}))] });
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", t.srv.url), &[]).await;
+    sse.next().await.unwrap();
+    t.api.message(id, "wipe it").await;
+    sse.until("response.elicitation_request").await;
+    let (status, _) = t.api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "interrupt"})).await;
+    assert!(status < 300);
+    sse.until("response.incomplete").await;
+    let (_, snap) = t.api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(snap["status"], "idle", "{snap}");
+    assert_eq!(snap["pending_elicitations"], json!([]), "{snap}");
+    // The server was told and is fine: the next turn's call answers.
+    let (out, _) = t.turn(id, vec![("fx__echo", json!({"text": "after"}))]).await;
+    assert_eq!(out, ["echo: after"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_server_on_the_older_sse_transport_works_questions_included() {
     let Some(python) = python() else { return };
     let old = HttpFixture::start(&python, "sse").await;
