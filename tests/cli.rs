@@ -233,3 +233,37 @@ async fn sigterm_ends_open_streams_with_done_and_sessions_survive_the_restart() 
     let (_, snap) = Api::new(server.url.clone()).get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["title"], "durable");
 }
+
+/// `omnigent plugin check`: a builtin policy and the builtin harness load (with what they declare); a core module,
+/// a file that is not WebAssembly and a missing file are told apart, with their exit codes.
+#[test]
+fn plugin_check_says_what_a_wasm_file_is_and_whether_it_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let guests = std::path::Path::new(omnigent_runtime::GUEST_DIR);
+    let check = |file: &Path| {
+        let out = Command::new(bin()).args(["plugin", "check"]).arg(file).output().unwrap();
+        (out.status.code(), text(&out.stdout))
+    };
+    let (code, said) = check(&guests.join("tool_filter.wasm"));
+    assert_eq!(code, Some(0), "{said}");
+    for line in ["world: omnigent:policy@0.1.0", "loads on this host: yes", "name: tool_filter", "\"deny\""] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    let (code, said) = check(&guests.join("agent.wasm"));
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("world: omnigent:harness@0.1.0") && said.contains("omnigent:harness/llm@0.1.0"), "{said}");
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let (code, said) = check(&core);
+    assert_eq!(code, Some(2));
+    assert!(said.contains("a core WebAssembly module, not a component"), "{said}");
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"hello").unwrap();
+    assert_eq!(
+        check(&junk),
+        (Some(2), format!("{}: not a WebAssembly file (it does not start with \\0asm)\n", junk.display()))
+    );
+    let (code, said) = check(&dir.path().join("missing.wasm"));
+    assert_eq!(code, Some(2));
+    assert!(said.contains("cannot be read"), "{said}");
+}

@@ -10,6 +10,7 @@
 //!   cause; the host and every other session carry on.
 
 pub mod harness;
+pub mod inspect;
 pub mod policy;
 pub mod testing;
 
@@ -24,6 +25,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 pub use harness::{HarnessComponent, HostState, TurnFailure, TurnHost, TurnLimits};
+pub use inspect::{Inspection, World};
 pub use policy::{PolicyComponent, PolicyFailure, PolicyLimits};
 
 /// The builtin default harness (`harnesses/agent`), embedded in the binary.

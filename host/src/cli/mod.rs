@@ -5,6 +5,7 @@ mod auth;
 mod client;
 mod daemon;
 mod native_hook;
+mod plugin;
 mod preflight;
 mod render;
 mod run;
@@ -53,6 +54,9 @@ enum Command {
     /// List, show and delete sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// For plugin authors: check a harness or policy component (`omnigent plugin check FILE.wasm`).
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// Used by native CLIs (Claude Code) as their hook command: reads the hook's JSON on stdin, asks the
     /// session's server, prints the answer. Not for people.
     #[command(hide = true)]
@@ -244,6 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Sessions(cmd) => sessions::run(cmd).await,
         Command::Auth(cmd) => auth::run(cmd).await,
+        Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::NativeHook(args) => native_hook::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Attach(args) => {
