@@ -267,3 +267,54 @@ fn plugin_check_says_what_a_wasm_file_is_and_whether_it_loads() {
     assert_eq!(code, Some(2));
     assert!(said.contains("cannot be read"), "{said}");
 }
+
+/// `omnigent sessions show ID --events` saves a session's log; `omnigent plugin test` runs a policy over it and
+/// prints each verdict, its parameters applied; bad parameters are the policy's own refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_test_runs_a_policy_over_a_recorded_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let db = omnigent_testkit::sqlite_db();
+    let srv =
+        ServerProcess::start(&bin(), &omnigent_testkit::data_dir_in(work.path()), &db.url, free_port(), &[]).await;
+    let api = Api::new(srv.url.clone());
+    let config = json!({"name": "recorded", "executor": {"harness": "agent", "provider": "scripted", "script": [
+            {"text": "Looking. ", "tool_call": {"name": "shell", "arguments": {"command": "echo hi"}}},
+            {"text": "Done."}]},
+        "tools": {"shell": {"type": "builtin"}}, "os_env": {"cwd": work.path()}});
+    let id = api.create(json!({"config": config})).await;
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "say hi").await;
+    sse.until("response.completed").await;
+    let out = omnigent(dir.path(), &srv.url, &["sessions", "show", &id, "--events"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, &out.stdout).unwrap();
+    assert!(text(&out.stdout).lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "JSON lines");
+
+    let policy = std::path::Path::new(omnigent_runtime::GUEST_DIR).join("tool_filter.wasm");
+    let test = |params: &str| {
+        let out = Command::new(bin())
+            .args(["plugin", "test"])
+            .arg(&policy)
+            .arg("--events")
+            .arg(&events)
+            .args(["--params", params])
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout))
+    };
+    let (code, said) = test(r#"{"deny": ["shell"]}"#);
+    assert_eq!(code, Some(0), "{said}");
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(lines[0].ends_with("request → allow"), "{said}");
+    assert!(lines[1].contains("tool_call:shell → deny:"), "{said}");
+    assert!(lines[2].contains("tool_result:shell → allow"), "{said}");
+    assert!(lines[3].ends_with("response → allow"), "{said}");
+    let (code, said) = test(r#"{"deny": "shell"}"#);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("invalid parameters"), "{said}");
+    let (code, said) = test("[1]");
+    assert_eq!(code, Some(2), "{said}");
+}

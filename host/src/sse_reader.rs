@@ -2,9 +2,10 @@
 
 use futures::StreamExt;
 
-/// One SSE frame: the `event:` name (if any) and the joined `data:` lines.
+/// One SSE frame: the `event:` name and `id:` (if any) and the joined `data:` lines.
 pub struct SseFrame {
     pub event: Option<String>,
+    pub id: Option<String>,
     pub data: String,
 }
 
@@ -24,11 +25,13 @@ impl SseReader {
             if let Some(end) = find_frame_end(&self.buf) {
                 let raw: Vec<u8> = self.buf.drain(..end.0 + end.1).collect();
                 let text = String::from_utf8_lossy(&raw[..end.0]);
-                let mut frame = SseFrame { event: None, data: String::new() };
+                let mut frame = SseFrame { event: None, id: None, data: String::new() };
                 let mut first = true;
                 for line in text.lines() {
                     if let Some(v) = line.strip_prefix("event:") {
                         frame.event = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        frame.id = Some(v.trim().to_string());
                     } else if let Some(v) = line.strip_prefix("data:") {
                         if !first {
                             frame.data.push('\n');

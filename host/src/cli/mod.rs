@@ -166,6 +166,9 @@ enum SessionsCommand {
         /// Print the API's JSON snapshot.
         #[arg(long)]
         json: bool,
+        /// Print the session's event log instead, one JSON event per line (the input of `omnigent plugin test`).
+        #[arg(long, conflicts_with = "json")]
+        events: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -23,10 +23,12 @@ pub(super) async fn run(cmd: SessionsCommand) -> anyhow::Result<ExitCode> {
                 print_table(list["data"].as_array().map(Vec::as_slice).unwrap_or_default());
             }
         }
-        SessionsCommand::Show { id, json, client } => {
+        SessionsCommand::Show { id, json, events, client } => {
             let client = Client::connect(&client).await?;
             let snapshot = client.request(Method::GET, &format!("/v1/sessions/{}", encode(&id)), None).await?;
-            if json {
+            if events {
+                print_events(&client, &id, snapshot["last_seq"].as_i64().unwrap_or(0)).await?;
+            } else if json {
                 println!("{}", serde_json::to_string_pretty(&snapshot)?);
             } else {
                 print_snapshot(&snapshot);
@@ -43,6 +45,25 @@ pub(super) async fn run(cmd: SessionsCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The session's log, event by event up to `last` (its newest when asked), one JSON object per line: replayed from
+/// the stream, this server's own events included.
+async fn print_events(client: &Client, id: &str, last: i64) -> anyhow::Result<()> {
+    if last == 0 {
+        return Ok(());
+    }
+    let response = client.stream(&format!("/v1/sessions/{}/stream?after=0&extensions=true", encode(id))).await?;
+    let mut frames = crate::sse_reader::SseReader::new(response);
+    while let Some(frame) = frames.next().await? {
+        // Frames without an id are not the log's (the ready heartbeat, a pending question shown again).
+        let Some(seq) = frame.id.as_deref().and_then(|i| i.parse::<i64>().ok()) else { continue };
+        println!("{}", frame.data);
+        if seq >= last {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the stream ended before event {last}")
 }
 
 /// Percent-encodes a path or query component.

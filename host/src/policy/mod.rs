@@ -8,6 +8,7 @@
 
 mod chain;
 mod env;
+pub mod replay;
 mod state;
 
 use std::time::Duration;
