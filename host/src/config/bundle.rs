@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::SessionConfig;
 
 /// Largest bundle accepted, compressed (the multipart body's limit is the upload limit).
-pub const MAX_BUNDLE_BYTES: usize = 25 << 20;
+const MAX_BUNDLE_BYTES: usize = 25 << 20;
 /// Most bytes a bundle may unpack to, and most files: a small archive must not unpack to a flood.
 const MAX_UNPACKED_BYTES: u64 = 64 << 20;
 const MAX_FILES: usize = 2_000;

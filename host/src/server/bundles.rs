@@ -2,7 +2,10 @@
 //! multipart `POST /v1/agents` (a `bundle` part). The bundle (`config::bundle`) becomes a session config; the rest
 //! is the JSON create's. The body is read whole before any answer (the body guard reads it first).
 
+use std::collections::HashMap;
+
 use axum::Json;
+use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, is_multipart};
-use crate::config::bundle::{Bundle, MAX_BUNDLE_BYTES};
+use crate::config::bundle::Bundle;
 
 /// The `metadata` keys Omnigent's bundle create takes (others are refused, as Omnigent does).
 const METADATA_KEYS: [&str; 9] = [
@@ -36,7 +39,7 @@ pub async fn create_session(State(state): State<AppState>, request: Request) -> 
     let mut form = read_form(request, &state).await?;
     let metadata = match form.remove("metadata") {
         None => Map::new(),
-        Some(Part { bytes, .. }) => match serde_json::from_slice(&bytes) {
+        Some(bytes) => match serde_json::from_slice(&bytes) {
             Ok(Value::Object(m)) => m,
             Ok(Value::Null) => Map::new(),
             _ => return Err(ApiError::invalid("the 'metadata' part must be a JSON object")),
@@ -69,36 +72,27 @@ pub async fn create_agent(State(state): State<AppState>, request: Request) -> Re
     super::agents::create_agent(State(state), ApiJson(req)).await.map(IntoResponse::into_response)
 }
 
-/// One part of a form.
-struct Part {
-    bytes: Vec<u8>,
-}
+/// The parts of a multipart body (their bytes) by name; the last of a name wins.
+type Form = HashMap<String, Vec<u8>>;
 
-/// The parts of a multipart body by name (the last of a name wins).
-async fn read_form(request: Request, state: &AppState) -> Result<std::collections::HashMap<String, Part>, ApiError> {
+async fn read_form(request: Request, state: &AppState) -> Result<Form, ApiError> {
     let mut form = Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::invalid(format!("a bundle upload is a multipart/form-data body: {}", e.body_text())))?;
-    let mut parts = std::collections::HashMap::new();
-    while let Some(field) =
-        form.next_field().await.map_err(|e| ApiError::invalid(format!("invalid multipart body: {}", e.body_text())))?
-    {
+    let broken = |e: MultipartError| ApiError::invalid(format!("invalid multipart body: {}", e.body_text()));
+    let mut parts = Form::new();
+    while let Some(field) = form.next_field().await.map_err(broken)? {
         let name = field.name().unwrap_or_default().to_string();
-        let bytes =
-            field.bytes().await.map_err(|e| ApiError::invalid(format!("invalid multipart body: {}", e.body_text())))?;
-        parts.insert(name, Part { bytes: bytes.to_vec() });
+        parts.insert(name, field.bytes().await.map_err(broken)?.to_vec());
     }
     Ok(parts)
 }
 
 /// The session config of the form's `bundle` part.
-fn bundle_config(form: &mut std::collections::HashMap<String, Part>) -> Result<Value, ApiError> {
-    let Some(Part { bytes }) = form.remove("bundle") else {
+fn bundle_config(form: &mut Form) -> Result<Value, ApiError> {
+    let Some(bytes) = form.remove("bundle") else {
         return Err(ApiError::invalid("multipart part 'bundle' is required"));
     };
-    if bytes.len() > MAX_BUNDLE_BYTES {
-        return Err(ApiError::invalid(format!("the bundle is larger than {MAX_BUNDLE_BYTES} bytes")));
-    }
     let bundle = Bundle::unpack(&bytes).map_err(|e| ApiError::invalid(format!("invalid agent bundle: {e}")))?;
     bundle.config().map_err(|e| ApiError::invalid(format!("invalid agent bundle: {e}")))
 }
