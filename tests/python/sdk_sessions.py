@@ -357,6 +357,12 @@ async def bundle_path(base: str) -> None:
             check(False, "a broken bundle is refused")
         except OmnigentError as e:
             check("invalid agent bundle" in str(e), f"a broken bundle says why: {e}")
+        # Too large: the server reads the streamed body to its end and answers 413 (no reset connection).
+        try:
+            await client.sessions.create(b"x" * (30 << 20))
+            check(False, "a bundle over the limit is refused")
+        except OmnigentError as e:
+            check("larger than this server accepts" in str(e), f"an oversized bundle gets the 413's reason: {e!r}")
     print("ok (bundle path)")
 
 

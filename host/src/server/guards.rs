@@ -24,8 +24,20 @@ pub(super) struct BodyLimits {
     pub read_timeout: Duration,
 }
 
-/// A body announced larger than the route accepts is refused at once (413, before it is read); a body that does not
-/// arrive within the read timeout is refused (408) instead of holding the connection.
+/// How much of an oversized body is read and thrown away before the 413 goes out: a client still sending (the
+/// Python SDK streams uploads) then reads the answer instead of a reset connection. Past this, or the read timeout,
+/// the connection is dropped.
+const MAX_DISCARD_BYTES: u64 = 1 << 30;
+
+/// Why a body was not taken.
+enum Refused {
+    TooLarge,
+    Broken,
+}
+
+/// A body larger than the route accepts is refused (413) — after it is read and discarded, never while the client is
+/// still sending; a body that does not arrive within the read timeout is refused (408) instead of holding the
+/// connection.
 pub(super) async fn guard_body(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
     let BodyLimits { max_bytes: max_body_bytes, read_timeout } = limits;
     // File uploads and agent bundles (multipart) may be larger than other bodies.
@@ -36,27 +48,41 @@ pub(super) async fn guard_body(State(limits): State<BodyLimits>, request: Reques
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        let what = if upload { "the upload" } else { "the request body" };
-        return ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("{what} is larger than this server accepts ({limit} bytes)"),
-        )
-        .into_response();
-    }
+    // A body announced too large is not kept while it is read.
+    let keep = announced.is_none_or(|n| n <= limit as u64);
     let (parts, body) = request.into_parts();
-    let bytes = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
+    let bytes = match tokio::time::timeout(read_timeout, read_body(body, limit, keep)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body is larger than {limit} bytes"))
-                .into_response();
+        Ok(Err(Refused::TooLarge)) => {
+            let what = if upload { "the upload" } else { "the request body" };
+            let message = format!("{what} is larger than this server accepts ({limit} bytes)");
+            return ApiError::new(ErrorCode::PayloadTooLarge, message).into_response();
         }
+        Ok(Err(Refused::Broken)) => return ApiError::invalid("the request body could not be read").into_response(),
         Err(_) => {
             let message = format!("the request body did not arrive within {}s", read_timeout.as_secs_f64());
             return ApiError::new(ErrorCode::RequestTimeout, message).into_response();
         }
     };
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// Reads a body whole, or — once it passes `limit`, or from the start when `keep` is false — reads on and discards
+/// it (up to [`MAX_DISCARD_BYTES`]) so the refusal can be answered.
+async fn read_body(body: axum::body::Body, limit: usize, keep: bool) -> Result<bytes::Bytes, Refused> {
+    let mut chunks = body.into_data_stream();
+    let (mut kept, mut seen) = (Vec::new(), 0u64);
+    while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+        let chunk = chunk.map_err(|_| Refused::Broken)?;
+        seen += chunk.len() as u64;
+        if seen > limit as u64 + MAX_DISCARD_BYTES {
+            break;
+        }
+        if keep && seen <= limit as u64 {
+            kept.extend_from_slice(&chunk);
+        }
+    }
+    if !keep || seen > limit as u64 { Err(Refused::TooLarge) } else { Ok(kept.into()) }
 }
 
 /// Headers larger than `MAX_HEADER_BYTES` are refused (431) in the API's envelope.
