@@ -234,8 +234,9 @@ async fn sigterm_ends_open_streams_with_done_and_sessions_survive_the_restart() 
     assert_eq!(snap["title"], "durable");
 }
 
-/// `omnigent plugin check`: a builtin policy and the builtin harness load (with what they declare); a core module,
-/// a file that is not WebAssembly and a missing file are told apart, with their exit codes.
+/// `omnigent plugin check`: a builtin policy and the builtin harness load (with what they declare); one that imports
+/// the network does not; a core module, a file that is not WebAssembly and a missing file are told apart, with their
+/// exit codes.
 #[test]
 fn plugin_check_says_what_a_wasm_file_is_and_whether_it_loads() {
     let dir = tempfile::tempdir().unwrap();
@@ -252,6 +253,10 @@ fn plugin_check_says_what_a_wasm_file_is_and_whether_it_loads() {
     let (code, said) = check(&guests.join("agent.wasm"));
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("world: omnigent:harness@0.1.0") && said.contains("omnigent:harness/llm@0.1.0"), "{said}");
+    // A plugin that imports the network is refused by the loader the server uses too.
+    let (code, said) = check(&guests.join("networked_policy.wasm"));
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("not loadable here: it imports wasi:sockets/"), "{said}");
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let (code, said) = check(&core);

@@ -12,7 +12,18 @@ use std::process::Command;
 /// Guest workspaces and the components each builds.
 const GUESTS: [(&str, &[&str]); 2] = [
     ("harnesses", &["agent", "hostile"]),
-    ("policies", &["ask_on_os_tools", "max_tool_calls", "cost_budget", "detect_loop", "tool_filter", "hostile_policy"]),
+    (
+        "policies",
+        &[
+            "ask_on_os_tools",
+            "max_tool_calls",
+            "cost_budget",
+            "detect_loop",
+            "tool_filter",
+            "hostile_policy",
+            "networked_policy",
+        ],
+    ),
 ];
 
 fn main() {

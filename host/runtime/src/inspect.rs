@@ -1,9 +1,25 @@
 //! What a `.wasm` file is, for a plugin author (`omnigent plugin check`): a component or not, which of our worlds
 //! it implements (told by its exports), what it imports, and whether this host can load it.
 
+use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::{LoadError, Runtime};
+
+/// Interfaces a plugin may not import: plugins get no network on this host.
+const NETWORK_INTERFACES: [&str; 2] = ["wasi:sockets/", "wasi:http/"];
+
+/// Refuses a component that imports the network (checked on every load, and by `omnigent plugin check`).
+pub(crate) fn refuse_network(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+    let imports = component.component_type().imports(engine).map(|(name, _)| name.to_string()).collect::<Vec<_>>();
+    match imports.iter().find(|i| NETWORK_INTERFACES.iter().any(|n| i.starts_with(n))) {
+        Some(network) => Err(LoadError::WrongWorld(format!(
+            "it imports {network}, and plugins get no network on this host; remove the code (or dependency) that \
+             pulls it in"
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// Which of this host's worlds a component's exports fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

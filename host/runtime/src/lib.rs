@@ -205,7 +205,9 @@ impl Runtime {
         if let Some(found) = cache.lock().unwrap().get(&digest) {
             return Ok(found.clone());
         }
-        let loaded = Arc::new(link(&self.compile(bytes, &digest)?)?);
+        let component = self.compile(bytes, &digest)?;
+        inspect::refuse_network(&self.engine, &component)?;
+        let loaded = Arc::new(link(&component)?);
         cache.lock().unwrap().insert(digest, loaded.clone());
         Ok(loaded)
     }
