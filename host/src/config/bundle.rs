@@ -63,6 +63,16 @@ impl Bundle {
             .transpose()
     }
 
+    /// The first context file the bundle holds (`AGENTS.md`, …): the instructions when its config names none.
+    fn context_file(&self) -> Result<Option<String>, String> {
+        for file in CONTEXT_FILES {
+            if let Some(text) = self.text(file)? {
+                return Ok(Some(text));
+            }
+        }
+        Ok(None)
+    }
+
     /// The session config the bundle describes (as the API's `config` JSON, not yet checked).
     pub fn config(&self) -> Result<Value, String> {
         let mut config = match self.text("config.yaml")? {
@@ -113,11 +123,9 @@ impl Bundle {
     }
 }
 
+/// A bundle's YAML file, its errors naming the file (`path:line:column: …`).
 fn yaml(text: &str, path: &str) -> Result<Value, String> {
-    SessionConfig::yaml_from_client(text).map_err(|e| match e.position {
-        Some((line, column)) => format!("{path}:{line}:{column}: {}", e.message),
-        None => format!("{path}: {}", e.message),
-    })
+    SessionConfig::yaml_from_client(text).map_err(|e| super::ConfigError { origin: path.into(), ..e }.to_string())
 }
 
 /// Omnigent's `config.yaml` (`spec_version: 1`) in this server's config format. The keys with a meaning here are
@@ -140,7 +148,7 @@ fn from_spec(spec: Value, bundle: &Bundle) -> Result<Value, String> {
     }
     let instructions = match (spec.remove("prompt"), spec.remove("instructions")) {
         (Some(p), _) | (None, Some(p)) => Some(p),
-        _ => CONTEXT_FILES.iter().find_map(|f| bundle.text(f).ok().flatten()).map(Value::String),
+        _ => bundle.context_file()?.map(Value::String),
     };
     if let Some(prompt) = instructions {
         out.insert("prompt".into(), prompt);
@@ -232,7 +240,11 @@ fn policies(guardrails: Value) -> Result<Value, String> {
     let mut out = Map::new();
     let Value::Object(mut guardrails) = guardrails else { return Err("guardrails must be a mapping".into()) };
     guardrails.remove("ask_timeout"); // each policy's own timeout decides here
-    let policies = guardrails.remove("policies").and_then(|p| p.as_object().cloned()).unwrap_or_default();
+    let policies = match guardrails.remove("policies") {
+        Some(Value::Object(p)) => p,
+        None => Map::new(),
+        Some(_) => return Err("config.yaml guardrails.policies must be a mapping".into()),
+    };
     if let Some(key) = guardrails.keys().next() {
         return Err(format!("config.yaml guardrails.{key} is not supported here"));
     }
@@ -390,6 +402,8 @@ mod tests {
             ("spec_version: 1\nname: a\ntools: {builtins: [sys_os_shell]}\n", "tools.builtins"),
             ("spec_version: 1\nname: a\nspawn: true\n", "\"spawn\""),
             ("name: a\n", "spec_version"),
+            ("spec_version: 1\nname: a\nguardrails: {policies: [x]}\n", "guardrails.policies must be a mapping"),
+            ("spec_version: [\n", "config.yaml:"),
         ] {
             let err = Bundle::unpack(&targz(&[("config.yaml", yaml)])).unwrap().config().unwrap_err();
             assert!(err.contains(says), "{err}");
