@@ -45,6 +45,15 @@ fn venv(python: &Path) -> PathBuf {
     python.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
+/// Waits (20 s at most) until an HTTP fixture listens on `port`.
+async fn listening(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the HTTP fixture did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The fixture over Streamable HTTP on a free loopback port; killed when dropped.
 struct HttpFixture {
     child: std::process::Child,
@@ -62,11 +71,7 @@ impl HttpFixture {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "the HTTP fixture did not listen");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        listening(port).await;
         let path = if mode == "sse" { "sse" } else { "mcp" };
         HttpFixture { child, url: format!("http://127.0.0.1:{port}/{path}") }
     }
@@ -99,8 +104,13 @@ impl Setup {
         Setup { work, data, _db: db, mock, srv, api }
     }
 
+    /// A session config with `tools`, the Python fixture readable in the sandbox.
     fn config(&self, python: &Path, tools: Value, policies: Value) -> Value {
-        let grants = [venv(python), fixture().parent().unwrap().to_path_buf()];
+        self.config_granting(&[venv(python), fixture().parent().unwrap().to_path_buf()], tools, policies)
+    }
+
+    /// A session config with `tools`, `grants` readable in the sandbox.
+    fn config_granting(&self, grants: &[PathBuf], tools: Value, policies: Value) -> Value {
         json!({
             "name": "mcp-user",
             "executor": {"harness": "agent", "model": "gpt-test", "provider": "openai",
@@ -131,11 +141,17 @@ impl Setup {
         let calls = calls.into_iter().map(|(n, a)| (n.to_string(), a)).collect();
         self.mock.push(Reply::Tools { text: String::new(), calls });
         self.mock.push(Reply::text("done"));
-        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", self.srv.url), &[]).await;
-        sse.next().await.unwrap();
-        self.api.message(id, "go").await;
+        let mut sse = self.send(id, "go").await;
         let frames: Vec<Value> = sse.until("response.completed").await.iter().map(|f| f.json()).collect();
         (omnigent_testkit::tool_outputs(&frames), frames)
+    }
+
+    /// Sends a message once the session's stream is open (so nothing of its turn is missed); the stream.
+    async fn send(&self, id: &str, text: &str) -> Sse {
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", self.srv.url), &[]).await;
+        sse.next().await.unwrap();
+        self.api.message(id, text).await;
+        sse
     }
 }
 
@@ -268,9 +284,7 @@ async fn an_mcp_servers_question_is_asked_of_the_user_and_the_answer_goes_back()
     let calls = calls.into_iter().map(|(n, a)| (n.to_string(), a)).collect();
     t.mock.push(Reply::Tools { text: String::new(), calls });
     t.mock.push(Reply::text("done"));
-    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", t.srv.url), &[]).await;
-    sse.next().await.unwrap();
-    t.api.message(id, "go").await;
+    let mut sse = t.send(id, "go").await;
     // Each question: what the server asked, in MCP's form, for the call it belongs to; the session waits.
     let answers = [
         json!({"action": "accept", "content": {"env": "prod", "replicas": 3}}),
@@ -325,9 +339,7 @@ async fn an_interrupt_while_an_mcp_server_waits_for_an_answer_ends_the_turn_and_
     assert_eq!(status, 201, "{v}");
     let id = v["id"].as_str().unwrap();
     t.mock.push(Reply::Tools { text: String::new(), calls: vec![("fx__wipe".into(), json!({}))] });
-    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", t.srv.url), &[]).await;
-    sse.next().await.unwrap();
-    t.api.message(id, "wipe it").await;
+    let mut sse = t.send(id, "wipe it").await;
     sse.until("response.elicitation_request").await;
     let (status, _) = t.api.post(&format!("/v1/sessions/{id}/events"), json!({"type": "interrupt"})).await;
     assert!(status < 300);
@@ -356,9 +368,7 @@ async fn a_server_on_the_older_sse_transport_works_questions_included() {
     // A question from the server travels over the event stream, its answer back by POST.
     t.mock.push(Reply::Tools { text: String::new(), calls: vec![("old__wipe".into(), json!({}))] });
     t.mock.push(Reply::text("done"));
-    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", t.srv.url), &[]).await;
-    sse.next().await.unwrap();
-    t.api.message(id, "wipe").await;
+    let mut sse = t.send(id, "wipe").await;
     let request = sse.until("response.elicitation_request").await.last().unwrap().json();
     assert_eq!(request["params"]["mcp_server"], "old", "{request}");
     let eid = request["elicitation_id"].as_str().unwrap();
@@ -379,18 +389,8 @@ async fn an_rmcp_server_that_lies_hangs_floods_and_crashes_costs_only_tool_error
         "rs": {"type": "mcp", "command": fixture, "args": ["stdio"], "timeout_s": 2},
         "rh": {"type": "mcp", "url": format!("http://127.0.0.1:{port}/mcp"), "tools": ["echo", "big"]},
     });
-    let config = json!({
-        "name": "mcp-user",
-        "executor": {"harness": "agent", "model": "gpt-test", "provider": "openai",
-            "auth": {"type": "api_key", "api_key": "test-key", "base_url": t.mock.openai_base()}},
-        "tools": tools,
-        "os_env": {"cwd": t.work.path(), "sandbox": {"write_paths": ["."], "read_paths": [fixture.parent().unwrap()]}},
-    });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "the HTTP fixture did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let config = t.config_granting(&[fixture.parent().unwrap().to_path_buf()], tools, json!({}));
+    listening(port).await;
     let (status, v) = t.api.post("/v1/sessions", json!({"config": config})).await;
     assert_eq!(status, 201, "{v}");
     let id = v["id"].as_str().unwrap();

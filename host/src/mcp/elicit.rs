@@ -106,7 +106,7 @@ impl rmcp::ClientHandler for Handler {
 }
 
 /// What goes back to the server for a human's answer.
-pub fn reply_for(schema: &Value, answer: Answer) -> ElicitResult {
+fn reply_for(schema: &Value, answer: Answer) -> ElicitResult {
     match answer.action {
         ApprovalAction::Accept => {}
         ApprovalAction::Decline => return ElicitResult::new(ElicitationAction::Decline),
