@@ -683,17 +683,21 @@ async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config:
     let rust = exe.parent().and_then(Path::parent).map(|d| d.join("mcp-fixture")).filter(|f| f.is_file());
     match rust {
         Some(fixture) => {
-            let direct = direct_mcp_call(&fixture).await;
+            let mut direct = direct_mcp_call(&fixture).await;
+            let baseline = pct(&mut direct, 0.5);
             rows.push(Row {
                 metric: "MCP tool call, a bare rmcp client straight to the rmcp server (stdio)".into(),
                 backend: "-",
-                value: p50_p99(&mut direct.clone()),
+                value: p50_p99(&mut direct),
                 target: "",
             });
-            let grant = fixture.parent().unwrap().display().to_string();
-            let stdio = json!({"type": "mcp", "command": fixture, "args": ["stdio"]});
-            let http = (fixture.display().to_string(), vec!["http".to_string()], "mcp");
-            mcp_server_rows("rmcp", sandbox, base, stdio, http, grant, Some(pct(&mut direct.clone(), 0.5)), rows).await;
+            let rmcp = McpFixture {
+                label: "rmcp",
+                stdio: json!({"type": "mcp", "command": fixture, "args": ["stdio"]}),
+                http: vec![fixture.display().to_string(), "http".into()],
+                grant: fixture.parent().unwrap().display().to_string(),
+            };
+            mcp_server_rows(rmcp, sandbox, base, Some(baseline), rows).await;
         }
         None => eprintln!("rmcp MCP rows skipped: cargo build --release -p omnigent-testkit --bin mcp-fixture"),
     }
@@ -703,10 +707,13 @@ async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config:
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mcp_server.py");
     let fixture = fixture.canonicalize().unwrap();
     // The fixture script is granted to the sandbox (the venv and its Python are shown as the program's own).
-    let grant = fixture.parent().unwrap().display().to_string();
-    let stdio = json!({"type": "mcp", "command": python, "args": [fixture, "stdio"]});
-    let http = (python.clone(), vec![fixture.display().to_string(), "http".into()], "mcp");
-    mcp_server_rows("FastMCP", sandbox, base, stdio, http, grant, None, rows).await;
+    let fast = McpFixture {
+        label: "FastMCP",
+        stdio: json!({"type": "mcp", "command": python, "args": [fixture, "stdio"]}),
+        http: vec![python.clone(), fixture.display().to_string(), "http".into()],
+        grant: fixture.parent().unwrap().display().to_string(),
+    };
+    mcp_server_rows(fast, sandbox, base, None, rows).await;
 }
 
 /// A bare rmcp client's `echo` round trips to the rmcp fixture over stdio, unconfined.
@@ -728,24 +735,31 @@ async fn direct_mcp_call(fixture: &Path) -> Vec<Duration> {
     samples
 }
 
+/// An MCP fixture server the rows are measured against.
+struct McpFixture {
+    label: &'static str,
+    /// Its stdio form, as a `type: mcp` tool.
+    stdio: serde_json::Value,
+    /// The command line of its HTTP form (the port is added; it serves /mcp).
+    http: Vec<String>,
+    /// What the sandbox must let its stdio form read.
+    grant: String,
+}
+
 /// The rows of one fixture: its start-up (stdio in the sandbox + HTTP) and its `echo` round trips through the hub.
-/// `http`: the program, its arguments before the port, and the URL's path. `direct`: the baseline p50, if any.
-#[allow(clippy::too_many_arguments)]
+/// `direct`: the baseline p50, if any.
 async fn mcp_server_rows(
-    label: &str,
+    fixture: McpFixture,
     sandbox: &omnigent::sandbox::Sandbox,
     base: &omnigent::config::SessionConfig,
-    stdio: serde_json::Value,
-    http: (String, Vec<String>, &str),
-    grant: String,
     direct: Option<Duration>,
     rows: &mut Vec<Row>,
 ) {
     use omnigent::mcp::McpHub;
+    let McpFixture { label, stdio, http, grant } = fixture;
     let port = free_port();
-    let (program, args, path) = http;
-    let mut server = std::process::Command::new(&program)
-        .args(&args)
+    let mut server = std::process::Command::new(&http[0])
+        .args(&http[1..])
         .arg(port.to_string())
         .stderr(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -757,7 +771,7 @@ async fn mcp_server_rows(
     let mut config = base.clone();
     let sandbox_spec = json!({"write_paths": ["."], "read_paths": [grant]});
     config.os_env.as_mut().unwrap().sandbox = Some(serde_json::from_value(sandbox_spec).unwrap());
-    let tools = json!({"fx": stdio, "web": {"type": "mcp", "url": format!("http://127.0.0.1:{port}/{path}")}});
+    let tools = json!({"fx": stdio, "web": {"type": "mcp", "url": format!("http://127.0.0.1:{port}/mcp")}});
     config.tools = serde_json::from_value(tools).unwrap();
     let hub = McpHub::new(omnigent::http_client().build().unwrap());
     let mut starts = Vec::new();
