@@ -25,19 +25,22 @@ pub(super) struct BodyLimits {
 }
 
 /// How much of an oversized body is read and thrown away before the 413 goes out: a client still sending (the
-/// Python SDK streams uploads) then reads the answer instead of a reset connection. Past this, or the read timeout,
-/// the connection is dropped.
+/// Python SDK streams uploads) then reads the answer instead of a reset connection. Past this, or once the body
+/// stops flowing for [`DISCARD_IDLE`], the 413 goes out at once.
 const MAX_DISCARD_BYTES: u64 = 1 << 30;
+const DISCARD_IDLE: Duration = Duration::from_millis(250);
 
 /// Why a body was not taken.
 enum Refused {
     TooLarge,
     Broken,
+    /// It did not arrive within the read timeout.
+    Late,
 }
 
-/// A body larger than the route accepts is refused (413) — after it is read and discarded, never while the client is
-/// still sending; a body that does not arrive within the read timeout is refused (408) instead of holding the
-/// connection.
+/// A body larger than the route accepts is refused (413) — after what the client is still sending is read and
+/// discarded, so it can read the answer; a body that does not arrive within the read timeout is refused (408)
+/// instead of holding the connection.
 pub(super) async fn guard_body(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
     let BodyLimits { max_bytes: max_body_bytes, read_timeout } = limits;
     // File uploads and agent bundles (multipart) may be larger than other bodies.
@@ -48,18 +51,18 @@ pub(super) async fn guard_body(State(limits): State<BodyLimits>, request: Reques
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    // A body announced too large is not kept while it is read.
-    let keep = announced.is_none_or(|n| n <= limit as u64);
     let (parts, body) = request.into_parts();
-    let bytes = match tokio::time::timeout(read_timeout, read_body(body, limit, keep)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(Refused::TooLarge)) => {
+    let deadline = tokio::time::Instant::now() + read_timeout;
+    let too_large = announced.is_some_and(|n| n > limit as u64);
+    let bytes = match read_body(body, limit, too_large, deadline).await {
+        Ok(bytes) => bytes,
+        Err(Refused::TooLarge) => {
             let what = if upload { "the upload" } else { "the request body" };
             let message = format!("{what} is larger than this server accepts ({limit} bytes)");
             return ApiError::new(ErrorCode::PayloadTooLarge, message).into_response();
         }
-        Ok(Err(Refused::Broken)) => return ApiError::invalid("the request body could not be read").into_response(),
-        Err(_) => {
+        Err(Refused::Broken) => return ApiError::invalid("the request body could not be read").into_response(),
+        Err(Refused::Late) => {
             let message = format!("the request body did not arrive within {}s", read_timeout.as_secs_f64());
             return ApiError::new(ErrorCode::RequestTimeout, message).into_response();
         }
@@ -67,22 +70,35 @@ pub(super) async fn guard_body(State(limits): State<BodyLimits>, request: Reques
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
-/// Reads a body whole, or — once it passes `limit`, or from the start when `keep` is false — reads on and discards
-/// it (up to [`MAX_DISCARD_BYTES`]) so the refusal can be answered.
-async fn read_body(body: axum::body::Body, limit: usize, keep: bool) -> Result<bytes::Bytes, Refused> {
+/// Reads a body whole by `deadline`. One over `limit` (or announced so: `too_large`) is read on and discarded while
+/// it flows (see [`MAX_DISCARD_BYTES`]), then refused.
+async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    mut too_large: bool,
+    deadline: tokio::time::Instant,
+) -> Result<bytes::Bytes, Refused> {
     let mut chunks = body.into_data_stream();
     let (mut kept, mut seen) = (Vec::new(), 0u64);
-    while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
-        let chunk = chunk.map_err(|_| Refused::Broken)?;
+    loop {
+        // Discarding waits only while the body flows; reading it whole waits until the deadline.
+        let wait = if too_large { deadline.min(tokio::time::Instant::now() + DISCARD_IDLE) } else { deadline };
+        let chunk = match tokio::time::timeout_at(wait, futures::StreamExt::next(&mut chunks)).await {
+            Ok(Some(chunk)) => chunk.map_err(|_| Refused::Broken)?,
+            Ok(None) => break,
+            Err(_) if too_large => return Err(Refused::TooLarge),
+            Err(_) => return Err(Refused::Late),
+        };
         seen += chunk.len() as u64;
+        too_large |= seen > limit as u64;
         if seen > limit as u64 + MAX_DISCARD_BYTES {
             break;
         }
-        if keep && seen <= limit as u64 {
+        if !too_large {
             kept.extend_from_slice(&chunk);
         }
     }
-    if !keep || seen > limit as u64 { Err(Refused::TooLarge) } else { Ok(kept.into()) }
+    if too_large { Err(Refused::TooLarge) } else { Ok(kept.into()) }
 }
 
 /// Headers larger than `MAX_HEADER_BYTES` are refused (431) in the API's envelope.
