@@ -15,6 +15,9 @@ pub const MAX_CONTEXT_WINDOW: u64 = 10_000_000;
 pub const MAX_RECENT_WINDOW: u64 = 1000;
 /// Longest pause of the scripted provider before each streamed word (10 s).
 pub const MAX_SCRIPT_DELAY_MS: u64 = 10_000;
+/// Largest `.wasm` component file (harness or policy) a session may name: room for a Python policy, which carries
+/// its interpreter (~18 MB built by componentize-py).
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 /// Longest one policy evaluation may take (a minute).
 pub const MAX_POLICY_TIMEOUT_MS: u64 = 60_000;
 

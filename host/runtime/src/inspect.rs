@@ -1,6 +1,7 @@
 //! What a `.wasm` file is, for a plugin author (`omnigent plugin check`): a component or not, which of our worlds
 //! it implements (told by its exports), what it imports, and whether this host can load it.
 
+use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -52,7 +53,9 @@ impl Runtime {
         if header[4..8] == [1, 0, 0, 0] {
             return Ok(Inspection::CoreModule);
         }
-        let component = Component::new(self.engine(), bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let component = self.compile(bytes, &digest)?;
+        *self.inspected.lock().unwrap() = Some((digest, component.clone()));
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(self.engine()).map(|(name, _)| name.to_string()).collect();
         let exports: Vec<String> = ty.exports(self.engine()).map(|(name, _)| name.to_string()).collect();

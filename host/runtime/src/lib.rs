@@ -116,6 +116,9 @@ pub struct Runtime {
     compiling: Mutex<()>,
     /// Components compiled (not found in a cache) since start.
     compiled: std::sync::atomic::AtomicU64,
+    /// The component `inspect` compiled last, so loading it next (as `omnigent plugin check` does) does not compile
+    /// it again: a Python policy takes seconds.
+    inspected: Mutex<Option<([u8; 32], Component)>>,
 }
 
 impl Runtime {
@@ -147,6 +150,7 @@ impl Runtime {
             agent: Default::default(),
             compiling: Mutex::default(),
             compiled: Default::default(),
+            inspected: Mutex::new(None),
         }))
     }
 
@@ -213,6 +217,11 @@ impl Runtime {
     }
 
     fn compile(&self, bytes: &[u8], digest: &[u8; 32]) -> Result<Component, LoadError> {
+        if let Some((inspected, component)) = &*self.inspected.lock().unwrap()
+            && inspected == digest
+        {
+            return Ok(component.clone());
+        }
         self.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some(dir) = &self.cache_dir else {
             return Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")));

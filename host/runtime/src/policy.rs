@@ -85,8 +85,9 @@ impl PolicyComponent {
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory)
-                .instances(16)
-                .tables(16)
+                // A Python policy (componentize-py) is ~20 core instances; a Rust one, a handful.
+                .instances(64)
+                .tables(64)
                 .trap_on_grow_failure(true)
                 .build(),
         };

@@ -9,9 +9,6 @@ use serde_json::Value;
 
 use super::{Level, Loaded, PolicyDecl, PolicyMap, builtin_for};
 
-/// Largest `.wasm` policy file accepted.
-const MAX_COMPONENT_BYTES: u64 = 16 << 20;
-
 /// Loads policy components once per process and keeps the server-wide defaults.
 pub struct PolicyEnv {
     runtime: Arc<Runtime>,
@@ -48,7 +45,7 @@ impl PolicyEnv {
             }
             _ => {
                 let path = decl.component.clone().unwrap_or_default();
-                crate::regular_file::read_async(std::path::Path::new(&path), MAX_COMPONENT_BYTES)
+                crate::regular_file::read_async(std::path::Path::new(&path), crate::bounds::MAX_COMPONENT_BYTES)
                     .await
                     .map_err(|e| format!("policy component: {e}"))?
             }

@@ -21,8 +21,6 @@ use crate::policy::{Phase, PolicyMap};
 use crate::protocol::{self, ErrorSource, NewEvent};
 use crate::session::{FailureCode, Sessions, TurnOutcome, TurnStart};
 
-/// Largest `.wasm` harness file accepted.
-const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 const DEFAULT_MAX_STEPS: u32 = 25;
 
 fn failed(code: FailureCode, message: String) -> TurnOutcome {
@@ -200,7 +198,7 @@ async fn load_harness(env: &TurnEnv, config: &SessionConfig) -> Result<Arc<Harne
                 .map_err(|e| failed(FailureCode::HarnessInvalid, format!("the builtin agent harness: {e}")));
         }
         path if path.ends_with(".wasm") => {
-            crate::regular_file::read_async(Path::new(path), MAX_COMPONENT_BYTES).await.map_err(|e| {
+            crate::regular_file::read_async(Path::new(path), crate::bounds::MAX_COMPONENT_BYTES).await.map_err(|e| {
                 let code = if e.is_missing() { FailureCode::HarnessNotFound } else { FailureCode::HarnessInvalid };
                 failed(code, format!("harness: {e}"))
             })?

@@ -2,7 +2,7 @@
 //! too). Omnigent's `omnigent.policies.builtins.safety.ask_on_os_tools`, with the tool names of our builtins and of
 //! Claude Code, Codex and Omnigent's `sys_os_*` tools.
 
-use policy_kit::*;
+use omnigent_policy::*;
 
 struct AskOnOsTools;
 
@@ -67,4 +67,4 @@ impl Guest for AskOnOsTools {
     }
 }
 
-policy_kit::export_policy!(AskOnOsTools);
+omnigent_policy::export_policy!(AskOnOsTools);

@@ -2,7 +2,7 @@
 //! while on an expensive model, when `expensive_models` is given — a downgrade gate). Omnigent's
 //! `omnigent.policies.builtins.cost.cost_budget`. Evaluated on `request` and `tool-call`.
 
-use policy_kit::*;
+use omnigent_policy::*;
 
 struct CostBudget;
 
@@ -71,4 +71,4 @@ impl Guest for CostBudget {
     }
 }
 
-policy_kit::export_policy!(CostBudget);
+omnigent_policy::export_policy!(CostBudget);

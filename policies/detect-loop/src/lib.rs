@@ -1,7 +1,7 @@
 //! Asks a human when the agent repeats the same tool call (same tool, same arguments) `threshold` times within
 //! its last `window` calls. Omnigent's `omnigent.policies.builtins.safety.detect_loop`.
 
-use policy_kit::*;
+use omnigent_policy::*;
 
 struct DetectLoop;
 
@@ -60,4 +60,4 @@ impl Guest for DetectLoop {
     }
 }
 
-policy_kit::export_policy!(DetectLoop);
+omnigent_policy::export_policy!(DetectLoop);

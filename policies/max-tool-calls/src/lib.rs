@@ -1,7 +1,7 @@
 //! Denies tool calls once a session has made `limit` of them. Omnigent's
 //! `omnigent.policies.builtins.safety.max_tool_calls_per_session`.
 
-use policy_kit::*;
+use omnigent_policy::*;
 
 struct MaxToolCalls;
 
@@ -37,4 +37,4 @@ impl Guest for MaxToolCalls {
     }
 }
 
-policy_kit::export_policy!(MaxToolCalls);
+omnigent_policy::export_policy!(MaxToolCalls);

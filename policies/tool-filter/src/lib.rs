@@ -1,7 +1,7 @@
 //! Tool allow and deny lists: a tool on `deny` is refused; when `allow` is given, every tool not on it is refused.
 //! A trailing `*` matches a prefix (`mcp_github_*`).
 
-use policy_kit::*;
+use omnigent_policy::*;
 
 struct ToolFilter;
 
@@ -51,4 +51,4 @@ impl Guest for ToolFilter {
     }
 }
 
-policy_kit::export_policy!(ToolFilter);
+omnigent_policy::export_policy!(ToolFilter);
