@@ -52,8 +52,9 @@ impl SessionConfig {
         let text =
             read_text(path).map_err(|message| ConfigError { origin: origin.clone(), position: None, message })?;
         let mut config = Self::from_yaml(&text, &origin)?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base = std::fs::canonicalize(&base).unwrap_or(base);
+        // `session.yaml` has the parent "": the current directory.
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
         let cwd = config.os_env.as_ref().and_then(|o| o.cwd.clone()).unwrap_or_else(|| ".".into());
         let resolved = base.join(&cwd);
         config.os_env.get_or_insert_with(OsEnv::default).cwd =
@@ -65,6 +66,11 @@ impl SessionConfig {
         }
         if config.executor.harness.ends_with(".wasm") && !Path::new(&config.executor.harness).is_absolute() {
             config.executor.harness = base.join(&config.executor.harness).display().to_string();
+        }
+        for decl in config.policies.iter_mut().flat_map(|p| p.0.iter_mut().map(|(_, d)| d)) {
+            if let Some(component) = decl.component.as_mut().filter(|c| !Path::new(c.as_str()).is_absolute()) {
+                *component = base.join(&*component).display().to_string();
+            }
         }
         Ok(config)
     }

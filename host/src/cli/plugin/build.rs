@@ -158,6 +158,8 @@ fn build_python(dir: &Path) -> Result<PathBuf, BuildError> {
         .arg(PYTHON_COMPONENT_MODULE)
         .arg("-o")
         .arg(&out)
+        // Its progress goes where cargo's does: stdout carries only the result.
+        .stdout(stderr_handle()?)
         .status()
         .map_err(|e| BuildError::Failed(format!("cannot run {}: {e}", componentize.display())))?;
     if !status.success() {
@@ -167,6 +169,13 @@ fn build_python(dir: &Path) -> Result<PathBuf, BuildError> {
         )));
     }
     Ok(out)
+}
+
+/// This process's stderr, for a child's stdout.
+fn stderr_handle() -> Result<Stdio, BuildError> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stderr().as_fd().try_clone_to_owned().map_err(|e| BuildError::Failed(format!("stderr: {e}")))?;
+    Ok(Stdio::from(fd))
 }
 
 /// The component's file name: `[project] name` of `pyproject.toml` in snake case, else the folder's name.
