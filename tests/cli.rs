@@ -257,6 +257,10 @@ fn plugin_check_says_what_a_wasm_file_is_and_whether_it_loads() {
     let (code, said) = check(&guests.join("networked_policy.wasm"));
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("not loadable here: it imports wasi:sockets/"), "{said}");
+    // A component of another world (a WASI command).
+    let (code, said) = check(&guests.join("not_a_plugin.wasm"));
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("world: none of this host's") && said.contains("exports run-turn"), "{said}");
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let (code, said) = check(&core);

@@ -292,3 +292,41 @@ fn the_kit_says_what_is_wrong_with_its_input() {
     assert_eq!(said.code, Some(2), "{said}");
     assert!(said.stdout.contains("neither a Rust project (Cargo.toml) nor a Python policy (policy.py)"), "{said}");
 }
+
+/// The compatibility rule (wit/README.md): a component built against an earlier 0.1.x WIT keeps working. The
+/// fixtures are built from frozen copies of the WIT as released, not the live one, so the day the host moves on
+/// this says whether their authors' components still load and run.
+#[test]
+fn components_built_for_the_released_wit_keep_working() {
+    let guests = Path::new(omnigent_runtime::GUEST_DIR);
+    let here = tempfile::tempdir().unwrap();
+    let policy = guests.join("policy_0_1_0.wasm");
+    let said = omnigent(here.path(), &["plugin", "check", policy.to_str().unwrap()]);
+    assert_eq!(said.code, Some(0), "{said}");
+    assert!(said.stdout.contains("world: omnigent:policy@0.1.0") && said.stdout.contains("name: frozen_0_1_0"));
+    let events = here.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        [
+            r#"{"type":"response.output_item.done","item":{"type":"function_call","call_id":"c1","name":"frozen","arguments":"{}"}}"#,
+            r#"{"type":"response.output_item.done","item":{"type":"function_call","call_id":"c2","name":"shell","arguments":"{}"}}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let said = omnigent(here.path(), &["plugin", "test", policy.to_str().unwrap(), "--events", "events.jsonl"]);
+    assert_eq!(said.code, Some(0), "{said}");
+    assert!(said.stdout.contains("line 1: tool_call:frozen → deny: frozen is denied by a 0.1.0 policy"), "{said}");
+    assert!(said.stdout.contains("line 2: tool_call:shell → allow"), "{said}");
+    assert!(said.stdout.contains(r#"state: {"frozen.seen":2}"#), "{said}");
+
+    let harness = guests.join("harness_0_1_0.wasm");
+    std::fs::write(here.path().join("script.jsonl"), "{\"user\": \"hi\"}\n{\"model\": {\"text\": \"hello\"}}\n")
+        .unwrap();
+    let said = omnigent(here.path(), &["plugin", "test", harness.to_str().unwrap(), "--script", "script.jsonl"]);
+    assert_eq!(said.code, Some(0), "{said}");
+    for line in ["log info: a 0.1.0 harness", "event harness.frozen: {\"version\": \"0.1.0\"}", "answer: 0.1.0: hello"]
+    {
+        assert!(said.stdout.lines().any(|l| l == line), "{line}: {said}");
+    }
+}

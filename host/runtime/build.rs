@@ -11,7 +11,7 @@ use std::process::Command;
 
 /// Guest workspaces and the components each builds.
 const GUESTS: [(&str, &[&str]); 2] = [
-    ("harnesses", &["agent", "hostile"]),
+    ("harnesses", &["agent", "hostile", "harness_0_1_0"]),
     (
         "policies",
         &[
@@ -22,6 +22,8 @@ const GUESTS: [(&str, &[&str]); 2] = [
             "tool_filter",
             "hostile_policy",
             "networked_policy",
+            "policy_0_1_0",
+            "not_a_plugin",
         ],
     ),
 ];
