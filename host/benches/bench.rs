@@ -2,7 +2,7 @@
 //! it over HTTP from this process, on SQLite and — when TEST_DATABASE_URL is set — on Postgres. Prints a table.
 //!
 //! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers); BENCH_SUITES=runtime,policy,
-//! turn,store,native,credentials,tools runs only the named suites (default: all). The native suite drives the real Claude
+//! turn,store,native,credentials,tools,plugin runs only the named suites (default: all). The native suite drives the real Claude
 //! Code CLI named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
 
 use std::path::{Path, PathBuf};
@@ -823,6 +823,121 @@ async fn mcp_server_rows(
     let _ = server.wait();
 }
 
+/// Runs the release `omnigent` with `args` in `cwd` (author builds in a cargo target dir of their own); panics on
+/// failure with what it said.
+fn omnigent_cli(cwd: &Path, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_omnigent"))
+        .args(args)
+        .current_dir(cwd)
+        .env("CARGO_TARGET_DIR", bench_cache().join("plugin-kit-target"))
+        .output()
+        .expect("run omnigent");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
+/// Kept between bench runs (the author's warm caches): `~/.cache/omnigent-bench`.
+fn bench_cache() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("omnigent-bench")
+}
+
+/// The plugin kit: scaffold-to-built time per kind, component sizes, and the Python policy's evaluations next to
+/// the equivalent Rust one (the two scaffolds' example policies are the same rule), fresh instance per call.
+async fn plugin_suite(rows: &mut Vec<Row>) {
+    use omnigent_runtime::policy::{Context, Event, Phase, Usage};
+    let dir = tempfile::tempdir().unwrap();
+    let mut row = |metric: &str, value: String, target: &'static str| {
+        eprintln!("  plugin   {metric}: {value}");
+        rows.push(Row { metric: metric.to_string(), backend: "-", value, target });
+    };
+    let kinds: [(&str, &[&str], &str); 3] = [
+        ("Rust policy", &["policy"], "guard_rs"),
+        ("Python policy", &["policy", "--lang", "python"], "guard_py"),
+        ("Rust harness", &["harness"], "loop_rs"),
+    ];
+    let mut built = Vec::new();
+    for (label, kind, name) in kinds {
+        // A first project warms the caches (the toolchain's crates, componentize-py); the second is what an author
+        // who has built one before waits for.
+        let mut took = Duration::ZERO;
+        for round in ["warmup", "measured"] {
+            let project = format!("{name}_{round}");
+            let mut new = vec!["plugin", "new"];
+            new.extend_from_slice(&kind[..1]);
+            new.push(&project);
+            new.extend_from_slice(&kind[1..]);
+            let scaffolded = omnigent_cli(dir.path(), &new);
+            took = scaffolded + omnigent_cli(&dir.path().join(&project), &["plugin", "build"]);
+        }
+        let wasm = dir.path().join(format!("{name}_measured/dist/{name}_measured.wasm"));
+        let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
+        row(&format!("plugin new + build, {label} (warm caches)"), fmt(took), "");
+        row(&format!("component size, {label}"), format!("{:.1} KB", size as f64 / 1024.0), "");
+        built.push((label, wasm));
+    }
+
+    let usage = Usage { input_tokens: 100, output_tokens: 50, total_tokens: 150, total_cost_usd: 0.01 };
+    let event = || Event {
+        phase: Phase::ToolCall,
+        target: Some("shell".into()),
+        data: json!({"name": "shell", "arguments": {"command": "ls -la"}}).to_string(),
+        request_data: None,
+        context: Context {
+            session_id: "conv_bench".into(),
+            model: "gpt-bench".into(),
+            harness: "agent".into(),
+            usage,
+            labels: "{}".into(),
+            state: json!({"p.tool_calls": 7}).to_string(),
+            policy_name: "p".into(),
+        },
+    };
+    let params = json!({"blocked": ["git push --force"]}).to_string();
+    let mut p50s = Vec::new();
+    for (label, wasm) in built.iter().filter(|(label, _)| label.ends_with("policy")) {
+        let bytes = std::fs::read(wasm).unwrap();
+        // Compile once: what the first session naming the file pays, and a restart's read of the disk cache.
+        let cache = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        let policy = Runtime::new(Some(cache.path().to_path_buf())).unwrap().load_policy(&bytes).unwrap();
+        let compile = t.elapsed();
+        let t = Instant::now();
+        Runtime::new(Some(cache.path().to_path_buf())).unwrap().load_policy(&bytes).unwrap();
+        let cached = t.elapsed();
+        row(
+            &format!("compile once, {label} (then from the disk cache)"),
+            format!("{} ({})", fmt(compile), fmt(cached)),
+            "",
+        );
+        let mut samples = Vec::new();
+        for _ in 0..n(2000) {
+            let t = Instant::now();
+            let decision = policy.evaluate(&params, event(), Default::default()).await.unwrap();
+            assert!(matches!(decision.verdict, omnigent_runtime::policy::Verdict::Allow), "{label}");
+            samples.push(t.elapsed());
+        }
+        p50s.push(pct(&mut samples, 0.5));
+        row(&format!("evaluate, fresh instance per call, {label} (scaffold example)"), p50_p99(&mut samples), "");
+        let mut samples = Vec::new();
+        for _ in 0..n(2000) {
+            let t = Instant::now();
+            policy.describe(Default::default()).await.unwrap();
+            samples.push(t.elapsed());
+        }
+        row(&format!("  of which: fresh instance + describe(), {label}"), p50_p99(&mut samples), "");
+    }
+    if let [rust, python] = p50s[..] {
+        row("Python / Rust evaluate p50", format!("{:.0}×", python.as_secs_f64() / rust.as_secs_f64()), "");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; this binary takes no other arguments.
@@ -850,6 +965,9 @@ async fn main() {
     }
     if wanted("tools") {
         tools_suite(&mut rows).await;
+    }
+    if wanted("plugin") {
+        plugin_suite(&mut rows).await;
     }
     if wanted("store") {
         suite(sqlite_db(), &mut rows).await;
