@@ -87,6 +87,9 @@ pub(crate) fn classify(error: wasmtime::Error, memory: usize, deadline: Duration
 /// Where the build put the guest components (test fixtures are read from here).
 pub const GUEST_DIR: &str = env!("OMNIGENT_GUEST_DIR");
 
+/// The initial heap size up to which a component always gets a copy-on-write memory image (see `config`).
+const MAX_DENSE_IMAGE: u64 = 64 << 20;
+
 /// Epoch tick: how often a running guest yields to the async executor and checks its deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Pooled instance slots; more concurrent instances than this fall back to failing instantiation, so the turn
@@ -261,6 +264,11 @@ fn config(pooling: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // Copy-on-write memory images for initial heaps up to this size, however sparse: a Python policy's
+    // pre-initialized heap (componentize-py) spans more than wasmtime's 16 MiB default with gaps, and without an
+    // image every instantiation copies it (2 ms instead of µs). Bounded by the component size cap, so a hostile
+    // sparse module cannot make a larger image.
+    config.memory_guaranteed_dense_image_size(MAX_DENSE_IMAGE);
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES);
