@@ -51,11 +51,27 @@ fn omnigent(cwd: &Path, args: &[&str]) -> Said {
     run(cwd, &bin(), args, None)
 }
 
+/// A server with what it needs to live.
+struct Server {
+    process: ServerProcess,
+    _db: omnigent_testkit::TestDb,
+    _work: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServerProcess;
+    fn deref(&self) -> &ServerProcess {
+        &self.process
+    }
+}
+
 /// A server of its own (its data dir and cwd elsewhere, so relative paths in a YAML must be the YAML's).
-async fn server(work: &Path) -> (ServerProcess, omnigent_testkit::TestDb) {
+async fn server() -> Server {
+    let work = tempfile::tempdir().unwrap();
     let db = omnigent_testkit::sqlite_db();
-    let srv = ServerProcess::start(&bin(), &omnigent_testkit::data_dir_in(work), &db.url, free_port(), &[]).await;
-    (srv, db)
+    let process =
+        ServerProcess::start(&bin(), &omnigent_testkit::data_dir_in(work.path()), &db.url, free_port(), &[]).await;
+    Server { process, _db: db, _work: work }
 }
 
 /// `plugin new` into a fresh folder; returns the project folder.
@@ -76,8 +92,9 @@ fn build(project: &Path, wasm: &str) -> PathBuf {
     built
 }
 
-/// The policy flow after `build`: check, the recorded sample session, then a real session through the CLI.
-async fn check_test_and_run_policy(project: &Path, snake: &str) {
+/// The policy flow after `build`: check, the recorded sample session, then a real session through the CLI (on a
+/// server it returns, still running).
+async fn check_test_and_run_policy(project: &Path, snake: &str) -> Server {
     let wasm = format!("dist/{snake}.wasm");
     let said = omnigent(project, &["plugin", "check", &wasm]);
     assert_eq!(said.code, Some(0), "{said}");
@@ -109,8 +126,7 @@ async fn check_test_and_run_policy(project: &Path, snake: &str) {
 
     // A real session guarded by it: the README's command, from the project folder, against a server whose cwd and
     // data dir are elsewhere.
-    let work = tempfile::tempdir().unwrap();
-    let (srv, _db) = server(work.path()).await;
+    let srv = server().await;
     let said = run(project, &bin(), &["run", "-f", "session.yaml", "-p", "push it"], Some(&srv.url));
     assert_eq!(said.code, Some(0), "{said}");
     assert!(
@@ -121,6 +137,7 @@ async fn check_test_and_run_policy(project: &Path, snake: &str) {
     assert_eq!(outputs.len(), 2, "{outputs:?}");
     assert!(outputs[0].contains("blocked") && !outputs[0].contains("exit code"), "the echo never ran: {outputs:?}");
     assert!(outputs[1].contains("session.yaml"), "the ls ran in the project folder: {outputs:?}");
+    srv
 }
 
 /// The only session on `server` and its log, as `omnigent sessions show ID --events` prints it.
@@ -152,7 +169,16 @@ async fn a_rust_policy_goes_from_nothing_to_guarding_a_session() {
     assert_eq!(said.code, Some(0), "{said}");
     assert!(said.stdout.contains("4 passed"), "{said}");
     build(&project, "no_push.wasm");
-    check_test_and_run_policy(&project, "no_push").await;
+    let srv = check_test_and_run_policy(&project, "no_push").await;
+
+    // Rebuilt, it guards the next session on the same server without a restart.
+    let lib = project.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap().replace("is blocked in this session", "is refused (v2)");
+    std::fs::write(&lib, source).unwrap();
+    build(&project, "no_push.wasm");
+    let said = run(&project, &bin(), &["run", "-f", "session.yaml", "-p", "push it"], Some(&srv.url));
+    assert_eq!(said.code, Some(0), "{said}");
+    assert!(said.stdout.contains("`git push --force` is refused (v2)"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,8 +286,7 @@ async fn a_rust_harness_goes_from_nothing_to_running_a_session() {
     assert!(said.stdout.contains("bad.jsonl:1: a line holds exactly one of"), "{said}");
 
     // A real session on it, from the project folder.
-    let work = tempfile::tempdir().unwrap();
-    let (srv, _db) = server(work.path()).await;
+    let srv = server().await;
     let said = run(&project, &bin(), &["run", "-f", "session.yaml", "-p", "what is here?"], Some(&srv.url));
     assert_eq!(said.code, Some(0), "{said}");
     assert!(said.stdout.contains("The listing is above."), "{said}");

@@ -11,10 +11,10 @@
 
 pub mod harness;
 pub mod inspect;
+mod loaded;
 pub mod policy;
 pub mod testing;
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use harness::{HarnessComponent, HostState, TurnFailure, TurnHost, TurnLimits};
 pub use inspect::{Inspection, World};
+use loaded::Loaded;
 pub use policy::{PolicyComponent, PolicyFailure, PolicyLimits};
 
 /// The builtin default harness (`harnesses/agent`), embedded in the binary.
@@ -112,8 +113,8 @@ pub struct Runtime {
     policy_linker: Linker<policy::PolicyState>,
     cache_dir: Option<PathBuf>,
     pooling: bool,
-    loaded: Mutex<HashMap<[u8; 32], Arc<HarnessComponent>>>,
-    policies: Mutex<HashMap<[u8; 32], Arc<PolicyComponent>>>,
+    harnesses: Loaded<HarnessComponent>,
+    policies: Loaded<PolicyComponent>,
     agent: std::sync::OnceLock<Arc<HarnessComponent>>,
     /// Held while a component compiles: concurrent first uses of one component wait for its one compile.
     compiling: Mutex<()>,
@@ -148,8 +149,8 @@ impl Runtime {
             policy_linker,
             cache_dir,
             pooling,
-            loaded: Mutex::default(),
-            policies: Mutex::default(),
+            harnesses: Loaded::default(),
+            policies: Loaded::default(),
             agent: Default::default(),
             compiling: Mutex::default(),
             compiled: Default::default(),
@@ -186,7 +187,7 @@ impl Runtime {
 
     /// Compiles (or fetches from the caches) a harness component and pre-links it.
     pub fn load_harness(&self, bytes: &[u8]) -> Result<Arc<HarnessComponent>, LoadError> {
-        self.load(&self.loaded, bytes, |c| HarnessComponent::new(&self.harness_linker, c))
+        self.load(&self.harnesses, bytes, |c| HarnessComponent::new(&self.harness_linker, c))
     }
 
     /// Compiles (or fetches from the caches) a policy component and pre-links it. CPU work the first time: call it
@@ -199,23 +200,23 @@ impl Runtime {
     /// the first time.
     fn load<T>(
         &self,
-        cache: &Mutex<HashMap<[u8; 32], Arc<T>>>,
+        cache: &Loaded<T>,
         bytes: &[u8],
         link: impl FnOnce(&Component) -> Result<T, LoadError>,
     ) -> Result<Arc<T>, LoadError> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(found) = cache.lock().unwrap().get(&digest) {
-            return Ok(found.clone());
+        if let Some(found) = cache.get(&digest) {
+            return Ok(found);
         }
         // One compile at a time (single flight): whoever waited here finds the component cached.
         let _compiling = self.compiling.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(found) = cache.lock().unwrap().get(&digest) {
-            return Ok(found.clone());
+        if let Some(found) = cache.get(&digest) {
+            return Ok(found);
         }
         let component = self.compile(bytes, &digest)?;
         inspect::refuse_network(&self.engine, &component)?;
         let loaded = Arc::new(link(&component)?);
-        cache.lock().unwrap().insert(digest, loaded.clone());
+        cache.insert(digest, loaded.clone());
         Ok(loaded)
     }
 

@@ -14,7 +14,9 @@ pub struct PolicyEnv {
     runtime: Arc<Runtime>,
     /// Server-wide defaults (`omnigent server --policies FILE`), judged after the session's and the agent's.
     pub server: PolicyMap,
-    loaded: Mutex<HashMap<String, Arc<PolicyComponent>>>,
+    /// By source (`builtin:<name>`, `path:<file>`), with the file's size and time when loaded: a rebuilt file
+    /// replaces its older version here, which the runtime then drops once no session's chain holds it.
+    loaded: Mutex<HashMap<String, (String, Arc<PolicyComponent>)>>,
 }
 
 impl PolicyEnv {
@@ -24,19 +26,24 @@ impl PolicyEnv {
 
     /// The component a declaration names (compiled on first use, then cached).
     pub async fn component(&self, decl: &PolicyDecl) -> Result<Arc<PolicyComponent>, String> {
-        let key = match (&decl.handler, &decl.component) {
-            (Some(h), _) => format!("builtin:{}", builtin_for(h).ok_or_else(|| format!("no builtin policy '{h}'"))?),
+        let (key, stamp) = match (&decl.handler, &decl.component) {
+            (Some(h), _) => {
+                let name = builtin_for(h).ok_or_else(|| format!("no builtin policy '{h}'"))?;
+                (format!("builtin:{name}"), String::new())
+            }
             (None, Some(path)) => {
-                // Keyed by the file's size and time too, so a rebuilt policy is picked up without a restart.
+                // The file's size and time, so a rebuilt policy is picked up without a restart.
                 let meta =
                     tokio::fs::metadata(path).await.map_err(|e| format!("cannot read policy component {path}: {e}"))?;
                 let modified =
                     meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
-                format!("path:{path}:{}:{}", meta.len(), modified.as_nanos())
+                (format!("path:{path}"), format!("{}:{}", meta.len(), modified.as_nanos()))
             }
             (None, None) => return Err("the policy names no handler or component".into()),
         };
-        if let Some(found) = self.loaded.lock().unwrap().get(&key) {
+        if let Some((loaded_stamp, found)) = self.loaded.lock().unwrap().get(&key)
+            && *loaded_stamp == stamp
+        {
             return Ok(found.clone());
         }
         let bytes: Vec<u8> = match key.split_once(':') {
@@ -55,7 +62,7 @@ impl PolicyEnv {
             .await
             .map_err(|e| format!("loading the policy panicked: {e}"))?
             .map_err(|e| format!("{}: {e}", decl.source_name()))?;
-        self.loaded.lock().unwrap().insert(key, component.clone());
+        self.loaded.lock().unwrap().insert(key, (stamp, component.clone()));
         Ok(component)
     }
 
