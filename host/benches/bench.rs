@@ -302,32 +302,41 @@ fn five_policies() -> serde_json::Value {
     })
 }
 
-/// Policy evaluations in this process: each builtin in a fresh instance per call, and the host's chain of five.
-async fn policy_suite(rows: &mut Vec<Row>) {
-    use omnigent::policy::{PolicyEnv, PolicyMap, Situation};
-    use omnigent_runtime::policy::{Context, Event, Phase, Usage};
-    let rt = Runtime::new(None).unwrap();
-    let mut row = |metric: &str, value: String, target: &'static str| {
-        eprintln!("  runtime  {metric}: {value}");
-        rows.push(Row { metric: metric.to_string(), backend: "-", value, target });
-    };
-    let usage = Usage { input_tokens: 100, output_tokens: 50, total_tokens: 150, total_cost_usd: 0.01 };
-    let args = json!({"name": "shell", "arguments": {"command": "ls -la"}});
-    let event = || Event {
+fn bench_usage() -> omnigent_runtime::policy::Usage {
+    omnigent_runtime::policy::Usage { input_tokens: 100, output_tokens: 50, total_tokens: 150, total_cost_usd: 0.01 }
+}
+
+/// A policy event: the model asks for `shell` with `ls -la`, in a session whose policy state is `state`.
+fn shell_call(state: serde_json::Value) -> omnigent_runtime::policy::Event {
+    use omnigent_runtime::policy::{Context, Event, Phase};
+    Event {
         phase: Phase::ToolCall,
         target: Some("shell".into()),
-        data: args.to_string(),
+        data: json!({"name": "shell", "arguments": {"command": "ls -la"}}).to_string(),
         request_data: None,
         context: Context {
             session_id: "conv_bench".into(),
             model: "gpt-bench".into(),
             harness: "agent".into(),
-            usage,
+            usage: bench_usage(),
             labels: "{}".into(),
-            state: json!({"limit.count": 7, "loops.recent": ["shell:{}", "read_file:{}"]}).to_string(),
+            state: state.to_string(),
             policy_name: "p".into(),
         },
+    }
+}
+
+/// Policy evaluations in this process: each builtin in a fresh instance per call, and the host's chain of five.
+async fn policy_suite(rows: &mut Vec<Row>) {
+    use omnigent::policy::{PolicyEnv, PolicyMap, Situation};
+    let rt = Runtime::new(None).unwrap();
+    let mut row = |metric: &str, value: String, target: &'static str| {
+        eprintln!("  runtime  {metric}: {value}");
+        rows.push(Row { metric: metric.to_string(), backend: "-", value, target });
     };
+    let usage = bench_usage();
+    let args = json!({"name": "shell", "arguments": {"command": "ls -la"}});
+    let event = || shell_call(json!({"limit.count": 7, "loops.recent": ["shell:{}", "read_file:{}"]}));
     let decls: PolicyMap = serde_json::from_value(five_policies()).unwrap();
     for (name, decl) in &decls.0 {
         let component = omnigent_runtime::BUILTIN_POLICIES
@@ -851,7 +860,6 @@ fn bench_cache() -> PathBuf {
 /// The plugin kit: scaffold-to-built time per kind, component sizes, and the Python policy's evaluations next to
 /// the equivalent Rust one (the two scaffolds' example policies are the same rule), fresh instance per call.
 async fn plugin_suite(rows: &mut Vec<Row>) {
-    use omnigent_runtime::policy::{Context, Event, Phase, Usage};
     let dir = tempfile::tempdir().unwrap();
     let mut row = |metric: &str, value: String, target: &'static str| {
         eprintln!("  plugin   {metric}: {value}");
@@ -883,22 +891,7 @@ async fn plugin_suite(rows: &mut Vec<Row>) {
         built.push((label, wasm));
     }
 
-    let usage = Usage { input_tokens: 100, output_tokens: 50, total_tokens: 150, total_cost_usd: 0.01 };
-    let event = || Event {
-        phase: Phase::ToolCall,
-        target: Some("shell".into()),
-        data: json!({"name": "shell", "arguments": {"command": "ls -la"}}).to_string(),
-        request_data: None,
-        context: Context {
-            session_id: "conv_bench".into(),
-            model: "gpt-bench".into(),
-            harness: "agent".into(),
-            usage,
-            labels: "{}".into(),
-            state: json!({"p.tool_calls": 7}).to_string(),
-            policy_name: "p".into(),
-        },
-    };
+    let event = || shell_call(json!({"p.tool_calls": 7}));
     let params = json!({"blocked": ["git push --force"]}).to_string();
     let mut p50s = Vec::new();
     for (label, wasm) in built.iter().filter(|(label, _)| label.ends_with("policy")) {

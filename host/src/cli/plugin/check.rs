@@ -7,13 +7,7 @@ use std::process::ExitCode;
 use omnigent_runtime::{Inspection, PolicyLimits, Runtime, World};
 
 pub(super) async fn check(file: PathBuf) -> anyhow::Result<ExitCode> {
-    let bytes = match std::fs::read(&file) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            println!("{}: cannot be read: {e}", file.display());
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let Some(bytes) = super::read_component(&file) else { return Ok(ExitCode::from(2)) };
     let runtime = Runtime::new(None)?;
     let shown = file.display();
     let (world, imports) = match tokio::task::block_in_place(|| runtime.inspect(&bytes)) {

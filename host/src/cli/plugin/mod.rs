@@ -97,6 +97,11 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A component file's bytes, or None after saying why it cannot be read (exit code 2 for the caller).
+fn read_component(file: &std::path::Path) -> Option<Vec<u8>> {
+    std::fs::read(file).map_err(|e| println!("{}: cannot be read: {e}", file.display())).ok()
+}
+
 /// Sends a component to the test of its world, after checking the flags fit it.
 async fn test(
     file: PathBuf,
@@ -104,13 +109,7 @@ async fn test(
     params: &str,
     script: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let bytes = match std::fs::read(&file) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            println!("{}: cannot be read: {e}", file.display());
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let Some(bytes) = read_component(&file) else { return Ok(ExitCode::from(2)) };
     let runtime = Runtime::new(None)?;
     let world = match tokio::task::block_in_place(|| runtime.inspect(&bytes)) {
         Ok(Inspection::Component { world, .. }) => world,
