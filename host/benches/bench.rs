@@ -4,8 +4,8 @@
 //! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers); BENCH_SUITES=runtime,policy,
 //! turn,store,native,credentials,tools,plugin runs only the named suites (default: all). The native suite drives the real Claude
 //! Code CLI named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
-//! BENCH_EXTRA_POLICY=FILE.wasm adds rows for that policy component to the policy suite (describe and evaluate in a
-//! fresh instance), beside the builtins.
+//! BENCH_EXTRA_POLICY=FILE.wasm [BENCH_EXTRA_PARAMS=JSON] adds rows for that policy component to the policy suite
+//! (describe, and evaluate of a shell call, each in a fresh instance), beside the builtins.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -371,12 +371,13 @@ async fn policy_suite(rows: &mut Vec<Row>) {
     row("policy floor: fresh instance + describe() (no guest JSON work)", p50_p99(&mut samples), "");
     if let Some(file) = std::env::var_os("BENCH_EXTRA_POLICY") {
         let extra = rt.load_policy(&std::fs::read(&file).unwrap()).unwrap();
-        for (what, evaluate) in [("describe()", false), ("evaluate (tool_filter params)", true)] {
+        let params = std::env::var("BENCH_EXTRA_PARAMS").unwrap_or_else(|_| "{}".into());
+        for (what, evaluate) in [("describe()", false), ("evaluate of a shell call", true)] {
             let mut samples = Vec::new();
             for _ in 0..n(5000) {
                 let t = Instant::now();
                 if evaluate {
-                    extra.evaluate(r#"{"deny": ["rm"]}"#, shell_call(json!({})), Default::default()).await.unwrap();
+                    extra.evaluate(&params, shell_call(json!({})), Default::default()).await.unwrap();
                 } else {
                     extra.describe(Default::default()).await.unwrap();
                 }
