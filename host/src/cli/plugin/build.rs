@@ -86,10 +86,13 @@ fn build_rust(dir: &Path) -> Result<PathBuf, BuildError> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| BuildError::Failed(format!("cannot run cargo ({e}): install Rust from https://rustup.rs")))?;
+    // The project's own artifact (cargo names manifests by absolute path), not a workspace sibling's.
+    let own = std::fs::canonicalize(&manifest).unwrap_or_else(|_| manifest.clone());
     let mut wasm = None;
     for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines().map_while(Result::ok) {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
         if message["reason"] == "compiler-artifact"
+            && message["manifest_path"].as_str().map(Path::new) == Some(own.as_path())
             && let Some(files) = message["filenames"].as_array()
             && let Some(file) = files.iter().filter_map(|f| f.as_str()).find(|f| f.ends_with(".wasm"))
         {
