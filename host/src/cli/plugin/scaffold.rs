@@ -30,11 +30,12 @@ pub(super) fn new(kind: Kind, name: &str, lang: Lang, dir: Option<PathBuf>) -> a
         println!("{}: already exists and is not empty; choose another name or --dir", root.display());
         return Ok(ExitCode::from(2));
     }
-    for file in project.iter().chain(sdk) {
-        // SDK files are copied as they are; templates get the project's names.
-        let is_template = project.iter().any(|f| std::ptr::eq(f, file));
-        let text = if is_template { names.render(file.text) } else { file.text.to_string() };
-        write(&root.join(file.path), &text)?;
+    // Templates get the project's names; SDK files are copied as they are.
+    for file in project {
+        write(&root.join(file.path), &names.render(file.text))?;
+    }
+    for file in sdk {
+        write(&root.join(file.path), file.text)?;
     }
     let shown = root.display();
     let what = match (kind, lang) {
