@@ -298,7 +298,8 @@ async fn a_rust_harness_goes_from_nothing_to_running_a_session() {
     assert_eq!((&steps[1]["step"], &steps[1]["tool_calls"]), (&Value::from(2), &Value::from(0)), "{events:?}");
 }
 
-/// `plugin new` refuses a bad name, an existing folder, and a Python harness; `plugin build` says what it needs.
+/// `plugin new` refuses a bad name, an existing folder, and a Python harness; `plugin build` says what it needs and
+/// what is wrong with the author's code.
 #[test]
 fn the_kit_says_what_is_wrong_with_its_input() {
     let root = tempfile::tempdir().unwrap();
@@ -316,6 +317,15 @@ fn the_kit_says_what_is_wrong_with_its_input() {
     let said = omnigent(root.path(), &["plugin", "build", "taken"]);
     assert_eq!(said.code, Some(2), "{said}");
     assert!(said.stdout.contains("neither a Rust project (Cargo.toml) nor a Python policy (policy.py)"), "{said}");
+    // A Python mistake is reported as Python's, where the author looks.
+    let project = scaffold(root.path(), &["plugin", "new", "policy", "typo", "--lang", "python"]);
+    let source = std::fs::read_to_string(project.join("policy.py")).unwrap();
+    std::fs::write(project.join("policy.py"), source + "\ndef broken(event) return 1\n").unwrap();
+    let said = omnigent(&project, &["plugin", "build"]);
+    assert_eq!(said.code, Some(1), "{said}");
+    assert!(said.stderr.contains("SyntaxError: expected ':' (policy.py, line"), "{said}");
+    assert!(!said.stderr.contains("Stack backtrace"), "{said}");
+    assert!(said.stdout.contains("componentize-py failed"), "{said}");
 }
 
 /// The compatibility rule (wit/README.md): a component built against an earlier 0.1.x WIT keeps working. The

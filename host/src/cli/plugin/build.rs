@@ -163,6 +163,9 @@ fn build_python(dir: &Path) -> Result<PathBuf, BuildError> {
         .arg(&out)
         // Its progress goes where cargo's does: stdout carries only the result.
         .stdout(stderr_handle()?)
+        // A Python error is its own message; the tool's Rust backtrace would bury it.
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
         .status()
         .map_err(|e| BuildError::Failed(format!("cannot run {}: {e}", componentize.display())))?;
     if !status.success() {
