@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use omnigent_runtime::harness::{Error, LogLevel, Message, Role, ToolCall, ToolSpec, TurnInput, Usage, llm, tools};
@@ -91,26 +92,20 @@ fn read_script(path: &PathBuf) -> Result<Script, String> {
 /// The host side of the turn: answers from the script and prints what the harness does.
 struct ScriptedHost {
     script: Mutex<Script>,
-    calls: Mutex<u32>,
+    /// Model calls so far.
+    calls: AtomicU32,
 }
 
+/// One line of at most 160 characters, for the printout.
 fn brief(text: &str) -> String {
-    const MAX: usize = 160;
     let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    match one_line.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &one_line[..cut]),
-        None => one_line,
-    }
+    crate::ids::truncate(&one_line, 160)
 }
 
 #[async_trait::async_trait]
 impl TurnHost for ScriptedHost {
     async fn complete(&self, request: llm::Request) -> Result<llm::Completion, Error> {
-        let n = {
-            let mut calls = self.calls.lock().unwrap();
-            *calls += 1;
-            *calls
-        };
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         println!("model call {n}: {} messages, {} tools", request.messages.len(), request.tools.len());
         let Some(reply) = self.script.lock().unwrap().replies.pop_front() else {
             println!("  → the script has no reply for model call {n}");
@@ -212,7 +207,7 @@ pub(super) async fn test(runtime: &Arc<Runtime>, bytes: &[u8], script: PathBuf) 
             return Ok(ExitCode::FAILURE);
         }
     };
-    let host = Arc::new(ScriptedHost { script: Mutex::new(script), calls: Mutex::new(0) });
+    let host = Arc::new(ScriptedHost { script: Mutex::new(script), calls: AtomicU32::new(0) });
     let outcome = component.run_turn(host.clone(), TurnInput { max_steps: 25 }, TurnLimits::default()).await;
     let left = host.script.lock().unwrap().replies.len();
     match outcome {
