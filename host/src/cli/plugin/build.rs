@@ -217,7 +217,7 @@ fn componentize_py() -> Result<PathBuf, BuildError> {
     if let Some(given) = std::env::var_os("OMNIGENT_COMPONENTIZE_PY") {
         return Ok(PathBuf::from(given));
     }
-    let root = cache_root().ok_or_else(|| {
+    let root = super::cache_root().ok_or_else(|| {
         BuildError::Failed("neither XDG_CACHE_HOME nor HOME is set: set OMNIGENT_COMPONENTIZE_PY".into())
     })?;
     let home = root.join(format!("componentize-py-{COMPONENTIZE_PY}"));
@@ -255,14 +255,6 @@ fn componentize_py() -> Result<PathBuf, BuildError> {
     )?;
     std::fs::write(&complete, COMPONENTIZE_PY).map_err(|e| failed("marking the install complete", e))?;
     Ok(bin)
-}
-
-/// `$XDG_CACHE_HOME/omnigent`, else `~/.cache/omnigent`.
-fn cache_root() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("omnigent"))
 }
 
 fn human_size(bytes: u64) -> String {

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use omnigent_runtime::{Inspection, PolicyLimits, Runtime, World};
+use omnigent_runtime::{Inspection, PolicyLimits, World};
 
 pub(super) async fn check(file: PathBuf) -> anyhow::Result<ExitCode> {
     let Some(bytes) = super::read_component(&file) else { return Ok(ExitCode::from(2)) };
-    let runtime = Runtime::new(None)?;
+    let runtime = super::runtime()?;
     let shown = file.display();
     let (world, imports) = match tokio::task::block_in_place(|| runtime.inspect(&bytes)) {
         Ok(Inspection::NotWasm) => {

@@ -97,6 +97,21 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `$XDG_CACHE_HOME/omnigent`, else `~/.cache/omnigent`: the author's tools (componentize-py) and compiled
+/// components.
+fn cache_root() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("omnigent"))
+}
+
+/// The engine for `check` and `test`, with compiled components cached on disk as the server caches them: checking
+/// and testing a Python policy again compiles nothing (8 s the first time, milliseconds after).
+fn runtime() -> anyhow::Result<std::sync::Arc<Runtime>> {
+    Runtime::new(cache_root().map(|root| root.join("components")))
+}
+
 /// A component file's bytes, or None after saying why it cannot be read (exit code 2 for the caller).
 fn read_component(file: &std::path::Path) -> Option<Vec<u8>> {
     std::fs::read(file).map_err(|e| println!("{}: cannot be read: {e}", file.display())).ok()
@@ -110,7 +125,7 @@ async fn test(
     script: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let Some(bytes) = read_component(&file) else { return Ok(ExitCode::from(2)) };
-    let runtime = Runtime::new(None)?;
+    let runtime = runtime()?;
     let world = match tokio::task::block_in_place(|| runtime.inspect(&bytes)) {
         Ok(Inspection::Component { world, .. }) => world,
         Ok(_) | Err(_) => {
