@@ -66,6 +66,7 @@ pub mod bindings {
 pub mod testing;
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 
 pub use bindings::omnigent::policy::types::{Context, Elicitation, Phase, StateAction, StateUpdate, Usage, Verdict};
 pub use bindings::{Decision, Descriptor, Event, Guest, export_policy};
@@ -103,7 +104,8 @@ pub fn init_params(text: &str) -> Result<&'static Map<String, Value>, String> {
 
 /// The parameters `init` received (empty before).
 pub fn params() -> &'static Map<String, Value> {
-    PARAMS.with(|p| p.get()).unwrap_or_else(|| Box::leak(Box::new(Map::new())))
+    static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
+    PARAMS.with(|p| p.get()).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
 /// A parameter that must be a list of strings (`default` when absent).
