@@ -231,11 +231,12 @@ def evaluate(event):
             &["plugin", "test", "dist/unruly.wasm", "--events", "events.jsonl", "--params", &params],
         );
         assert_eq!(said.code, Some(0), "{said}");
-        said.stdout.lines().filter(|l| l.starts_with("line ")).map(str::to_string).collect::<Vec<_>>()
+        let v = said.stdout.lines().filter(|l| l.starts_with("line ")).map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(v.len(), 6, "{mode}: {v:?}");
+        v
     };
     for mode in ["raise", "loop", "alloc", "wrong"] {
         let v = verdicts(mode);
-        assert_eq!(v.len(), 6, "{mode}: {v:?}");
         assert!(v[0].contains("request → deny"), "{mode}: {v:?}");
         assert!(v[1].contains("tool_call:shell → deny"), "{mode}: {v:?}");
         assert!(v[2].contains("tool_result:shell → allow"), "{mode}: ignored on a non-blocking phase: {v:?}");

@@ -9,6 +9,15 @@ use serde_json::Value;
 
 use super::{Level, Loaded, PolicyDecl, PolicyMap, builtin_for};
 
+/// A component file's size and modification time: a change means it was rebuilt.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
+/// A loaded component and, for a file, the stamp it was loaded at.
+struct Cached {
+    stamp: Option<FileStamp>,
+    component: Arc<PolicyComponent>,
+}
+
 /// Loads policy components once per process and keeps the server-wide defaults.
 pub struct PolicyEnv {
     runtime: Arc<Runtime>,
@@ -16,7 +25,7 @@ pub struct PolicyEnv {
     pub server: PolicyMap,
     /// By source (`builtin:<name>`, `path:<file>`), with the file's size and time when loaded: a rebuilt file
     /// replaces its older version here, which the runtime then drops once no session's chain holds it.
-    loaded: Mutex<HashMap<String, (String, Arc<PolicyComponent>)>>,
+    loaded: Mutex<HashMap<String, Cached>>,
 }
 
 impl PolicyEnv {
@@ -29,22 +38,20 @@ impl PolicyEnv {
         let (key, stamp) = match (&decl.handler, &decl.component) {
             (Some(h), _) => {
                 let name = builtin_for(h).ok_or_else(|| format!("no builtin policy '{h}'"))?;
-                (format!("builtin:{name}"), String::new())
+                (format!("builtin:{name}"), None)
             }
             (None, Some(path)) => {
                 // The file's size and time, so a rebuilt policy is picked up without a restart.
                 let meta =
                     tokio::fs::metadata(path).await.map_err(|e| format!("cannot read policy component {path}: {e}"))?;
-                let modified =
-                    meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
-                (format!("path:{path}"), format!("{}:{}", meta.len(), modified.as_nanos()))
+                (format!("path:{path}"), Some((meta.len(), meta.modified().ok())))
             }
             (None, None) => return Err("the policy names no handler or component".into()),
         };
-        if let Some((loaded_stamp, found)) = self.loaded.lock().unwrap().get(&key)
-            && *loaded_stamp == stamp
+        if let Some(cached) = self.loaded.lock().unwrap().get(&key)
+            && cached.stamp == stamp
         {
-            return Ok(found.clone());
+            return Ok(cached.component.clone());
         }
         let bytes: Vec<u8> = match key.split_once(':') {
             Some(("builtin", name)) => {
@@ -62,7 +69,7 @@ impl PolicyEnv {
             .await
             .map_err(|e| format!("loading the policy panicked: {e}"))?
             .map_err(|e| format!("{}: {e}", decl.source_name()))?;
-        self.loaded.lock().unwrap().insert(key, (stamp, component.clone()));
+        self.loaded.lock().unwrap().insert(key, Cached { stamp, component: component.clone() });
         Ok(component)
     }
 
