@@ -13,7 +13,8 @@
 //! - `mcp`: MCP servers' tools (rmcp), per session;
 //! - `skills`: SKILL.md instructions the model loads on demand (`load_skill`);
 //! - `native`: vendor CLIs (Claude Code) run in a tmux terminal owned by the session, bridged into it;
-//! - `server`: the HTTP API; `cli`: the `omnigent` command.
+//! - `server`: the HTTP API; `cli`: the `omnigent` command;
+//! - `stages`: the turn path's stages as `tracing` spans, and their times when the server keeps them.
 
 pub(crate) mod bounds;
 pub mod cli;
@@ -35,6 +36,7 @@ pub mod server;
 pub mod session;
 pub(crate) mod skills;
 pub(crate) mod sse_reader;
+pub mod stages;
 pub mod store;
 pub mod stream;
 pub(crate) mod subagent;

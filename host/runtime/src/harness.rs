@@ -174,6 +174,8 @@ impl HarnessComponent {
         input: TurnInput,
         limits: TurnLimits,
     ) -> Result<TurnOutput, TurnFailure> {
+        // A stage of the turn path as the host names them (host/src/stages.rs): the instance, store to started.
+        let instantiating = tracing::info_span!(target: "stage", "instantiate");
         let memory = limits.memory_bytes.min(MAX_MEMORY_CEILING);
         let state = HostState {
             wasi: WasiCtxBuilder::new().build(),
@@ -197,6 +199,7 @@ impl HarnessComponent {
                 TurnFailure::Sandbox(Failure::Trap(m)) => TurnFailure::Sandbox(Failure::Instantiate(m)),
                 other => other,
             })?;
+            drop(instantiating);
             match instance.call_run_turn(&mut store, input).await {
                 Ok(Ok(output)) => Ok(output),
                 Ok(Err(e)) => Err(TurnFailure::Harness(e)),

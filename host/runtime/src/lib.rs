@@ -91,6 +91,11 @@ pub const GUEST_DIR: &str = env!("OMNIGENT_GUEST_DIR");
 /// The initial heap size up to which a component always gets a copy-on-write memory image (see `config`).
 const MAX_DENSE_IMAGE: u64 = 64 << 20;
 
+/// How much of a freed linear memory stays mapped for the next instance (what a small guest touches).
+const KEEP_RESIDENT_MEMORY: usize = 256 << 10;
+/// How much of a freed table and async stack stays mapped.
+const KEEP_RESIDENT_OTHER: usize = 64 << 10;
+
 /// Epoch tick: how often a running guest yields to the async executor and checks its deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Pooled instance slots; more concurrent instances than this fall back to failing instantiation, so the turn
@@ -277,6 +282,16 @@ fn config(pooling: bool) -> Config {
         pool.total_memories(POOL_INSTANCES * 2);
         pool.total_tables(POOL_INSTANCES * 2);
         pool.max_memory_size(harness::MAX_MEMORY_CEILING);
+        // A freed slot keeps its low pages mapped and has only the pages the guest dirtied reset (found with the
+        // PAGEMAP_SCAN ioctl, Linux 6.7+), instead of an madvise that drops them all: the next instance then takes
+        // no page faults and no TLB-shootdown IPIs. A policy evaluation went from 25–34 µs to 12–15 µs with it.
+        // Without the ioctl (older kernels) memset of the kept pages would cost more than it saves, so keep none.
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(wasmtime::Enabled::Yes);
+            pool.linear_memory_keep_resident(KEEP_RESIDENT_MEMORY);
+            pool.table_keep_resident(KEEP_RESIDENT_OTHER);
+            pool.async_stack_keep_resident(KEEP_RESIDENT_OTHER);
+        }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

@@ -131,12 +131,13 @@ impl PolicyComponent {
 
     /// `init(params)` then `evaluate(event)` in one fresh instance.
     pub async fn evaluate(&self, params: &str, event: Event, limits: PolicyLimits) -> Result<Decision, PolicyFailure> {
-        self.with_instance(limits, async |p, store| {
+        let evaluation = self.with_instance(limits, async |p, store| {
             if let Err(e) = p.call_init(&mut *store, params).await? {
                 return Ok(Err(PolicyFailure::Params(e)));
             }
             Ok(Ok(p.call_evaluate(&mut *store, &event).await?))
-        })
-        .await
+        });
+        // A stage of the turn path as the host names them (host/src/stages.rs).
+        tracing::Instrument::instrument(evaluation, tracing::info_span!(target: "stage", "policy")).await
     }
 }

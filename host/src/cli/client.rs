@@ -38,6 +38,7 @@ impl Client {
             no_env_credentials: true,
             workspace_root: std::env::var_os("OMNIGENT_WORKSPACE_ROOT").map(Into::into),
             bwrap: std::env::var_os("OMNIGENT_BWRAP").map(Into::into),
+            stage_times: false,
         };
         let (pid, url) = super::daemon::spawn_background(&server_args).await?;
         eprintln!(

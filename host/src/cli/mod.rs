@@ -123,6 +123,11 @@ pub struct ServerArgs {
     /// when it cannot run, sessions with `sandbox: auto` run their tools unconfined and say so.
     #[arg(long, env = "OMNIGENT_BWRAP", global = true)]
     bwrap: Option<PathBuf>,
+    /// Keep how long each stage of the turn path takes (an input's ack, each commit, the harness's instance, each
+    /// model call, emit and policy evaluation, …) and serve the breakdown at `GET /v1/debug/stages` (`DELETE`
+    /// starts it over). For finding where time goes; costs about a microsecond per stage.
+    #[arg(long, env = "OMNIGENT_STAGE_TIMES", global = true)]
+    stage_times: bool,
 }
 
 /// How client commands reach the server.
@@ -213,8 +218,11 @@ fn token_from(direct: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_server = matches!(&cli.command, Command::Server(ServerCommand { action: None, .. }));
-    init_tracing(if is_server { "info,sqlx=warn" } else { "warn" });
+    let (is_server, stage_times) = match &cli.command {
+        Command::Server(ServerCommand { action: None, options }) => (true, options.stage_times),
+        _ => (false, false),
+    };
+    init_tracing(if is_server { "info,sqlx=warn" } else { "warn" }, stage_times);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -234,11 +242,18 @@ pub fn main() -> ExitCode {
     code
 }
 
-fn init_tracing(default: &str) {
+/// Logs to stderr (RUST_LOG, else `default`); with `stage_times`, also keeps the turn path's stage times.
+fn init_tracing(default: &str, stage_times: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let log = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::Layer::with_filter(log, filter))
+        .with(stage_times.then(crate::stages::layer))
+        .try_init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -37,7 +37,7 @@ pub async fn start(
     sessions: &Sessions,
     turn: &TurnStart,
 ) -> Result<Started, TurnOutcome> {
-    let TurnStart { record, response_id, config, shared, resume } = turn;
+    let TurnStart { record, response_id, config, shared, resume, .. } = turn;
     let session_policies = PolicyMap::of_session(&record.policy.policies);
     let agent_policies = config.policies.clone().unwrap_or_default();
     let chain = natives

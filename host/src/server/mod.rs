@@ -18,6 +18,7 @@ mod responses;
 mod sessions;
 mod settings;
 mod sse;
+mod stages;
 mod ui;
 mod usage;
 
@@ -167,6 +168,8 @@ pub enum StartError {
         login::logout,
         info::me,
         usage::usage,
+        stages::get,
+        stages::reset,
         agents::session_agent,
         policies::resolve,
         policies::get_elicitation,
@@ -271,6 +274,7 @@ pub fn router(
         .route("/info", get(info::info))
         .route("/me", get(info::me))
         .route("/usage", get(usage::usage))
+        .route("/debug/stages", get(stages::get).delete(stages::reset))
         .route("/sessions/{id}/agent", get(agents::session_agent))
         .route("/credentials/check", axum::routing::post(credentials::check))
         .route("/sessions/{id}/native/hooks/{event}", axum::routing::post(native::hook))

@@ -16,6 +16,7 @@ use super::settings;
 use crate::config::SessionConfig;
 use crate::record::{SessionKind, SessionRecord, SessionStatus, secs};
 use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError, history_import};
+use crate::stages::Stage;
 use crate::store::{Page, SessionFilter, SessionSort};
 
 // Wire shapes
@@ -584,10 +585,13 @@ pub async fn post_event(
     Path(id): Path<String>,
     ApiJson(raw): ApiJson<EventInput>,
 ) -> Result<(StatusCode, Json<Ack>), ApiError> {
-    let id = session_id(&id)?;
-    let input = Input::parse(raw).map_err(ApiError::invalid)?;
-    let ack = state.sessions.post(&id, input).await?;
-    Ok((StatusCode::ACCEPTED, Json(ack)))
+    let acking = async {
+        let id = session_id(&id)?;
+        let input = Input::parse(raw).map_err(ApiError::invalid)?;
+        let ack = state.sessions.post(&id, input).await?;
+        Ok((StatusCode::ACCEPTED, Json(ack)))
+    };
+    tracing::Instrument::instrument(acking, Stage::Ack.span()).await
 }
 
 /// `POST /v1/sessions/{id}/fork`

@@ -10,9 +10,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::draft::{Draft, EndingTurn, PlannedTurn};
 use super::runner::{TurnOutcome, TurnShared, TurnStart, Waiter, ended_even_if_it_panics};
+use super::transcript::Transcript;
 use super::{Ack, Answer, Change, Input, Patch, Published, SessionError, Sessions};
 use crate::protocol::{self, NewEvent};
 use crate::record::{Item, SessionRecord, SessionStatus, now_us};
+use crate::stages::Stage;
 use crate::store::{Commit, FileChange, JournalEntry, StoreError};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
@@ -21,6 +23,8 @@ pub(super) enum Command {
     Post {
         input: Input,
         reply: Reply<Ack>,
+        /// The input's time in the mailbox (a stage span, closed when the actor takes it).
+        queued: tracing::Span,
     },
     Patch {
         patch: Patch,
@@ -66,6 +70,8 @@ pub(super) struct Actor {
     pub mailbox: mpsc::Receiver<Command>,
     pub events: broadcast::Sender<Published>,
     pub turn: Option<ActiveTurn>,
+    /// The transcript in memory, once a turn has needed it (see transcript.rs).
+    pub transcript: Transcript,
 }
 
 /// The turn this session is running.
@@ -82,6 +88,8 @@ pub(super) struct ActiveTurn {
     output: Vec<Value>,
     /// Resumed after a restart: the items made before it are read from the store when it ends.
     resumed: bool,
+    /// The whole turn as a stage span: closed when its end is committed.
+    _stage: tracing::Span,
 }
 
 impl ActiveTurn {
@@ -133,7 +141,8 @@ impl Actor {
                 },
             };
             let next = match command {
-                Command::Post { input, reply } => {
+                Command::Post { input, reply, queued } => {
+                    drop(queued);
                     let (batch, rest) = self.gather(input, reply);
                     carried = rest;
                     self.post_batch(batch).await
@@ -236,7 +245,7 @@ impl Actor {
         if result.is_ok()
             && let Some(turn) = planned
         {
-            self.apply(Effect::StartTurn(turn));
+            self.apply(Effect::StartTurn(turn)).await;
         }
         reply_with(reply, result)
     }
@@ -289,9 +298,9 @@ impl Actor {
         }
     }
 
-    pub(super) fn apply(&mut self, effect: Effect) {
+    pub(super) async fn apply(&mut self, effect: Effect) {
         match effect {
-            Effect::StartTurn(planned) => self.start(planned),
+            Effect::StartTurn(planned) => self.start(planned).await,
             Effect::Steer(text) => {
                 if let Some(turn) = &self.turn {
                     turn.shared.steering.lock().unwrap().push_back(text);
@@ -315,8 +324,19 @@ impl Actor {
         }
     }
 
-    /// Starts a planned turn through the server's turn runner.
-    fn start(&mut self, planned: PlannedTurn) {
+    /// Starts a planned turn through the server's turn runner, with the transcript in memory (read from the store
+    /// the first time; if that read fails, the turn reads the store itself).
+    async fn start(&mut self, planned: PlannedTurn) {
+        if !self.transcript.is_loaded()
+            && let Err(e) = self.transcript.load(self.sessions.store(), &self.record.id).await
+        {
+            tracing::warn!(session = %self.record.id, error = %e, "could not read the transcript into memory; the turn reads it from the store");
+        }
+        self.launch(planned);
+    }
+
+    /// Spawns the turn's task (a plain function: the task's future must not be part of the actor's own).
+    fn launch(&mut self, planned: PlannedTurn) {
         let PlannedTurn { response_id, model, config, resume } = planned;
         let shared = TurnShared::default();
         self.turn = Some(ActiveTurn {
@@ -328,6 +348,7 @@ impl Actor {
             approvals: HashMap::new(),
             output: Vec::new(),
             resumed: resume,
+            _stage: Stage::Turn.span(),
         });
         if resume {
             tracing::info!(session = %self.record.id, response = %response_id, "resuming a turn cut by a restart");
@@ -338,8 +359,14 @@ impl Actor {
             config: *config,
             shared,
             resume,
+            transcript: self.transcript.clone(),
         };
+        let spawning = Stage::TurnSpawn.span();
         let task = self.sessions.inner.runner.run(self.sessions.clone(), start);
+        let task = async move {
+            drop(spawning);
+            task.await
+        };
         let task = ended_even_if_it_panics(task, self.sessions.clone(), self.record.id.clone(), response_id);
         tokio::spawn(tracing::Instrument::instrument(task, tracing::info_span!("turn", session = %self.record.id)));
     }
@@ -378,7 +405,7 @@ impl Actor {
         self.commit(draft).await?;
         self.turn = None;
         if let Some(planned) = next {
-            self.apply(Effect::StartTurn(planned));
+            self.apply(Effect::StartTurn(planned)).await;
         }
         Ok(())
     }
@@ -399,9 +426,12 @@ impl Actor {
             clear_journal: draft.clear_journal,
             spend: draft.spend.clone(),
         };
-        match self.sessions.store().commit(&commit).await {
+        let committing = self.sessions.store().commit(&commit);
+        match tracing::Instrument::instrument(committing, Stage::Commit.span()).await {
             Ok(()) => {
+                let _publishing = Stage::Publish.span().entered();
                 self.sessions.inner.changes.compare(&self.record, &draft.record);
+                self.transcript.apply(&draft.items);
                 self.record = draft.record;
                 if let Some(turn) = self.turn.as_mut() {
                     turn.collect_output(&draft.items);

@@ -14,6 +14,12 @@ use crate::record::SessionStatus;
 /// Most input events one transaction takes (group commit under load).
 const MAX_BATCH: usize = 128;
 
+/// A committed batch of inputs: each one's outcome, and what they set in motion.
+struct Committed {
+    outcomes: Vec<Result<Ack, SessionError>>,
+    effects: Vec<Effect>,
+}
+
 /// Answers each input: with its own outcome when the commit went through, else with the commit's error.
 fn answer(result: Result<Vec<Result<Ack, SessionError>>, SessionError>, replies: Vec<Reply<Ack>>) -> Next {
     let next = stop_if_gone(&result);
@@ -38,7 +44,10 @@ impl Actor {
         let mut batch = vec![(input, reply)];
         while batch.len() < MAX_BATCH {
             match self.mailbox.try_recv() {
-                Ok(Command::Post { input, reply }) => batch.push((input, reply)),
+                Ok(Command::Post { input, reply, queued }) => {
+                    drop(queued);
+                    batch.push((input, reply));
+                }
                 Ok(other) => return (batch, Some(other)),
                 Err(_) => break,
             }
@@ -52,32 +61,43 @@ impl Actor {
         let (inputs, replies): (Vec<Input>, Vec<Reply<Ack>>) = batch.into_iter().unzip();
         // A copy only where there is something to isolate: the inputs go into the draft by value.
         let alone = (inputs.len() > 1).then(|| inputs.clone());
-        match (self.apply_inputs(inputs).await, alone) {
+        match (self.commit_inputs(inputs).await, alone) {
             (Err(e), Some(alone)) if !matches!(e, SessionError::NotFound(_)) => {
                 tracing::warn!(session = %self.record.id, error = %e, inputs = alone.len(), "a batch of inputs failed to commit; committing them one by one");
                 for (input, reply) in alone.into_iter().zip(replies) {
-                    let result = self.apply_inputs(vec![input]).await;
-                    if answer(result, vec![reply]) == Next::Stop {
+                    let result = self.commit_inputs(vec![input]).await;
+                    if self.answer_then_apply(result, vec![reply]).await == Next::Stop {
                         return Next::Stop;
                     }
                 }
                 Next::Continue
             }
-            (result, _) => answer(result, replies),
+            (result, _) => self.answer_then_apply(result, replies).await,
         }
     }
 
-    /// Writes inputs into one draft and commits it; then sets in motion what they imply. Each input's own outcome
-    /// (its ack, or why it was refused) comes back; Err when the commit failed.
-    async fn apply_inputs(&mut self, inputs: Vec<Input>) -> Result<Vec<Result<Ack, SessionError>>, SessionError> {
+    /// Answers the inputs (they are committed: the clients need not wait for what follows), then sets in motion
+    /// what they imply, before the actor takes its next command.
+    async fn answer_then_apply(&mut self, result: Result<Committed, SessionError>, replies: Vec<Reply<Ack>>) -> Next {
+        let (outcomes, effects) = match result {
+            Ok(Committed { outcomes, effects }) => (Ok(outcomes), effects),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let next = answer(outcomes, replies);
+        for effect in effects {
+            self.apply(effect).await;
+        }
+        next
+    }
+
+    /// Writes inputs into one draft and commits it. Each input's own outcome (its ack, or why it was refused)
+    /// comes back with what the inputs set in motion; Err when the commit failed.
+    async fn commit_inputs(&mut self, inputs: Vec<Input>) -> Result<Committed, SessionError> {
         let mut draft = Draft::new(&self.record);
         let mut effects = Vec::new();
         let outcomes: Vec<_> = inputs.into_iter().map(|input| self.input(&mut draft, &mut effects, input)).collect();
         self.commit(draft).await?;
-        for effect in effects {
-            self.apply(effect);
-        }
-        Ok(outcomes)
+        Ok(Committed { outcomes, effects })
     }
 
     /// Writes one input into the draft; what it sets in motion waits in `effects` until the commit succeeds.

@@ -13,6 +13,7 @@ pub mod history_import;
 pub mod input;
 mod intake;
 pub mod runner;
+pub mod transcript;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,12 +27,14 @@ use crate::config::SessionConfig;
 use crate::ids::SessionId;
 use crate::protocol::NewEvent;
 use crate::record::{Item, SessionRecord, SessionStatus, StoredEvent, now_us};
+use crate::stages::Stage;
 use crate::store::{FileChange, JournalEntry, Page, Store, StoreError};
 use actor::{Actor, Command};
 use changes::ChangeFeed;
 pub use changes::SessionChange;
 pub use input::{Answer, ApprovalAction, EventInput, Input};
 pub use runner::{FailureCode, TokenUsage, TurnOutcome, TurnRunner, TurnShared, TurnStart, Waiter};
+use transcript::Transcript;
 
 /// How many published events a subscriber may fall behind before it is caught up from the log instead.
 pub const BROADCAST_CAPACITY: usize = 256;
@@ -169,7 +172,8 @@ impl Sessions {
         waiters: Vec<Waiter>,
         journal: Vec<JournalEntry>,
     ) -> Result<(), SessionError> {
-        self.call(id, |reply| Command::Record { events, waiters, journal, files: Vec::new(), reply }).await
+        let recording = self.call(id, |reply| Command::Record { events, waiters, journal, files: Vec::new(), reply });
+        tracing::Instrument::instrument(recording, Stage::Emit.span()).await
     }
 
     /// Appends events together with journal entries and file rows (one transaction: a file is never stored
@@ -181,7 +185,8 @@ impl Sessions {
         journal: Vec<JournalEntry>,
         files: Vec<FileChange>,
     ) -> Result<(), SessionError> {
-        self.call(id, |reply| Command::Record { events, waiters: Vec::new(), journal, files, reply }).await
+        let recording = self.call(id, |reply| Command::Record { events, waiters: Vec::new(), journal, files, reply });
+        tracing::Instrument::instrument(recording, Stage::Emit.span()).await
     }
 
     /// Deletes a file and announces it; false when the session has no such file.
@@ -199,18 +204,21 @@ impl Sessions {
     /// is tried again for about 30 s (the actor keeps the turn until its end is stored); if the database stays away
     /// longer, the next start resumes the turn from its journal.
     pub async fn end_turn(&self, id: &SessionId, response_id: &str, outcome: TurnOutcome) -> Result<(), SessionError> {
-        for wait in [1, 2, 4, 8, 15].map(Duration::from_secs) {
-            let (response_id, outcome) = (response_id.to_string(), outcome.clone());
-            match self.call(id, |reply| Command::EndTurn { response_id, outcome, reply }).await {
-                Err(e @ (SessionError::Store(_) | SessionError::Internal(_))) => {
-                    tracing::warn!(session = %id, error = %e, "could not record the end of a turn; retrying in {wait:?}");
-                    tokio::time::sleep(wait).await;
+        let ending = async {
+            for wait in [1, 2, 4, 8, 15].map(Duration::from_secs) {
+                let (response_id, outcome) = (response_id.to_string(), outcome.clone());
+                match self.call(id, |reply| Command::EndTurn { response_id, outcome, reply }).await {
+                    Err(e @ (SessionError::Store(_) | SessionError::Internal(_))) => {
+                        tracing::warn!(session = %id, error = %e, "could not record the end of a turn; retrying in {wait:?}");
+                        tokio::time::sleep(wait).await;
+                    }
+                    result => return result,
                 }
-                result => return result,
             }
-        }
-        let response_id = response_id.to_string();
-        self.call(id, |reply| Command::EndTurn { response_id, outcome, reply }).await
+            let response_id = response_id.to_string();
+            self.call(id, |reply| Command::EndTurn { response_id, outcome, reply }).await
+        };
+        tracing::Instrument::instrument(ending, Stage::TurnEnd.span()).await
     }
 
     /// After a restart: every session still marked running or paused lost its turn's task with the old process.
@@ -299,7 +307,8 @@ impl Sessions {
 
     pub async fn post(&self, id: &SessionId, input: Input) -> Result<Ack, SessionError> {
         input::check_references(&self.inner.store, id, &input).await?;
-        self.call(id, |reply| Command::Post { input, reply }).await
+        let queued = Stage::Queue.span();
+        self.call(id, |reply| Command::Post { input, reply, queued }).await
     }
 
     pub async fn patch(&self, id: &SessionId, patch: Patch) -> Result<SessionRecord, SessionError> {
@@ -371,7 +380,8 @@ impl Sessions {
         let handle = Handle { commands, events: events.clone() };
         live.insert(id.clone(), handle.clone());
         let span = tracing::info_span!("session", id = %id);
-        let actor = Actor { sessions: self.clone(), record, mailbox, events, turn: None };
+        let actor =
+            Actor { sessions: self.clone(), record, mailbox, events, turn: None, transcript: Transcript::default() };
         tokio::spawn(tracing::Instrument::instrument(actor.run(), span));
         Ok(handle)
     }

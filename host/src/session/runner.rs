@@ -37,6 +37,8 @@ pub struct TurnStart {
     pub shared: TurnShared,
     /// The turn was cut by a restart: it replays its journal first.
     pub resume: bool,
+    /// The session's transcript as its actor keeps it in memory (loaded when the turn started, unless that failed).
+    pub transcript: super::transcript::Transcript,
 }
 
 /// Tokens a turn's model calls used.

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::retry::retrying;
 use super::{Backend, CommentChange, FileChange, JournalEntry, Result, Store, StoreError, json_text, on_pool};
+use super::{grouped, one_statement};
 use crate::record::{Item, SessionRecord, StoredEvent};
 
 pub struct Commit<'a> {
@@ -54,6 +55,11 @@ impl Store {
     }
 
     async fn commit_once(&self, c: &Commit<'_>) -> Result<()> {
+        match &self.backend {
+            Backend::Postgres(pool) if one_statement::fits(c) => return one_statement::commit(pool, c).await,
+            Backend::Sqlite(_) if grouped::fits(c) => return self.commit_grouped(c).await,
+            _ => {}
+        }
         let s = c.session;
         let labels = json_text(&Value::Object(s.labels.clone()));
         let error = s.last_task_error.as_ref().map(|e| json_text(&serde_json::to_value(e).unwrap_or_default()));

@@ -96,7 +96,6 @@ impl Store {
             .collect()
     }
 
-    /// A page of a session's transcript in log order.
     /// The items one response produced, in transcript order (a resumed turn's output when it ends).
     pub async fn items_of_response(&self, id: &SessionId, response_id: &str) -> Result<Vec<Item>> {
         let sql = format!(
@@ -108,6 +107,21 @@ impl Store {
         rows.into_iter().map(ItemRow::item).collect()
     }
 
+    /// The whole transcript, in order, read a page at a time. A failed read is an error, never a shorter one.
+    pub async fn all_items(&self, id: &SessionId) -> Result<Vec<Item>> {
+        let mut items: Vec<Item> = Vec::new();
+        let mut page = Page { limit: 1000, after: None, before: None, descending: false };
+        loop {
+            let (batch, more) = self.list_items(id, &page).await?;
+            page.after = batch.last().map(|i| i.id.clone());
+            items.extend(batch);
+            if !more {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// A page of a session's transcript in log order.
     pub async fn list_items(&self, id: &SessionId, page: &Page) -> Result<(Vec<Item>, bool)> {
         let cursor = match page.cursor() {
             Some(c) => {

@@ -2,15 +2,18 @@
 //!
 //! Both backends run the same SQL text (`$N` placeholders work in both), so every query is written once and
 //! `on_pool!` expands it per backend. One file per table family: `sessions`, `log` (events, items, the turn
-//! journal), `files`, `comments`, `agents`; `commit` writes one session's transaction across them; `migrate`
+//! journal), `files`, `comments`, `agents`; `commit` writes one session's transaction across them (on Postgres as one statement,
+//! `one_statement`; on SQLite together with other sessions' commits, `grouped`); `migrate`
 //! brings the schema up to date on connect; `paging` is the keyset paging they share.
 
 mod agents;
 mod comments;
 mod commit;
 mod files;
+mod grouped;
 mod log;
 mod migrate;
+mod one_statement;
 mod paging;
 mod retry;
 mod sessions;
@@ -54,6 +57,9 @@ pub enum StoreError {
     UnknownCursor(String),
     #[error("an agent named '{0}' already exists")]
     NameTaken(String),
+    /// The writer that took this commit into its group stopped before the group was written (nothing was).
+    #[error("the write was interrupted before it reached the database")]
+    Interrupted,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -112,6 +118,8 @@ pub struct Store {
     /// SQLite has one writer at a time; contending writers would sleep in SQLite's busy handler (milliseconds).
     /// Queueing them here instead keeps write latency flat under load. None for Postgres.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: commits waiting for the write turn, written together (grouped.rs). None for Postgres.
+    queue: Option<Arc<grouped::Queue>>,
 }
 
 impl Store {
@@ -126,7 +134,10 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+            // No ping before each use: a local file does not go stale, and the ping is a round trip to the
+            // connection's worker thread on every query.
+            let pool =
+                SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
@@ -134,6 +145,18 @@ impl Store {
                 .max_connections(16)
                 .min_connections(2)
                 .acquire_timeout(Duration::from_secs(10))
+                // A ping (a network round trip) only before reusing a connection that sat idle: one in steady use
+                // is known alive, and a write that finds it dead is retried (retry.rs). After a quiet second,
+                // the database may have restarted: then the ping lets the pool replace the connection unseen.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for < Duration::from_secs(1) {
+                            return Ok(true);
+                        }
+                        Ok(sqlx::Connection::ping(conn).await.is_ok())
+                    })
+                })
                 .connect_with(options)
                 .await?;
             Backend::Postgres(pool)
@@ -141,7 +164,8 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
         let write_gate = matches!(backend, Backend::Sqlite(_)).then(|| Arc::new(tokio::sync::Mutex::new(())));
-        let store = Store { backend, write_gate };
+        let queue = matches!(backend, Backend::Sqlite(_)).then(|| Arc::new(grouped::Queue::default()));
+        let store = Store { backend, write_gate, queue };
         store.migrate().await?;
         Ok(store)
     }

@@ -13,6 +13,9 @@ const BACKOFF: [Duration; 4] =
 
 /// Whether the error may pass on a retry.
 pub(super) fn transient(e: &StoreError) -> bool {
+    if matches!(e, StoreError::Interrupted) {
+        return true;
+    }
     let StoreError::Db(e) = e else { return false };
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,

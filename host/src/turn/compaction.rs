@@ -59,7 +59,7 @@ impl Host {
             // The original run went past this point without compacting.
             return Step::Continue;
         }
-        let items = match history::items(&self.sessions, &self.id).await {
+        let items = match history::items(&self.sessions, &self.id, &self.transcript).await {
             Ok(items) => items,
             Err(e) => {
                 self.journal.fail(format!("reading the conversation failed: {e}"));
@@ -71,10 +71,10 @@ impl Host {
         if !resumed && !requested {
             let window = self.config.executor.context_window.unwrap_or(DEFAULT_CONTEXT_WINDOW) as f64;
             let threshold = settings.trigger_threshold.unwrap_or(DEFAULT_THRESHOLD);
-            let projected = history::project(&items);
-            if (estimate_tokens(&projected) as f64) < threshold * window {
+            let read = history::Conversation::of(&items);
+            if (estimate_tokens(&read.messages) as f64) < threshold * window {
                 // Read once: the harness's history call takes this.
-                *self.history.lock().unwrap() = Some(projected);
+                *self.history.lock().unwrap() = Some(read);
                 return Step::Continue;
             }
         }

@@ -20,6 +20,7 @@ use crate::llm::Provider;
 use crate::policy::{Phase, PolicyMap};
 use crate::protocol::{self, ErrorSource, NewEvent};
 use crate::session::{FailureCode, Sessions, TurnOutcome, TurnStart};
+use crate::stages::Stage;
 
 const DEFAULT_MAX_STEPS: u32 = 25;
 
@@ -44,7 +45,8 @@ pub(super) async fn run(env: TurnEnv, sessions: Sessions, turn: TurnStart) {
 }
 
 async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
-    let TurnStart { record, response_id, config, shared, resume } = turn;
+    let preparing = Stage::Prepare.span();
+    let TurnStart { record, response_id, config, shared, resume, transcript } = turn;
     let component = match load_harness(env, &config).await {
         Ok(c) => c,
         Err(e) => return e,
@@ -121,7 +123,9 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         client_calls: Mutex::default(),
         children: Mutex::default(),
         history: Mutex::default(),
+        transcript,
     });
+    drop(preparing);
     let outcome = drive(&host, component, TurnInput { max_steps }, limits, model).await;
     // Verdicts that waited for a commit (a denied request, the response's verdict) are written before the end.
     host.journal.flush(Vec::new()).await;
@@ -146,7 +150,8 @@ async fn drive(
     // The user's request is judged before the harness sees it.
     if host.gate.judges(Phase::Request) {
         // A replay has the verdict in its journal; a live turn reads the history the harness is about to get.
-        let text = if host.journal.replaying() { String::new() } else { last_user_text(&host.read_history().await) };
+        let text =
+            if host.journal.replaying() { String::new() } else { last_user_text(&host.read_history().await.messages) };
         let request = json!({"user_content": text, "attachments": []});
         if let Err(reason) = host.gate.check(&host.journal, Phase::Request, None, request, None, None).await {
             return failed(FailureCode::PolicyDenied, reason);

@@ -1,6 +1,8 @@
 //! The conversation so far as harness messages: a projection of the session's transcript items, from the newest
 //! compaction on (its summary, then the items it kept word for word and everything after).
 
+use std::sync::Arc;
+
 use omnigent_runtime::harness::{Message, Role, ToolCall};
 use serde_json::Value;
 
@@ -8,29 +10,53 @@ use crate::ids::SessionId;
 use crate::protocol::COMPACTION;
 use crate::record::Item;
 use crate::session::Sessions;
-use crate::store::{Page, StoreError};
+use crate::session::transcript::Transcript;
+use crate::stages::Stage;
+use crate::store::StoreError;
 
 /// How the model is told what a compaction summarized.
 const SUMMARY_PREFIX: &str = "Summary of the earlier conversation (older messages were compacted):\n\n";
 
-/// Reads the whole transcript. A failed read is an error, never a shorter conversation.
-pub async fn items(sessions: &Sessions, id: &SessionId) -> Result<Vec<Item>, StoreError> {
-    let mut items: Vec<Item> = Vec::new();
-    let mut page = Page { limit: 1000, after: None, before: None, descending: false };
-    loop {
-        let (batch, more) = sessions.store().list_items(id, &page).await?;
-        page.after = batch.last().map(|i| i.id.clone());
-        items.extend(batch);
-        if !more {
-            break;
-        }
+/// The whole transcript, in order: from the session actor's memory, or read from the store when the actor could
+/// not load it. A failed read is an error, never a shorter conversation.
+pub async fn items(sessions: &Sessions, id: &SessionId, transcript: &Transcript) -> Result<Arc<Vec<Item>>, StoreError> {
+    let _reading = Stage::History.span();
+    match transcript.snapshot() {
+        Some(items) => Ok(items),
+        None => Ok(Arc::new(sessions.store().all_items(id).await?)),
     }
-    Ok(items)
 }
 
-/// The conversation the model is given.
-pub async fn history(sessions: &Sessions, id: &SessionId) -> Result<Vec<Message>, StoreError> {
-    Ok(project(&items(sessions, id).await?))
+/// The conversation the model is given, as read now.
+pub async fn history(sessions: &Sessions, id: &SessionId, transcript: &Transcript) -> Result<Conversation, StoreError> {
+    Ok(Conversation::of(&items(sessions, id, transcript).await?))
+}
+
+/// The conversation as it was when the transcript ended at `through` (a journaled read, replayed). Items are in
+/// position order, and one written again keeps its position and what the conversation reads of it.
+pub async fn history_through(
+    sessions: &Sessions,
+    id: &SessionId,
+    transcript: &Transcript,
+    through: Option<i64>,
+) -> Result<Conversation, StoreError> {
+    let items = items(sessions, id, transcript).await?;
+    let end = items.partition_point(|i| through.is_some_and(|last| i.position <= last));
+    Ok(Conversation::of(&items[..end]))
+}
+
+/// The conversation the model is given, and where the transcript it was read from ended.
+#[derive(Clone, Debug)]
+pub struct Conversation {
+    pub messages: Vec<Message>,
+    /// The last item's position (None: the transcript was empty).
+    pub through: Option<i64>,
+}
+
+impl Conversation {
+    pub fn of(items: &[Item]) -> Conversation {
+        Conversation { messages: project(items), through: items.iter().map(|i| i.position).max() }
+    }
 }
 
 /// The newest compaction's summary and the items the model still reads word for word: those after the last item

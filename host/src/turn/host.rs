@@ -11,10 +11,12 @@ use omnigent_runtime::harness::{Error as HarnessError, LogLevel, Message, ToolSp
 use tokio::sync::oneshot;
 
 use super::gate::Gate;
+use super::history::Conversation;
 use super::journal::Journal;
 use crate::config::{SessionConfig, ToolConfig};
 use crate::ids::SessionId;
 use crate::llm::Provider;
+use crate::session::transcript::Transcript;
 use crate::session::{Sessions, TurnShared};
 
 /// The state of one running harness turn.
@@ -45,7 +47,9 @@ pub(super) struct Host {
     /// `call_tool` collects each result once.
     pub children: Mutex<HashMap<String, oneshot::Receiver<Result<String, String>>>>,
     /// The history read for the request's verdict, kept for the harness's `history` call (read once, not twice).
-    pub history: Mutex<Option<Vec<Message>>>,
+    pub history: Mutex<Option<Conversation>>,
+    /// The session's transcript as its actor keeps it in memory.
+    pub transcript: Transcript,
 }
 
 impl Host {

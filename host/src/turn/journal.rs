@@ -23,11 +23,15 @@ use crate::store::{FileChange, FileMeta, JournalEntry};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
-    /// The conversation the harness was given.
+    /// The conversation the harness was given, word for word (what earlier versions journaled; still replayed).
     History {
         #[serde(deserialize_with = "messages_of_any_version")]
         messages: Vec<Message>,
     },
+    /// The conversation the harness was given: the transcript's items up to this position (None: there were
+    /// none). A transcript only grows, and an item written again keeps what the conversation reads of it, so the
+    /// replay reads the same conversation — at the cost of one integer instead of the whole conversation per turn.
+    HistoryThrough { position: Option<i64> },
     /// A model call's answer, and the child sessions of its sub-agent calls (tool call id → session id).
     Complete {
         completion: llm::Completion,
@@ -93,7 +97,7 @@ pub enum Kind {
 impl Entry {
     pub fn kind(&self) -> Kind {
         match self {
-            Entry::History { .. } => Kind::History,
+            Entry::History { .. } | Entry::HistoryThrough { .. } => Kind::History,
             Entry::Complete { .. } => Kind::Complete,
             Entry::CompactionStart => Kind::CompactionStart,
             Entry::Compaction { .. } => Kind::Compaction,
@@ -345,6 +349,8 @@ mod tests {
     #[test]
     fn every_kind_round_trips() {
         let call = ToolCall { id: "call_1".into(), name: "shell".into(), arguments: r#"{"command":"ls"}"#.into() };
+        round_trip(Entry::HistoryThrough { position: Some(7) });
+        round_trip(Entry::HistoryThrough { position: None });
         round_trip(Entry::History {
             messages: vec![
                 Message { role: Role::User, content: "hi".into(), tool_calls: vec![], tool_call_id: None },

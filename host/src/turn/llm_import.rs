@@ -20,6 +20,7 @@ use crate::policy::Phase;
 use crate::protocol::{self, ErrorSource, NewEvent};
 use crate::record::{now_us, secs};
 use crate::session::{TokenUsage, Waiter};
+use crate::stages::Stage;
 use crate::subagent::Child;
 
 /// Text deltas are coalesced into one event per this period.
@@ -48,7 +49,7 @@ impl Host {
             }
             _ => {
                 self.journal.check_live("a model call").map_err(|m| harness_error("replay_diverged", m))?;
-                self.complete_live(request).await?
+                tracing::Instrument::instrument(self.complete_live(request), Stage::ModelCall.span()).await?
             }
         };
         let usage = &completion.usage;
@@ -113,15 +114,16 @@ impl Host {
                 _ = tick.tick() => self.flush_deltas(&pending, &reasoning, &retries, &mut message_id).await,
             }
         };
-        self.flush_deltas(&pending, &reasoning, &retries, &mut message_id).await;
+        // What streamed since the last flush is committed with what the call ends in (one commit, deltas first).
+        let mut events = take_deltas(&pending, &reasoning, &retries, &mut message_id);
         let completion = match result {
             Ok(c) => c,
             Err(e) => {
-                self.journal.emit(vec![protocol::error(ErrorSource::Llm, e.code(), &e.to_string())]).await;
+                events.push(protocol::error(ErrorSource::Llm, e.code(), &e.to_string()));
+                self.journal.emit(events).await;
                 return Err(harness_error(e.code(), e.to_string()));
             }
         };
-        let mut events = Vec::new();
         let (reasoning_id, summary) = reasoning.lock().unwrap().finish();
         if !summary.is_empty() {
             let fields = json!({"summary": [{"type": "summary_text", "text": summary}], "model": self.config.name,
@@ -195,7 +197,7 @@ impl Host {
         protocol::output_item_done(protocol::item(id, item_type, status, &self.response_id, secs(now_us()), fields))
     }
 
-    /// Publishes buffered text deltas and retries. Each retry closes the message id its attempt streamed under.
+    /// Publishes buffered text deltas and retries.
     async fn flush_deltas(
         &self,
         pending: &Mutex<String>,
@@ -203,22 +205,33 @@ impl Host {
         retries: &Mutex<Vec<Retry>>,
         message_id: &mut String,
     ) {
-        let mut events = reasoning.lock().unwrap().flush();
-        for retry in retries.lock().unwrap().drain(..) {
-            if !retry.stale_text.is_empty() {
-                events.push(protocol::text_delta(&retry.stale_text, message_id));
-            }
-            events.push(retry.event);
-            *message_id = prefixed("msg");
-        }
-        let text = std::mem::take(&mut *pending.lock().unwrap());
-        if !text.is_empty() {
-            events.push(protocol::text_delta(&text, message_id));
-        }
+        let events = take_deltas(pending, reasoning, retries, message_id);
         if !events.is_empty() {
             self.journal.emit(events).await;
         }
     }
+}
+
+/// The buffered text deltas and retries as events. Each retry closes the message id its attempt streamed under.
+fn take_deltas(
+    pending: &Mutex<String>,
+    reasoning: &Mutex<Reasoning>,
+    retries: &Mutex<Vec<Retry>>,
+    message_id: &mut String,
+) -> Vec<NewEvent> {
+    let mut events = reasoning.lock().unwrap().flush();
+    for retry in retries.lock().unwrap().drain(..) {
+        if !retry.stale_text.is_empty() {
+            events.push(protocol::text_delta(&retry.stale_text, message_id));
+        }
+        events.push(retry.event);
+        *message_id = prefixed("msg");
+    }
+    let text = std::mem::take(&mut *pending.lock().unwrap());
+    if !text.is_empty() {
+        events.push(protocol::text_delta(&text, message_id));
+    }
+    events
 }
 
 /// A model call's reasoning summary: streamed as `response.reasoning_summary_text.delta` (after one

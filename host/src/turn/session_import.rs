@@ -4,6 +4,7 @@
 use omnigent_runtime::harness::{Error as HarnessError, LogLevel, Message};
 use serde_json::Value;
 
+use super::history::Conversation;
 use super::host::{Host, harness_error};
 use super::journal::{Entry, Kind};
 use crate::protocol::{self, HARNESS_EMITTABLE, HARNESS_PREFIX, NewEvent};
@@ -13,33 +14,44 @@ const MAX_EMIT_BYTES: usize = 64 * 1024;
 
 impl Host {
     pub(super) async fn session_history(&self) -> Vec<Message> {
-        if let Some(Entry::History { messages }) = self.journal.take(Kind::History) {
-            return messages;
+        match self.journal.take(Kind::History) {
+            Some(Entry::History { messages }) => return messages,
+            Some(Entry::HistoryThrough { position }) => {
+                return match super::history::history_through(&self.sessions, &self.id, &self.transcript, position).await
+                {
+                    Ok(read) => read.messages,
+                    Err(e) => {
+                        self.journal.fail(format!("reading the conversation failed: {e}"));
+                        Vec::new()
+                    }
+                };
+            }
+            _ => {}
         }
         if self.journal.check_live("the history").is_err() {
             return Vec::new();
         }
-        let messages = self.read_history().await;
+        let read = self.read_history().await;
         if self.journal.storage_failure().is_none() {
-            self.journal.defer(Vec::new(), Entry::History { messages: messages.clone() });
+            self.journal.defer(Vec::new(), Entry::HistoryThrough { position: read.through });
         }
-        messages
+        read.messages
     }
 
     /// The conversation so far, read from the transcript once per turn.
-    pub(super) async fn read_history(&self) -> Vec<Message> {
+    pub(super) async fn read_history(&self) -> Conversation {
         if let Some(read) = self.history.lock().unwrap().clone() {
             return read;
         }
-        match super::history::history(&self.sessions, &self.id).await {
-            Ok(messages) => {
-                *self.history.lock().unwrap() = Some(messages.clone());
-                messages
+        match super::history::history(&self.sessions, &self.id, &self.transcript).await {
+            Ok(read) => {
+                *self.history.lock().unwrap() = Some(read.clone());
+                read
             }
             Err(e) => {
                 // The turn ends failed; the harness's next call is refused (`check_live`).
                 self.journal.fail(format!("reading the conversation failed: {e}"));
-                Vec::new()
+                Conversation { messages: Vec::new(), through: None }
             }
         }
     }

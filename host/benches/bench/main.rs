@@ -2,10 +2,13 @@
 //! it over HTTP from this process, on SQLite and — when TEST_DATABASE_URL is set — on Postgres. Prints a table.
 //!
 //! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers); BENCH_SUITES=runtime,policy,
-//! turn,store,native,credentials,tools,plugin runs only the named suites (default: all). The native suite drives the real Claude
+//! turn,floor,store,native,credentials,tools,plugin runs only the named suites (default: all). The native suite drives the real Claude
 //! Code CLI named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
+//! BENCH_STAGES=1 starts the floor suite's servers with `--stage-times` and prints where each turn's time went.
 //! BENCH_EXTRA_POLICY=FILE.wasm [BENCH_EXTRA_PARAMS=JSON] adds rows for that policy component to the policy suite
 //! (describe, and evaluate of a shell call, each in a fresh instance), beside the builtins.
+
+mod floor;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +27,8 @@ struct Row {
     backend: &'static str,
     value: String,
     target: &'static str,
+    /// Whether the value meets the target, where the bench can tell.
+    holds: Option<bool>,
 }
 
 fn quick() -> bool {
@@ -78,7 +83,15 @@ fn raise_fd_limit() {
     }
 }
 
-async fn suite(db: TestDb, rows: &mut Vec<Row>) {
+/// The store suite's p50s and rates, for the ratios between backends and between one session and many.
+struct StoreRates {
+    create: Duration,
+    post_to_sse: Duration,
+    /// Durable events/s into one session, then across 100.
+    events: [f64; 2],
+}
+
+async fn suite(db: TestDb, rows: &mut Vec<Row>) -> StoreRates {
     let backend = db.label;
     let dir = tempfile::tempdir().unwrap();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_omnigent"));
@@ -88,7 +101,7 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut row = |metric: &str, value: String, target: &'static str| {
         eprintln!("  {backend:<8} {metric}: {value}");
-        rows.push(Row { metric: metric.to_string(), backend, value, target });
+        rows.push(Row { metric: metric.to_string(), backend, value, target, holds: None });
     };
     row("server RSS, idle", format!("{:.1} MB", rss_mb(pid)), "< 40 MB");
 
@@ -100,6 +113,7 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
         samples.push(t.elapsed());
     }
     row("session create (POST /v1/sessions)", p50_p99(&mut samples), "< 1 ms p50");
+    let create = pct(&mut samples, 0.5);
 
     // POST …/events → the matching event at an SSE subscriber.
     let id = api.create(json!({})).await;
@@ -118,6 +132,7 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
         samples.push(t.elapsed());
     }
     row("POST event → SSE subscriber", p50_p99(&mut samples), "< 2 ms p50");
+    let post_to_sse = pct(&mut samples, 0.5);
     drop(sse);
 
     // One event fanned out to 1,000 subscribers of one session: time until the last one has it.
@@ -161,7 +176,9 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
     drop(streams);
 
     // Sustained durable writes: many posters into one session, then one poster per session across 100.
-    for (label, sessions, posters) in [("into 1 session (32 posters)", 1, 32), ("across 100 sessions", 100, 100)] {
+    let mut events = [0.0; 2];
+    let runs = [("into 1 session (32 posters)", 1, 32), ("across 100 sessions", 100, 100)];
+    for (run, (label, sessions, posters)) in runs.into_iter().enumerate() {
         let mut ids = Vec::new();
         for _ in 0..sessions {
             ids.push(api.create(json!({})).await);
@@ -187,6 +204,7 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
         }
         // Each acknowledged message is two durable events (input.consumed + the turn's status).
         row(&format!("durable events/s {label}"), format!("{:.0} events/s ({:.0} inputs/s)", inputs * 2.0, inputs), "");
+        events[run] = inputs * 2.0;
     }
 
     // Fill up to 10,000 stored sessions, then open 1,000 streams on distinct sessions.
@@ -220,6 +238,30 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) {
     );
     drop(streams);
     drop(server);
+    StoreRates { create, post_to_sse, events }
+}
+
+/// Ratio rows: 100 sessions against one on each backend, and Postgres against SQLite.
+fn store_ratios(sqlite: &StoreRates, postgres: Option<&StoreRates>, rows: &mut Vec<Row>) {
+    let mut ratio = |metric: String, backend: &'static str, value: f64, target: &'static str, holds: bool| {
+        eprintln!("  {backend:<8} {metric}: {value:.2}×");
+        rows.push(Row { metric, backend, value: format!("{value:.2}×"), target, holds: Some(holds) });
+    };
+    for (backend, rates) in [("sqlite", Some(sqlite)), ("postgres", postgres)] {
+        let Some(rates) = rates else { continue };
+        let many = rates.events[0] / rates.events[1];
+        ratio("events/s into 1 session / across 100 sessions".into(), backend, many, "≤ 2×", many <= 2.0);
+    }
+    let Some(pg) = postgres else { return };
+    let per = |pg: Duration, sqlite: Duration| pg.as_secs_f64() / sqlite.as_secs_f64();
+    let create = per(pg.create, sqlite.create);
+    ratio("Postgres / SQLite: session create p50".into(), "-", create, "≤ 1.5×", create <= 1.5);
+    let delivery = per(pg.post_to_sse, sqlite.post_to_sse);
+    ratio("Postgres / SQLite: POST → SSE p50".into(), "-", delivery, "≤ 1.5×", delivery <= 1.5);
+    for (run, label) in ["into 1 session", "across 100 sessions"].into_iter().enumerate() {
+        let rate = sqlite.events[run] / pg.events[run];
+        ratio(format!("SQLite / Postgres: events/s {label}"), "-", rate, "≤ 1.5×", rate <= 1.5);
+    }
 }
 
 /// The sandbox in this process: fresh instance + run-turn, with the model taken out.
@@ -227,7 +269,7 @@ async fn runtime_suite(rows: &mut Vec<Row>) {
     let rt = Runtime::new(None).unwrap();
     let mut row = |metric: &str, value: String, target: &'static str| {
         eprintln!("  runtime  {metric}: {value}");
-        rows.push(Row { metric: metric.to_string(), backend: "-", value, target });
+        rows.push(Row { metric: metric.to_string(), backend: "-", value, target, holds: None });
     };
     row("pooling allocator", if rt.pooling() { "on".into() } else { "off (fallback)".into() }, "");
     let t = Instant::now();
@@ -274,7 +316,7 @@ fn credentials_suite(rows: &mut Vec<Row>) {
     let creds = Credentials::new(Some(path.clone()), false);
     let mut row = |metric: &str, value: String| {
         eprintln!("  credentials  {metric}: {value}");
-        rows.push(Row { metric: metric.to_string(), backend: "-", value, target: "" });
+        rows.push(Row { metric: metric.to_string(), backend: "-", value, target: "", holds: None });
     };
     let mut samples = Vec::new();
     for _ in 0..n(20_000) {
@@ -332,9 +374,9 @@ fn shell_call(state: serde_json::Value) -> omnigent_runtime::policy::Event {
 async fn policy_suite(rows: &mut Vec<Row>) {
     use omnigent::policy::{PolicyEnv, PolicyMap, Situation};
     let rt = Runtime::new(None).unwrap();
-    let mut row = |metric: &str, value: String, target: &'static str| {
+    let mut row = |metric: &str, value: String, target: &'static str, holds: Option<bool>| {
         eprintln!("  runtime  {metric}: {value}");
-        rows.push(Row { metric: metric.to_string(), backend: "-", value, target });
+        rows.push(Row { metric: metric.to_string(), backend: "-", value, target, holds });
     };
     let usage = bench_usage();
     let args = json!({"name": "shell", "arguments": {"command": "ls -la"}});
@@ -354,10 +396,12 @@ async fn policy_suite(rows: &mut Vec<Row>) {
             policy.evaluate(&params, event(), Default::default()).await.unwrap();
             samples.push(t.elapsed());
         }
+        let holds = pct(&mut samples, 0.5) < Duration::from_micros(10);
         row(
             &format!("policy evaluate, fresh instance per call: {name} ({})", decl.handler.as_deref().unwrap()),
             p50_p99(&mut samples),
-            "< 50 µs p50",
+            "< 10 µs p50",
+            Some(holds),
         );
     }
     // The floor: a fresh instance and one trivial call (describe), no JSON work in the guest.
@@ -368,7 +412,7 @@ async fn policy_suite(rows: &mut Vec<Row>) {
         floor.describe(Default::default()).await.unwrap();
         samples.push(t.elapsed());
     }
-    row("policy floor: fresh instance + describe() (no guest JSON work)", p50_p99(&mut samples), "");
+    row("policy floor: fresh instance + describe() (no guest JSON work)", p50_p99(&mut samples), "", None);
     if let Some(file) = std::env::var_os("BENCH_EXTRA_POLICY") {
         let extra = rt.load_policy(&std::fs::read(&file).unwrap()).unwrap();
         let params = std::env::var("BENCH_EXTRA_PARAMS").unwrap_or_else(|_| "{}".into());
@@ -383,7 +427,7 @@ async fn policy_suite(rows: &mut Vec<Row>) {
                 }
                 samples.push(t.elapsed());
             }
-            row(&format!("policy {what}, fresh instance: BENCH_EXTRA_POLICY"), p50_p99(&mut samples), "");
+            row(&format!("policy {what}, fresh instance: BENCH_EXTRA_POLICY"), p50_p99(&mut samples), "", None);
         }
     }
     let env = PolicyEnv::new(rt.clone(), PolicyMap::default());
@@ -411,7 +455,7 @@ async fn policy_suite(rows: &mut Vec<Row>) {
         assert!(matches!(outcome, omnigent::policy::Outcome::Allow { .. }), "{outcome:?}");
         samples.push(t.elapsed());
     }
-    row("chain of 5 policies on one tool call (host chain, JSON in/out)", p50_p99(&mut samples), "");
+    row("chain of 5 policies on one tool call (host chain, JSON in/out)", p50_p99(&mut samples), "", None);
 }
 
 /// Turns through the real server against the mock vendor.
@@ -425,9 +469,9 @@ async fn turn_suite(rows: &mut Vec<Row>) {
     let mock = MockLlm::start(vec![]).await;
     let config = json!({"name": "bench", "executor": {"harness": "agent", "model": "gpt-bench", "provider": "openai",
         "auth": {"type": "api_key", "api_key": "k", "base_url": mock.openai_base()}}});
-    let mut row = |metric: &str, value: String, target: &'static str| {
+    let mut row = |metric: &str, value: String, target: &'static str, holds: Option<bool>| {
         eprintln!("  sqlite   {metric}: {value}");
-        rows.push(Row { metric: metric.to_string(), backend: "sqlite", value, target });
+        rows.push(Row { metric: metric.to_string(), backend: "sqlite", value, target, holds });
     };
 
     // One-turn exchange: POST message → response.completed at a subscriber.
@@ -443,7 +487,7 @@ async fn turn_suite(rows: &mut Vec<Row>) {
         samples.push(t.elapsed());
         sse.statuses_until_settled().await;
     }
-    row("one-turn exchange vs mock LLM (POST → response.completed)", p50_p99(&mut samples), "");
+    row("one-turn exchange vs mock LLM (POST → response.completed)", p50_p99(&mut samples), "", None);
     drop(sse);
 
     // A turn with one tool call, without policies and with five on every phase: what the chain and its journaled
@@ -453,6 +497,7 @@ async fn turn_suite(rows: &mut Vec<Row>) {
     for decl in on_tool_calls.as_object_mut().unwrap().values_mut() {
         decl["on"] = json!(["tool_call"]);
     }
+    let mut tool_turn_p50 = Vec::new();
     for (label, policies) in [
         ("no policies", json!({})),
         ("5 policies on tool_call", on_tool_calls),
@@ -475,8 +520,18 @@ async fn turn_suite(rows: &mut Vec<Row>) {
             samples.push(t.elapsed());
             sse.statuses_until_settled().await;
         }
-        row(&format!("turn with 1 tool call, {label} (POST → response.completed)"), p50_p99(&mut samples), "");
+        tool_turn_p50.push(pct(&mut samples, 0.5));
+        row(&format!("turn with 1 tool call, {label} (POST → response.completed)"), p50_p99(&mut samples), "", None);
     }
+    // Each phase's chain runs once per event of its phase: request, 2 model calls (request + response), 1 tool
+    // call and its result, the response.
+    let added = tool_turn_p50[2].saturating_sub(tool_turn_p50[0]);
+    row(
+        "5 policies on every phase add to a turn with a tool call (p50 difference)",
+        fmt(added),
+        "< 1 ms",
+        Some(added < Duration::from_millis(1)),
+    );
 
     // 100 sessions running a turn at once.
     let sessions = n(100);
@@ -507,6 +562,7 @@ async fn turn_suite(rows: &mut Vec<Row>) {
         &format!("{sessions} sessions running a turn concurrently (all completed)"),
         format!("{} ({:.0} turns/s)", fmt(took), sessions as f64 / took.as_secs_f64()),
         "",
+        None,
     );
 
     // RSS per live harness instance: turns held open by a slow model.
@@ -527,6 +583,7 @@ async fn turn_suite(rows: &mut Vec<Row>) {
         &format!("server RSS with {live} live harness instances"),
         format!("{during:.1} MB (+{:.0} KB per turn)", (during - before) * 1024.0 / live as f64),
         "",
+        None,
     );
     for mut s in held {
         s.until("response.completed").await;
@@ -563,7 +620,7 @@ async fn native_suite(rows: &mut Vec<Row>) {
         "config_dir": "isolated", "cli_path": cli}, "os_env": {"cwd": work.path()}});
     let mut row = |metric: &str, value: String, target: &'static str| {
         eprintln!("  sqlite   {metric}: {value}");
-        rows.push(Row { metric: metric.to_string(), backend: "sqlite", value, target });
+        rows.push(Row { metric: metric.to_string(), backend: "sqlite", value, target, holds: None });
     };
     let idle_rss = rss_mb(pid);
     let sessions = if quick() { 2 } else { 5 };
@@ -691,6 +748,7 @@ async fn tools_suite(rows: &mut Vec<Row>) {
             backend: "-",
             value: p50_p99(&mut samples),
             target: "",
+            holds: None,
         });
     }
     rows.push(Row {
@@ -698,6 +756,7 @@ async fn tools_suite(rows: &mut Vec<Row>) {
         backend: "-",
         value: format!("p50 {}", fmt(p50[1].saturating_sub(p50[0]))),
         target: "< 10 ms",
+        holds: None,
     });
     mcp_rows(&sandbox, &config, rows).await;
 }
@@ -718,6 +777,7 @@ async fn mcp_rows(sandbox: &omnigent::sandbox::Sandbox, base: &omnigent::config:
                 backend: "-",
                 value: p50_p99(&mut direct),
                 target: "",
+                holds: None,
             });
             let rmcp = McpFixture {
                 label: "rmcp",
@@ -817,6 +877,7 @@ async fn mcp_server_rows(
         backend: "-",
         value: p50_p99(&mut starts),
         target: "",
+        holds: None,
     });
     let id = omnigent::ids::SessionId::new();
     let place = sandbox.confine(&config).unwrap();
@@ -844,6 +905,7 @@ async fn mcp_server_rows(
             backend: "-",
             value,
             target: "",
+            holds: None,
         });
     }
     hub.stop(&id).await;
@@ -882,7 +944,7 @@ async fn plugin_suite(rows: &mut Vec<Row>) {
     let dir = tempfile::tempdir().unwrap();
     let mut row = |metric: &str, value: String, target: &'static str| {
         eprintln!("  plugin   {metric}: {value}");
-        rows.push(Row { metric: metric.to_string(), backend: "-", value, target });
+        rows.push(Row { metric: metric.to_string(), backend: "-", value, target, holds: None });
     };
     let kinds: [(&str, &[&str], &str); 3] = [
         ("Rust policy", &["policy"], "guard_rs"),
@@ -981,19 +1043,44 @@ async fn main() {
     if wanted("plugin") {
         plugin_suite(&mut rows).await;
     }
-    if wanted("store") {
-        suite(sqlite_db(), &mut rows).await;
+    if wanted("floor") {
+        let sqlite = floor::floor_suite(sqlite_db(), &mut rows).await;
         if let Some(pg) = postgres_db().await {
-            suite(pg, &mut rows).await;
-        } else {
-            eprintln!("(set TEST_DATABASE_URL=postgres://… to measure Postgres too)");
+            let postgres = floor::floor_suite(pg, &mut rows).await;
+            let ratio = postgres.create.as_secs_f64() / sqlite.create.as_secs_f64();
+            rows.push(Row {
+                metric: "Postgres / SQLite: create with a harness config p50".into(),
+                backend: "-",
+                value: format!("{ratio:.2}×"),
+                target: "≤ 1.5×",
+                holds: Some(ratio <= 1.5),
+            });
         }
+    }
+    if wanted("store") {
+        let sqlite = suite(sqlite_db(), &mut rows).await;
+        let postgres = match postgres_db().await {
+            Some(pg) => Some(suite(pg, &mut rows).await),
+            None => {
+                eprintln!("(set TEST_DATABASE_URL=postgres://… to measure Postgres too)");
+                None
+            }
+        };
+        store_ratios(&sqlite, postgres.as_ref(), &mut rows);
     }
     let w = rows.iter().map(|r| r.metric.len()).max().unwrap_or(10);
     let v = rows.iter().map(|r| r.value.chars().count()).max().unwrap_or(10);
-    println!("\n| {:<w$} | backend  | {:<v$} | target |", "metric", "result");
-    println!("|{}|----------|{}|--------|", "-".repeat(w + 2), "-".repeat(v + 2));
+    println!("\n| {:<w$} | backend  | {:<v$} | target | holds |", "metric", "result");
+    println!("|{}|----------|{}|--------|-------|", "-".repeat(w + 2), "-".repeat(v + 2));
     for r in &rows {
-        println!("| {:<w$} | {:<8} | {:<v$} | {} |", r.metric, r.backend, r.value, r.target);
+        let holds = match r.holds {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        println!("| {:<w$} | {:<8} | {:<v$} | {} | {holds} |", r.metric, r.backend, r.value, r.target);
     }
+    let missed = rows.iter().filter(|r| r.holds == Some(false)).count();
+    let checked = rows.iter().filter(|r| r.holds.is_some()).count();
+    println!("\n{} of {checked} targets hold", checked - missed);
 }

@@ -1,0 +1,64 @@
+//! A live session's transcript in memory. Once a turn needs the conversation, the session's actor (the only writer
+//! of its items) reads the transcript once and then applies every item it commits, so each later turn projects its
+//! conversation from memory instead of reading and parsing the whole transcript from the store again — a read that
+//! grew with every turn (1.2–1.6 ms at 300 turns). It lives as long as the actor: a session that goes quiet drops it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::ids::SessionId;
+use crate::record::Item;
+use crate::store::{Store, StoreError};
+
+/// The shared handle: the actor writes it, the session's turns read it.
+#[derive(Clone, Default)]
+pub struct Transcript(Arc<Mutex<Option<Loaded>>>);
+
+struct Loaded {
+    /// In transcript order (by position). Readers hold a snapshot; a write copies only if one is still held.
+    items: Arc<Vec<Item>>,
+    /// Item id → index in `items`.
+    index: HashMap<String, usize>,
+}
+
+impl Transcript {
+    /// The transcript as committed so far, if the actor has loaded it.
+    pub fn snapshot(&self) -> Option<Arc<Vec<Item>>> {
+        self.0.lock().unwrap().as_ref().map(|l| l.items.clone())
+    }
+
+    pub(super) fn is_loaded(&self) -> bool {
+        self.0.lock().unwrap().is_some()
+    }
+
+    /// Reads the whole transcript from the store; from now on the actor keeps it current.
+    pub(super) async fn load(&self, store: &Store, id: &SessionId) -> Result<(), StoreError> {
+        let items = store.all_items(id).await?;
+        let index = items.iter().enumerate().map(|(i, item)| (item.id.clone(), i)).collect();
+        *self.0.lock().unwrap() = Some(Loaded { items: Arc::new(items), index });
+        Ok(())
+    }
+
+    /// Applies committed items: a new item goes last (positions only grow), one written again is replaced where
+    /// it stands (it keeps its position, as in the store).
+    pub(super) fn apply(&self, committed: &[Item]) {
+        if committed.is_empty() {
+            return;
+        }
+        let mut guard = self.0.lock().unwrap();
+        let Some(loaded) = guard.as_mut() else { return };
+        let items = Arc::make_mut(&mut loaded.items);
+        for item in committed {
+            match loaded.index.get(&item.id) {
+                Some(&at) => {
+                    let position = items[at].position;
+                    items[at] = Item { position, ..item.clone() };
+                }
+                None => {
+                    loaded.index.insert(item.id.clone(), items.len());
+                    items.push(item.clone());
+                }
+            }
+        }
+    }
+}
