@@ -327,3 +327,35 @@ async fn plugin_test_runs_a_policy_over_a_recorded_session() {
     let (code, said) = test("[1]");
     assert_eq!(code, Some(2), "{said}");
 }
+
+#[tokio::test]
+async fn stage_times_are_kept_only_when_asked_for_and_start_over_on_delete() {
+    let db = omnigent_testkit::sqlite_db();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = ServerProcess::start(&bin(), dir.path(), &db.url, free_port(), &[]).await;
+    let (status, body) = Api::new(plain.url.clone()).get("/v1/debug/stages").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("--stage-times"), "{body}");
+    drop(plain);
+
+    let dir = tempfile::tempdir().unwrap();
+    let timed = ServerProcess::start(&bin(), dir.path(), &db.url, free_port(), &["--stage-times"]).await;
+    let api = Api::new(timed.url.clone());
+    let id = api.create(json!({})).await;
+    for i in 0..3 {
+        api.message(&id, &format!("m{i}")).await;
+    }
+    let (status, body) = api.get("/v1/debug/stages").await;
+    assert_eq!(status, 200, "{body}");
+    let stage = |name: &str| body["data"].as_array().unwrap().iter().find(|s| s["stage"] == name).cloned();
+    for name in ["ack", "queue", "commit", "publish"] {
+        let s = stage(name).unwrap_or_else(|| panic!("no {name} stage in {body}"));
+        assert!(s["count"].as_u64().unwrap() >= 3, "{name}: {s}");
+        assert!(s["p50_us"].as_u64().unwrap() <= s["p99_us"].as_u64().unwrap(), "{name}: {s}");
+        assert!(!s["description"].as_str().unwrap().is_empty(), "{name}: {s}");
+    }
+    let (status, _) = api.call(reqwest::Method::DELETE, "/v1/debug/stages", None).await;
+    assert_eq!(status, 204);
+    let (_, body) = api.get("/v1/debug/stages").await;
+    assert_eq!(body["data"], json!([]), "a reset forgets every stage");
+}

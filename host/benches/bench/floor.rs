@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{Row, n, p50_p99, pct, quick};
 
 /// Whether the server keeps stage times and the suite prints them.
-fn stages() -> bool {
+pub(super) fn stages() -> bool {
     std::env::var("BENCH_STAGES").is_ok_and(|v| v == "1")
 }
 
@@ -118,14 +118,14 @@ pub async fn floor_suite(db: TestDb, rows: &mut Vec<Row>) -> Floor {
     Floor { create }
 }
 
-async fn reset_stages(api: &Api) {
+pub(super) async fn reset_stages(api: &Api) {
     if stages() {
         let (status, body) = api.call(reqwest::Method::DELETE, "/v1/debug/stages", None).await;
         assert_eq!(status, 204, "{body}");
     }
 }
 
-async fn stage_times(api: &Api) -> Option<Vec<Value>> {
+pub(super) async fn stage_times(api: &Api) -> Option<Vec<Value>> {
     if !stages() {
         return None;
     }
@@ -135,19 +135,24 @@ async fn stage_times(api: &Api) -> Option<Vec<Value>> {
 }
 
 /// Where the time went, one line per stage (microseconds).
-fn print_stages(backend: &str, label: &str, stages: &[Value]) {
-    let per_turn = stages.iter().find(|s| s["stage"] == "turn").and_then(|s| s["count"].as_u64()).unwrap_or(1).max(1);
+pub(super) fn print_stages(backend: &str, label: &str, stages: &[Value]) {
+    // Per turn, or per input where no turn ran.
+    let unit = ["turn", "ack"]
+        .iter()
+        .find_map(|name| stages.iter().find(|s| s["stage"] == *name).and_then(|s| s["count"].as_u64()))
+        .unwrap_or(1)
+        .max(1);
     eprintln!(
-        "\n  stage times, {backend}, {label} (µs; per turn = count / turns){}",
+        "\n  stage times, {backend}, {label} (µs; per turn, or per input without turns){}",
         if quick() { " — QUICK" } else { "" }
     );
-    eprintln!("  {:<12} {:>9} {:>8} {:>8} {:>8} {:>8}", "stage", "per turn", "p50", "p90", "p99", "mean");
+    eprintln!("  {:<12} {:>9} {:>8} {:>8} {:>8} {:>8}", "stage", "per unit", "p50", "p90", "p99", "mean");
     for s in stages {
         let count = s["count"].as_u64().unwrap_or(0);
         eprintln!(
             "  {:<12} {:>9.1} {:>8} {:>8} {:>8} {:>8}",
             s["stage"].as_str().unwrap_or("?"),
-            count as f64 / per_turn as f64,
+            count as f64 / unit as f64,
             s["p50_us"],
             s["p90_us"],
             s["p99_us"],

@@ -95,7 +95,8 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) -> StoreRates {
     let backend = db.label;
     let dir = tempfile::tempdir().unwrap();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_omnigent"));
-    let server = ServerProcess::start(&bin, dir.path(), &db.url, free_port(), &[]).await;
+    let extra: &[&str] = if floor::stages() { &["--stage-times"] } else { &[] };
+    let server = ServerProcess::start(&bin, dir.path(), &db.url, free_port(), extra).await;
     let pid = server.pid();
     let api = Api::new(server.url.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -183,6 +184,7 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) -> StoreRates {
         for _ in 0..sessions {
             ids.push(api.create(json!({})).await);
         }
+        floor::reset_stages(&api).await;
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
@@ -205,6 +207,9 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) -> StoreRates {
         // Each acknowledged message is two durable events (input.consumed + the turn's status).
         row(&format!("durable events/s {label}"), format!("{:.0} events/s ({:.0} inputs/s)", inputs * 2.0, inputs), "");
         events[run] = inputs * 2.0;
+        if let Some(stages) = floor::stage_times(&api).await {
+            floor::print_stages(backend, &format!("durable writes {label}"), &stages);
+        }
     }
 
     // Fill up to 10,000 stored sessions, then open 1,000 streams on distinct sessions.

@@ -445,6 +445,8 @@ impl Actor {
                 Ok(Some(fresh)) => {
                     tracing::warn!(session = %id, "log moved under this writer; reloaded");
                     self.record = fresh;
+                    // What another writer committed is not in the memory transcript: read it again when needed.
+                    self.transcript = Transcript::default();
                     Err(SessionError::Conflict(id))
                 }
                 Ok(None) => {

@@ -379,7 +379,8 @@ impl Sessions {
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let handle = Handle { commands, events: events.clone() };
         live.insert(id.clone(), handle.clone());
-        let span = tracing::info_span!("session", id = %id);
+        // A root span: the actor outlives the request that woke it.
+        let span = tracing::info_span!(parent: None, "session", id = %id);
         let actor =
             Actor { sessions: self.clone(), record, mailbox, events, turn: None, transcript: Transcript::default() };
         tokio::spawn(tracing::Instrument::instrument(actor.run(), span));

@@ -3,10 +3,44 @@
 
 use serde_json::Value;
 
-use super::retry::retrying;
 use super::{Backend, CommentChange, FileChange, JournalEntry, Result, Store, StoreError, json_text, on_pool};
-use super::{grouped, one_statement};
 use crate::record::{Item, SessionRecord, StoredEvent};
+
+/// The session row's columns as the writers bind them: its fold after the commit, JSON fields as text.
+pub(super) struct SessionColumns {
+    pub last_seq: i64,
+    pub updated_at_us: i64,
+    pub title: Option<String>,
+    pub labels: String,
+    pub status: &'static str,
+    pub last_task_error: Option<String>,
+    pub active_response_id: Option<String>,
+    pub usage_by_model: String,
+    pub policy: String,
+    pub archived: i32,
+    pub settings: String,
+}
+
+impl SessionColumns {
+    pub(super) fn of(s: &SessionRecord) -> SessionColumns {
+        SessionColumns {
+            last_seq: s.last_seq,
+            updated_at_us: s.updated_at_us,
+            title: s.title.clone(),
+            labels: json_text(&Value::Object(s.labels.clone())),
+            status: s.status.as_str(),
+            last_task_error: s
+                .last_task_error
+                .as_ref()
+                .map(|e| json_text(&serde_json::to_value(e).unwrap_or_default())),
+            active_response_id: s.active_response_id.clone(),
+            usage_by_model: json_text(&Value::Object(s.usage_by_model.clone())),
+            policy: json_text(&serde_json::to_value(&s.policy).unwrap_or_default()),
+            archived: i32::from(s.archived),
+            settings: json_text(&serde_json::to_value(&s.settings).unwrap_or_default()),
+        }
+    }
+}
 
 pub struct Commit<'a> {
     /// The session's `last_seq` as the writer knows it; the commit fails with `Conflict` if it moved.
@@ -37,32 +71,11 @@ pub struct DailySpend {
 }
 
 impl Store {
-    /// Appends events (and their folds) in one transaction. Fails with `Conflict`, writing nothing, when the
-    /// session's `last_seq` is not `expected_last_seq` (another writer, or the session was deleted). A transient
-    /// failure is retried; a retry that finds the log already at this commit's head knows the earlier attempt
-    /// committed (only its answer was lost), since this session has one writer.
-    pub async fn commit(&self, c: &Commit<'_>) -> Result<()> {
-        retrying("a commit", |attempt| async move {
-            match self.commit_once(c).await {
-                Err(StoreError::Conflict(id)) if attempt > 0 => match self.get_session(&id).await? {
-                    Some(now) if now.last_seq == c.session.last_seq => Ok(()),
-                    _ => Err(StoreError::Conflict(id)),
-                },
-                other => other,
-            }
-        })
-        .await
-    }
-
-    async fn commit_once(&self, c: &Commit<'_>) -> Result<()> {
-        match &self.backend {
-            Backend::Postgres(pool) if one_statement::fits(c) => return one_statement::commit(pool, c).await,
-            Backend::Sqlite(_) if grouped::fits(c) => return self.commit_grouped(c).await,
-            _ => {}
-        }
+    /// A commit in an explicit transaction, a statement per table and per comment or file change: the way for
+    /// commits that fit neither one Postgres statement nor a SQLite group.
+    pub(super) async fn commit_in_transaction(&self, c: &Commit<'_>) -> Result<()> {
         let s = c.session;
-        let labels = json_text(&Value::Object(s.labels.clone()));
-        let error = s.last_task_error.as_ref().map(|e| json_text(&serde_json::to_value(e).unwrap_or_default()));
+        let columns = SessionColumns::of(s);
         let _turn = self.write_turn().await;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -72,17 +85,17 @@ impl Store {
                  last_task_error = $6, active_response_id = $7, usage_by_model = $8, policy = $9, archived = $10, \
                  settings = $11 WHERE id = $12 AND last_seq = $13",
             )
-            .bind(s.last_seq)
-            .bind(s.updated_at_us)
-            .bind(&s.title)
-            .bind(&labels)
-            .bind(s.status.as_str())
-            .bind(&error)
-            .bind(&s.active_response_id)
-            .bind(json_text(&Value::Object(s.usage_by_model.clone())))
-            .bind(json_text(&serde_json::to_value(&s.policy).unwrap_or_default()))
-            .bind(i32::from(s.archived))
-            .bind(json_text(&serde_json::to_value(&s.settings).unwrap_or_default()))
+            .bind(columns.last_seq)
+            .bind(columns.updated_at_us)
+            .bind(&columns.title)
+            .bind(&columns.labels)
+            .bind(columns.status)
+            .bind(&columns.last_task_error)
+            .bind(&columns.active_response_id)
+            .bind(&columns.usage_by_model)
+            .bind(&columns.policy)
+            .bind(columns.archived)
+            .bind(&columns.settings)
             .bind(s.id.as_str())
             .bind(c.expected_last_seq)
             .execute(&mut *tx)

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use sqlx::{QueryBuilder, Sqlite};
 use tokio::sync::oneshot;
 
-use super::commit::Commit;
+use super::commit::{Commit, SessionColumns};
 use super::{Backend, Result, Store, StoreError, json_text};
 use crate::ids::SessionId;
 
@@ -34,7 +34,7 @@ struct Rows {
     id: SessionId,
     expected_last_seq: i64,
     /// The session's columns, in `SESSION_COLUMNS` order.
-    session: SessionValues,
+    session: SessionColumns,
     clear_journal: bool,
     /// (idx, response_id, entry)
     journal: Vec<(i64, String, String)>,
@@ -43,20 +43,6 @@ struct Rows {
     /// (seq, type, data, created_at_us)
     events: Vec<(i64, String, String, i64)>,
     items: Vec<ItemValues>,
-}
-
-struct SessionValues {
-    last_seq: i64,
-    updated_at_us: i64,
-    title: Option<String>,
-    labels: String,
-    status: &'static str,
-    last_task_error: Option<String>,
-    active_response_id: Option<String>,
-    usage_by_model: String,
-    policy: String,
-    archived: i32,
-    settings: String,
 }
 
 struct ItemValues {
@@ -93,22 +79,7 @@ impl Rows {
         Rows {
             id: s.id.clone(),
             expected_last_seq: c.expected_last_seq,
-            session: SessionValues {
-                last_seq: s.last_seq,
-                updated_at_us: s.updated_at_us,
-                title: s.title.clone(),
-                labels: json_text(&serde_json::Value::Object(s.labels.clone())),
-                status: s.status.as_str(),
-                last_task_error: s
-                    .last_task_error
-                    .as_ref()
-                    .map(|e| json_text(&serde_json::to_value(e).unwrap_or_default())),
-                active_response_id: s.active_response_id.clone(),
-                usage_by_model: json_text(&serde_json::Value::Object(s.usage_by_model.clone())),
-                policy: json_text(&serde_json::to_value(&s.policy).unwrap_or_default()),
-                archived: i32::from(s.archived),
-                settings: json_text(&serde_json::to_value(&s.settings).unwrap_or_default()),
-            },
+            session: SessionColumns::of(s),
             clear_journal: c.clear_journal,
             journal: c.journal.iter().map(|j| (j.idx, j.response_id.clone(), json_text(&j.entry))).collect(),
             spend: c.spend.as_ref().map(|d| (d.day.clone(), d.cost_usd)),

@@ -181,6 +181,32 @@ impl Store {
         on_pool!(self, pool => pool.close().await)
     }
 
+    /// Appends events (and their folds) atomically. Fails with `Conflict`, writing nothing, when the session's
+    /// `last_seq` is not `expected_last_seq` (another writer, or the session was deleted). A transient failure is
+    /// retried; a retry that finds the log already at this commit's head knows the earlier attempt committed (only
+    /// its answer was lost), since this session has one writer.
+    pub async fn commit(&self, c: &Commit<'_>) -> Result<()> {
+        retry::retrying("a commit", |attempt| async move {
+            match self.commit_once(c).await {
+                Err(StoreError::Conflict(id)) if attempt > 0 => match self.get_session(&id).await? {
+                    Some(now) if now.last_seq == c.session.last_seq => Ok(()),
+                    _ => Err(StoreError::Conflict(id)),
+                },
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// One attempt, the fastest way the backend and the commit allow.
+    async fn commit_once(&self, c: &Commit<'_>) -> Result<()> {
+        match &self.backend {
+            Backend::Postgres(pool) if one_statement::fits(c) => one_statement::commit(pool, c).await,
+            Backend::Sqlite(_) if grouped::fits(c) => self.commit_grouped(c).await,
+            _ => self.commit_in_transaction(c).await,
+        }
+    }
+
     /// This writer's turn (SQLite only; Postgres writers run concurrently).
     async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match &self.write_gate {

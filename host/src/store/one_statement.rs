@@ -1,8 +1,6 @@
 //! Postgres: a commit as one statement (see [`ONE_STATEMENT`]), when it has no comment or file rows.
 
-use serde_json::Value;
-
-use super::commit::Commit;
+use super::commit::{Commit, SessionColumns};
 use super::{Result, StoreError, json_text};
 
 /// Whether a commit can be written as one Postgres statement: no comment or file changes (rare; written in a
@@ -50,19 +48,20 @@ SELECT count(*) FROM guard";
 
 pub(super) async fn commit(pool: &sqlx::PgPool, c: &Commit<'_>) -> Result<()> {
     let s = c.session;
+    let columns = SessionColumns::of(s);
     let (events, items, journal) = (c.events, c.items, c.journal);
     let (matched,): (i64,) = sqlx::query_as(ONE_STATEMENT)
-        .bind(s.last_seq)
-        .bind(s.updated_at_us)
-        .bind(&s.title)
-        .bind(json_text(&Value::Object(s.labels.clone())))
-        .bind(s.status.as_str())
-        .bind(s.last_task_error.as_ref().map(|e| json_text(&serde_json::to_value(e).unwrap_or_default())))
-        .bind(&s.active_response_id)
-        .bind(json_text(&Value::Object(s.usage_by_model.clone())))
-        .bind(json_text(&serde_json::to_value(&s.policy).unwrap_or_default()))
-        .bind(i32::from(s.archived))
-        .bind(json_text(&serde_json::to_value(&s.settings).unwrap_or_default()))
+        .bind(columns.last_seq)
+        .bind(columns.updated_at_us)
+        .bind(&columns.title)
+        .bind(&columns.labels)
+        .bind(columns.status)
+        .bind(&columns.last_task_error)
+        .bind(&columns.active_response_id)
+        .bind(&columns.usage_by_model)
+        .bind(&columns.policy)
+        .bind(columns.archived)
+        .bind(&columns.settings)
         .bind(s.id.as_str())
         .bind(c.expected_last_seq)
         .bind(c.clear_journal)
