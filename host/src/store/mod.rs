@@ -2,20 +2,23 @@
 //!
 //! Both backends run the same SQL text (`$N` placeholders work in both), so every query is written once and
 //! `on_pool!` expands it per backend. One file per table family: `sessions`, `log` (events, items, the turn
-//! journal), `files`, `comments`, `agents`; `commit` writes one session's transaction across them (on Postgres as one statement,
-//! `one_statement`; on SQLite together with other sessions' commits, `grouped`); `migrate`
+//! journal), `files`, `comments`, `agents`; `commit` is one session's transaction across them, written with other sessions' commits
+//! (`grouped`: as one Postgres statement, `group_postgres`, or one SQLite transaction, `group_sqlite`, from owned
+//! `rows`); `migrate`
 //! brings the schema up to date on connect; `paging` is the keyset paging they share.
 
 mod agents;
 mod comments;
 mod commit;
 mod files;
+mod group_postgres;
+mod group_sqlite;
 mod grouped;
 mod log;
 mod migrate;
-mod one_statement;
 mod paging;
 mod retry;
+mod rows;
 mod sessions;
 
 use std::str::FromStr;
@@ -118,8 +121,8 @@ pub struct Store {
     /// SQLite has one writer at a time; contending writers would sleep in SQLite's busy handler (milliseconds).
     /// Queueing them here instead keeps write latency flat under load. None for Postgres.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// SQLite: commits waiting for the write turn, written together (grouped.rs). None for Postgres.
-    queue: Option<Arc<grouped::Queue>>,
+    /// Commits waiting for the write turn, written together (grouped.rs).
+    queue: Arc<grouped::Queue>,
 }
 
 impl Store {
@@ -164,8 +167,7 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
         let write_gate = matches!(backend, Backend::Sqlite(_)).then(|| Arc::new(tokio::sync::Mutex::new(())));
-        let queue = matches!(backend, Backend::Sqlite(_)).then(|| Arc::new(grouped::Queue::default()));
-        let store = Store { backend, write_gate, queue };
+        let store = Store { backend, write_gate, queue: Arc::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -200,11 +202,7 @@ impl Store {
 
     /// One attempt, the fastest way the backend and the commit allow.
     async fn commit_once(&self, c: &Commit<'_>) -> Result<()> {
-        match &self.backend {
-            Backend::Postgres(pool) if one_statement::fits(c) => one_statement::commit(pool, c).await,
-            Backend::Sqlite(_) if grouped::fits(c) => self.commit_grouped(c).await,
-            _ => self.commit_in_transaction(c).await,
-        }
+        if rows::fits(c) { self.commit_grouped(c).await } else { self.commit_in_transaction(c).await }
     }
 
     /// This writer's turn (SQLite only; Postgres writers run concurrently).

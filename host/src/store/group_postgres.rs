@@ -1,0 +1,115 @@
+//! Postgres: a group of commits as one statement (see [`GROUP`]) — one round trip and one WAL flush for all of them,
+//! instead of a BEGIN, a statement per table and a COMMIT per commit, each a round trip to the database. The
+//! statement's text is the same for every group (the rows come as arrays), so each connection prepares it once.
+
+use std::collections::BTreeMap;
+
+use sqlx::PgPool;
+
+use super::rows::Rows;
+use super::{Result, StoreError};
+
+/// The guarded update of every session of the group and, only if each of them matched (was still at its expected
+/// `last_seq`), every row folded from their events. What `guard` updated is kept only if the statement's count is
+/// the group's size: a group of more than one runs in a transaction that is rolled back otherwise.
+const GROUP: &str = "\
+WITH v AS (
+    SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
+        $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::INT[], $13::TEXT[], $14::BOOL[])
+    AS v(id, expected, last_seq, updated_at_us, title, labels, status, last_task_error, active_response_id,
+        usage_by_model, policy, archived, settings, clear_journal)
+), guard AS (
+    UPDATE sessions SET last_seq = v.last_seq, updated_at_us = v.updated_at_us, title = v.title, labels = v.labels,
+        status = v.status, last_task_error = v.last_task_error, active_response_id = v.active_response_id,
+        usage_by_model = v.usage_by_model, policy = v.policy, archived = v.archived, settings = v.settings
+    FROM v WHERE sessions.id = v.id AND sessions.last_seq = v.expected
+    RETURNING sessions.id
+), matched AS (
+    SELECT count(*) = cardinality($1::TEXT[]) AS every FROM guard
+), cleared AS (
+    DELETE FROM turn_journal USING v
+    WHERE turn_journal.session_id = v.id AND v.clear_journal AND (SELECT every FROM matched)
+), journaled AS (
+    INSERT INTO turn_journal (session_id, idx, response_id, entry)
+    SELECT * FROM unnest($15::TEXT[], $16::BIGINT[], $17::TEXT[], $18::TEXT[])
+    WHERE (SELECT every FROM matched)
+), spent AS (
+    INSERT INTO daily_spend (day, cost_usd)
+    SELECT * FROM unnest($19::TEXT[], $20::FLOAT8[])
+    WHERE (SELECT every FROM matched)
+    ON CONFLICT (day) DO UPDATE SET cost_usd = daily_spend.cost_usd + excluded.cost_usd
+), logged AS (
+    INSERT INTO events (session_id, seq, type, data, created_at_us)
+    SELECT * FROM unnest($21::TEXT[], $22::BIGINT[], $23::TEXT[], $24::TEXT[], $25::BIGINT[])
+    WHERE (SELECT every FROM matched)
+), folded AS (
+    INSERT INTO items (session_id, id, position, response_id, type, status, created_at_us, data, created_by)
+    SELECT * FROM unnest($26::TEXT[], $27::TEXT[], $28::BIGINT[], $29::TEXT[], $30::TEXT[], $31::TEXT[],
+        $32::BIGINT[], $33::TEXT[], $34::TEXT[])
+    WHERE (SELECT every FROM matched)
+    ON CONFLICT (session_id, id) DO UPDATE SET response_id = excluded.response_id, type = excluded.type,
+        status = excluded.status, data = excluded.data, created_by = excluded.created_by
+)
+SELECT count(*) FROM guard";
+
+/// Writes a group; `Conflict` (nothing written) unless every session was still where its writer expected it.
+pub(super) async fn write(pool: &PgPool, rows: &[&Rows]) -> Result<()> {
+    let sessions = |f: fn(&Rows) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let journal: Vec<_> = rows.iter().flat_map(|r| r.journal.iter().map(move |j| (r.id.as_str(), j))).collect();
+    let events: Vec<_> = rows.iter().flat_map(|r| r.events.iter().map(move |e| (r.id.as_str(), e))).collect();
+    let items: Vec<_> = rows.iter().flat_map(|r| r.items.iter().map(move |i| (r.id.as_str(), i))).collect();
+    // One row per day: an upsert may not touch a row twice.
+    let mut spent: BTreeMap<&str, f64> = BTreeMap::new();
+    for (day, cost) in rows.iter().filter_map(|r| r.spend.as_ref()) {
+        *spent.entry(day.as_str()).or_default() += cost;
+    }
+    let query = sqlx::query_as::<_, (i64,)>(GROUP)
+        .bind(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .bind(sessions(|r| r.expected_last_seq))
+        .bind(sessions(|r| r.session.last_seq))
+        .bind(sessions(|r| r.session.updated_at_us))
+        .bind(rows.iter().map(|r| r.session.title.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.session.labels.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.session.status).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.session.last_task_error.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.session.active_response_id.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.session.usage_by_model.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.session.policy.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.session.archived).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.session.settings.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.clear_journal).collect::<Vec<_>>())
+        .bind(journal.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(journal.iter().map(|(_, j)| j.0).collect::<Vec<_>>())
+        .bind(journal.iter().map(|(_, j)| j.1.as_str()).collect::<Vec<_>>())
+        .bind(journal.iter().map(|(_, j)| j.2.as_str()).collect::<Vec<_>>())
+        .bind(spent.keys().copied().collect::<Vec<_>>())
+        .bind(spent.values().copied().collect::<Vec<_>>())
+        .bind(events.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, e)| e.0).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, e)| e.1.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, e)| e.2.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, e)| e.3).collect::<Vec<_>>())
+        .bind(items.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(items.iter().map(|(_, i)| i.id.as_str()).collect::<Vec<_>>())
+        .bind(items.iter().map(|(_, i)| i.position).collect::<Vec<_>>())
+        .bind(items.iter().map(|(_, i)| i.response_id.as_deref()).collect::<Vec<_>>())
+        .bind(items.iter().map(|(_, i)| i.item_type.as_str()).collect::<Vec<_>>())
+        .bind(items.iter().map(|(_, i)| i.status.as_str()).collect::<Vec<_>>())
+        .bind(items.iter().map(|(_, i)| i.created_at_us).collect::<Vec<_>>())
+        .bind(items.iter().map(|(_, i)| i.data.as_str()).collect::<Vec<_>>())
+        .bind(items.iter().map(|(_, i)| i.created_by.as_deref()).collect::<Vec<_>>());
+    let conflict = || StoreError::Conflict(rows[0].id.clone());
+    if rows.len() == 1 {
+        // One session: a miss updates nothing and writes nothing, so the statement needs no transaction around it.
+        let (matched,) = query.fetch_one(pool).await?;
+        return if matched == 1 { Ok(()) } else { Err(conflict()) };
+    }
+    let mut tx = pool.begin().await?;
+    let (matched,) = query.fetch_one(&mut *tx).await?;
+    if matched != rows.len() as i64 {
+        // Dropping the transaction rolls back the sessions that did match.
+        return Err(conflict());
+    }
+    tx.commit().await?;
+    Ok(())
+}
