@@ -1,6 +1,7 @@
-//! Postgres: a group of commits as one statement (see [`GROUP`]) — one round trip and one WAL flush for all of them,
-//! instead of a BEGIN, a statement per table and a COMMIT per commit, each a round trip to the database. The
-//! statement's text is the same for every group (the rows come as arrays), so each connection prepares it once.
+//! Postgres: a commit as one statement ([`ONE`]), and a group of commits as one statement ([`GROUP`], in a
+//! transaction) — one round trip and one WAL flush, instead of a BEGIN, a statement per table and a COMMIT per
+//! commit, each a round trip to the database. Each statement's text is the same whatever the rows (they come as
+//! arrays), so each connection prepares it once.
 
 use std::collections::BTreeMap;
 
@@ -22,13 +23,15 @@ WITH v AS (
     UPDATE sessions SET last_seq = v.last_seq, updated_at_us = v.updated_at_us, title = v.title, labels = v.labels,
         status = v.status, last_task_error = v.last_task_error, active_response_id = v.active_response_id,
         usage_by_model = v.usage_by_model, policy = v.policy, archived = v.archived, settings = v.settings
-    FROM v WHERE sessions.id = v.id AND sessions.last_seq = v.expected
+    -- `= ANY` lets the planner find the sessions by their key (it cannot tell how many rows unnest yields).
+    FROM v WHERE sessions.id = ANY($1::TEXT[]) AND sessions.id = v.id AND sessions.last_seq = v.expected
     RETURNING sessions.id
 ), matched AS (
     SELECT count(*) = cardinality($1::TEXT[]) AS every FROM guard
 ), cleared AS (
     DELETE FROM turn_journal USING v
-    WHERE turn_journal.session_id = v.id AND v.clear_journal AND (SELECT every FROM matched)
+    WHERE turn_journal.session_id = ANY($1::TEXT[]) AND turn_journal.session_id = v.id AND v.clear_journal
+        AND (SELECT every FROM matched)
 ), journaled AS (
     INSERT INTO turn_journal (session_id, idx, response_id, entry)
     SELECT * FROM unnest($15::TEXT[], $16::BIGINT[], $17::TEXT[], $18::TEXT[])
@@ -52,8 +55,46 @@ WITH v AS (
 )
 SELECT count(*) FROM guard";
 
+/// One commit as one statement: the guarded update of its session by key and, only if it matched, its rows (no
+/// transaction needed: a miss updates and writes nothing). Planned far more cheaply than [`GROUP`] for one row —
+/// what every commit is when nothing else queued behind it.
+const ONE: &str = "\
+WITH guard AS (
+    UPDATE sessions SET last_seq = $1, updated_at_us = $2, title = $3, labels = $4, status = $5,
+        last_task_error = $6, active_response_id = $7, usage_by_model = $8, policy = $9, archived = $10,
+        settings = $11
+    WHERE id = $12 AND last_seq = $13 RETURNING id
+), cleared AS (
+    DELETE FROM turn_journal WHERE $14 AND session_id = $12 AND EXISTS (SELECT 1 FROM guard)
+), journaled AS (
+    INSERT INTO turn_journal (session_id, idx, response_id, entry)
+    SELECT $12, j.idx, j.response_id, j.entry
+    FROM unnest($15::BIGINT[], $16::TEXT[], $17::TEXT[]) AS j(idx, response_id, entry)
+    WHERE EXISTS (SELECT 1 FROM guard)
+), spent AS (
+    INSERT INTO daily_spend (day, cost_usd) SELECT $18, $19 WHERE $18 IS NOT NULL AND EXISTS (SELECT 1 FROM guard)
+    ON CONFLICT (day) DO UPDATE SET cost_usd = daily_spend.cost_usd + excluded.cost_usd
+), logged AS (
+    INSERT INTO events (session_id, seq, type, data, created_at_us)
+    SELECT $12, e.seq, e.type, e.data, e.created_at_us
+    FROM unnest($20::BIGINT[], $21::TEXT[], $22::TEXT[], $23::BIGINT[]) AS e(seq, type, data, created_at_us)
+    WHERE EXISTS (SELECT 1 FROM guard)
+), folded AS (
+    INSERT INTO items (session_id, id, position, response_id, type, status, created_at_us, data, created_by)
+    SELECT $12, i.id, i.position, i.response_id, i.type, i.status, i.created_at_us, i.data, i.created_by
+    FROM unnest($24::TEXT[], $25::BIGINT[], $26::TEXT[], $27::TEXT[], $28::TEXT[], $29::BIGINT[], $30::TEXT[],
+        $31::TEXT[]) AS i(id, position, response_id, type, status, created_at_us, data, created_by)
+    WHERE EXISTS (SELECT 1 FROM guard)
+    ON CONFLICT (session_id, id) DO UPDATE SET response_id = excluded.response_id, type = excluded.type,
+        status = excluded.status, data = excluded.data, created_by = excluded.created_by
+)
+SELECT count(*) FROM guard";
+
 /// Writes a group; `Conflict` (nothing written) unless every session was still where its writer expected it.
 pub(super) async fn write(pool: &PgPool, rows: &[&Rows]) -> Result<()> {
+    if let [one] = rows {
+        return write_one(pool, one).await;
+    }
     let sessions = |f: fn(&Rows) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let journal: Vec<_> = rows.iter().flat_map(|r| r.journal.iter().map(move |j| (r.id.as_str(), j))).collect();
     let events: Vec<_> = rows.iter().flat_map(|r| r.events.iter().map(move |e| (r.id.as_str(), e))).collect();
@@ -99,11 +140,6 @@ pub(super) async fn write(pool: &PgPool, rows: &[&Rows]) -> Result<()> {
         .bind(items.iter().map(|(_, i)| i.data.as_str()).collect::<Vec<_>>())
         .bind(items.iter().map(|(_, i)| i.created_by.as_deref()).collect::<Vec<_>>());
     let conflict = || StoreError::Conflict(rows[0].id.clone());
-    if rows.len() == 1 {
-        // One session: a miss updates nothing and writes nothing, so the statement needs no transaction around it.
-        let (matched,) = query.fetch_one(pool).await?;
-        return if matched == 1 { Ok(()) } else { Err(conflict()) };
-    }
     let mut tx = pool.begin().await?;
     let (matched,) = query.fetch_one(&mut *tx).await?;
     if matched != rows.len() as i64 {
@@ -112,4 +148,43 @@ pub(super) async fn write(pool: &PgPool, rows: &[&Rows]) -> Result<()> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+async fn write_one(pool: &PgPool, r: &Rows) -> Result<()> {
+    let s = &r.session;
+    let (matched,): (i64,) = sqlx::query_as(ONE)
+        .bind(s.last_seq)
+        .bind(s.updated_at_us)
+        .bind(&s.title)
+        .bind(&s.labels)
+        .bind(s.status)
+        .bind(&s.last_task_error)
+        .bind(&s.active_response_id)
+        .bind(&s.usage_by_model)
+        .bind(&s.policy)
+        .bind(s.archived)
+        .bind(&s.settings)
+        .bind(r.id.as_str())
+        .bind(r.expected_last_seq)
+        .bind(r.clear_journal)
+        .bind(r.journal.iter().map(|j| j.0).collect::<Vec<_>>())
+        .bind(r.journal.iter().map(|j| j.1.as_str()).collect::<Vec<_>>())
+        .bind(r.journal.iter().map(|j| j.2.as_str()).collect::<Vec<_>>())
+        .bind(r.spend.as_ref().map(|d| d.0.as_str()))
+        .bind(r.spend.as_ref().map(|d| d.1))
+        .bind(r.events.iter().map(|e| e.0).collect::<Vec<_>>())
+        .bind(r.events.iter().map(|e| e.1.as_str()).collect::<Vec<_>>())
+        .bind(r.events.iter().map(|e| e.2.as_str()).collect::<Vec<_>>())
+        .bind(r.events.iter().map(|e| e.3).collect::<Vec<_>>())
+        .bind(r.items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>())
+        .bind(r.items.iter().map(|i| i.position).collect::<Vec<_>>())
+        .bind(r.items.iter().map(|i| i.response_id.as_deref()).collect::<Vec<_>>())
+        .bind(r.items.iter().map(|i| i.item_type.as_str()).collect::<Vec<_>>())
+        .bind(r.items.iter().map(|i| i.status.as_str()).collect::<Vec<_>>())
+        .bind(r.items.iter().map(|i| i.created_at_us).collect::<Vec<_>>())
+        .bind(r.items.iter().map(|i| i.data.as_str()).collect::<Vec<_>>())
+        .bind(r.items.iter().map(|i| i.created_by.as_deref()).collect::<Vec<_>>())
+        .fetch_one(pool)
+        .await?;
+    if matched == 1 { Ok(()) } else { Err(StoreError::Conflict(r.id.clone())) }
 }
