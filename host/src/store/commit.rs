@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use super::{Backend, CommentChange, FileChange, JournalEntry, Result, Store, StoreError, json_text, on_pool};
+use super::{
+    Backend, CommentChange, FileChange, JournalEntry, Result, Store, StoreError, item_upsert, json_text, on_pool,
+};
 use crate::record::{Item, SessionRecord, StoredEvent};
 
 /// The session row's columns as the writers bind them: its fold after the commit, JSON fields as text.
@@ -151,12 +153,7 @@ impl Store {
                         .push_bind(json_text(&it.data))
                         .push_bind(&it.created_by);
                 });
-                upsert.push(
-                    // An update (e.g. a call's status) keeps the item where it first appeared in the transcript.
-                    " ON CONFLICT (session_id, id) DO UPDATE SET \
-                     response_id = excluded.response_id, type = excluded.type, status = excluded.status, \
-                     data = excluded.data, created_by = excluded.created_by",
-                );
+                upsert.push(concat!(" ", item_upsert!()));
                 upsert.build().execute(&mut *tx).await?;
             }
             for change in c.comments {

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use sqlx::PgPool;
 
 use super::rows::Rows;
-use super::{Result, StoreError};
+use super::{Result, StoreError, item_upsert};
 
 /// The guarded update of every session of the group and, only if each of them matched (was still at its expected
 /// `last_seq`), every row folded from their events. What `guard` updated is kept only if the statement's count is
 /// the group's size: a group of more than one runs in a transaction that is rolled back otherwise.
-const GROUP: &str = "\
+const GROUP: &str = concat!(
+    "\
 WITH v AS (
     SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
         $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::INT[], $13::TEXT[], $14::BOOL[])
@@ -50,15 +51,18 @@ WITH v AS (
     SELECT * FROM unnest($26::TEXT[], $27::TEXT[], $28::BIGINT[], $29::TEXT[], $30::TEXT[], $31::TEXT[],
         $32::BIGINT[], $33::TEXT[], $34::TEXT[])
     WHERE (SELECT every FROM matched)
-    ON CONFLICT (session_id, id) DO UPDATE SET response_id = excluded.response_id, type = excluded.type,
-        status = excluded.status, data = excluded.data, created_by = excluded.created_by
+    ",
+    item_upsert!(),
+    "
 )
-SELECT count(*) FROM guard";
+SELECT count(*) FROM guard"
+);
 
 /// One commit as one statement: the guarded update of its session by key and, only if it matched, its rows (no
 /// transaction needed: a miss updates and writes nothing). Planned far more cheaply than [`GROUP`] for one row —
 /// what every commit is when nothing else queued behind it.
-const ONE: &str = "\
+const ONE: &str = concat!(
+    "\
 WITH guard AS (
     UPDATE sessions SET last_seq = $1, updated_at_us = $2, title = $3, labels = $4, status = $5,
         last_task_error = $6, active_response_id = $7, usage_by_model = $8, policy = $9, archived = $10,
@@ -85,10 +89,12 @@ WITH guard AS (
     FROM unnest($24::TEXT[], $25::BIGINT[], $26::TEXT[], $27::TEXT[], $28::TEXT[], $29::BIGINT[], $30::TEXT[],
         $31::TEXT[]) AS i(id, position, response_id, type, status, created_at_us, data, created_by)
     WHERE EXISTS (SELECT 1 FROM guard)
-    ON CONFLICT (session_id, id) DO UPDATE SET response_id = excluded.response_id, type = excluded.type,
-        status = excluded.status, data = excluded.data, created_by = excluded.created_by
+    ",
+    item_upsert!(),
+    "
 )
-SELECT count(*) FROM guard";
+SELECT count(*) FROM guard"
+);
 
 /// Writes a group; `Conflict` (nothing written) unless every session was still where its writer expected it.
 pub(super) async fn write(pool: &PgPool, rows: &[&Rows]) -> Result<()> {

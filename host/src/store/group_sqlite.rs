@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::rows::Rows;
-use super::{Result, StoreError};
+use super::{Result, StoreError, item_upsert};
 
 /// One transaction for all of `rows`: the guarded update of every session (each must still be at its expected
 /// `last_seq`, or nothing is written), then every table's rows in one statement each.
@@ -100,12 +100,7 @@ pub(super) async fn write(pool: &SqlitePool, rows: &[&Rows]) -> Result<()> {
                 .push_bind(&i.data)
                 .push_bind(&i.created_by);
         });
-        upsert.push(
-            // An update (e.g. a call's status) keeps the item where it first appeared in the transcript.
-            " ON CONFLICT (session_id, id) DO UPDATE SET \
-             response_id = excluded.response_id, type = excluded.type, status = excluded.status, \
-             data = excluded.data, created_by = excluded.created_by",
-        );
+        upsert.push(concat!(" ", item_upsert!()));
         upsert.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;

@@ -91,6 +91,17 @@ macro_rules! on_pool {
 }
 use on_pool;
 
+/// How an item written again is stored: its fields replaced, its `position` kept (where it first appeared in the
+/// transcript). The memory transcript and a replayed turn's conversation rely on it (session/transcript.rs,
+/// turn/history.rs). Every writer of items ends its upsert with this.
+macro_rules! item_upsert {
+    () => {
+        "ON CONFLICT (session_id, id) DO UPDATE SET response_id = excluded.response_id, type = excluded.type, \
+         status = excluded.status, data = excluded.data, created_by = excluded.created_by"
+    };
+}
+use item_upsert;
+
 /// A row struct read by column name on both backends: sqlx's `FromRow` derive without its proc-macro crate
 /// (which would compile both database drivers a second time).
 macro_rules! row {
