@@ -17,7 +17,7 @@ use crate::config::SessionConfig;
 use crate::record::{SessionKind, SessionRecord, SessionStatus, secs};
 use crate::session::{Ack, EventInput, Input, NewSession, Patch, SessionError, history_import};
 use crate::stages::Stage;
-use crate::store::{Page, SessionFilter, SessionSort};
+use crate::store::{SessionFilter, SessionSort};
 
 // Wire shapes
 
@@ -282,16 +282,8 @@ async fn render_snapshot(
     let mut items = Vec::new();
     // A session with an empty log has no items: skip the query.
     if include_items && record.last_seq > 0 {
-        let mut page = Page { limit: 1000, after: None, before: None, descending: false };
-        loop {
-            let (batch, more) =
-                state.sessions.store().list_items(&record.id, &page).await.map_err(SessionError::from)?;
-            page.after = batch.last().map(|i| i.id.clone());
-            items.extend(batch.iter().map(|i| i.nested()));
-            if !more {
-                break;
-            }
-        }
+        let all = state.sessions.store().all_items(&record.id).await.map_err(SessionError::from)?;
+        items = all.iter().map(|i| i.nested()).collect();
     }
     Ok(snapshot(record, items))
 }
