@@ -280,3 +280,75 @@ async fn a_turn_journal_commits_with_its_events_and_is_cleared_with_the_turn_end
         assert!(store.journal(&s.id).await.unwrap().is_empty(), "{}", db.label);
     }
 }
+
+/// A commit that does not join a group — comment and file rows, a journal cleared and refilled at once — is written
+/// whole, in one transaction, or not at all when its writer is stale.
+#[tokio::test]
+async fn a_commit_with_comments_files_and_a_refilled_journal_is_written_whole_or_not_at_all() {
+    use omnigent::store::{CommentChange, FileChange, FileMeta, FileSource, JournalEntry};
+    for db in databases().await {
+        let store = Store::connect(&db.url).await.unwrap();
+        let mut s = new_session(&store, now_us()).await;
+        let entry = |idx: i64| JournalEntry { idx, response_id: "resp_x".into(), entry: json!({"kind": "emit"}) };
+        append(&store, &mut s, &["first"], &[]).await;
+        let old = [entry(0), entry(1)];
+        let mut next = s.clone();
+        next.last_seq = 2;
+        let first = Commit {
+            expected_last_seq: 1,
+            session: &next,
+            events: &[event(2, "journaled")],
+            items: &[],
+            comments: &[],
+            files: &[],
+            journal: &old,
+            clear_journal: false,
+            spend: None,
+        };
+        store.commit(&first).await.unwrap();
+        s = next;
+
+        let comments = [CommentChange::Upsert {
+            id: "cmt_1".into(),
+            path: "a.rs".into(),
+            data: json!({"id": "cmt_1", "body": "look"}),
+            created_at_us: now_us(),
+        }];
+        let meta = FileMeta {
+            id: "file_1".into(),
+            name: "n.txt".into(),
+            content_type: "text/plain".into(),
+            bytes: 2,
+            source: FileSource::Upload,
+            created_at_us: now_us(),
+        };
+        let files = [FileChange::Put { meta, content: b"hi".to_vec() }];
+        let refill = [entry(0)];
+        let mut next = s.clone();
+        next.last_seq = 3;
+        let stale = Commit {
+            expected_last_seq: 9,
+            session: &next,
+            events: &[event(3, "all")],
+            items: &[],
+            comments: &comments,
+            files: &files,
+            journal: &refill,
+            clear_journal: true,
+            spend: None,
+        };
+        assert!(matches!(store.commit(&stale).await, Err(StoreError::Conflict(_))), "{}", db.label);
+        assert_eq!(store.journal(&s.id).await.unwrap().len(), 2, "{}: a stale commit clears nothing", db.label);
+        assert!(store.get_file(&s.id, "file_1").await.unwrap().is_none(), "{}", db.label);
+        assert!(store.list_comments(&s.id, None).await.unwrap().is_empty(), "{}", db.label);
+
+        let whole = Commit { expected_last_seq: 2, ..stale };
+        store.commit(&whole).await.unwrap();
+        let journal = store.journal(&s.id).await.unwrap();
+        assert_eq!(journal.len(), 1, "{}: cleared, then refilled", db.label);
+        assert_eq!(journal[0].idx, 0);
+        assert!(store.get_file(&s.id, "file_1").await.unwrap().is_some(), "{}", db.label);
+        assert_eq!(store.list_comments(&s.id, None).await.unwrap().len(), 1, "{}", db.label);
+        assert_eq!(store.events_after(&s.id, 0, None, 10).await.unwrap().len(), 3, "{}", db.label);
+    }
+}

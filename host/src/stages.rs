@@ -160,20 +160,21 @@ pub fn enabled() -> bool {
 /// Every stage that ran since the last reset, in the order of the turn path; None when stage times are off.
 pub fn summary() -> Option<Vec<StageSummary>> {
     let recorder = RECORDER.get()?;
-    let stages = recorder.stages.lock().unwrap();
+    // Copied under the lock, sorted outside it: closing spans record meanwhile.
+    let copied: Vec<(u64, Vec<u32>)> =
+        recorder.stages.lock().unwrap().iter().map(|s| (s.count, s.micros.clone())).collect();
     let mut out = Vec::new();
-    for (stage, samples) in Stage::ALL.iter().zip(stages.iter()) {
-        if samples.count == 0 {
+    for (stage, (count, mut sorted)) in Stage::ALL.iter().zip(copied) {
+        if count == 0 {
             continue;
         }
-        let mut sorted = samples.micros.clone();
         sorted.sort_unstable();
         let at = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
         let mean = sorted.iter().map(|&us| u64::from(us)).sum::<u64>() / sorted.len() as u64;
         out.push(StageSummary {
             stage: stage.name(),
             description: stage.description(),
-            count: samples.count,
+            count,
             p50_us: at(0.50),
             p90_us: at(0.90),
             p99_us: at(0.99),

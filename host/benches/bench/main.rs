@@ -1052,7 +1052,7 @@ async fn main() {
         let sqlite = floor::floor_suite(sqlite_db(), &mut rows).await;
         if let Some(pg) = postgres_db().await {
             let postgres = floor::floor_suite(pg, &mut rows).await;
-            let ratio = postgres.create.as_secs_f64() / sqlite.create.as_secs_f64();
+            let ratio = postgres.as_secs_f64() / sqlite.as_secs_f64();
             rows.push(Row {
                 metric: "Postgres / SQLite: create with a harness config p50".into(),
                 backend: "-",

@@ -99,7 +99,7 @@ SELECT count(*) FROM guard"
 /// Writes a group; `Conflict` (nothing written) unless every session was still where its writer expected it.
 pub(super) async fn write(pool: &PgPool, rows: &[&Rows]) -> Result<()> {
     if let [one] = rows {
-        return write_one(pool, one).await;
+        return write_one(pool, one, one.clear_journal).await;
     }
     let sessions = |f: fn(&Rows) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let journal: Vec<_> = rows.iter().flat_map(|r| r.journal.iter().map(move |j| (r.id.as_str(), j))).collect();
@@ -156,7 +156,13 @@ pub(super) async fn write(pool: &PgPool, rows: &[&Rows]) -> Result<()> {
     Ok(())
 }
 
-async fn write_one(pool: &PgPool, r: &Rows) -> Result<()> {
+/// One commit ([`ONE`]) on a pool or in the caller's transaction; `clear_journal` overrides the commit's own (a
+/// journal cleared and refilled at once is cleared by the caller first: one statement cannot do both).
+pub(super) async fn write_one<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    r: &Rows,
+    clear_journal: bool,
+) -> Result<()> {
     let s = &r.session;
     let (matched,): (i64,) = sqlx::query_as(ONE)
         .bind(s.last_seq)
@@ -172,7 +178,7 @@ async fn write_one(pool: &PgPool, r: &Rows) -> Result<()> {
         .bind(&s.settings)
         .bind(r.id.as_str())
         .bind(r.expected_last_seq)
-        .bind(r.clear_journal)
+        .bind(clear_journal)
         .bind(r.journal.iter().map(|j| j.0).collect::<Vec<_>>())
         .bind(r.journal.iter().map(|j| j.1.as_str()).collect::<Vec<_>>())
         .bind(r.journal.iter().map(|j| j.2.as_str()).collect::<Vec<_>>())
@@ -190,7 +196,7 @@ async fn write_one(pool: &PgPool, r: &Rows) -> Result<()> {
         .bind(r.items.iter().map(|i| i.created_at_us).collect::<Vec<_>>())
         .bind(r.items.iter().map(|i| i.data.as_str()).collect::<Vec<_>>())
         .bind(r.items.iter().map(|i| i.created_by.as_deref()).collect::<Vec<_>>())
-        .fetch_one(pool)
+        .fetch_one(executor)
         .await?;
     if matched == 1 { Ok(()) } else { Err(StoreError::Conflict(r.id.clone())) }
 }

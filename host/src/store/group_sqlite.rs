@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::rows::Rows;
 use super::{Result, StoreError, item_upsert};
@@ -12,6 +12,13 @@ use super::{Result, StoreError, item_upsert};
 /// `last_seq`, or nothing is written), then every table's rows in one statement each.
 pub(super) async fn write(pool: &SqlitePool, rows: &[&Rows]) -> Result<()> {
     let mut tx = pool.begin().await?;
+    write_in(&mut tx, rows).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The same, inside the caller's transaction (which may write more with it).
+pub(super) async fn write_in(tx: &mut SqliteConnection, rows: &[&Rows]) -> Result<()> {
     let mut update = QueryBuilder::<Sqlite>::new(
         "WITH v(id, expected, last_seq, updated_at_us, title, labels, status, last_task_error, \
          active_response_id, usage_by_model, policy, archived, settings) AS (",
@@ -103,6 +110,5 @@ pub(super) async fn write(pool: &SqlitePool, rows: &[&Rows]) -> Result<()> {
         upsert.push(concat!(" ", item_upsert!()));
         upsert.build().execute(&mut *tx).await?;
     }
-    tx.commit().await?;
     Ok(())
 }

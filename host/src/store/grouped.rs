@@ -4,7 +4,8 @@
 //! (group_sqlite.rs), on Postgres one statement (group_postgres.rs) — instead of one transaction each. Each session
 //! keeps its order (its actor has one commit in flight) and publishes its events only once its own commit is
 //! answered (persist, then publish). If a group fails, nothing of it is written and each of its commits is written
-//! alone, so one session's conflict or bad row never fails another session's commit.
+//! alone, so one session's conflict or bad row never fails another session's commit. A commit once queued is
+//! written even if its caller stops waiting (an actor always waits; only shutdown drops one).
 
 use std::sync::Mutex;
 

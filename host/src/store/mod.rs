@@ -4,7 +4,7 @@
 //! `on_pool!` expands it per backend. One file per table family: `sessions`, `log` (events, items, the turn
 //! journal), `files`, `comments`, `agents`; `commit` is one session's transaction across them, written with other sessions' commits
 //! (`grouped`: as one Postgres statement, `group_postgres`, or one SQLite transaction, `group_sqlite`, from owned
-//! `rows`); `migrate`
+//! `rows`) or, with comment and file rows, alone (`transaction`); `migrate`
 //! brings the schema up to date on connect; `paging` is the keyset paging they share.
 
 mod agents;
@@ -20,6 +20,7 @@ mod paging;
 mod retry;
 mod rows;
 mod sessions;
+mod transaction;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,9 +1,12 @@
 //! A commit's rows as owned bound values: what a group of commits is written from, by whichever committer holds
 //! the write turn (grouped.rs), on either backend.
 
-use super::commit::{Commit, SessionColumns};
+use serde_json::Value;
+
+use super::commit::Commit;
 use super::json_text;
 use crate::ids::SessionId;
+use crate::record::SessionRecord;
 
 /// Most bound values one group's statements take (SQLite allows 32,766 per statement).
 pub(super) const MAX_VALUES: usize = 30_000;
@@ -12,7 +15,7 @@ pub(super) const MAX_VALUES: usize = 30_000;
 pub(super) struct Rows {
     pub id: SessionId,
     pub expected_last_seq: i64,
-    /// The session's columns, in `SESSION_COLUMNS` order.
+    /// The session row after the commit.
     pub session: SessionColumns,
     pub clear_journal: bool,
     /// (idx, response_id, entry)
@@ -41,15 +44,19 @@ const JOURNAL_VALUES: usize = 4;
 const EVENT_VALUES: usize = 5;
 const ITEM_VALUES: usize = 9;
 
-fn values_of(c: &Commit<'_>) -> usize {
-    SESSION_VALUES + 2 + c.journal.len() * JOURNAL_VALUES + c.events.len() * EVENT_VALUES + c.items.len() * ITEM_VALUES
+/// Values a commit with this many journal entries, events and items binds (its session row and spend included).
+fn values(journal: usize, events: usize, items: usize) -> usize {
+    SESSION_VALUES + 2 + journal * JOURNAL_VALUES + events * EVENT_VALUES + items * ITEM_VALUES
 }
 
-/// Whether a commit can join a group: no comment or file rows (rare; written alone, in their own transaction),
-/// not a journal cleared and refilled at once, and small enough for one statement per table.
+/// Whether a commit can join a group: no comment or file rows (rare; written alone in a transaction with them,
+/// transaction.rs), not a journal cleared and refilled at once, and small enough for one statement per table.
 pub(super) fn fits(c: &Commit<'_>) -> bool {
     let refilled = c.clear_journal && !c.journal.is_empty();
-    c.comments.is_empty() && c.files.is_empty() && !refilled && values_of(c) <= MAX_VALUES
+    c.comments.is_empty()
+        && c.files.is_empty()
+        && !refilled
+        && values(c.journal.len(), c.events.len(), c.items.len()) <= MAX_VALUES
 }
 
 impl Rows {
@@ -85,10 +92,42 @@ impl Rows {
     }
 
     pub(super) fn values(&self) -> usize {
-        SESSION_VALUES
-            + 2
-            + self.journal.len() * JOURNAL_VALUES
-            + self.events.len() * EVENT_VALUES
-            + self.items.len() * ITEM_VALUES
+        values(self.journal.len(), self.events.len(), self.items.len())
+    }
+}
+
+/// The session row's columns as the writers bind them: its fold after the commit, JSON fields as text.
+pub(super) struct SessionColumns {
+    pub last_seq: i64,
+    pub updated_at_us: i64,
+    pub title: Option<String>,
+    pub labels: String,
+    pub status: &'static str,
+    pub last_task_error: Option<String>,
+    pub active_response_id: Option<String>,
+    pub usage_by_model: String,
+    pub policy: String,
+    pub archived: i32,
+    pub settings: String,
+}
+
+impl SessionColumns {
+    pub(super) fn of(s: &SessionRecord) -> SessionColumns {
+        SessionColumns {
+            last_seq: s.last_seq,
+            updated_at_us: s.updated_at_us,
+            title: s.title.clone(),
+            labels: json_text(&Value::Object(s.labels.clone())),
+            status: s.status.as_str(),
+            last_task_error: s
+                .last_task_error
+                .as_ref()
+                .map(|e| json_text(&serde_json::to_value(e).unwrap_or_default())),
+            active_response_id: s.active_response_id.clone(),
+            usage_by_model: json_text(&Value::Object(s.usage_by_model.clone())),
+            policy: json_text(&serde_json::to_value(&s.policy).unwrap_or_default()),
+            archived: i32::from(s.archived),
+            settings: json_text(&serde_json::to_value(&s.settings).unwrap_or_default()),
+        }
     }
 }
