@@ -359,3 +359,23 @@ async fn stage_times_are_kept_only_when_asked_for_and_start_over_on_delete() {
     let (_, body) = api.get("/v1/debug/stages").await;
     assert_eq!(body["data"], json!([]), "a reset forgets every stage");
 }
+
+/// SQLite serves one server process: a second server on the same database file (another data dir) is refused,
+/// naming the one that has it.
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_is_refused_with_who_has_it() {
+    let db = omnigent_testkit::sqlite_db();
+    let first = tempfile::tempdir().unwrap();
+    let _server = ServerProcess::start(&bin(), first.path(), &db.url, free_port(), &[]).await;
+    let second = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["server", "--bind", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(second.path())
+        .args(["--database-url", &db.url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("SQLite serves one server process") && err.contains(&_server.pid().to_string()), "{err}");
+}

@@ -8,6 +8,7 @@
 //!   it durable, and one file per WIT interface the harness imports;
 //! - `protocol`: the wire vocabulary, every event name and payload; `record`: the session records it folds into;
 //! - `store`: the log and its folds on SQLite or Postgres; `stream`: replay-then-live for subscribers;
+//! - `cluster`: several replicas on one Postgres — who writes which session, commit wake-ups, adoption;
 //! - `policy`: policy declarations, the chain, the components; `config`: session YAML; `llm`: model providers;
 //! - `sandbox`: where a session's builtin `tools` may reach (bubblewrap, roots, the workspace root);
 //! - `mcp`: MCP servers' tools (rmcp), per session;
@@ -18,6 +19,7 @@
 
 pub(crate) mod bounds;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod files;

@@ -39,6 +39,7 @@ impl Client {
             workspace_root: std::env::var_os("OMNIGENT_WORKSPACE_ROOT").map(Into::into),
             bwrap: std::env::var_os("OMNIGENT_BWRAP").map(Into::into),
             stage_times: false,
+            advertise_url: None,
         };
         let (pid, url) = super::daemon::spawn_background(&server_args).await?;
         eprintln!(

@@ -101,6 +101,16 @@ fn url_for(addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
 
+/// --advertise-url, checked: other replicas send HTTP requests to it.
+fn advertise_url(args: &ServerArgs) -> anyhow::Result<Option<String>> {
+    let Some(url) = &args.advertise_url else { return Ok(None) };
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("--advertise-url {url:?} is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        bail!("--advertise-url must be an http:// or https:// URL with a host, like http://10.0.0.5:6767");
+    }
+    Ok(Some(url.trim_end_matches('/').to_string()))
+}
+
 /// `omnigent server`: serve until SIGINT/SIGTERM.
 pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let policies = match &args.policies {
@@ -120,6 +130,7 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
             workspace_root: args.workspace_root.clone(),
             bwrap: args.bwrap.clone(),
         },
+        advertise_url: advertise_url(&args)?,
         ..ServerOptions::default()
     };
     check_exposure(args.bind, &options)?;
@@ -138,9 +149,13 @@ pub async fn serve_foreground(args: ServerArgs) -> anyhow::Result<ExitCode> {
     }
     let db = database_url(&args);
     // The database holds the configs' API keys: a SQLite file is created readable by its owner only.
-    if let Some(path) = sqlite_file(&db) {
-        private_file(&path)?;
-    }
+    let _sqlite_owner = match sqlite_file(&db) {
+        Some(path) => {
+            private_file(&path)?;
+            Some(super::sqlite_owner::take(&path, &url_for(args.bind))?)
+        }
+        None => None,
+    };
     let store = Store::connect(&db).await.with_context(|| format!("cannot open the database {}", redact(&db)))?;
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
     let shutdown = CancellationToken::new();

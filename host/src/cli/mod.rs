@@ -10,6 +10,7 @@ mod preflight;
 mod render;
 mod run;
 mod sessions;
+mod sqlite_owner;
 mod terminal;
 
 use std::net::SocketAddr;
@@ -128,6 +129,11 @@ pub struct ServerArgs {
     /// starts it over). For finding where time goes; costs about a microsecond per stage.
     #[arg(long, env = "OMNIGENT_STAGE_TIMES", global = true)]
     stage_times: bool,
+    /// With Postgres, several servers may share the database (replicas): each forwards a session's writes to the
+    /// one that runs the session, at the URL that one advertises. Default: http://<--bind> (127.0.0.1 for an
+    /// unspecified address) — set it when replicas run on different machines.
+    #[arg(long, env = "OMNIGENT_ADVERTISE_URL", global = true)]
+    advertise_url: Option<String>,
 }
 
 /// How client commands reach the server.

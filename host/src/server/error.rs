@@ -107,7 +107,9 @@ impl From<SessionError> for ApiError {
             SessionError::Invalid(m) => ApiError::invalid(m.clone()),
             SessionError::Conflict(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
             SessionError::AlreadyExists(m) => ApiError::new(ErrorCode::AlreadyExists, m.clone()),
-            SessionError::ShuttingDown => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+            SessionError::ShuttingDown | SessionError::Elsewhere { .. } => {
+                ApiError::new(ErrorCode::Unavailable, e.to_string())
+            }
             SessionError::Store(StoreError::UnknownCursor(c)) => {
                 ApiError::invalid(format!("unknown pagination cursor '{}'", crate::ids::truncate(c, 80)))
             }

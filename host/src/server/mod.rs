@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod feed;
 mod files;
+mod forward;
 mod guards;
 mod info;
 mod login;
@@ -78,6 +79,9 @@ pub struct ServerOptions {
     /// How sessions' builtin tools are confined: the paths they never see (the cache, native and credentials
     /// paths above are added), the workspace root.
     pub sandbox: crate::sandbox::SandboxOptions,
+    /// On Postgres, the address other replicas reach this one at to forward a session's writes (default:
+    /// `http://` + the listening address, with 127.0.0.1 for an unspecified one).
+    pub advertise_url: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -93,6 +97,7 @@ impl Default for ServerOptions {
             credentials_file: None,
             keys_from_environment: true,
             sandbox: Default::default(),
+            advertise_url: None,
         }
     }
 }
@@ -129,6 +134,8 @@ pub enum StartError {
     Policies(String),
     #[error("{0}")]
     Sandbox(String),
+    #[error("cannot join the other replicas on this database: {0}")]
+    Cluster(String),
 }
 
 #[derive(OpenApi)]
@@ -281,7 +288,9 @@ pub fn router(
         .route("/sessions/{id}/resources/terminals", get(native::list_terminals).post(native::ensure_terminal))
         .route("/sessions/{id}/resources/terminals/{tid}", get(native::get_terminal).delete(native::delete_terminal))
         .route("/sessions/{id}/resources/terminals/{tid}/screen", get(native::screen))
-        .route("/sessions/{id}/resources/terminals/{tid}/attach", get(native::attach));
+        .route("/sessions/{id}/resources/terminals/{tid}/attach", get(native::attach))
+        // With other replicas, a session's writes go to the one that writes it (after the token is checked).
+        .route_layer(middleware::from_fn_with_state(state.clone(), forward::to_owner));
     let guarded = Router::new()
         .nest("/v1", v1)
         .route("/openapi.json", get(openapi))
@@ -313,6 +322,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
             crate::store::BackendKind::Postgres => "postgres",
         },
         "live_sessions": state.sessions.live_count(),
+        "replica": state.sessions.cluster().map(|c| c.id()),
     }))
 }
 
@@ -370,7 +380,18 @@ impl Server {
         ));
         let mcp = turns.mcp.clone();
         let runners = Runners { wasm: Arc::new(turns), natives: natives.clone() };
-        let sessions = Sessions::new(store, shutdown.clone(), Arc::new(runners));
+        // On Postgres this server is one replica among any others on the same database.
+        let cluster = match store.postgres_pool() {
+            Some(pool) => {
+                let url = options.advertise_url.clone().unwrap_or_else(|| format!("http://{hook_addr}"));
+                let cluster = crate::cluster::Cluster::join(pool.clone(), url, shutdown.clone())
+                    .await
+                    .map_err(|e| StartError::Cluster(e.to_string()))?;
+                Some(Arc::new(cluster))
+            }
+            None => None,
+        };
+        let sessions = Sessions::with_cluster(store, shutdown.clone(), Arc::new(runners), cluster);
         let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
         if recovered > 0 {
             tracing::warn!(

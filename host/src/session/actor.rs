@@ -62,6 +62,8 @@ pub(super) enum Command {
     Recover {
         reply: Reply<()>,
     },
+    /// This replica lost the session's lock to another: stop writing it.
+    StepBack,
 }
 
 pub(super) struct Actor {
@@ -72,6 +74,8 @@ pub(super) struct Actor {
     pub turn: Option<ActiveTurn>,
     /// The transcript in memory, once a turn has needed it (see transcript.rs).
     pub transcript: Transcript,
+    /// Another replica wrote this session: this actor stops after the command at hand (its streams are followed).
+    pub stepped_back: bool,
 }
 
 /// The turn this session is running.
@@ -124,6 +128,23 @@ pub(super) enum Next {
 
 impl Actor {
     pub async fn run(mut self) {
+        let id = self.record.id.clone();
+        self.serve().await;
+        if let Some(cluster) = self.sessions.cluster() {
+            cluster.release(&id).await;
+        }
+    }
+
+    async fn serve(&mut self) {
+        // With other replicas, a session found running or paused by its new writer lost its turn with the replica
+        // that ran it: it resumes here, from its journal.
+        if self.sessions.cluster().is_some()
+            && matches!(self.record.status, SessionStatus::Running | SessionStatus::Paused)
+        {
+            tracing::info!(session = %self.record.id, "adopting a session whose replica stopped: resuming its turn");
+            let (reply, _) = oneshot::channel();
+            self.on_recover(reply).await;
+        }
         let idle = self.sessions.inner.idle_timeout;
         let mut carried: Option<Command> = None;
         loop {
@@ -158,9 +179,13 @@ impl Actor {
                     Next::Continue
                 }
                 Command::Recover { reply } => self.on_recover(reply).await,
+                Command::StepBack => {
+                    self.step_back();
+                    Next::Stop
+                }
                 Command::Delete { reply } => self.on_delete(reply).await,
             };
-            if next == Next::Stop {
+            if next == Next::Stop || self.stepped_back {
                 return;
             }
         }
@@ -442,6 +467,11 @@ impl Actor {
                 Ok(())
             }
             Err(StoreError::Conflict(id)) => match self.sessions.store().get_session(&id).await {
+                Ok(Some(_)) if self.sessions.cluster().is_some() => {
+                    tracing::warn!(session = %id, "another replica wrote this session; stepping back");
+                    self.step_back();
+                    Err(SessionError::Elsewhere { id, owner: None })
+                }
                 Ok(Some(fresh)) => {
                     tracing::warn!(session = %id, "log moved under this writer; reloaded");
                     self.record = fresh;
@@ -460,6 +490,16 @@ impl Actor {
                 Err(e.into())
             }
         }
+    }
+
+    /// Gives the session up to the replica that wrote it: the turn stops here without an end (its new writer
+    /// resumes it from the journal) and the streams are fed from the log.
+    fn step_back(&mut self) {
+        if let Some(turn) = self.turn.take() {
+            turn.shared.cancel.cancel();
+        }
+        self.sessions.step_back(&self.record.id, &self.events, self.record.last_seq);
+        self.stepped_back = true;
     }
 
     /// Tells subscribers the session is gone and leaves the registry.

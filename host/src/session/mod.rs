@@ -5,9 +5,11 @@
 //! stop after a quiet spell with no subscribers, so stored-but-quiet sessions cost nothing.
 
 mod actor;
+mod adoption;
 mod changes;
 mod draft;
 pub mod fold;
+mod follower;
 mod fork;
 pub mod history_import;
 pub mod input;
@@ -23,6 +25,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::config::SessionConfig;
 use crate::ids::SessionId;
 use crate::protocol::NewEvent;
@@ -55,6 +58,9 @@ pub enum SessionError {
     Conflict(SessionId),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Another replica writes this session (its address, when known): writes go there.
+    #[error("session {id} is written by another replica{}; send the request there or retry", owner.as_deref().map(|o| format!(" ({o})")).unwrap_or_default())]
+    Elsewhere { id: SessionId, owner: Option<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A storage failure reported to every input of a failed batch.
@@ -69,6 +75,7 @@ impl SessionError {
             SessionError::NotFound(id) => SessionError::NotFound(id.clone()),
             SessionError::Conflict(id) => SessionError::Conflict(id.clone()),
             SessionError::ShuttingDown => SessionError::ShuttingDown,
+            SessionError::Elsewhere { id, owner } => SessionError::Elsewhere { id: id.clone(), owner: owner.clone() },
             SessionError::Invalid(m) => SessionError::Invalid(m.clone()),
             SessionError::NoSuchElicitation(m) => SessionError::NoSuchElicitation(m.clone()),
             SessionError::NoPendingCall(m) => SessionError::NoPendingCall(m.clone()),
@@ -130,10 +137,28 @@ pub struct NewSession {
 /// A change validated against the session's current state inside its actor: returns the events to append.
 pub type Change = Box<dyn FnOnce(&SessionRecord) -> Result<Vec<NewEvent>, SessionError> + Send>;
 
+/// A live session on this replica: its actor (this replica writes it), or a follower that publishes what another
+/// replica commits (`commands` None).
 #[derive(Clone)]
 struct Handle {
-    commands: mpsc::Sender<Command>,
+    commands: Option<mpsc::Sender<Command>>,
     events: broadcast::Sender<Published>,
+}
+
+impl Handle {
+    fn is_actor(&self, commands: &mpsc::Sender<Command>) -> bool {
+        self.commands.as_ref().is_some_and(|c| c.same_channel(commands))
+    }
+}
+
+/// Where a session's writes go.
+pub enum Placement {
+    /// This replica writes it (or it does not exist: the request answers so).
+    Here,
+    /// Another replica writes it, at this address.
+    Owner(String),
+    /// Another replica holds it but its address is unknown (it is starting or stopping): try again shortly.
+    Unknown,
 }
 
 /// The registry of live sessions and the entry point for every session operation.
@@ -149,14 +174,46 @@ struct Inner {
     idle_timeout: Duration,
     runner: Arc<dyn TurnRunner>,
     changes: ChangeFeed,
+    /// The other replicas on this database (Postgres), or None: this process is the only server.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Sessions {
     /// `runner` starts the turns the sessions' actors begin.
     pub fn new(store: Store, shutdown: CancellationToken, runner: Arc<dyn TurnRunner>) -> Self {
+        Self::with_cluster(store, shutdown, runner, None)
+    }
+
+    /// Sessions shared with other replicas of `cluster`: this replica writes a session only while it holds its
+    /// lock, follows the others' commits, and adopts running sessions whose replica died (checked every second).
+    pub fn with_cluster(
+        store: Store,
+        shutdown: CancellationToken,
+        runner: Arc<dyn TurnRunner>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
         let idle_timeout = Duration::from_secs(60);
         let changes = ChangeFeed::new();
-        Sessions { inner: Arc::new(Inner { store, live: Mutex::default(), shutdown, idle_timeout, runner, changes }) }
+        let inner = Inner { store, live: Mutex::default(), shutdown, idle_timeout, runner, changes, cluster };
+        let sessions = Sessions { inner: Arc::new(inner) };
+        if sessions.inner.cluster.is_some() {
+            tokio::spawn(adoption::run(sessions.clone()));
+        }
+        sessions
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Where writes to `id` go: here (its actor is started, if this replica may write it) or another replica.
+    pub async fn placement(&self, id: &SessionId) -> Placement {
+        match self.handle(id).await {
+            Err(SessionError::Elsewhere { owner: Some(url), .. }) => Placement::Owner(url),
+            Err(SessionError::Elsewhere { owner: None, .. }) => Placement::Unknown,
+            // Whatever else went wrong, the request itself says so.
+            _ => Placement::Here,
+        }
     }
 
     /// Appends events (through the actor, the session's only writer); the running turn may wait for answers.
@@ -233,8 +290,12 @@ impl Sessions {
                 let (batch, more) = self.inner.store.list_sessions(&page, Some(status)).await?;
                 page.after = batch.last().map(|r| r.id.to_string());
                 for record in batch {
-                    self.call(&record.id, |reply| Command::Recover { reply }).await?;
-                    recovered += 1;
+                    match self.call(&record.id, |reply| Command::Recover { reply }).await {
+                        Ok(()) => recovered += 1,
+                        // A live replica runs it.
+                        Err(SessionError::Elsewhere { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 if !more {
                     break;
@@ -327,17 +388,101 @@ impl Sessions {
         id: &SessionId,
     ) -> Result<(broadcast::Receiver<Published>, SessionRecord), SessionError> {
         loop {
-            let handle = self.handle(id).await?;
-            let rx = {
-                let live = self.inner.live.lock().unwrap();
-                // Subscribe under the registry lock so a retiring actor cannot slip away in between.
-                match live.get(id) {
-                    Some(h) if h.commands.same_channel(&handle.commands) => h.events.subscribe(),
-                    _ => continue,
+            // Subscribe under the registry lock so a retiring actor (or a follower) cannot slip away in between.
+            let rx = self.inner.live.lock().unwrap().get(id).map(|h| h.events.subscribe());
+            let rx = match (rx, &self.inner.cluster) {
+                (Some(rx), _) => rx,
+                (None, None) => {
+                    self.handle(id).await?;
+                    continue;
                 }
+                // Streams do not claim a session: its writes decide where it lives; elsewhere it is followed.
+                (None, Some(cluster)) => match self.follow(cluster, id).await? {
+                    Some(rx) => rx,
+                    None => continue,
+                },
             };
             let record = self.get(id).await?;
             return Ok((rx, record));
+        }
+    }
+
+    /// Starts following a session another replica may write: registers for its wake-ups first, then reads where
+    /// its log is, so no commit falls between. None when a live handle appeared meanwhile.
+    async fn follow(
+        &self,
+        cluster: &Arc<Cluster>,
+        id: &SessionId,
+    ) -> Result<Option<broadcast::Receiver<Published>>, SessionError> {
+        let wake = cluster.watch(id);
+        let record = match self.get(id).await {
+            Ok(record) => record,
+            Err(e) => {
+                drop(wake);
+                cluster.unwatch(id);
+                return Err(e);
+            }
+        };
+        let mut live = self.inner.live.lock().unwrap();
+        if live.contains_key(id) {
+            drop((live, wake));
+            cluster.unwatch(id);
+            return Ok(None);
+        }
+        let (events, rx) = broadcast::channel(BROADCAST_CAPACITY);
+        live.insert(id.clone(), Handle { commands: None, events: events.clone() });
+        tokio::spawn(follower::run(self.clone(), id.clone(), record.last_seq, wake, events));
+        Ok(Some(rx))
+    }
+
+    /// Whether the follower publishing on `events` should go on: true while it is the session's handle and
+    /// somebody listens (otherwise it leaves the registry, unless an actor took its place).
+    fn keeps_following(&self, id: &SessionId, events: &broadcast::Sender<Published>) -> bool {
+        let mut live = self.inner.live.lock().unwrap();
+        match live.get(id) {
+            Some(h) if h.commands.is_none() && h.events.same_channel(events) => {
+                if events.receiver_count() > 0 {
+                    return true;
+                }
+                live.remove(id);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// This replica lost the lock of `id` (another took it): its actor, if one runs, stops writing.
+    async fn lost(&self, id: &SessionId) {
+        let commands = self.inner.live.lock().unwrap().get(id).and_then(|h| h.commands.clone());
+        if let Some(commands) = commands {
+            let _ = commands.send(Command::StepBack).await;
+        }
+    }
+
+    /// A follower's session was deleted: its streams end.
+    fn follower_closed(&self, id: &SessionId, events: &broadcast::Sender<Published>) {
+        let _ = events.send(Published::Closed);
+        let mut live = self.inner.live.lock().unwrap();
+        if live.get(id).is_some_and(|h| h.commands.is_none() && h.events.same_channel(events)) {
+            live.remove(id);
+        }
+    }
+
+    /// An actor that may no longer write its session (another replica took it) leaves the registry; its streams
+    /// go on, fed from the log by a follower.
+    fn step_back(&self, id: &SessionId, events: &broadcast::Sender<Published>, last_seq: i64) {
+        let Some(cluster) = self.inner.cluster.clone() else { return };
+        let wake = cluster.watch(id);
+        let mut live = self.inner.live.lock().unwrap();
+        match live.get(id) {
+            Some(h) if h.commands.is_some() && h.events.same_channel(events) => {
+                live.insert(id.clone(), Handle { commands: None, events: events.clone() });
+                tokio::spawn(follower::run(self.clone(), id.clone(), last_seq, wake, events.clone()));
+            }
+            _ => {
+                drop((live, wake));
+                cluster.unwatch(id);
+            }
         }
     }
 
@@ -353,11 +498,11 @@ impl Sessions {
         let mut command = make(reply);
         // An actor may retire between lookup and send; then the command comes back and goes to a fresh one.
         for _ in 0..5 {
-            let handle = self.handle(id).await?;
-            match handle.commands.send(command).await {
+            let commands = self.handle(id).await?;
+            match commands.send(command).await {
                 Ok(()) => return answer.await.map_err(|_| SessionError::ShuttingDown)?,
                 Err(mpsc::error::SendError(back)) => {
-                    self.forget(id, &handle);
+                    self.forget(id, &commands);
                     command = back;
                 }
             }
@@ -365,31 +510,67 @@ impl Sessions {
         Err(SessionError::ShuttingDown)
     }
 
-    /// The live actor of a session, started if needed.
-    async fn handle(&self, id: &SessionId) -> Result<Handle, SessionError> {
-        if let Some(h) = self.inner.live.lock().unwrap().get(id) {
-            return Ok(h.clone());
+    /// The mailbox of a session's live actor, started if needed. With other replicas, this one must hold the
+    /// session's lock first (the actor releases it when it stops); if another holds it: `Elsewhere`.
+    async fn handle(&self, id: &SessionId) -> Result<mpsc::Sender<Command>, SessionError> {
+        if let Some(commands) = self.inner.live.lock().unwrap().get(id).and_then(|h| h.commands.clone()) {
+            return Ok(commands);
         }
-        let record = self.get(id).await?;
-        let mut live = self.inner.live.lock().unwrap();
-        if let Some(h) = live.get(id) {
-            return Ok(h.clone());
+        let Some(cluster) = &self.inner.cluster else {
+            let record = self.get(id).await?;
+            return Ok(self.start_actor(record).0);
+        };
+        let claimed = cluster.claim(id).await.map_err(|e| SessionError::Internal(e.to_string()))?;
+        if !claimed {
+            let owner = cluster.owner(id).await.map_err(|e| SessionError::Internal(e.to_string()))?;
+            return Err(SessionError::Elsewhere { id: id.clone(), owner });
         }
-        let (commands, mailbox) = mpsc::channel(256);
-        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let handle = Handle { commands, events: events.clone() };
-        live.insert(id.clone(), handle.clone());
-        // A root span: the actor outlives the request that woke it.
-        let span = tracing::info_span!(parent: None, "session", id = %id);
-        let actor =
-            Actor { sessions: self.clone(), record, mailbox, events, turn: None, transcript: Transcript::default() };
-        tokio::spawn(tracing::Instrument::instrument(actor.run(), span));
-        Ok(handle)
+        // Read after claiming: every commit of the previous writer is in.
+        let started = match self.get(id).await {
+            Ok(record) => self.start_actor(record),
+            Err(e) => {
+                cluster.release(id).await;
+                return Err(e);
+            }
+        };
+        if !started.1 {
+            // An actor started here meanwhile, with its own claim.
+            cluster.release(id).await;
+        }
+        Ok(started.0)
     }
 
-    fn forget(&self, id: &SessionId, handle: &Handle) {
+    /// Starts the session's actor unless one runs; true when this call started it. A follower's streams carry on
+    /// with the actor's events.
+    fn start_actor(&self, record: SessionRecord) -> (mpsc::Sender<Command>, bool) {
+        let id = record.id.clone();
         let mut live = self.inner.live.lock().unwrap();
-        if live.get(id).is_some_and(|h| h.commands.same_channel(&handle.commands)) {
+        let following = match live.get(&id) {
+            Some(Handle { commands: Some(commands), .. }) => return (commands.clone(), false),
+            Some(Handle { commands: None, events }) => Some(events.clone()),
+            None => None,
+        };
+        let (commands, mailbox) = mpsc::channel(256);
+        let events = following.unwrap_or_else(|| broadcast::channel(BROADCAST_CAPACITY).0);
+        live.insert(id.clone(), Handle { commands: Some(commands.clone()), events: events.clone() });
+        // A root span: the actor outlives the request that woke it.
+        let span = tracing::info_span!(parent: None, "session", id = %id);
+        let actor = Actor {
+            sessions: self.clone(),
+            record,
+            mailbox,
+            events,
+            turn: None,
+            transcript: Transcript::default(),
+            stepped_back: false,
+        };
+        tokio::spawn(tracing::Instrument::instrument(actor.run(), span));
+        (commands, true)
+    }
+
+    fn forget(&self, id: &SessionId, commands: &mpsc::Sender<Command>) {
+        let mut live = self.inner.live.lock().unwrap();
+        if live.get(id).is_some_and(|h| h.is_actor(commands)) {
             live.remove(id);
         }
     }

@@ -191,6 +191,14 @@ impl Store {
         }
     }
 
+    /// The Postgres pool, for what coordinates replicas through the same database (cluster/); None on SQLite.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.backend {
+            Backend::Postgres(pool) => Some(pool),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
     }

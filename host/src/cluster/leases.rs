@@ -1,0 +1,192 @@
+//! Session locks: `pg_try_advisory_lock(NAMESPACE, hashtext(schema || '/' || id))`, all held on one connection of
+//! this replica, whose backend pid is registered in `replicas` so that `pg_locks` tells who writes a session.
+//!
+//! Two sessions whose ids hash alike share a lock: whoever holds it writes both, which is still one writer each.
+//! Locks are counted here (a session claimed twice on this replica is locked once and released on the last
+//! release), so an actor that starts while another retires never runs unlocked.
+
+use std::collections::HashMap;
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::ids::SessionId;
+
+/// The advisory lock namespace of session locks ("omni"), in every lock and `pg_locks` query below.
+macro_rules! namespace {
+    () => {
+        "1869442665"
+    };
+}
+
+/// The lock key of session `$1` in this schema: databases shared through schemas do not block each other.
+macro_rules! key {
+    ($id:literal) => {
+        concat!("hashtext(current_schema() || '/' || ", $id, ")")
+    };
+}
+
+/// The granted advisory lock of session `$id` in this database, as `pg_locks` shows it.
+macro_rules! held_lock {
+    ($id:literal) => {
+        concat!(
+            "l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = ",
+            namespace!(),
+            " AND l.objid = ",
+            key!($id),
+            "::oid AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    };
+}
+
+pub(super) struct Leases {
+    pool: PgPool,
+    id: String,
+    url: String,
+    started_at_us: i64,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The connection holding this replica's locks; None after it failed (its locks died with it).
+    conn: Option<PgConnection>,
+    /// Sessions this replica holds, and how many claims each has.
+    held: HashMap<SessionId, u32>,
+}
+
+impl Leases {
+    pub fn new(pool: PgPool, id: String, url: String, started_at_us: i64) -> Leases {
+        Leases { pool, id, url, started_at_us, state: Default::default() }
+    }
+
+    /// Opens the lock connection and registers this replica with its backend pid.
+    pub async fn register(&self) -> Result<(), sqlx::Error> {
+        let mut state = self.state.lock().await;
+        self.connect(&mut state).await.map(|_| ())
+    }
+
+    pub async fn claim(&self, id: &SessionId) -> Result<bool, sqlx::Error> {
+        let mut state = self.state.lock().await;
+        if let Some(claims) = state.held.get_mut(id) {
+            *claims += 1;
+            return Ok(true);
+        }
+        let conn = self.connect(&mut state).await?;
+        let lock = concat!("SELECT pg_try_advisory_lock(", namespace!(), ", ", key!("$1"), ")");
+        let taken = sqlx::query_as::<_, (bool,)>(lock).bind(id.as_str()).fetch_one(conn).await;
+        match taken {
+            Ok((true,)) => {
+                state.held.insert(id.clone(), 1);
+                Ok(true)
+            }
+            Ok((false,)) => Ok(false),
+            Err(e) => {
+                state.conn = None;
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn release(&self, id: &SessionId) {
+        let mut state = self.state.lock().await;
+        match state.held.get_mut(id) {
+            Some(claims) if *claims > 1 => *claims -= 1,
+            Some(_) => {
+                state.held.remove(id);
+                let Some(conn) = state.conn.as_mut() else { return };
+                let unlock = concat!("SELECT pg_advisory_unlock(", namespace!(), ", ", key!("$1"), ")");
+                if let Err(e) = sqlx::query(unlock).bind(id.as_str()).execute(conn).await {
+                    // Its locks went with the connection.
+                    tracing::warn!(session = %id, error = %e, "the lock connection failed while releasing a session");
+                    state.conn = None;
+                }
+            }
+            // Lost with the lock connection, and given up since.
+            None => tracing::debug!(session = %id, "released a session this replica no longer holds"),
+        }
+    }
+
+    /// See `Cluster::keep_leases`.
+    pub async fn keep(&self) -> Vec<SessionId> {
+        let mut state = self.state.lock().await;
+        if let Some(conn) = state.conn.as_mut()
+            && conn.ping().await.is_ok()
+        {
+            return Vec::new();
+        }
+        state.conn = None;
+        let held: Vec<SessionId> = state.held.keys().cloned().collect();
+        let conn = match self.connect(&mut state).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reopen the lock connection; this replica's sessions wait for it");
+                return Vec::new();
+            }
+        };
+        let mut lost = Vec::new();
+        let lock = concat!("SELECT pg_try_advisory_lock(", namespace!(), ", ", key!("$1"), ")");
+        for id in held {
+            match sqlx::query_as::<_, (bool,)>(lock).bind(id.as_str()).fetch_one(&mut *conn).await {
+                Ok((true,)) => {}
+                Ok((false,)) => lost.push(id),
+                Err(e) => {
+                    tracing::error!(error = %e, "the reopened lock connection failed");
+                    state.conn = None;
+                    return Vec::new();
+                }
+            }
+        }
+        for id in &lost {
+            state.held.remove(id);
+        }
+        if !lost.is_empty() {
+            tracing::warn!(sessions = lost.len(), "lost the lock of sessions another replica took meanwhile");
+        }
+        lost
+    }
+
+    /// The lock connection, opened (and this replica registered under its pid) if needed.
+    async fn connect<'s>(&self, state: &'s mut State) -> Result<&'s mut PgConnection, sqlx::Error> {
+        if state.conn.is_none() {
+            let mut conn = self.pool.acquire().await?.detach();
+            // Rows of replicas whose connection is gone, and of an earlier connection of this one.
+            sqlx::query(
+                "DELETE FROM replicas WHERE id = $1 OR backend_pid = pg_backend_pid() \
+                 OR backend_pid NOT IN (SELECT pid FROM pg_stat_activity)",
+            )
+            .bind(&self.id)
+            .execute(&mut conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO replicas (id, url, backend_pid, started_at_us) VALUES ($1, $2, pg_backend_pid(), $3)",
+            )
+            .bind(&self.id)
+            .bind(&self.url)
+            .bind(self.started_at_us)
+            .execute(&mut conn)
+            .await?;
+            state.conn = Some(conn);
+        }
+        Ok(state.conn.as_mut().expect("opened above"))
+    }
+}
+
+/// The address of the replica holding the lock of `id`.
+pub(super) async fn owner(pool: &PgPool, id: &SessionId) -> Result<Option<String>, sqlx::Error> {
+    let query =
+        concat!("SELECT r.url FROM pg_locks l JOIN replicas r ON r.backend_pid = l.pid WHERE ", held_lock!("$1"));
+    let row: Option<(String,)> = sqlx::query_as(query).bind(id.as_str()).fetch_optional(pool).await?;
+    Ok(row.map(|(url,)| url))
+}
+
+/// Running or paused sessions whose lock nobody holds.
+pub(super) async fn orphans(pool: &PgPool) -> Result<Vec<SessionId>, sqlx::Error> {
+    let query = concat!(
+        "SELECT s.id FROM sessions s WHERE s.status IN ('running', 'paused') ",
+        "AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE ",
+        held_lock!("s.id"),
+        ") LIMIT 100"
+    );
+    let rows: Vec<(String,)> = sqlx::query_as(query).fetch_all(pool).await?;
+    Ok(rows.into_iter().filter_map(|(id,)| SessionId::parse(&id).ok()).collect())
+}
