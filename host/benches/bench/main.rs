@@ -2,13 +2,15 @@
 //! it over HTTP from this process, on SQLite and — when TEST_DATABASE_URL is set — on Postgres. Prints a table.
 //!
 //! Environment: BENCH_QUICK=1 shrinks every sample count (a smoke run, not for numbers); BENCH_SUITES=runtime,policy,
-//! turn,floor,store,native,credentials,tools,plugin runs only the named suites (default: all). The native suite drives the real Claude
+//! turn,floor,store,replicas,native,credentials,tools,plugin runs only the named suites (default: all; replicas needs
+//! Postgres). The native suite drives the real Claude
 //! Code CLI named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
 //! BENCH_STAGES=1 starts the floor suite's servers with `--stage-times` and prints where each turn's time went.
 //! BENCH_EXTRA_POLICY=FILE.wasm [BENCH_EXTRA_PARAMS=JSON] adds rows for that policy component to the policy suite
 //! (describe, and evaluate of a shell call, each in a fresh instance), beside the builtins.
 
 mod floor;
+mod replicas;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1061,6 +1063,9 @@ async fn main() {
                 holds: Some(ratio <= 1.5),
             });
         }
+    }
+    if wanted("replicas") {
+        replicas::replicas_suite(&mut rows).await;
     }
     if wanted("store") {
         let sqlite = suite(sqlite_db(), &mut rows).await;

@@ -52,6 +52,8 @@ struct State {
     conn: Option<PgConnection>,
     /// Sessions this replica holds, and how many claims each has.
     held: HashMap<SessionId, u32>,
+    /// This replica stopped: it claims nothing more.
+    left: bool,
 }
 
 impl Leases {
@@ -67,6 +69,9 @@ impl Leases {
 
     pub async fn claim(&self, id: &SessionId) -> Result<bool, sqlx::Error> {
         let mut state = self.state.lock().await;
+        if state.left {
+            return Ok(false);
+        }
         if let Some(claims) = state.held.get_mut(id) {
             *claims += 1;
             return Ok(true);
@@ -106,9 +111,27 @@ impl Leases {
         }
     }
 
+    /// Gives up every session and leaves the registry (a clean stop: the others need not wait for anything).
+    pub async fn leave(&self) {
+        let mut state = self.state.lock().await;
+        state.left = true;
+        state.held.clear();
+        if let Some(mut conn) = state.conn.take() {
+            let left = sqlx::query("DELETE FROM replicas WHERE id = $1").bind(&self.id).execute(&mut conn).await;
+            if let Err(e) = left {
+                tracing::warn!(error = %e, "could not leave the replica registry");
+            }
+            // Closing the connection releases every lock it holds.
+            let _ = conn.close().await;
+        }
+    }
+
     /// See `Cluster::keep_leases`.
     pub async fn keep(&self) -> Vec<SessionId> {
         let mut state = self.state.lock().await;
+        if state.left {
+            return Vec::new();
+        }
         if let Some(conn) = state.conn.as_mut()
             && conn.ping().await.is_ok()
         {

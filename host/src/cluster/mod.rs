@@ -107,6 +107,12 @@ impl Cluster {
         self.leases.keep().await
     }
 
+    /// A clean stop: this replica's sessions are free for the others at once.
+    pub async fn leave(&self) {
+        self.leases.leave().await;
+        tracing::info!(replica = %self.id, "left the replicas on this database");
+    }
+
     /// Wakes on every commit of `id` (by any replica); the value is the session's new `last_seq` or [`DELETED`].
     pub fn watch(&self, id: &SessionId) -> watch::Receiver<i64> {
         self.wakeups.watch(id)

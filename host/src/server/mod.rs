@@ -466,6 +466,9 @@ impl Server {
         if tokio::time::timeout(SHUTDOWN_GRACE, connections.shutdown()).await.is_err() {
             tracing::warn!("some connections were still open {SHUTDOWN_GRACE:?} after shutdown began; closing them");
         }
+        if let Some(cluster) = self.sessions.cluster() {
+            cluster.leave().await;
+        }
         self.sessions.store().close().await;
         Ok(())
     }
