@@ -87,7 +87,12 @@ async fn any_replica_serves_any_session_and_every_stream_carries_the_same_log() 
     let servers = replicas(&db, work.path(), 3).await;
     let apis: Vec<Api> = servers.iter().map(|s| Api::new(s.url.clone())).collect();
 
+    // The list feed of one replica announces what the others do.
+    let mut feed = Sse::open(&format!("{}/v1/sessions/feed", servers[1].url), &[]).await;
+    assert_eq!(feed.next().await.unwrap().event.as_deref(), Some("feed.ready"));
     let id = apis[0].create(json!({"config": config(&mock, work.path(), NO_POLICIES)})).await;
+    let created = feed.next_event().await.unwrap().json();
+    assert_eq!(created["id"], id.as_str(), "{created}");
     let mut streams = Vec::new();
     for server in &servers {
         streams.push(stream(server, &id).await);
@@ -112,6 +117,12 @@ async fn any_replica_serves_any_session_and_every_stream_carries_the_same_log() 
     assert_eq!(code, 200, "{patched}");
     let (_, snap) = apis[0].get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(snap["title"], "shared");
+    loop {
+        let summary = feed.next_event().await.unwrap().json();
+        if summary["id"] == id.as_str() && summary["title"] == "shared" {
+            break;
+        }
+    }
     let head = snap["last_seq"].as_i64().unwrap();
     assert_eq!(mock.requests().len(), 6, "one model call per turn");
 
@@ -155,6 +166,12 @@ async fn any_replica_serves_any_session_and_every_stream_carries_the_same_log() 
     // A delete through one replica ends the streams on all of them.
     let (code, _) = apis[1].call(reqwest::Method::DELETE, &format!("/v1/sessions/{id}"), None).await;
     assert_eq!(code, 200);
+    loop {
+        let f = feed.next_event().await.unwrap();
+        if f.event.as_deref() == Some("session.deleted") && f.json()["id"] == id.as_str() {
+            break;
+        }
+    }
     for (i, sse) in streams.iter_mut().enumerate() {
         loop {
             match sse.next_event().await {

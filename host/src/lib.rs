@@ -9,6 +9,7 @@
 //! - `protocol`: the wire vocabulary, every event name and payload; `record`: the session records it folds into;
 //! - `store`: the log and its folds on SQLite or Postgres; `stream`: replay-then-live for subscribers;
 //! - `cluster`: several replicas on one Postgres — who writes which session, commit wake-ups, adoption;
+//! - `remote`: runners — another machine makes a session's model and tool calls (`omnigent runner`);
 //! - `policy`: policy declarations, the chain, the components; `config`: session YAML; `llm`: model providers;
 //! - `sandbox`: where a session's builtin `tools` may reach (bubblewrap, roots, the workspace root);
 //! - `mcp`: MCP servers' tools (rmcp), per session;
@@ -33,6 +34,7 @@ pub(crate) mod program;
 pub(crate) mod protocol;
 pub mod record;
 pub(crate) mod regular_file;
+pub mod remote;
 pub mod sandbox;
 pub mod server;
 pub mod session;

@@ -48,6 +48,7 @@ event_types! {
     SessionReasoningEffort = "session.reasoning_effort",
     SessionArchived = "session.archived",
     SessionExternalId = "session.external_session_id",
+    SessionRunner = "session.runner",
     SessionLabels = "session.labels",
     SessionLabelsSet = "session.labels_set",
     SessionUsage = "session.usage",
@@ -113,6 +114,7 @@ impl EventType {
             self,
             EventType::SessionArchived
                 | EventType::SessionExternalId
+                | EventType::SessionRunner
                 | EventType::SessionLabels
                 | EventType::SessionLabelsSet
                 | EventType::PolicyState
@@ -280,6 +282,11 @@ pub fn model(session: &SessionId, model: Option<&str>, model_override: Option<&s
         EventType::SessionModel,
         json!({"conversation_id": session.as_str(), "model": model, "model_override": model_override}),
     )
+}
+
+/// The runner the session's turns run on from now on (`omnigent runner`; None: this server).
+pub fn runner(session: &SessionId, runner_id: Option<&str>) -> NewEvent {
+    NewEvent::new(EventType::SessionRunner, json!({"conversation_id": session.as_str(), "runner_id": runner_id}))
 }
 
 /// The reasoning effort model calls ask for (None: the model's default).
@@ -500,11 +507,14 @@ pub fn retry(attempt: u32, max_attempts: u32, delay_seconds: f64, code: &str, me
 pub enum ErrorSource<'a> {
     Llm,
     Tool(&'a str),
+    /// The runner a session is bound to (`omnigent runner`).
+    Runner,
 }
 
 pub fn error(source: ErrorSource<'_>, code: &str, message: &str) -> NewEvent {
     let payload = match source {
         ErrorSource::Llm => json!({"source": "llm", "error": {"code": code, "message": message}}),
+        ErrorSource::Runner => json!({"source": "runner", "error": {"code": code, "message": message}}),
         ErrorSource::Tool(name) => {
             json!({"source": "tool", "tool_name": name, "error": {"code": code, "message": message}})
         }

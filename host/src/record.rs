@@ -108,6 +108,9 @@ pub struct SessionSettings {
     /// The id of the session inside the tool it wraps (a native CLI's session); set once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_session_id: Option<String>,
+    /// The runner whose machine runs this session's model calls and tools (`omnigent runner`); None: the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_id: Option<String>,
 }
 
 /// The policy side of a session, a fold of its log like the rest of the record.

@@ -8,17 +8,20 @@ CREATE TABLE replicas (
     started_at_us BIGINT NOT NULL
 );
 
--- Every commit that moves a session's log on (and every delete) wakes the replicas that follow the session: the
--- payload is `<session id> <last_seq>` (-1: deleted). A notification only says "read the log": it is sent on commit,
+-- Every commit that moves a session's log on (and every create and delete) wakes the replicas that follow the
+-- session or feed a list of sessions: the payload is `<session id> <last_seq> <writer>` (-1: deleted; the writer is
+-- the `application_name` of the process that wrote, which each omnigent server sets to its replica id). A notification only says "read the log": it is sent on commit,
 -- by whichever writer, and a missed one costs a delay, never an event. The channel is per schema, so databases
 -- shared through schemas do not wake each other.
 CREATE FUNCTION omnigent_session_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('omnigent:' || TG_TABLE_SCHEMA, OLD.id || ' -1');
+        PERFORM pg_notify('omnigent:' || TG_TABLE_SCHEMA,
+            OLD.id || ' -1 ' || current_setting('application_name'));
         RETURN OLD;
     END IF;
-    PERFORM pg_notify('omnigent:' || TG_TABLE_SCHEMA, NEW.id || ' ' || NEW.last_seq);
+    PERFORM pg_notify('omnigent:' || TG_TABLE_SCHEMA,
+        NEW.id || ' ' || NEW.last_seq || ' ' || current_setting('application_name'));
     RETURN NEW;
 END
 $$;
@@ -26,3 +29,4 @@ $$;
 CREATE TRIGGER sessions_moved AFTER UPDATE ON sessions FOR EACH ROW
     WHEN (OLD.last_seq IS DISTINCT FROM NEW.last_seq) EXECUTE FUNCTION omnigent_session_moved();
 CREATE TRIGGER sessions_deleted AFTER DELETE ON sessions FOR EACH ROW EXECUTE FUNCTION omnigent_session_moved();
+CREATE TRIGGER sessions_created AFTER INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION omnigent_session_moved();

@@ -9,6 +9,7 @@ mod plugin;
 mod preflight;
 mod render;
 mod run;
+mod runner;
 mod sessions;
 mod sqlite_owner;
 mod terminal;
@@ -49,6 +50,9 @@ enum Command {
     Resume(run::JoinArgs),
     /// Run the host server in the foreground, or manage a background one (start | status | stop).
     Server(ServerCommand),
+    /// Run, on this machine, the model calls and tools of the sessions a server binds to this runner — with this
+    /// machine's keys and files. Dials out to the server (no open port needed) and reconnects after a drop.
+    Runner(runner::RunnerArgs),
     /// Store, list and remove the model keys the server uses (one private file in the data dir).
     #[command(subcommand)]
     Auth(auth::AuthCommand),
@@ -226,6 +230,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let (is_server, stage_times) = match &cli.command {
         Command::Server(ServerCommand { action: None, options }) => (true, options.stage_times),
+        // A runner is a service too: its log says what it runs.
+        Command::Runner(_) => (true, false),
         _ => (false, false),
     };
     init_tracing(if is_server { "info,sqlx=warn" } else { "warn" }, stage_times);
@@ -271,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(ServerAction::Stop) => daemon::stop(&options).await,
         },
         Command::Sessions(cmd) => sessions::run(cmd).await,
+        Command::Runner(args) => runner::run(args).await,
         Command::Auth(cmd) => auth::run(cmd).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::NativeHook(args) => native_hook::run(args).await,

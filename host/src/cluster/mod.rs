@@ -20,7 +20,7 @@ mod wakeups;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::SessionId;
@@ -50,14 +50,18 @@ pub struct Cluster {
 pub struct ClusterError(#[from] sqlx::Error);
 
 impl Cluster {
-    /// Registers this replica (reachable at `url` by the others) and starts following the database's
-    /// notifications until `shutdown`.
-    pub async fn join(pool: PgPool, url: String, shutdown: CancellationToken) -> Result<Cluster, ClusterError> {
-        let id = crate::ids::prefixed("replica");
+    /// Registers this replica as `id` (the `application_name` of its connections: commit notifications name
+    /// it), reachable at `url` by the others, and starts following the database's notifications until `shutdown`.
+    pub async fn join(
+        pool: PgPool,
+        id: String,
+        url: String,
+        shutdown: CancellationToken,
+    ) -> Result<Cluster, ClusterError> {
         let (schema,): (String,) = sqlx::query_as("SELECT current_schema()").fetch_one(&pool).await?;
         let leases = leases::Leases::new(pool.clone(), id.clone(), url.clone(), now_us());
         leases.register().await?;
-        let wakeups = wakeups::Wakeups::default();
+        let wakeups = wakeups::Wakeups::new(id.clone());
         wakeups.start(pool.clone(), format!("omnigent:{schema}"), shutdown).await?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -116,6 +120,12 @@ impl Cluster {
     /// Wakes on every commit of `id` (by any replica); the value is the session's new `last_seq` or [`DELETED`].
     pub fn watch(&self, id: &SessionId) -> watch::Receiver<i64> {
         self.wakeups.watch(id)
+    }
+
+    /// Every session's commits, creates and deletes on this database by the other replicas: `(id, last_seq or
+    /// DELETED)`. A reader that falls behind loses the oldest (they only say "read the session again").
+    pub fn commits(&self) -> broadcast::Receiver<(SessionId, i64)> {
+        self.wakeups.all()
     }
 
     /// Stops waking for `id` once nobody watches it.

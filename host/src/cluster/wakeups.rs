@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::SessionId;
@@ -16,12 +16,23 @@ use crate::ids::SessionId;
 /// The value a watch takes when its session is deleted.
 pub const DELETED: i64 = -1;
 
-#[derive(Clone, Default)]
+/// How many notifications the feed of every commit keeps for a slow reader.
+const ALL_CAPACITY: usize = 4096;
+
+#[derive(Clone)]
 pub(super) struct Wakeups {
+    /// This replica's name, as the notifications of its own commits carry it.
+    me: Arc<str>,
     watchers: Arc<Mutex<HashMap<SessionId, watch::Sender<i64>>>>,
+    /// Every other replica's notification, for what follows all sessions (the list feed).
+    all: broadcast::Sender<(SessionId, i64)>,
 }
 
 impl Wakeups {
+    pub fn new(me: String) -> Wakeups {
+        Wakeups { me: Arc::from(me), watchers: Arc::default(), all: broadcast::channel(ALL_CAPACITY).0 }
+    }
+
     /// Listens on `channel` (before it returns: a follower registered after it misses nothing) until `shutdown`.
     pub async fn start(&self, pool: PgPool, channel: String, shutdown: CancellationToken) -> Result<(), sqlx::Error> {
         let mut listener = PgListener::connect_with(&pool).await?;
@@ -56,6 +67,11 @@ impl Wakeups {
         watchers.entry(id.clone()).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 
+    /// Every session's commits, creates and deletes: `(id, last_seq or DELETED)`.
+    pub fn all(&self) -> broadcast::Receiver<(SessionId, i64)> {
+        self.all.subscribe()
+    }
+
     pub fn unwatch(&self, id: &SessionId) {
         let mut watchers = self.watchers.lock().unwrap();
         if watchers.get(id).is_some_and(|w| w.receiver_count() == 0) {
@@ -63,12 +79,16 @@ impl Wakeups {
         }
     }
 
-    /// `<session id> <last_seq>`
+    /// `<session id> <last_seq> <writer>`
     fn wake(&self, payload: &str) {
-        let Some((id, seq)) = payload.split_once(' ') else { return };
+        let mut parts = payload.splitn(3, ' ');
+        let (Some(id), Some(seq), writer) = (parts.next(), parts.next(), parts.next()) else { return };
         let (Ok(id), Ok(seq)) = (SessionId::parse(id), seq.parse::<i64>()) else { return };
         if let Some(watcher) = self.watchers.lock().unwrap().get(&id) {
             watcher.send_replace(seq);
+        }
+        if writer != Some(&*self.me) && self.all.receiver_count() > 0 {
+            let _ = self.all.send((id, seq));
         }
     }
 

@@ -14,7 +14,7 @@ use crate::config::{ProviderKind, SessionConfig};
 use crate::credentials::{self, Credentials};
 
 /// A request in provider-neutral form.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ChatRequest {
     pub model: String,
     pub system: Option<String>,
@@ -35,7 +35,8 @@ pub enum Streamed<'a> {
 }
 
 /// Why a call failed.
-#[derive(Clone, Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LlmError {
     /// 429: retried after `retry_after` (or backoff).
     #[error("rate limited by the provider ({message})")]

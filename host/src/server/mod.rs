@@ -16,6 +16,7 @@ mod native;
 mod placement;
 pub mod policies;
 mod responses;
+mod runners;
 mod sessions;
 mod settings;
 mod sse;
@@ -43,6 +44,7 @@ use crate::credentials::Credentials;
 use crate::mcp::McpHub;
 use crate::native::{Natives, Runners};
 use crate::policy::PolicyEnv;
+use crate::remote::RunnerHub;
 use crate::sandbox::Sandbox;
 use crate::session::Sessions;
 use crate::store::Store;
@@ -114,6 +116,8 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     /// The sessions' MCP servers (stopped with their session).
     pub mcp: Arc<McpHub>,
+    /// The runners connected to this server.
+    pub runners: Arc<RunnerHub>,
     auth_token: Option<Arc<str>>,
 }
 
@@ -166,6 +170,8 @@ pub enum StartError {
         comments::send,
         responses::create,
         agents::create_agent,
+        runners::create,
+        runners::list_runners,
         agents::list_agents,
         agents::get_agent,
         credentials::list,
@@ -221,6 +227,7 @@ pub fn router(
     natives: Arc<Natives>,
     credentials: Arc<Credentials>,
     mcp: Arc<McpHub>,
+    runners: Arc<RunnerHub>,
     options: &ServerOptions,
 ) -> Router {
     let state = AppState {
@@ -229,6 +236,7 @@ pub fn router(
         natives,
         credentials,
         mcp,
+        runners,
         heartbeat: options.heartbeat,
         auth_token: options.auth_token.as_deref().map(Arc::from),
     };
@@ -276,6 +284,7 @@ pub fn router(
             get(agents::list_agents).post(bundles::create_agent).layer(DefaultBodyLimit::max(guards::UPLOAD_LIMIT)),
         )
         .route("/responses", axum::routing::post(responses::create))
+        .route("/runners", get(runners::list_runners).post(runners::create))
         .route("/agents/{id}", get(agents::get_agent))
         .route("/credentials", get(credentials::list))
         .route("/info", get(info::info))
@@ -297,6 +306,8 @@ pub fn router(
         .route_layer(middleware::from_fn_with_state(state.clone(), guards::require_token));
     Router::new()
         .route("/health", get(health))
+        // Authorized by the runner's own token, not the server's.
+        .route("/v1/runners/{id}/tunnel", get(runners::tunnel))
         .route("/v1/auth/cookie", axum::routing::post(login::login).delete(login::logout))
         .merge(guarded)
         .fallback(ui::serve)
@@ -341,6 +352,7 @@ pub struct Server {
     pub natives: Arc<Natives>,
     pub credentials: Arc<Credentials>,
     pub mcp: Arc<McpHub>,
+    pub runners: Arc<RunnerHub>,
     pub listener: TcpListener,
     pub options: ServerOptions,
     pub shutdown: CancellationToken,
@@ -360,7 +372,7 @@ impl Server {
         let server_paths = [&options.cache_dir, &options.native_dir, &options.credentials_file];
         sandbox.private_paths.extend(server_paths.into_iter().flatten().cloned());
         let sandbox = Arc::new(Sandbox::start(sandbox).await.map_err(StartError::Sandbox)?);
-        let turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone(), credentials.clone(), sandbox)
+        let mut turns = TurnEnv::new(options.cache_dir.clone(), options.policies.clone(), credentials.clone(), sandbox)
             .map_err(|e| StartError::Runtime(format!("{e:#}")))?;
         turns.policies.check(&options.policies).await.map_err(StartError::Policies)?;
         let policies = turns.policies.clone();
@@ -379,12 +391,15 @@ impl Server {
             credentials.clone(),
         ));
         let mcp = turns.mcp.clone();
+        let process = store.postgres().map(|(_, name)| name.to_string()).unwrap_or_else(|| "local".into());
+        let remote = Arc::new(RunnerHub::new(store.clone(), process));
+        turns.runners = Some(remote.clone());
         let runners = Runners { wasm: Arc::new(turns), natives: natives.clone() };
         // On Postgres this server is one replica among any others on the same database.
-        let cluster = match store.postgres_pool() {
-            Some(pool) => {
+        let cluster = match store.postgres() {
+            Some((pool, name)) => {
                 let url = options.advertise_url.clone().unwrap_or_else(|| format!("http://{hook_addr}"));
-                let cluster = crate::cluster::Cluster::join(pool.clone(), url, shutdown.clone())
+                let cluster = crate::cluster::Cluster::join(pool.clone(), name.to_string(), url, shutdown.clone())
                     .await
                     .map_err(|e| StartError::Cluster(e.to_string()))?;
                 Some(Arc::new(cluster))
@@ -399,7 +414,7 @@ impl Server {
                 "found sessions whose turn was cut short by the last shutdown: resuming them (or failing them with a reason)"
             );
         }
-        Ok(Server { sessions, policies, natives, credentials, mcp, listener, options, shutdown })
+        Ok(Server { sessions, policies, natives, credentials, mcp, runners: remote, listener, options, shutdown })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -414,6 +429,7 @@ impl Server {
             self.natives.clone(),
             self.credentials.clone(),
             self.mcp.clone(),
+            self.runners.clone(),
             &self.options,
         );
         // MCP servers a session has not used for a while stop (a later turn starts them again).

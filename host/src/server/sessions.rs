@@ -71,6 +71,8 @@ pub struct CreateSessionRequest {
     pub git: Option<Value>,
     pub parent_session_id: Option<String>,
     pub sub_agent_name: Option<String>,
+    /// As `PATCH`: the registered runner whose machine runs this session's model calls and tools.
+    pub runner_id: Option<String>,
 }
 
 /// `PATCH /v1/sessions/{id}`
@@ -95,7 +97,8 @@ pub struct UpdateSessionRequest {
     pub archived: Option<bool>,
     /// The session's id inside the tool it wraps; set once.
     pub external_session_id: Option<String>,
-    /// Only `""` (unbind) until remote runners exist: this server runs its sessions' turns itself.
+    /// The registered runner (`GET /v1/runners`) whose machine makes this session's model calls and runs its
+    /// tools from the next call on; `""` or `runner_local` unbinds it (this server runs them).
     pub runner_id: Option<String>,
 }
 
@@ -125,8 +128,8 @@ pub struct SessionSummary {
     pub reasoning_effort: Option<String>,
     pub model_override: Option<String>,
     pub external_session_id: Option<String>,
-    /// This server runs its sessions' turns itself: always [`LOCAL_RUNNER`], online.
-    pub runner_id: Option<&'static str>,
+    /// The runner the session is bound to, or [`LOCAL_RUNNER`] (this server runs its turns: always online).
+    pub runner_id: Option<String>,
     pub runner_online: bool,
     /// No hosts here.
     pub host_id: Option<String>,
@@ -247,8 +250,8 @@ fn summary(record: SessionRecord) -> SessionSummary {
         reasoning_effort: record.settings.reasoning_effort,
         model_override: record.settings.model_override,
         external_session_id: record.settings.external_session_id,
-        runner_id: Some(LOCAL_RUNNER),
-        runner_online: true,
+        runner_online: record.settings.runner_id.is_none(),
+        runner_id: Some(record.settings.runner_id.unwrap_or_else(|| LOCAL_RUNNER.to_string())),
         host_id: None,
     }
 }
@@ -285,7 +288,34 @@ async fn render_snapshot(
         let all = state.sessions.store().all_items(&record.id).await.map_err(SessionError::from)?;
         items = all.iter().map(|i| i.nested()).collect();
     }
-    Ok(snapshot(record, items))
+    let online = match &record.settings.runner_id {
+        Some(runner) => runner_online(state, runner).await,
+        None => true,
+    };
+    let mut snapshot = snapshot(record, items);
+    snapshot.summary.runner_online = online;
+    Ok(snapshot)
+}
+
+/// Whether a runner's tunnel is open, here or to another replica.
+async fn runner_online(state: &AppState, runner: &str) -> bool {
+    state.runners.is_connected(runner)
+        || state.sessions.store().get_runner(runner).await.ok().flatten().is_some_and(|r| r.connected_to.is_some())
+}
+
+/// A `runner_id` to bind: Some(None) unbinds; a runner must be registered.
+async fn runner_binding(state: &AppState, value: Option<String>) -> Result<Option<Option<String>>, ApiError> {
+    let Some(runner) = value else { return Ok(None) };
+    if runner.is_empty() || runner == LOCAL_RUNNER {
+        return Ok(Some(None));
+    }
+    match state.sessions.store().get_runner(&runner).await.map_err(SessionError::from)? {
+        Some(_) => Ok(Some(Some(runner))),
+        None => Err(ApiError::invalid(format!(
+            "runner_id {:?}: no registered runners have that id (GET /v1/runners lists them)",
+            crate::ids::truncate(&runner, 80)
+        ))),
+    }
 }
 
 // Handlers
@@ -366,6 +396,7 @@ pub(super) async fn create(state: &AppState, req: CreateSessionRequest) -> Resul
         reasoning_effort: settings::reasoning_effort(req.reasoning_effort)?.flatten(),
         model_override: settings::model_override(req.model_override)?.flatten(),
         external_session_id: None,
+        runner_id: runner_binding(state, req.runner_id).await?.flatten(),
     };
     // A past conversation (an import) becomes the transcript as it was, without a turn; otherwise the items are
     // the first input.
@@ -526,8 +557,9 @@ pub async fn update_session(
 ) -> Result<Json<SessionResponse>, ApiError> {
     let id = session_id(&id)?;
     check_title(req.title.as_ref().and_then(Option::as_deref))?;
-    settings::runner_id(req.runner_id.as_deref())?;
+    let runner_id = runner_binding(&state, req.runner_id).await?;
     let patch = Patch {
+        runner_id,
         title: req.title,
         labels: req.labels,
         archived: req.archived,

@@ -15,17 +15,6 @@ const MAX_NAME_CHARS: usize = 200;
 // Each reads one field as sent (`None`: absent or `null`, which leaves a setting unchanged, as in Omnigent) into
 // the change it makes (`Some(None)`: cleared).
 
-/// `runner_id`: only `""` (unbind: nothing to do) until remote runners exist.
-pub fn runner_id(value: Option<&str>) -> Result<(), ApiError> {
-    match value.filter(|r| !r.is_empty()) {
-        Some(runner) => Err(ApiError::invalid(format!(
-            "runner_id {:?}: this server runs its sessions' turns itself and has no registered runners",
-            crate::ids::truncate(runner, 80)
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// `model_override`: a model, or `default` / `off` / `reset` to clear it; blank is refused.
 pub fn model_override(value: Option<String>) -> Result<Option<Option<String>>, ApiError> {
     let Some(model) = value else { return Ok(None) };

@@ -48,20 +48,39 @@ impl ChangeFeed {
         let _ = self.sender.send(SessionChange::Deleted(id.clone()));
     }
 
+    /// Whether anybody reads the feed.
+    pub(super) fn is_read(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     /// Announces `after` when a list would show it differently from `before`.
     pub(super) fn compare(&self, before: &SessionRecord, after: &SessionRecord) {
-        let shown = |r: &SessionRecord| {
-            (
-                r.status,
-                r.title.clone(),
-                r.policy.pending.len(),
-                r.archived,
-                r.last_task_error.is_some(),
-                r.labels.clone(),
-            )
-        };
-        if shown(before) != shown(after) {
+        if Summary::of(before) != Summary::of(after) {
             self.updated(after);
+        }
+    }
+}
+
+/// What a list shows of a session.
+#[derive(PartialEq)]
+pub(super) struct Summary {
+    status: crate::record::SessionStatus,
+    title: Option<String>,
+    pending: usize,
+    archived: bool,
+    failed: bool,
+    labels: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Summary {
+    pub(super) fn of(r: &SessionRecord) -> Summary {
+        Summary {
+            status: r.status,
+            title: r.title.clone(),
+            pending: r.policy.pending.len(),
+            archived: r.archived,
+            failed: r.last_task_error.is_some(),
+            labels: r.labels.clone(),
         }
     }
 }

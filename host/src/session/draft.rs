@@ -261,6 +261,11 @@ impl Draft {
             let effective = model.as_deref().or(base);
             self.emit(protocol::model(&self.record.id, effective, model.as_deref()));
         }
+        if let Some(runner) = patch.runner_id
+            && runner != self.record.settings.runner_id
+        {
+            self.emit(protocol::runner(&self.record.id, runner.as_deref()));
+        }
         if let Some(external) = patch.external_session_id
             && self.record.settings.external_session_id.as_deref() != Some(external.as_str())
         {

@@ -34,6 +34,9 @@ pub fn fold(record: &mut SessionRecord, event: &StoredEvent) {
             record.settings.reasoning_effort = data.get("reasoning_effort").and_then(Value::as_str).map(str::to_string);
         }
         EventType::SessionArchived => record.archived = data.get("archived").and_then(Value::as_bool).unwrap_or(false),
+        EventType::SessionRunner => {
+            record.settings.runner_id = data.get("runner_id").and_then(Value::as_str).map(str::to_string);
+        }
         EventType::SessionExternalId => {
             record.settings.external_session_id =
                 data.get("external_session_id").and_then(Value::as_str).map(str::to_string);

@@ -8,6 +8,7 @@ mod actor;
 mod adoption;
 mod changes;
 mod draft;
+mod feed_relay;
 pub mod fold;
 mod follower;
 mod fork;
@@ -109,6 +110,8 @@ pub struct Patch {
     pub model_override: Option<Option<String>>,
     /// Write-once: a different value than the one set is refused before it gets here.
     pub external_session_id: Option<String>,
+    /// `Some(None)` unbinds the session from its runner (checked to exist before it gets here).
+    pub runner_id: Option<Option<String>>,
 }
 
 /// What a subscriber receives from a live session.
@@ -198,6 +201,7 @@ impl Sessions {
         let sessions = Sessions { inner: Arc::new(inner) };
         if sessions.inner.cluster.is_some() {
             tokio::spawn(adoption::run(sessions.clone()));
+            tokio::spawn(feed_relay::run(sessions.clone()));
         }
         sessions
     }
@@ -449,6 +453,11 @@ impl Sessions {
             }
             _ => false,
         }
+    }
+
+    /// Whether this replica writes `id` now (its actor runs here).
+    fn writes_here(&self, id: &SessionId) -> bool {
+        self.inner.live.lock().unwrap().get(id).is_some_and(|h| h.commands.is_some())
     }
 
     /// This replica lost the lock of `id` (another took it): its actor, if one runs, stops writing.

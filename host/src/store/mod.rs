@@ -19,6 +19,7 @@ mod migrate;
 mod paging;
 mod retry;
 mod rows;
+mod runners;
 mod sessions;
 mod transaction;
 
@@ -39,6 +40,7 @@ pub use commit::{Commit, DailySpend};
 pub use files::{FileChange, FileMeta, FileSource};
 pub use log::JournalEntry;
 pub use paging::Page;
+pub use runners::RunnerRecord;
 pub use sessions::{SessionFilter, SessionSort};
 
 #[derive(Debug, thiserror::Error)]
@@ -135,11 +137,15 @@ pub struct Store {
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Commits waiting for the write turn, written together (grouped.rs).
     queue: Arc<grouped::Queue>,
+    /// Postgres: this process's `application_name` on every connection, unique per process (`replica_<hex>`), so
+    /// that what the database reports (a commit notification, pg_stat_activity) names the process that wrote.
+    process_name: Option<Arc<str>>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
+        let mut process_name = None;
         let backend = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -155,7 +161,9 @@ impl Store {
                 SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)?;
+            let name = crate::ids::prefixed("replica");
+            let options = PgConnectOptions::from_str(url)?.application_name(&name);
+            process_name = Some(Arc::from(name));
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .min_connections(2)
@@ -179,7 +187,7 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
         let write_gate = matches!(backend, Backend::Sqlite(_)).then(|| Arc::new(tokio::sync::Mutex::new(())));
-        let store = Store { backend, write_gate, queue: Arc::default() };
+        let store = Store { backend, write_gate, queue: Arc::default(), process_name };
         store.migrate().await?;
         Ok(store)
     }
@@ -191,11 +199,12 @@ impl Store {
         }
     }
 
-    /// The Postgres pool, for what coordinates replicas through the same database (cluster/); None on SQLite.
-    pub fn postgres_pool(&self) -> Option<&PgPool> {
-        match &self.backend {
-            Backend::Postgres(pool) => Some(pool),
-            Backend::Sqlite(_) => None,
+    /// The Postgres pool and this process's name on it, for what coordinates replicas through the same database
+    /// (cluster/); None on SQLite.
+    pub fn postgres(&self) -> Option<(&PgPool, &str)> {
+        match (&self.backend, &self.process_name) {
+            (Backend::Postgres(pool), Some(name)) => Some((pool, name)),
+            _ => None,
         }
     }
 

@@ -146,7 +146,7 @@ impl Host {
                     max_tokens: Some(SUMMARY_MAX_TOKENS),
                     reasoning_effort: self.reasoning_effort.clone(),
                 };
-                let completion = match self.provider.complete(&request, &mut |_| {}, &mut |_, _, _| {}).await {
+                let completion = match self.models.complete(&request, &mut |_| {}, &mut |_, _, _| {}).await {
                     Ok(c) if !c.text.trim().is_empty() => c,
                     Ok(_) => {
                         let message = "the model's summary was empty; the conversation stays as it was".to_string();

@@ -13,12 +13,13 @@ use super::TurnEnv;
 use super::compaction::Step;
 use super::gate::Gate;
 use super::history::last_user_text;
-use super::host::Host;
+use super::host::{Host, Models};
 use super::journal::Journal;
 use crate::config::{SessionConfig, ToolKind};
 use crate::llm::Provider;
 use crate::policy::{Phase, PolicyMap};
 use crate::protocol::{self, ErrorSource, NewEvent};
+use crate::remote::RunnerLink;
 use crate::session::{FailureCode, Sessions, TurnOutcome, TurnStart};
 use crate::stages::Stage;
 
@@ -51,9 +52,20 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         Ok(c) => c,
         Err(e) => return e,
     };
-    let provider = match Provider::from_config(&config, env.http.clone(), &env.credentials) {
-        Ok(p) => p,
-        Err(e) => return failed(FailureCode::of(e.code()), e.to_string()),
+    // A session bound to a runner makes its model calls and builtin tools there, with the runner's keys and files.
+    let models = match (&record.settings.runner_id, &env.runners) {
+        (Some(runner), Some(hub)) => Models::Runner(RunnerLink {
+            hub: hub.clone(),
+            sessions: sessions.clone(),
+            runner: runner.clone(),
+            session: record.id.clone(),
+            config: config.to_json(),
+            cancel: shared.cancel.clone(),
+        }),
+        _ => match Provider::from_config(&config, env.http.clone(), &env.credentials) {
+            Ok(p) => Models::Here(p),
+            Err(e) => return failed(FailureCode::of(e.code()), e.to_string()),
+        },
     };
     let Ok(_slot) = env.slots.clone().acquire_owned().await else {
         return failed(FailureCode::ShuttingDown, "the server is shutting down".into());
@@ -109,7 +121,7 @@ async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) 
         id: record.id.clone(),
         response_id,
         config,
-        provider,
+        models,
         model: model.clone(),
         reasoning_effort: record.settings.reasoning_effort.clone(),
         place,

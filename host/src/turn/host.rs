@@ -15,9 +15,40 @@ use super::history::Conversation;
 use super::journal::Journal;
 use crate::config::{SessionConfig, ToolConfig};
 use crate::ids::SessionId;
-use crate::llm::Provider;
+use crate::llm::{ChatRequest, LlmError, Provider, Streamed};
+use crate::remote::RunnerLink;
 use crate::session::transcript::Transcript;
 use crate::session::{Sessions, TurnShared};
+
+/// Where a turn's model calls (and, with a runner, its builtin tools) go.
+pub(super) enum Models {
+    /// The provider the session's config names, with this server's keys.
+    Here(Provider),
+    /// The session's runner, with its keys and files.
+    Runner(RunnerLink),
+}
+
+impl Models {
+    pub async fn complete(
+        &self,
+        request: &ChatRequest,
+        on_delta: &mut (dyn FnMut(Streamed<'_>) + Send),
+        on_retry: &mut (dyn FnMut(u32, Duration, &LlmError) + Send),
+    ) -> Result<llm::Completion, LlmError> {
+        match self {
+            Models::Here(provider) => provider.complete(request, on_delta, on_retry).await,
+            Models::Runner(runner) => runner.complete(request, on_delta, on_retry).await,
+        }
+    }
+
+    /// The session's runner, when it has one.
+    pub fn runner(&self) -> Option<&RunnerLink> {
+        match self {
+            Models::Runner(runner) => Some(runner),
+            Models::Here(_) => None,
+        }
+    }
+}
 
 /// The state of one running harness turn.
 pub(super) struct Host {
@@ -25,7 +56,7 @@ pub(super) struct Host {
     pub id: SessionId,
     pub response_id: String,
     pub config: SessionConfig,
-    pub provider: Provider,
+    pub models: Models,
     pub model: String,
     /// Sent with each model call (the session's `reasoning_effort`).
     pub reasoning_effort: Option<String>,

@@ -105,7 +105,7 @@ impl Host {
                 protocol::retry(attempt, crate::llm::MAX_ATTEMPTS, delay.as_secs_f64(), e.code(), &e.to_string());
             r.lock().unwrap().push(Retry { stale_text, event });
         };
-        let call = self.provider.complete(&req, &mut on_delta, &mut on_retry);
+        let call = self.models.complete(&req, &mut on_delta, &mut on_retry);
         tokio::pin!(call);
         let mut tick = tokio::time::interval(DELTA_FLUSH);
         let result = loop {

@@ -48,6 +48,8 @@ pub struct TurnEnv {
     pub sandbox: Arc<crate::sandbox::Sandbox>,
     /// The sessions' MCP servers.
     pub mcp: Arc<crate::mcp::McpHub>,
+    /// The runners connected to this server: a session bound to one makes its model and tool calls there.
+    pub runners: Option<Arc<crate::remote::RunnerHub>>,
 }
 
 impl TurnEnv {
@@ -68,6 +70,7 @@ impl TurnEnv {
             slots: Arc::new(tokio::sync::Semaphore::new(omnigent_runtime::POOL_INSTANCES as usize / 2)),
             credentials,
             sandbox,
+            runners: None,
         })
     }
 }

@@ -193,9 +193,10 @@ impl Host {
         self.journal.record(Vec::new(), Vec::new(), Entry::Started { call_id: call_id.to_string() }).await;
         let mut events = Vec::new();
         let ran = match effect {
-            Effect::Builtin(tool, arguments) => match &self.place {
-                Ok(place) => crate::tools::run(name, tool, arguments, place).await,
-                Err(why) => Err(format!("the session's tools cannot run: {why}")),
+            Effect::Builtin(tool, arguments) => match (self.models.runner(), &self.place) {
+                (Some(runner), _) => runner.tool(name, arguments).await,
+                (None, Ok(place)) => crate::tools::run(name, tool, arguments, place).await,
+                (None, Err(why)) => Err(format!("the session's tools cannot run: {why}")),
             },
             Effect::Mcp(tool, arguments, timeout, max_output) => {
                 let max = max_output.unwrap_or(crate::tools::DEFAULT_MAX_OUTPUT);

@@ -1,0 +1,139 @@
+//! A turn's host calls that run on the session's runner: its model calls (with the runner's keys) and its builtin
+//! tools (in the runner's files). The turn itself — the harness, the policies, the journal, the log — stays on the
+//! server, so a runner that goes away costs only the call it was making: a model call is made again once the
+//! runner is back (the text it had streamed is superseded, as after a provider's retry); a tool that was running
+//! reports that it may or may not have finished, as after a server restart. While the runner is away the session
+//! says `runner_unavailable` and the turn waits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use omnigent_runtime::harness::llm::Completion;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::RunnerHub;
+use super::wire::{Call, FromRunner, Outcome};
+use crate::ids::SessionId;
+use crate::llm::{ChatRequest, LlmError, Streamed};
+use crate::protocol::{self, ErrorSource};
+use crate::session::Sessions;
+
+/// The session's runner, for one turn.
+pub struct RunnerLink {
+    pub hub: Arc<RunnerHub>,
+    pub sessions: Sessions,
+    pub runner: String,
+    pub session: SessionId,
+    /// The session's config (with its model override), as the runner builds its provider and tools from it.
+    pub config: Value,
+    pub cancel: CancellationToken,
+}
+
+fn interrupted() -> LlmError {
+    LlmError::Fatal { code: "interrupted".into(), message: "the turn was interrupted".into() }
+}
+
+impl RunnerLink {
+    /// Waits until the runner is connected; false when the turn was interrupted first.
+    async fn connected(&self) -> bool {
+        if self.hub.is_connected(&self.runner) {
+            return true;
+        }
+        let message = format!("runner {} is not connected; this turn goes on when it connects again", self.runner);
+        let notice = protocol::error(ErrorSource::Runner, "runner_unavailable", &message);
+        if let Err(e) = self.sessions.emit(&self.session, vec![notice], Vec::new()).await {
+            tracing::warn!(session = %self.session, error = %e, "could not record that the runner is away");
+        }
+        tracing::warn!(session = %self.session, runner = %self.runner, "waiting for the session's runner");
+        tokio::select! {
+            _ = self.hub.until_connected(&self.runner) => true,
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+
+    /// A model call on the runner, streaming as a local one does.
+    pub async fn complete(
+        &self,
+        request: &ChatRequest,
+        on_delta: &mut (dyn FnMut(Streamed<'_>) + Send),
+        on_retry: &mut (dyn FnMut(u32, Duration, &LlmError) + Send),
+    ) -> Result<Completion, LlmError> {
+        let mut attempt = 0;
+        loop {
+            if !self.connected().await {
+                return Err(interrupted());
+            }
+            let call = Call::Complete { config: self.config.clone(), request: request.clone() };
+            let Some(mut stream) = self.hub.call(&self.runner, &self.session, call).await else { continue };
+            loop {
+                let frame = tokio::select! {
+                    f = stream.frames.recv() => f,
+                    _ = self.cancel.cancelled() => {
+                        self.hub.cancel(&self.runner, stream.id).await;
+                        return Err(interrupted());
+                    }
+                };
+                match frame {
+                    Some(FromRunner::Text { text, .. }) => on_delta(Streamed::Text(&text)),
+                    Some(FromRunner::Reasoning { text, .. }) => on_delta(Streamed::ReasoningSummary(&text)),
+                    Some(FromRunner::Retry { attempt, delay_ms, error, .. }) => {
+                        on_retry(attempt, Duration::from_millis(delay_ms), &error)
+                    }
+                    Some(FromRunner::Done { result, .. }) => {
+                        return match result {
+                            Outcome::Completed(completion) => Ok(completion),
+                            Outcome::ModelFailed(e) => Err(e),
+                            other => Err(LlmError::Fatal { code: "runner_error".into(), message: refusal(other) }),
+                        };
+                    }
+                    None => break,
+                }
+            }
+            // The runner went away mid-call: the call is made again when it is back, its text so far superseded.
+            attempt += 1;
+            let gone =
+                LlmError::Transient { message: format!("runner {} disconnected during the model call", self.runner) };
+            on_retry(attempt, Duration::ZERO, &gone);
+        }
+    }
+
+    /// A builtin tool on the runner.
+    pub async fn tool(&self, name: &str, arguments: &str) -> Result<String, String> {
+        if !self.connected().await {
+            return Err("the turn was interrupted".into());
+        }
+        let call = Call::Tool { config: self.config.clone(), name: name.to_string(), arguments: arguments.to_string() };
+        let Some(mut stream) = self.hub.call(&self.runner, &self.session, call).await else {
+            return Err(format!("runner {} disconnected before the tool could start; it did not run", self.runner));
+        };
+        loop {
+            let frame = tokio::select! {
+                f = stream.frames.recv() => f,
+                _ = self.cancel.cancelled() => {
+                    self.hub.cancel(&self.runner, stream.id).await;
+                    return Err("the turn was interrupted".into());
+                }
+            };
+            match frame {
+                Some(FromRunner::Done { result: Outcome::ToolOutput(output), .. }) => return Ok(output),
+                Some(FromRunner::Done { result, .. }) => return Err(refusal(result)),
+                Some(_) => {}
+                None => {
+                    return Err(format!(
+                        "runner {} disconnected while the tool ran: it may or may not have finished",
+                        self.runner
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn refusal(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::ToolFailed(m) | Outcome::Refused(m) => m,
+        Outcome::ModelFailed(e) => e.to_string(),
+        Outcome::Completed(_) | Outcome::ToolOutput(_) => "the runner answered a different kind of call".into(),
+    }
+}
