@@ -180,3 +180,34 @@ async fn runner_tokens_open_only_their_tunnel_and_bindings_are_checked() {
     let (_, unbound) = api.call(reqwest::Method::PATCH, &path, Some(json!({"runner_id": ""}))).await;
     assert_eq!((&unbound["runner_id"], &unbound["runner_online"]), (&json!("runner_local"), &json!(true)));
 }
+
+/// With replicas, a runner connected to one replica runs the turns of a session another replica writes: that
+/// replica reaches the runner through the one it is connected to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_written_by_one_replica_runs_on_a_runner_connected_to_another() {
+    let Some(db) = omnigent_testkit::postgres_db().await else {
+        return eprintln!("skipped: replicas need Postgres (set TEST_DATABASE_URL)");
+    };
+    let (a_dir, b_dir, runner_home) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let runner_cwd = runner_home.path().join("work");
+    std::fs::create_dir_all(&runner_cwd).unwrap();
+    let mock = MockLlm::start(vec![touch("relayed"), Reply::text("done through the other replica")]).await;
+    let a = server(&db, a_dir.path(), &[]).await;
+    let b = server(&db, b_dir.path(), &[]).await;
+    let (api_a, api_b) = (Api::new(a.url.clone()), Api::new(b.url.clone()));
+    let _runner = RunnerProcess::start(&a.url, &runner_home.path().join("data"), &runner_cwd, &[]);
+    let runner_id = runner_online(&api_a, true).await;
+    assert_eq!(runner_online(&api_b, true).await, runner_id, "every replica tells the runner is online");
+
+    let (code, created) = api_b.post("/v1/sessions", json!({"config": config(&mock), "runner_id": runner_id})).await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", b.url), &[]).await;
+    sse.next().await.unwrap();
+    api_b.message(&id, "go").await;
+    let frames = sse.until("response.completed").await;
+    assert!(frames.iter().any(|f| f.data.contains("done through the other replica")));
+    assert_eq!(runs(&runner_cwd), 1);
+    assert_eq!(mock.requests().len(), 2);
+}

@@ -202,6 +202,19 @@ pub(super) async fn owner(pool: &PgPool, id: &SessionId) -> Result<Option<String
     Ok(row.map(|(url,)| url))
 }
 
+/// The address of the replica whose tunnel `runner` is connected to, if that replica is alive (its lock
+/// connection is open).
+pub(super) async fn runner_replica(pool: &PgPool, runner: &str) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT r.url FROM runners x JOIN replicas r ON r.id = x.connected_to \
+         JOIN pg_stat_activity a ON a.pid = r.backend_pid WHERE x.id = $1",
+    )
+    .bind(runner)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(url,)| url))
+}
+
 /// Running or paused sessions whose lock nobody holds.
 pub(super) async fn orphans(pool: &PgPool) -> Result<Vec<SessionId>, sqlx::Error> {
     let query = concat!(

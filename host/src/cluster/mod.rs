@@ -100,6 +100,11 @@ impl Cluster {
         Ok(leases::owner(&self.pool, id).await?)
     }
 
+    /// The address of the live replica holding `runner`'s tunnel, if one does.
+    pub async fn runner_replica(&self, runner: &str) -> Result<Option<String>, ClusterError> {
+        Ok(leases::runner_replica(&self.pool, runner).await?)
+    }
+
     /// Running or paused sessions nobody writes: their replica died with their turn.
     pub async fn orphans(&self) -> Result<Vec<SessionId>, ClusterError> {
         Ok(leases::orphans(&self.pool).await?)

@@ -12,7 +12,7 @@ use omnigent_runtime::harness::llm::Completion;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::RunnerHub;
+use super::hub::{Location, RunnerHub};
 use super::wire::{Call, FromRunner, Outcome};
 use crate::ids::SessionId;
 use crate::llm::{ChatRequest, LlmError, Streamed};
@@ -37,7 +37,7 @@ fn interrupted() -> LlmError {
 impl RunnerLink {
     /// Waits until the runner is connected; false when the turn was interrupted first.
     async fn connected(&self) -> bool {
-        if self.hub.is_connected(&self.runner) {
+        if self.hub.locate(&self.runner).await != Location::Offline {
             return true;
         }
         let message = format!("runner {} is not connected; this turn goes on when it connects again", self.runner);
@@ -47,7 +47,7 @@ impl RunnerLink {
         }
         tracing::warn!(session = %self.session, runner = %self.runner, "waiting for the session's runner");
         tokio::select! {
-            _ = self.hub.until_connected(&self.runner) => true,
+            _ = self.hub.until_reachable(&self.runner) => true,
             _ = self.cancel.cancelled() => false,
         }
     }
@@ -65,12 +65,16 @@ impl RunnerLink {
                 return Err(interrupted());
             }
             let call = Call::Complete { config: self.config.clone(), request: request.clone() };
-            let Some(mut stream) = self.hub.call(&self.runner, &self.session, call).await else { continue };
+            let Some(mut stream) = self.hub.open(&self.runner, &self.session, call).await else {
+                // It went away between the look and the call (or its replica did not answer): look again.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
             loop {
                 let frame = tokio::select! {
                     f = stream.frames.recv() => f,
                     _ = self.cancel.cancelled() => {
-                        self.hub.cancel(&self.runner, stream.id).await;
+                        self.hub.close(&self.runner, &stream).await;
                         return Err(interrupted());
                     }
                 };
@@ -104,14 +108,14 @@ impl RunnerLink {
             return Err("the turn was interrupted".into());
         }
         let call = Call::Tool { config: self.config.clone(), name: name.to_string(), arguments: arguments.to_string() };
-        let Some(mut stream) = self.hub.call(&self.runner, &self.session, call).await else {
+        let Some(mut stream) = self.hub.open(&self.runner, &self.session, call).await else {
             return Err(format!("runner {} disconnected before the tool could start; it did not run", self.runner));
         };
         loop {
             let frame = tokio::select! {
                 f = stream.frames.recv() => f,
                 _ = self.cancel.cancelled() => {
-                    self.hub.cancel(&self.runner, stream.id).await;
+                    self.hub.close(&self.runner, &stream).await;
                     return Err("the turn was interrupted".into());
                 }
             };

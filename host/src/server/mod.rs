@@ -285,6 +285,7 @@ pub fn router(
         )
         .route("/responses", axum::routing::post(responses::create))
         .route("/runners", get(runners::list_runners).post(runners::create))
+        .route("/runners/{id}/calls", axum::routing::post(runners::relay))
         .route("/agents/{id}", get(agents::get_agent))
         .route("/credentials", get(credentials::list))
         .route("/info", get(info::info))
@@ -391,10 +392,6 @@ impl Server {
             credentials.clone(),
         ));
         let mcp = turns.mcp.clone();
-        let process = store.postgres().map(|(_, name)| name.to_string()).unwrap_or_else(|| "local".into());
-        let remote = Arc::new(RunnerHub::new(store.clone(), process));
-        turns.runners = Some(remote.clone());
-        let runners = Runners { wasm: Arc::new(turns), natives: natives.clone() };
         // On Postgres this server is one replica among any others on the same database.
         let cluster = match store.postgres() {
             Some((pool, name)) => {
@@ -406,6 +403,9 @@ impl Server {
             }
             None => None,
         };
+        let remote = Arc::new(RunnerHub::new(store.clone(), cluster.clone(), options.auth_token.clone()));
+        turns.runners = Some(remote.clone());
+        let runners = Runners { wasm: Arc::new(turns), natives: natives.clone() };
         let sessions = Sessions::with_cluster(store, shutdown.clone(), Arc::new(runners), cluster);
         let recovered = sessions.recover_interrupted().await.map_err(|e| StartError::Recover(e.to_string()))?;
         if recovered > 0 {

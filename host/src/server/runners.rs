@@ -15,13 +15,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, ErrorCode, ErrorEnvelope};
 use super::extract::{ApiJson, ListResponse, list};
 use super::guards::token_matches;
 use crate::ids::{check_short_text, prefixed, random_hex};
 use crate::record::{now_us, secs};
 use crate::remote::RunnerHub;
-use crate::remote::wire::FromRunner;
+use crate::remote::hub::Location;
+use crate::remote::wire::{Call, FromRunner};
 use crate::session::SessionError;
 use crate::store::RunnerRecord;
 
@@ -52,8 +53,10 @@ pub struct RunnerResponse {
     pub token: Option<String>,
 }
 
-fn response(state: &AppState, r: RunnerRecord, token: Option<String>) -> RunnerResponse {
-    let online = state.runners.is_connected(&r.id) || r.connected_to.is_some();
+/// A runner as the API shows it: online when its tunnel is open here or to a live replica (a `connected_to` left
+/// by a server that died does not count).
+async fn response(state: &AppState, r: RunnerRecord, token: Option<String>) -> RunnerResponse {
+    let online = state.runners.locate(&r.id).await != Location::Offline;
     RunnerResponse {
         online,
         created_at: secs(r.created_at_us),
@@ -85,15 +88,75 @@ pub async fn create(
     let record = RunnerRecord { id, name, created_at_us: now_us(), last_seen_at_us: None, connected_to: None };
     state.sessions.store().create_runner(&record, &digest(&token)).await.map_err(SessionError::from)?;
     tracing::info!(runner = %record.id, name = %record.name, "runner registered");
-    Ok((StatusCode::CREATED, Json(response(&state, record, Some(token)))))
+    Ok((StatusCode::CREATED, Json(response(&state, record, Some(token)).await)))
 }
 
 /// The registered runners and whether each is connected.
 #[utoipa::path(get, path = "/v1/runners", responses((status = 200, body = ListResponse<RunnerResponse>)))]
 pub async fn list_runners(State(state): State<AppState>) -> Result<Json<ListResponse<RunnerResponse>>, ApiError> {
     let runners = state.sessions.store().list_runners().await.map_err(SessionError::from)?;
-    let data = runners.into_iter().map(|r| response(&state, r, None)).collect();
+    let mut data = Vec::with_capacity(runners.len());
+    for runner in runners {
+        data.push(response(&state, runner, None).await);
+    }
     Ok(Json(list(data, false, |r: &RunnerResponse| r.id.clone())))
+}
+
+/// `POST /v1/runners/{id}/calls`: another replica's call to a runner connected here.
+#[derive(Deserialize)]
+pub struct RelayRequest {
+    session: String,
+    call: Call,
+}
+
+/// Relays a call from another replica (whose turn it is) to a runner connected here; the runner's frames are the
+/// answer, one JSON object per line. A caller that goes away cancels the call. Not part of the public API.
+pub async fn relay(
+    State(state): State<AppState>,
+    Path(runner): Path<String>,
+    ApiJson(req): ApiJson<RelayRequest>,
+) -> Result<Response, ApiError> {
+    let session = crate::ids::SessionId::parse(&req.session).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let Some(stream) = state.runners.call(&runner, &session, req.call).await else {
+        return Err(ApiError::new(ErrorCode::Unavailable, format!("runner {runner} is not connected to this replica")));
+    };
+    let hub = state.runners.clone();
+    let unfinished = Unfinished { hub, runner, call: Some(stream.id) };
+    let mut frames = stream.frames;
+    let body = async_stream::stream! {
+        // Moved in whole (not just its field): it lives as long as the answer does.
+        let mut unfinished = unfinished;
+        while let Some(frame) = frames.recv().await {
+            let done = matches!(frame, FromRunner::Done { .. });
+            let mut line = serde_json::to_vec(&frame).expect("frames serialize");
+            line.push(b'\n');
+            yield Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line));
+            if done {
+                unfinished.call = None;
+                break;
+            }
+        }
+    };
+    Ok(Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(body))
+        .expect("a valid response"))
+}
+
+/// A relayed call whose caller went away before its end: the runner is told to stop it.
+struct Unfinished {
+    hub: Arc<RunnerHub>,
+    runner: String,
+    call: Option<u64>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            let (hub, runner) = (self.hub.clone(), std::mem::take(&mut self.runner));
+            tokio::spawn(async move { hub.cancel(&runner, call).await });
+        }
+    }
 }
 
 /// The runner's tunnel: a WebSocket the runner opens with `Authorization: Bearer <its token>`.

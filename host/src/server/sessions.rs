@@ -297,10 +297,9 @@ async fn render_snapshot(
     Ok(snapshot)
 }
 
-/// Whether a runner's tunnel is open, here or to another replica.
+/// Whether a runner's tunnel is open, here or to another live replica.
 async fn runner_online(state: &AppState, runner: &str) -> bool {
-    state.runners.is_connected(runner)
-        || state.sessions.store().get_runner(runner).await.ok().flatten().is_some_and(|r| r.connected_to.is_some())
+    state.runners.locate(runner).await != crate::remote::hub::Location::Offline
 }
 
 /// A `runner_id` to bind: Some(None) unbinds; a runner must be registered.
