@@ -211,3 +211,56 @@ async fn a_session_written_by_one_replica_runs_on_a_runner_connected_to_another(
     assert_eq!(runs(&runner_cwd), 1);
     assert_eq!(mock.requests().len(), 2);
 }
+
+/// `omnigent run --runner here` binds its new session to a runner on this machine, started in the background the
+/// first time and reused after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omnigent_run_binds_its_session_to_a_runner_it_starts_here_and_reuses_it() {
+    let db = omnigent_testkit::sqlite_db();
+    let (server_dir, client_data, work) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mock = MockLlm::start(vec![touch("cli"), Reply::text("cli done"), Reply::text("second run")]).await;
+    let srv = server(&db, server_dir.path(), &[]).await;
+    let api = Api::new(srv.url.clone());
+    let yaml = work.path().join("agent.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "name: here\nexecutor:\n  harness: agent\n  model: gpt-test\n  provider: openai\n  \
+             auth: {{type: api_key, api_key: k, base_url: \"{}\"}}\ntools:\n  shell: {{type: builtin}}\n\
+             os_env:\n  cwd: .\n  sandbox: {{type: none}}\n",
+            mock.openai_base()
+        ),
+    )
+    .unwrap();
+    let run = |prompt: &'static str| {
+        let (yaml, url, data) = (yaml.clone(), srv.url.clone(), client_data.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin())
+                .args(["run", "--runner", "here", "-p", prompt, "-f"])
+                .arg(&yaml)
+                .args(["--server", &url, "--data-dir"])
+                .arg(&data)
+                .env_remove("OMNIGENT_AUTH_TOKEN")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run("make a file").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("cli done"), "{text}");
+    assert_eq!(runs(work.path()), 1, "the tool ran in the config's directory, by the runner");
+    let (_, runners) = api.get("/v1/runners").await;
+    let runner_id = runners["data"][0]["id"].as_str().unwrap().to_string();
+    let (_, sessions) = api.get("/v1/sessions").await;
+    assert_eq!(sessions["data"][0]["runner_id"], runner_id.as_str(), "{sessions}");
+
+    let out = run("again").await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, runners) = api.get("/v1/runners").await;
+    assert_eq!(runners["data"].as_array().unwrap().len(), 1, "the second run reused the runner: {runners}");
+    // The background runner outlives the runs; stop it.
+    let running: Value =
+        serde_json::from_str(&std::fs::read_to_string(client_data.path().join("runner.pid")).unwrap()).unwrap();
+    unsafe { libc::kill(running["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+}

@@ -135,6 +135,11 @@ fn api_error(status: StatusCode, body: &str) -> anyhow::Error {
 }
 
 /// The socket address to start a server on, when `url` names a loopback host.
+/// Whether `url` names a server on this machine.
+pub fn is_loopback(url: &str) -> bool {
+    loopback_addr(url).is_some()
+}
+
 fn loopback_addr(url: &str) -> Option<SocketAddr> {
     let rest = url.strip_prefix("http://")?;
     let authority = rest.split('/').next()?;

@@ -4,6 +4,7 @@ mod ask;
 mod auth;
 mod client;
 mod daemon;
+mod local_runner;
 mod native_hook;
 mod plugin;
 mod preflight;

@@ -44,8 +44,20 @@ pub struct RunArgs {
     /// Reopen this stored session and continue it (same as `omnigent resume ID`).
     #[arg(short = 'r', long = "resume", value_name = "SESSION_ID", conflicts_with_all = ["file", "harness", "model", "fork"])]
     resume: Option<String>,
+    /// Where the session's model calls and tools run: `here` — a runner on this machine (started in the background
+    /// if none runs: with this machine's keys and files, wherever the server is); `server` — on the server;
+    /// `auto` — here when the server is on another machine, else on the server.
+    #[arg(long, value_enum, default_value_t = Where::Auto)]
+    runner: Where,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Where {
+    Auto,
+    Here,
+    Server,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -91,14 +103,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let client = Client::connect(&args.client).await?;
-    // Nothing is created unless the session's turns will find their model keys.
-    if !super::preflight::credentials(&client, &config, &args.client.data_dir).await? {
-        return Ok(ExitCode::from(2));
-    }
+    let here = match args.runner {
+        Where::Here => true,
+        Where::Server => false,
+        Where::Auto => !super::client::is_loopback(client.base()),
+    };
+    let runner_id = match here {
+        true => Some(super::local_runner::ensure(&client, &args.client.data_dir).await?),
+        // Nothing is created unless the session's turns will find their model keys on the server.
+        false if !super::preflight::credentials(&client, &config, &args.client.data_dir).await? => {
+            return Ok(ExitCode::from(2));
+        }
+        false => None,
+    };
     let title = args.title.clone().or_else(|| Some(config.name.clone()));
-    let created = client
-        .request(Method::POST, "/v1/sessions", Some(&json!({"title": title, "config": config.to_json()})))
-        .await?;
+    let body = json!({"title": title, "config": config.to_json(), "runner_id": runner_id});
+    let created = client.request(Method::POST, "/v1/sessions", Some(&body)).await?;
     let id = created["id"].as_str().context("the server's answer has no session id")?.to_string();
     eprintln!("session {id}  (web UI: {}/c/{id})", client.base());
     converse(&client, &id, args.prompt.as_deref()).await

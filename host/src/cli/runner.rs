@@ -151,6 +151,13 @@ async fn serve(
     }
 }
 
+/// The id of the runner this data dir registered with `server`, if it did.
+pub fn registered_id(data_dir: &Path, server: &str) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(REGISTRATION)).ok()?;
+    let saved = serde_json::from_str::<Registration>(&text).ok().filter(|r| r.server == server)?;
+    saved.token.split_once('.').map(|(id, _)| id.to_string())
+}
+
 /// The token this data dir registered with `server`, or a new registration.
 async fn registered(args: &RunnerArgs, server: &str) -> anyhow::Result<String> {
     let path = args.data_dir.join(REGISTRATION);
