@@ -246,6 +246,8 @@ async fn omnigent_run_binds_its_session_to_a_runner_it_starts_here_and_reuses_it
                 .unwrap()
         })
     };
+    // The background runner outlives the runs: stopped when the test ends, however it ends.
+    let _stop = StopRunner(client_data.path().join("runner.pid"));
     let out = run("make a file").await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.contains("cli done"), "{text}");
@@ -259,8 +261,16 @@ async fn omnigent_run_binds_its_session_to_a_runner_it_starts_here_and_reuses_it
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (_, runners) = api.get("/v1/runners").await;
     assert_eq!(runners["data"].as_array().unwrap().len(), 1, "the second run reused the runner: {runners}");
-    // The background runner outlives the runs; stop it.
-    let running: Value =
-        serde_json::from_str(&std::fs::read_to_string(client_data.path().join("runner.pid")).unwrap()).unwrap();
-    unsafe { libc::kill(running["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+}
+
+/// Kills the background runner its pid file names.
+struct StopRunner(PathBuf);
+
+impl Drop for StopRunner {
+    fn drop(&mut self) {
+        let running: Option<Value> = std::fs::read_to_string(&self.0).ok().and_then(|t| serde_json::from_str(&t).ok());
+        if let Some(pid) = running.and_then(|r| r["pid"].as_i64()) {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
 }
