@@ -241,3 +241,51 @@ async fn a_replica_killed_mid_turn_has_its_turn_adopted_and_finished_by_another(
     assert_eq!(snap["status"], "idle");
     read_through(&mut stream(&servers[1], &id).await, snap["last_seq"].as_i64().unwrap(), "replay").await;
 }
+
+/// A replica that loses its lock without noticing (its lock connection cut, the replica alive) is fenced by the
+/// log: once another replica has written the session, the stale writer's commit is refused, it steps back, and
+/// every acknowledged input is in one gap-free log exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_lost_its_lock_is_refused_and_steps_back() {
+    let Some(db) = database("a_writer_that_lost_its_lock").await else { return };
+    let work = tempfile::tempdir().unwrap();
+    let servers = replicas(&db, work.path(), 2).await;
+    let (a, b) = (Api::new(servers[0].url.clone()), Api::new(servers[1].url.clone()));
+    let id = a.create(json!({})).await;
+    let mut acked = BTreeSet::new();
+    let mut post = async |api: &Api, text: &str| {
+        // A refused write says to retry (503); the retry reaches whoever writes the session now.
+        for _ in 0..50 {
+            let body = json!({"type": "message", "data": {"content": text}});
+            let (code, ack) = api.post(&format!("/v1/sessions/{id}/events"), body).await;
+            if code == 202 {
+                acked.insert(ack["item_id"].as_str().unwrap().to_string());
+                return;
+            }
+            assert_eq!(code, 503, "{ack}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the write never landed");
+    };
+    post(&a, "written by A").await;
+    // A's lock connection dies under it (as on a network cut); A itself goes on.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let terminated: Vec<(bool,)> =
+        sqlx::query_as("SELECT pg_terminate_backend(backend_pid) FROM replicas WHERE url = $1")
+            .bind(&servers[0].url)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(terminated, vec![(true,)]);
+    // B takes the free session and writes; A's next write is refused or forwarded, never both written.
+    post(&b, "written by B").await;
+    post(&a, "sent to A again").await;
+    post(&b, "and to B").await;
+    let (_, snap) = b.get(&format!("/v1/sessions/{id}")).await;
+    read_through(&mut stream(&servers[1], &id).await, snap["last_seq"].as_i64().unwrap(), "after the cut").await;
+    let (_, items) = a.get(&format!("/v1/sessions/{id}/items?limit=100")).await;
+    let stored: Vec<String> =
+        items["data"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(stored.len(), 4, "{items}");
+    assert_eq!(stored.iter().cloned().collect::<BTreeSet<_>>(), acked);
+}

@@ -122,6 +122,7 @@ async fn a_runner_makes_a_bound_sessions_calls_in_its_own_directory_and_survives
         assert_eq!(notice["error"]["code"], "runner_unavailable", "{label}: {notice}");
         let (_, snap) = api.get(&format!("/v1/sessions/{id}?include_items=false")).await;
         assert_eq!((&snap["status"], &snap["runner_online"]), (&json!("running"), &json!(false)), "{label}");
+        assert_eq!(snap["blocked_on"], "runner_unavailable", "{label}: {snap}");
         let _runner = RunnerProcess::start(&srv.url, &runner_data, &runner_cwd, &[]);
         let frames = sse.until("response.completed").await;
         assert!(frames.iter().any(|f| f.data.contains("finished on the runner")), "{label}");

@@ -1,4 +1,5 @@
-//! Replicas on one Postgres: durable events/s across 100 sessions with 1, 2 and 3 replicas; a POST on one replica
+//! Team scale. Runners: a turn's model calls and tool made by a runner process against the same turn made by the
+//! server. Replicas on one Postgres: durable events/s across 100 sessions with 1, 2 and 3 replicas; a POST on one replica
 //! until an SSE subscriber on another has it; a forwarded POST's ack; failover (SIGKILL of the replica running a
 //! turn until the adopted turn's next event reaches a subscriber on a survivor). Each replica is a real
 //! `omnigent server` process; all share the machine's cores with Postgres and this client.
@@ -21,7 +22,73 @@ async fn start(work: &Path, url: &str, i: usize) -> ServerProcess {
     ServerProcess::start(&bin, &data, url, free_port(), &[]).await
 }
 
+/// A turn with one tool call (two model calls, one tool: three host calls) made by the server itself, then by a
+/// runner process on this machine: POST → `response.completed`, and what the runner adds per host call.
+async fn runner_rows(rows: &mut Vec<Row>) {
+    let work = tempfile::tempdir().unwrap();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_omnigent"));
+    let server = start(work.path(), &omnigent_testkit::sqlite_db().url, 0).await;
+    let api = Api::new(server.url.clone());
+    let runner_data = work.path().join("runner");
+    let mut runner = std::process::Command::new(&bin)
+        .args(["runner", "--server", &server.url, "--data-dir"])
+        .arg(&runner_data)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runner_id = loop {
+        let (_, runners) = api.get("/v1/runners").await;
+        if let Some(id) = runners["data"][0]["id"].as_str().filter(|_| runners["data"][0]["online"] == true) {
+            break id.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mock = MockLlm::start(vec![]).await;
+    let config = json!({"name": "bench", "executor": {"harness": "agent", "model": "gpt-bench", "provider": "openai",
+        "auth": {"type": "api_key", "api_key": "k", "base_url": mock.openai_base()}},
+        "tools": {"shell": {"type": "builtin"}}, "os_env": {"cwd": work.path(), "sandbox": {"type": "none"}}});
+    let mut p50s = Vec::new();
+    for (label, runner) in [("on the server", None), ("on a runner (loopback)", Some(runner_id.as_str()))] {
+        let id = api.create(json!({"config": config, "runner_id": runner})).await;
+        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", server.url), &[]).await;
+        sse.next().await.unwrap();
+        let mut samples = Vec::new();
+        for i in 0..n(60) {
+            mock.push(Reply::tool("shell", json!({"command": "true"})));
+            mock.push(Reply::text("ok"));
+            let t = Instant::now();
+            api.message(&id, &format!("t{i}")).await;
+            sse.until("response.completed").await;
+            samples.push(t.elapsed());
+            sse.statuses_until_settled().await;
+        }
+        // The first turns warm the harness and the connections.
+        let mut samples = samples.split_off(samples.len().min(5));
+        p50s.push(pct(&mut samples, 0.5));
+        eprintln!("  runner   tool-call turn {label}: {}", p50_p99(&mut samples));
+        rows.push(Row {
+            metric: format!("turn with a tool call (3 host calls), {label}"),
+            backend: "sqlite",
+            value: p50_p99(&mut samples),
+            target: "",
+            holds: None,
+        });
+    }
+    let per_call = p50s[1].saturating_sub(p50s[0]) / 3;
+    rows.push(Row {
+        metric: "a runner adds per host call (p50 difference / 3)".into(),
+        backend: "sqlite",
+        value: super::fmt(per_call),
+        target: "< 5 ms",
+        holds: Some(per_call < Duration::from_millis(5)),
+    });
+    let _ = runner.kill();
+    let _ = runner.wait();
+}
+
 pub async fn replicas_suite(rows: &mut Vec<Row>) {
+    runner_rows(rows).await;
     let mut row = |metric: String, value: String, target: &'static str, holds: Option<bool>| {
         eprintln!("  replicas {metric}: {value}");
         rows.push(Row { metric, backend: "postgres", value, target, holds });

@@ -53,6 +53,11 @@ pub struct RunnerArgs {
     /// The bubblewrap program that sandboxes builtin tools (default: `bwrap` on PATH).
     #[arg(long, env = "OMNIGENT_BWRAP")]
     bwrap: Option<PathBuf>,
+    /// Confine every session bound to this runner to this folder: its working directory must lie under it and its
+    /// tools always run in bubblewrap. Anyone who may bind sessions on the server can run tools here: use it
+    /// unless you trust them all.
+    #[arg(long, env = "OMNIGENT_WORKSPACE_ROOT")]
+    workspace_root: Option<PathBuf>,
 }
 
 /// What the data dir remembers of a registration.
@@ -73,8 +78,11 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<ExitCode> {
     let runner = token.split_once('.').map(|(id, _)| id.to_string()).context("a runner token looks like runner_….…")?;
     let credentials =
         Arc::new(Credentials::new(Some(args.data_dir.join(crate::credentials::FILE_NAME)), !args.no_env_credentials));
-    let sandbox =
-        SandboxOptions { private_paths: vec![args.data_dir.clone()], workspace_root: None, bwrap: args.bwrap };
+    let sandbox = SandboxOptions {
+        private_paths: vec![args.data_dir.clone()],
+        workspace_root: args.workspace_root,
+        bwrap: args.bwrap,
+    };
     let sandbox = Arc::new(Sandbox::start(sandbox).await.map_err(anyhow::Error::msg)?);
     let http = crate::http_client().connect_timeout(Duration::from_secs(30)).build()?;
     let worker = Worker::new(http, credentials, sandbox);
@@ -88,7 +96,8 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<ExitCode> {
         let mut request = url.as_str().into_client_request()?;
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
         let connecting = tokio::select! {
-            c = tokio_tungstenite::connect_async(request) => c,
+            // Frames are small and latency is the point: no Nagle (with delayed ACKs it costs ~40 ms a call).
+            c = tokio_tungstenite::connect_async_with_config(request, None, true) => c,
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         };
         match connecting {

@@ -158,6 +158,10 @@ pub struct SessionResponse {
     /// Transcript items, nested form (`data` holds the type-specific fields).
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<Value>,
+    /// What a running session waits on, when it is not the model or a tool: `runner_unavailable` — its runner is
+    /// not connected, and the turn goes on when it is (Omnigent's field, which its native sessions also use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_on: Option<&'static str>,
 }
 
 /// One row of `GET /v1/sessions`.
@@ -265,6 +269,7 @@ fn snapshot(record: SessionRecord, items: Vec<Value>) -> SessionResponse {
         usage_by_model: record.usage_by_model.clone(),
         last_seq: record.last_seq,
         items,
+        blocked_on: None,
         summary: summary(record),
     }
 }
@@ -292,8 +297,10 @@ async fn render_snapshot(
         Some(runner) => runner_online(state, runner).await,
         None => true,
     };
+    let waits_for_runner = !online && record.status == SessionStatus::Running;
     let mut snapshot = snapshot(record, items);
     snapshot.summary.runner_online = online;
+    snapshot.blocked_on = waits_for_runner.then_some("runner_unavailable");
     Ok(snapshot)
 }
 
@@ -523,13 +530,23 @@ pub async fn list_sessions(
     let searching = title_contains.is_some();
     let filter = SessionFilter { status, kind, agent_id, archived, title_contains, sort };
     let (rows, has_more) = state.sessions.list(&page, filter).await?;
-    let items = rows
+    let mut items: Vec<SessionListItem> = rows
         .into_iter()
         .map(|r| {
             let snippet = if searching { r.title.clone() } else { None };
             SessionListItem { search_snippet: snippet, ..list_item(r) }
         })
         .collect();
+    // Whether each bound runner is reachable, asked once per runner on the page.
+    let mut online: std::collections::HashMap<String, bool> = Default::default();
+    for item in items.iter_mut().filter(|i| i.summary.runner_id.as_deref() != Some(LOCAL_RUNNER)) {
+        let runner = item.summary.runner_id.clone().unwrap_or_default();
+        let reachable = match online.get(&runner) {
+            Some(known) => *known,
+            None => *online.entry(runner.clone()).or_insert(runner_online(&state, &runner).await),
+        };
+        item.summary.runner_online = reachable;
+    }
     Ok(Json(list(items, has_more, |s| s.summary.id.clone())))
 }
 
