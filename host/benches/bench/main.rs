@@ -187,25 +187,7 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) -> StoreRates {
             ids.push(api.create(json!({})).await);
         }
         floor::reset_stages(&api).await;
-        let stop = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for p in 0..posters {
-            let (api, id, stop, count) = (api.clone(), ids[p % sessions].clone(), stop.clone(), count.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    api.message(&id, "load").await;
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        let window = if quick() { Duration::from_millis(500) } else { Duration::from_secs(5) };
-        tokio::time::sleep(window).await;
-        stop.store(true, Ordering::Relaxed);
-        let inputs = count.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        let inputs = sustained_inputs((0..posters).map(|p| (api.clone(), ids[p % sessions].clone())).collect()).await;
         // Each acknowledged message is two durable events (input.consumed + the turn's status).
         row(&format!("durable events/s {label}"), format!("{:.0} events/s ({:.0} inputs/s)", inputs * 2.0, inputs), "");
         events[run] = inputs * 2.0;
@@ -246,6 +228,30 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) -> StoreRates {
     drop(streams);
     drop(server);
     StoreRates { create, post_to_sse, events }
+}
+
+/// Posters, each an API and a session, post messages for the bench's window; returns the acknowledged inputs/s.
+async fn sustained_inputs(posters: Vec<(Api, String)>) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (api, id) in posters {
+        let (stop, count) = (stop.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                api.message(&id, "load").await;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let window = if quick() { Duration::from_millis(500) } else { Duration::from_secs(5) };
+    tokio::time::sleep(window).await;
+    stop.store(true, Ordering::Relaxed);
+    let inputs = count.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    inputs
 }
 
 /// Ratio rows: 100 sessions against one on each backend, and Postgres against SQLite.

@@ -5,15 +5,13 @@
 //! `omnigent server` process; all share the machine's cores with Postgres and this client.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use omnigent_testkit::mock_llm::{MockLlm, Reply};
 use omnigent_testkit::{Api, ServerProcess, Sse, free_port, postgres_db};
 use serde_json::json;
 
-use super::{Row, n, p50_p99, pct, quick};
+use super::{Row, n, p50_p99, pct};
 
 async fn start(work: &Path, url: &str, i: usize) -> ServerProcess {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_omnigent"));
@@ -109,25 +107,8 @@ pub async fn replicas_suite(rows: &mut Vec<Row>) {
         for s in 0..100 {
             ids.push(apis[s % replicas].create(json!({})).await);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for (p, id) in ids.iter().enumerate() {
-            let (api, id, stop, count) = (apis[p % replicas].clone(), id.clone(), stop.clone(), count.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    api.message(&id, "load").await;
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        let window = if quick() { Duration::from_millis(500) } else { Duration::from_secs(5) };
-        tokio::time::sleep(window).await;
-        stop.store(true, Ordering::Relaxed);
-        let inputs = count.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        let posters = ids.iter().enumerate().map(|(p, id)| (apis[p % replicas].clone(), id.clone())).collect();
+        let inputs = super::sustained_inputs(posters).await;
         row(
             format!("durable events/s across 100 sessions, {replicas} replica(s)"),
             format!("{:.0} events/s", inputs * 2.0),
