@@ -10,18 +10,18 @@ CREATE TABLE replicas (
 
 -- Every commit that moves a session's log on (and every create and delete) wakes the replicas that follow the
 -- session or feed a list of sessions: the payload is `<session id> <last_seq> <writer>` (-1: deleted; the writer is
--- the `application_name` of the process that wrote, which each omnigent server sets to its replica id). A notification only says "read the log": it is sent on commit,
+-- the `omnigent.replica` setting of the connection that wrote, which each omnigent server sets to its replica id). A notification only says "read the log": it is sent on commit,
 -- by whichever writer, and a missed one costs a delay, never an event. The channel is per schema, so databases
 -- shared through schemas do not wake each other.
 CREATE FUNCTION omnigent_session_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         PERFORM pg_notify('omnigent:' || TG_TABLE_SCHEMA,
-            OLD.id || ' -1 ' || current_setting('application_name'));
+            OLD.id || ' -1 ' || coalesce(current_setting('omnigent.replica', true), ''));
         RETURN OLD;
     END IF;
     PERFORM pg_notify('omnigent:' || TG_TABLE_SCHEMA,
-        NEW.id || ' ' || NEW.last_seq || ' ' || current_setting('application_name'));
+        NEW.id || ' ' || NEW.last_seq || ' ' || coalesce(current_setting('omnigent.replica', true), ''));
     RETURN NEW;
 END
 $$;

@@ -50,8 +50,9 @@ pub struct Cluster {
 pub struct ClusterError(#[from] sqlx::Error);
 
 impl Cluster {
-    /// Registers this replica as `id` (the `application_name` of its connections: commit notifications name
-    /// it), reachable at `url` by the others, and starts following the database's notifications until `shutdown`.
+    /// Registers this replica as `id` (the `omnigent.replica` setting of its connections: commit notifications
+    /// name it), reachable at `url` by the others, and starts following the database's notifications until
+    /// `shutdown`.
     pub async fn join(
         pool: PgPool,
         id: String,

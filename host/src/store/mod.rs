@@ -137,8 +137,9 @@ pub struct Store {
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Commits waiting for the write turn, written together (grouped.rs).
     queue: Arc<grouped::Queue>,
-    /// Postgres: this process's `application_name` on every connection, unique per process (`replica_<hex>`), so
-    /// that what the database reports (a commit notification, pg_stat_activity) names the process that wrote.
+    /// Postgres: this process's name (`replica_<hex>`), set on every connection as the `omnigent.replica` setting,
+    /// so that a commit notification names the process that wrote (the operator's `application_name` is left as
+    /// the URL says).
     process_name: Option<Arc<str>>,
 }
 
@@ -162,7 +163,7 @@ impl Store {
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let name = crate::ids::prefixed("replica");
-            let options = PgConnectOptions::from_str(url)?.application_name(&name);
+            let options = PgConnectOptions::from_str(url)?.options([("omnigent.replica", &name)]);
             process_name = Some(Arc::from(name));
             let pool = PgPoolOptions::new()
                 .max_connections(16)
