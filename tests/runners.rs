@@ -21,8 +21,13 @@ struct RunnerProcess {
 
 impl RunnerProcess {
     fn start(server: &str, data: &Path, cwd: &Path, extra: &[&str]) -> RunnerProcess {
+        Self::start_with(server, data, cwd, extra, &[])
+    }
+
+    fn start_with(server: &str, data: &Path, cwd: &Path, extra: &[&str], env: &[(&str, &Path)]) -> RunnerProcess {
         let log = std::fs::File::create(data.with_extension("log")).unwrap();
         let child = Command::new(bin())
+            .envs(env.iter().copied())
             .args(["runner", "--server", server, "--name", "test-runner", "--data-dir"])
             .arg(data)
             .args(extra)
@@ -274,4 +279,30 @@ impl Drop for StopRunner {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
+}
+
+/// A runner reaches a server behind TLS (as a team's server is): it registers over https and opens its tunnel over
+/// wss, trusting the server's certificate through SSL_CERT_FILE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_reaches_a_server_behind_tls() {
+    let db = omnigent_testkit::sqlite_db();
+    let (server_dir, runner_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mock = MockLlm::start(vec![touch("tls"), Reply::text("over tls")]).await;
+    let srv = server(&db, server_dir.path(), &[]).await;
+    let tls = omnigent_testkit::tls::front(runner_home.path(), srv.url.trim_start_matches("http://")).await;
+    let api = Api::new(srv.url.clone());
+    let runner_cwd = runner_home.path().join("work");
+    std::fs::create_dir_all(&runner_cwd).unwrap();
+    let env = [("SSL_CERT_FILE", tls.certificate.as_path())];
+    let _runner = RunnerProcess::start_with(&tls.url, &runner_home.path().join("data"), &runner_cwd, &[], &env);
+    let runner_id = runner_online(&api, true).await;
+    let (code, created) = api.post("/v1/sessions", json!({"config": config(&mock), "runner_id": runner_id})).await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
+    sse.next().await.unwrap();
+    api.message(&id, "go").await;
+    let frames = sse.until("response.completed").await;
+    assert!(frames.iter().any(|f| f.data.contains("over tls")));
+    assert_eq!(runs(&runner_cwd), 1);
 }

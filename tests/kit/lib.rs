@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod mock_llm;
+pub mod tls;
 
 use futures::StreamExt;
 use serde_json::Value;

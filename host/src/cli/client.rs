@@ -135,6 +135,20 @@ fn api_error(status: StatusCode, body: &str) -> anyhow::Error {
 }
 
 /// The socket address to start a server on, when `url` names a loopback host.
+/// The WebSocket address of a server's URL: `ws://` for `http://`, `wss://` (the system's trusted roots, or
+/// SSL_CERT_FILE) for `https://`.
+pub fn websocket_base(url: &str) -> anyhow::Result<String> {
+    if let Some(rest) = url.strip_prefix("http://") {
+        return Ok(format!("ws://{rest}"));
+    }
+    if let Some(rest) = url.strip_prefix("https://") {
+        // rustls needs the process's crypto provider, which the HTTP client installs.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        return Ok(format!("wss://{rest}"));
+    }
+    bail!("{url} is not an http:// or https:// URL")
+}
+
 /// Whether `url` names a server on this machine.
 pub fn is_loopback(url: &str) -> bool {
     loopback_addr(url).is_some()

@@ -86,10 +86,7 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<ExitCode> {
     let sandbox = Arc::new(Sandbox::start(sandbox).await.map_err(anyhow::Error::msg)?);
     let http = crate::http_client().connect_timeout(Duration::from_secs(30)).build()?;
     let worker = Worker::new(http, credentials, sandbox);
-    let base = match server.strip_prefix("http://") {
-        Some(rest) => format!("ws://{rest}"),
-        None => bail!("the runner reaches servers over http:// for now; {server} is not one"),
-    };
+    let base = super::client::websocket_base(&server)?;
     let url = format!("{base}/v1/runners/{runner}/{TUNNEL}");
     let mut wait = Duration::from_secs(1);
     loop {

@@ -60,10 +60,7 @@ pub async fn attach_websocket(client: &Client, id: &str, terminal: &Value) -> an
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let tid = terminal["id"].as_str().context("the terminal has no id")?;
-    let base = client.base().replacen("http://", "ws://", 1);
-    if base.starts_with("https://") {
-        anyhow::bail!("joining a terminal over https is not supported yet; use the web UI, or --chat");
-    }
+    let base = super::client::websocket_base(client.base())?;
     let mut request = format!("{base}/v1/sessions/{id}/resources/terminals/{tid}/attach").into_client_request()?;
     if let Some(token) = client.token() {
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
