@@ -34,12 +34,15 @@ impl Worker {
         match frame {
             ToRunner::Call { id, session, call } => {
                 let worker = self.clone();
+                // Registered under the lock the task's own removal takes, so a call that ends at once is not left
+                // behind in the map.
+                let mut running = self.running.lock().unwrap();
                 let task = tokio::spawn(async move {
                     let result = worker.make(id, &session, *call, &out).await;
                     worker.running.lock().unwrap().remove(&id);
                     let _ = out.send(FromRunner::Done { id, result });
                 });
-                self.running.lock().unwrap().insert(id, task.abort_handle());
+                running.insert(id, task.abort_handle());
             }
             ToRunner::Cancel { id } => {
                 if let Some(task) = self.running.lock().unwrap().remove(&id) {
