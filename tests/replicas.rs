@@ -289,3 +289,42 @@ async fn a_writer_that_lost_its_lock_is_refused_and_steps_back() {
     assert_eq!(stored.len(), 4, "{items}");
     assert_eq!(stored.iter().cloned().collect::<BTreeSet<_>>(), acked);
 }
+
+/// A replica whose lock connection is cut while its turn streams: either it takes its lock back in time and
+/// finishes the turn, or another replica adopts the turn and the first gives it up without reporting an end. Either
+/// way the turn completes exactly once and is never recorded as interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_whose_writer_lost_its_lock_completes_exactly_once() {
+    let Some(db) = database("a_turn_whose_writer_lost_its_lock").await else { return };
+    let work = tempfile::tempdir().unwrap();
+    let slow = Reply::Slow { chunks: (0..100).map(|i| format!("w{i} ")).collect(), delay: Duration::from_millis(30) };
+    let mock = MockLlm::start(vec![slow, Reply::text("finished by the other replica")]).await;
+    let servers = replicas(&db, work.path(), 2).await;
+    let apis: Vec<Api> = servers.iter().map(|s| Api::new(s.url.clone())).collect();
+    let id = apis[0].create(json!({"config": config(&mock, work.path(), NO_POLICIES)})).await;
+    let mut watching = stream(&servers[1], &id).await;
+    apis[0].message(&id, "go").await;
+    watching.until("response.output_text.delta").await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(backend_pid) FROM replicas WHERE url = $1")
+        .bind(&servers[0].url)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // A write through the other replica at once: the lock is free, so it most likely takes the session (and
+    // resumes the turn) before the first replica looks at its lock again (once a second).
+    let path = format!("/v1/sessions/{id}");
+    let (code, body) = apis[1].call(reqwest::Method::PATCH, &path, Some(json!({"title": "taken"}))).await;
+    assert_eq!(code, 200, "{body}");
+    watching.until("response.completed").await;
+    assert_eq!(watching.statuses_until_settled().await, vec!["idle"]);
+    let (_, snap) = apis[1].get(&format!("/v1/sessions/{id}")).await;
+    let frames = read_through(&mut stream(&servers[1], &id).await, snap["last_seq"].as_i64().unwrap(), "log").await;
+    let count = |t: &str| frames.iter().filter(|f| f.event.as_deref() == Some(t)).count();
+    assert_eq!(count("response.completed"), 1, "the turn completed once");
+    assert_eq!(count("response.incomplete") + count("session.interrupted"), 0, "nobody recorded it interrupted");
+    eprintln!(
+        "model requests: {} (2: adopted by the other replica; 1: the first took its lock back)",
+        mock.requests().len()
+    );
+}

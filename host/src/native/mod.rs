@@ -244,13 +244,12 @@ impl TurnRunner for Runners {
 async fn run_native(natives: Arc<Natives>, sessions: Sessions, turn: TurnStart) {
     let id = turn.record.id.clone();
     let response_id = turn.response_id.clone();
+    let shared = turn.shared.clone();
     let bridge = natives.bridge(&id);
     let outcome = match cli_of(&turn.config) {
         Some(NativeCli::Codex) => codex::turn::drive(&natives, &bridge, &sessions, turn).await,
         _ => claude::turn::drive(&natives, &bridge, &sessions, turn).await,
     };
     bridge.set_live(None);
-    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
-        tracing::error!(session = %id, error = %e, "could not record the end of a native turn; a restart resumes it");
-    }
+    crate::session::runner::report_end(&sessions, &shared, &id, &response_id, outcome).await;
 }

@@ -378,6 +378,7 @@ impl Actor {
         if resume {
             tracing::info!(session = %self.record.id, response = %response_id, "resuming a turn cut by a restart");
         }
+        let shared_for_end = shared.clone();
         let start = TurnStart {
             record: self.record.clone(),
             response_id: response_id.clone(),
@@ -392,7 +393,8 @@ impl Actor {
             drop(spawning);
             task.await
         };
-        let task = ended_even_if_it_panics(task, self.sessions.clone(), self.record.id.clone(), response_id);
+        let task =
+            ended_even_if_it_panics(task, self.sessions.clone(), shared_for_end, self.record.id.clone(), response_id);
         tokio::spawn(tracing::Instrument::instrument(task, tracing::info_span!("turn", session = %self.record.id)));
     }
 
@@ -496,7 +498,7 @@ impl Actor {
     /// resumes it from the journal) and the streams are fed from the log.
     fn step_back(&mut self) {
         if let Some(turn) = self.turn.take() {
-            turn.shared.cancel.cancel();
+            turn.shared.abandon();
         }
         self.sessions.step_back(&self.record.id, &self.events, self.record.last_seq);
         self.stepped_back = true;

@@ -127,6 +127,34 @@ pub struct TurnShared {
     pub cancel: CancellationToken,
     /// Messages that arrived while the turn ran and the harness has not taken yet.
     pub steering: Arc<Mutex<VecDeque<String>>>,
+    /// The session's writer gave the turn up (another replica took the session and resumes the turn from its
+    /// journal): its end is not reported, or it would end the resumed turn, which has the same response id.
+    pub abandoned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TurnShared {
+    /// Gives the turn up: it stops, and its end goes unreported.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.cancel.cancel();
+    }
+}
+
+/// Reports how a turn ended to its session's actor — unless the turn was given up (see [`TurnShared::abandon`]).
+pub async fn report_end(
+    sessions: &Sessions,
+    shared: &TurnShared,
+    id: &SessionId,
+    response_id: &str,
+    outcome: TurnOutcome,
+) {
+    if shared.abandoned.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!(session = %id, response = %response_id, "a turn given up to another replica stopped here");
+        return;
+    }
+    if let Err(e) = sessions.end_turn(id, response_id, outcome).await {
+        tracing::error!(session = %id, error = %e, "could not record the end of a turn; a restart resumes it from its journal");
+    }
 }
 
 /// Something the running turn waits for, delivered by the actor when it is committed.
@@ -143,6 +171,7 @@ pub enum Waiter {
 pub(super) async fn ended_even_if_it_panics(
     turn: impl Future<Output = ()> + Send + 'static,
     sessions: Sessions,
+    shared: TurnShared,
     id: SessionId,
     response_id: String,
 ) {
@@ -159,9 +188,7 @@ pub(super) async fn ended_even_if_it_panics(
         crate::ids::truncate(&why, 300)
     );
     let outcome = TurnOutcome::Failed { code: FailureCode::InternalError, message };
-    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
-        tracing::warn!(session = %id, error = %e, "could not record the end of a turn that panicked");
-    }
+    report_end(&sessions, &shared, &id, &response_id, outcome).await;
 }
 
 #[cfg(test)]

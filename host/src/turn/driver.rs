@@ -33,16 +33,14 @@ fn failed(code: FailureCode, message: String) -> TurnOutcome {
 pub(super) async fn run(env: TurnEnv, sessions: Sessions, turn: TurnStart) {
     let id = turn.record.id.clone();
     let response_id = turn.response_id.clone();
-    let cancel = turn.shared.cancel.clone();
+    let shared = turn.shared.clone();
     let outcome = prepare_and_drive(&env, &sessions, turn).await;
-    let outcome = if cancel.is_cancelled() && !matches!(outcome, TurnOutcome::Completed { .. }) {
+    let outcome = if shared.cancel.is_cancelled() && !matches!(outcome, TurnOutcome::Completed { .. }) {
         TurnOutcome::Interrupted
     } else {
         outcome
     };
-    if let Err(e) = sessions.end_turn(&id, &response_id, outcome).await {
-        tracing::error!(session = %id, error = %e, "could not record the end of a turn; a restart resumes it from its journal");
-    }
+    crate::session::runner::report_end(&sessions, &shared, &id, &response_id, outcome).await;
 }
 
 async fn prepare_and_drive(env: &TurnEnv, sessions: &Sessions, turn: TurnStart) -> TurnOutcome {
