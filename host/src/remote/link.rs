@@ -12,7 +12,7 @@ use omnigent_runtime::harness::llm::Completion;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Location, RunnerHub};
+use super::hub::{CallStream, RunnerHub};
 use super::wire::{Call, FromRunner, Outcome};
 use crate::ids::SessionId;
 use crate::llm::{ChatRequest, LlmError, Streamed};
@@ -35,20 +35,33 @@ fn interrupted() -> LlmError {
 }
 
 impl RunnerLink {
-    /// Waits until the runner is connected; false when the turn was interrupted first.
-    async fn connected(&self) -> bool {
-        if self.hub.locate(&self.runner).await != Location::Offline {
-            return true;
-        }
-        let message = format!("runner {} is not connected; this turn goes on when it connects again", self.runner);
-        let notice = protocol::error(ErrorSource::Runner, "runner_unavailable", &message);
-        if let Err(e) = self.sessions.emit(&self.session, vec![notice], Vec::new()).await {
-            tracing::warn!(session = %self.session, error = %e, "could not record that the runner is away");
-        }
-        tracing::warn!(session = %self.session, runner = %self.runner, "waiting for the session's runner");
-        tokio::select! {
-            _ = self.hub.until_reachable(&self.runner) => true,
-            _ = self.cancel.cancelled() => false,
+    /// Sends a call to the runner, waiting while it cannot be reached (the session says so, once); None when the
+    /// turn was interrupted first.
+    async fn send(&self, call: &Call) -> Option<CallStream> {
+        let mut said = false;
+        loop {
+            if let Some(stream) = self.hub.open(&self.runner, &self.session, call.clone()).await {
+                return Some(stream);
+            }
+            if !said {
+                said = true;
+                let message =
+                    format!("runner {} is not connected; this turn goes on when it connects again", self.runner);
+                let notice = protocol::error(ErrorSource::Runner, "runner_unavailable", &message);
+                if let Err(e) = self.sessions.emit(&self.session, vec![notice], Vec::new()).await {
+                    tracing::warn!(session = %self.session, error = %e, "could not record that the runner is away");
+                }
+                tracing::warn!(session = %self.session, runner = %self.runner, "waiting for the session's runner");
+            }
+            // A pause first: a replica that lists the runner may still fail to relay to it.
+            let reachable = async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.hub.until_reachable(&self.runner).await
+            };
+            tokio::select! {
+                _ = reachable => {}
+                _ = self.cancel.cancelled() => return None,
+            }
         }
     }
 
@@ -59,17 +72,10 @@ impl RunnerLink {
         on_delta: &mut (dyn FnMut(Streamed<'_>) + Send),
         on_retry: &mut (dyn FnMut(u32, Duration, &LlmError) + Send),
     ) -> Result<Completion, LlmError> {
+        let call = Call::Complete { config: self.config.clone(), request: request.clone() };
         let mut attempt = 0;
         loop {
-            if !self.connected().await {
-                return Err(interrupted());
-            }
-            let call = Call::Complete { config: self.config.clone(), request: request.clone() };
-            let Some(mut stream) = self.hub.open(&self.runner, &self.session, call).await else {
-                // It went away between the look and the call (or its replica did not answer): look again.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
+            let Some(mut stream) = self.send(&call).await else { return Err(interrupted()) };
             loop {
                 let frame = tokio::select! {
                     f = stream.frames.recv() => f,
@@ -104,13 +110,8 @@ impl RunnerLink {
 
     /// A builtin tool on the runner.
     pub async fn tool(&self, name: &str, arguments: &str) -> Result<String, String> {
-        if !self.connected().await {
-            return Err("the turn was interrupted".into());
-        }
         let call = Call::Tool { config: self.config.clone(), name: name.to_string(), arguments: arguments.to_string() };
-        let Some(mut stream) = self.hub.open(&self.runner, &self.session, call).await else {
-            return Err(format!("runner {} disconnected before the tool could start; it did not run", self.runner));
-        };
+        let Some(mut stream) = self.send(&call).await else { return Err("the turn was interrupted".into()) };
         loop {
             let frame = tokio::select! {
                 f = stream.frames.recv() => f,
