@@ -76,6 +76,16 @@ fn config(mock: &MockLlm) -> Value {
         "tools": {"shell": {"type": "builtin"}}, "os_env": {"cwd": ".", "sandbox": {"type": "none"}}})
 }
 
+/// A session of [`config`] bound to `runner`, created through `api`, and a stream of it opened there: the
+/// create's answer and the stream, past its first heartbeat.
+async fn bound_session(api: &Api, mock: &MockLlm, runner: &str) -> (Value, Sse) {
+    let (code, created) = api.post("/v1/sessions", json!({"config": config(mock), "runner_id": runner})).await;
+    assert_eq!(code, 201, "{created}");
+    let mut sse = Sse::open(&format!("{}/v1/sessions/{}/stream", api.base, created["id"].as_str().unwrap()), &[]).await;
+    sse.next().await.unwrap();
+    (created, sse)
+}
+
 fn touch(tag: &str) -> Reply {
     Reply::tool("shell", json!({"command": format!("echo {tag} >> ran.log && pwd")}))
 }
@@ -104,12 +114,9 @@ async fn a_runner_makes_a_bound_sessions_calls_in_its_own_directory_and_survives
         let mut runner = RunnerProcess::start(&srv.url, &runner_data, &runner_cwd, &[]);
         let runner_id = runner_online(&api, true).await;
 
-        let (code, created) = api.post("/v1/sessions", json!({"config": config(&mock), "runner_id": runner_id})).await;
-        assert_eq!(code, 201, "{label}: {created}");
+        let (created, mut sse) = bound_session(&api, &mock, &runner_id).await;
         let id = created["id"].as_str().unwrap().to_string();
         assert_eq!((&created["runner_id"], &created["runner_online"]), (&json!(runner_id), &json!(true)), "{label}");
-        let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
-        sse.next().await.unwrap();
         api.message(&id, "make a file").await;
         // The tool ran on the runner, in its working directory; the model's second answer is streaming.
         let frames = sse.until("response.output_text.delta").await;
@@ -206,12 +213,8 @@ async fn a_session_written_by_one_replica_runs_on_a_runner_connected_to_another(
     let runner_id = runner_online(&api_a, true).await;
     assert_eq!(runner_online(&api_b, true).await, runner_id, "every replica tells the runner is online");
 
-    let (code, created) = api_b.post("/v1/sessions", json!({"config": config(&mock), "runner_id": runner_id})).await;
-    assert_eq!(code, 201, "{created}");
-    let id = created["id"].as_str().unwrap().to_string();
-    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", b.url), &[]).await;
-    sse.next().await.unwrap();
-    api_b.message(&id, "go").await;
+    let (created, mut sse) = bound_session(&api_b, &mock, &runner_id).await;
+    api_b.message(created["id"].as_str().unwrap(), "go").await;
     let frames = sse.until("response.completed").await;
     assert!(frames.iter().any(|f| f.data.contains("done through the other replica")));
     assert_eq!(runs(&runner_cwd), 1);
@@ -296,12 +299,8 @@ async fn a_runner_reaches_a_server_behind_tls() {
     let env = [("SSL_CERT_FILE", tls.certificate.as_path())];
     let _runner = RunnerProcess::start_with(&tls.url, &runner_home.path().join("data"), &runner_cwd, &[], &env);
     let runner_id = runner_online(&api, true).await;
-    let (code, created) = api.post("/v1/sessions", json!({"config": config(&mock), "runner_id": runner_id})).await;
-    assert_eq!(code, 201, "{created}");
-    let id = created["id"].as_str().unwrap().to_string();
-    let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", srv.url), &[]).await;
-    sse.next().await.unwrap();
-    api.message(&id, "go").await;
+    let (created, mut sse) = bound_session(&api, &mock, &runner_id).await;
+    api.message(created["id"].as_str().unwrap(), "go").await;
     let frames = sse.until("response.completed").await;
     assert!(frames.iter().any(|f| f.data.contains("over tls")));
     assert_eq!(runs(&runner_cwd), 1);

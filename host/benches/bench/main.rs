@@ -122,18 +122,7 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) -> StoreRates {
     let id = api.create(json!({})).await;
     let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
     sse.next().await.unwrap();
-    let mut samples = Vec::new();
-    for i in 0..n(1000) {
-        let t = Instant::now();
-        let ack = api.message(&id, &format!("m{i}")).await;
-        loop {
-            let f = sse.next_event().await.unwrap();
-            if f.event.as_deref() == Some("session.input.consumed") && f.json()["data"]["item_id"] == ack["item_id"] {
-                break;
-            }
-        }
-        samples.push(t.elapsed());
-    }
+    let mut samples = post_to_subscriber(&api, &mut sse, &id, n(1000)).await;
     row("POST event → SSE subscriber", p50_p99(&mut samples), "< 2 ms p50");
     let post_to_sse = pct(&mut samples, 0.5);
     drop(sse);
@@ -228,6 +217,23 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) -> StoreRates {
     drop(streams);
     drop(server);
     StoreRates { create, post_to_sse, events }
+}
+
+/// `count` messages posted through `api`, each timed until its `session.input.consumed` reaches `sse`.
+async fn post_to_subscriber(api: &Api, sse: &mut Sse, id: &str, count: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        let t = Instant::now();
+        let ack = api.message(id, &format!("m{i}")).await;
+        loop {
+            let f = sse.next_event().await.unwrap();
+            if f.event.as_deref() == Some("session.input.consumed") && f.json()["data"]["item_id"] == ack["item_id"] {
+                break;
+            }
+        }
+        samples.push(t.elapsed());
+    }
+    samples
 }
 
 /// Posters, each an API and a session, post messages for the bench's window; returns the acknowledged inputs/s.

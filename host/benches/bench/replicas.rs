@@ -127,18 +127,7 @@ pub async fn replicas_suite(rows: &mut Vec<Row>) {
     api_a.message(&id, "claim").await;
     let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", b.url), &[]).await;
     sse.next().await.unwrap();
-    let mut delivery = Vec::new();
-    for i in 0..n(500) {
-        let t = Instant::now();
-        let ack = api_a.message(&id, &format!("m{i}")).await;
-        loop {
-            let f = sse.next_event().await.unwrap();
-            if f.event.as_deref() == Some("session.input.consumed") && f.json()["data"]["item_id"] == ack["item_id"] {
-                break;
-            }
-        }
-        delivery.push(t.elapsed());
-    }
+    let mut delivery = super::post_to_subscriber(&api_a, &mut sse, &id, n(500)).await;
     let p50 = pct(&mut delivery, 0.5);
     row(
         "POST on replica A → SSE subscriber on B".into(),

@@ -45,7 +45,7 @@ fn read_pid_file(data_dir: &Path) -> Option<PidFile> {
     serde_json::from_str(&text).ok()
 }
 
-fn process_alive(pid: u32) -> bool {
+pub(super) fn process_alive(pid: u32) -> bool {
     // Signal 0 checks existence without sending anything.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }

@@ -30,7 +30,7 @@ pub async fn ensure(client: &Client, data_dir: &Path) -> anyhow::Result<String> 
     let pid_path = data_dir.join(PID_FILE);
     let running = std::fs::read_to_string(&pid_path).ok().and_then(|t| serde_json::from_str::<Running>(&t).ok());
     let mut child = None;
-    if !running.is_some_and(|r| r.server == server && alive(r.pid)) {
+    if !running.is_some_and(|r| r.server == server && super::daemon::process_alive(r.pid)) {
         crate::private_files::private_dir(data_dir)?;
         let log_path = data_dir.join(LOG_FILE);
         crate::private_files::touch_private(&log_path)?;
@@ -91,9 +91,4 @@ pub async fn ensure(client: &Client, data_dir: &Path) -> anyhow::Result<String> 
 async fn online(client: &Client, id: &str) -> anyhow::Result<bool> {
     let runners = client.request(reqwest::Method::GET, "/v1/runners", None).await?;
     Ok(runners["data"].as_array().is_some_and(|d| d.iter().any(|r| r["id"] == id && r["online"] == true)))
-}
-
-fn alive(pid: u32) -> bool {
-    // Signal 0 checks existence without sending anything.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }

@@ -396,6 +396,13 @@ impl Server {
         let cluster = match store.postgres() {
             Some((pool, name)) => {
                 let url = options.advertise_url.clone().unwrap_or_else(|| format!("http://{hook_addr}"));
+                if options.advertise_url.is_none() && !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        url = %url,
+                        "no --advertise-url: other replicas will forward this server's sessions' writes to {url}, \
+                         which only works from this machine; set --advertise-url when replicas run on other machines"
+                    );
+                }
                 let cluster = crate::cluster::Cluster::join(pool.clone(), name.to_string(), url, shutdown.clone())
                     .await
                     .map_err(|e| StartError::Cluster(e.to_string()))?;

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::Sessions;
 use super::changes::Summary;
@@ -23,26 +23,22 @@ pub(super) async fn run(sessions: Sessions) {
             c = commits.recv() => c,
             _ = shutdown.cancelled() => return,
         };
-        let mut batch = BTreeSet::new();
-        let mut deleted = BTreeSet::new();
-        let mut next = first;
+        let mut named = match first {
+            Ok(commit) => vec![commit],
+            Err(RecvError::Lagged(_)) => Vec::new(),
+            Err(RecvError::Closed) => return,
+        };
+        // With whatever else is queued: one read per session per batch.
         loop {
-            match next {
-                Ok((id, DELETED)) => {
-                    deleted.insert(id);
-                }
-                Ok((id, _)) => {
-                    batch.insert(id);
-                }
-                Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            }
-            next = match commits.try_recv() {
-                Ok(c) => Ok(c),
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            match commits.try_recv() {
+                Ok(commit) => named.push(commit),
+                Err(TryRecvError::Lagged(_)) => {}
                 Err(_) => break,
-            };
+            }
         }
+        let (deleted, changed): (Vec<_>, Vec<_>) = named.into_iter().partition(|(_, seq)| *seq == DELETED);
+        let deleted: BTreeSet<SessionId> = deleted.into_iter().map(|(id, _)| id).collect();
+        let mut batch: BTreeSet<SessionId> = changed.into_iter().map(|(id, _)| id).collect();
         if !sessions.inner.changes.is_read() {
             announced.clear();
             continue;
