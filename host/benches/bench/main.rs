@@ -219,6 +219,21 @@ async fn suite(db: TestDb, rows: &mut Vec<Row>) -> StoreRates {
     StoreRates { create, post_to_sse, events }
 }
 
+/// `count` turns, each scripted by `script` (the mock's replies) and timed from its POST to `response.completed`
+/// at `sse`; each waits for the session to settle before the next.
+async fn timed_turns(api: &Api, sse: &mut Sse, id: &str, count: usize, script: impl Fn()) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        script();
+        let t = Instant::now();
+        api.message(id, &format!("t{i}")).await;
+        sse.until("response.completed").await;
+        samples.push(t.elapsed());
+        sse.statuses_until_settled().await;
+    }
+    samples
+}
+
 /// `count` messages posted through `api`, each timed until its `session.input.consumed` reaches `sse`.
 async fn post_to_subscriber(api: &Api, sse: &mut Sse, id: &str, count: usize) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(count);
@@ -497,15 +512,7 @@ async fn turn_suite(rows: &mut Vec<Row>) {
     let id = api.create(json!({"config": config})).await;
     let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", api.base), &[]).await;
     sse.next().await.unwrap();
-    let mut samples = Vec::new();
-    for i in 0..n(300) {
-        mock.push(Reply::text("ok"));
-        let t = Instant::now();
-        api.message(&id, &format!("q{i}")).await;
-        sse.until("response.completed").await;
-        samples.push(t.elapsed());
-        sse.statuses_until_settled().await;
-    }
+    let mut samples = timed_turns(&api, &mut sse, &id, n(300), || mock.push(Reply::text("ok"))).await;
     row("one-turn exchange vs mock LLM (POST → response.completed)", p50_p99(&mut samples), "", None);
     drop(sse);
 

@@ -51,16 +51,11 @@ async fn runner_rows(rows: &mut Vec<Row>) {
         let id = api.create(json!({"config": config, "runner_id": runner})).await;
         let mut sse = Sse::open(&format!("{}/v1/sessions/{id}/stream", server.url), &[]).await;
         sse.next().await.unwrap();
-        let mut samples = Vec::new();
-        for i in 0..n(60) {
+        let mut samples = super::timed_turns(&api, &mut sse, &id, n(60), || {
             mock.push(Reply::tool("shell", json!({"command": "true"})));
             mock.push(Reply::text("ok"));
-            let t = Instant::now();
-            api.message(&id, &format!("t{i}")).await;
-            sse.until("response.completed").await;
-            samples.push(t.elapsed());
-            sse.statuses_until_settled().await;
-        }
+        })
+        .await;
         // The first turns warm the harness and the connections.
         let mut samples = samples.split_off(samples.len().min(5));
         p50s.push(pct(&mut samples, 0.5));
