@@ -312,18 +312,10 @@ async fn a_turn_whose_writer_lost_its_lock_completes_exactly_once() {
         .await
         .unwrap();
     // A write through the other replica at once: the lock is free, so it most likely takes the session (and
-    // resumes the turn) before the first replica looks at its lock again (once a second).
-    // The first replica may still commit before it notices: then this write meets a conflict and is refused with
-    // 503 (retry), as a client must handle while a session moves.
-    let path = format!("/v1/sessions/{id}");
-    let mut answer = (0, Value::Null);
-    for _ in 0..50 {
-        answer = apis[1].call(reqwest::Method::PATCH, &path, Some(json!({"title": "taken"}))).await;
-        if answer.0 != 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // resumes the turn) before the first replica looks at its lock again (once a second). Taking it fences the
+    // first replica out (writer epoch): that one's late commits are refused, never this write.
+    let answer =
+        apis[1].call(reqwest::Method::PATCH, &format!("/v1/sessions/{id}"), Some(json!({"title": "taken"}))).await;
     assert_eq!(answer.0, 200, "{}", answer.1);
     watching.until("response.completed").await;
     assert_eq!(watching.statuses_until_settled().await, vec!["idle"]);
@@ -332,8 +324,7 @@ async fn a_turn_whose_writer_lost_its_lock_completes_exactly_once() {
     let count = |t: &str| frames.iter().filter(|f| f.event.as_deref() == Some(t)).count();
     assert_eq!(count("response.completed"), 1, "the turn completed once");
     assert_eq!(count("response.incomplete") + count("session.interrupted"), 0, "nobody recorded it interrupted");
-    eprintln!(
-        "model requests: {} (2: adopted by the other replica; 1: the first kept the turn)",
-        mock.requests().len()
-    );
+    // 2: adopted by the other replica, which asked again what the first was streaming; 1: the first kept it.
+    let asked = mock.requests().len();
+    assert!(asked <= 2, "the model was asked {asked} times: a third writer took the turn");
 }

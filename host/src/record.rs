@@ -94,6 +94,9 @@ pub struct SessionRecord {
     pub archived: bool,
     /// What a client set with PATCH.
     pub settings: SessionSettings,
+    /// The writer's fence this record was read under: a replica that claims the session bumps it (Postgres
+    /// replicas; it stays 0 otherwise), and every commit is refused unless the stored epoch is still this one.
+    pub writer_epoch: i64,
 }
 
 /// Per-session settings a client changes (Omnigent's `PATCH /v1/sessions/{id}` fields).
@@ -158,6 +161,7 @@ impl SessionRecord {
             policy: PolicyFold::default(),
             archived: false,
             settings: SessionSettings::default(),
+            writer_epoch: 0,
         }
     }
 }

@@ -4,6 +4,9 @@
 //! Two sessions whose ids hash alike share a lock: whoever holds it writes both, which is still one writer each.
 //! Locks are counted here (a session claimed twice on this replica is locked once and released on the last
 //! release), so an actor that starts while another retires never runs unlocked.
+//!
+//! Taking a lock also bumps the session's `writer_epoch`, the fence every commit is guarded by (store/
+//! group_postgres.rs): a replica that lost a lock without noticing cannot commit once another has claimed.
 
 use std::collections::HashMap;
 
@@ -50,10 +53,15 @@ pub(super) struct Leases {
 struct State {
     /// The connection holding this replica's locks; None after it failed (its locks died with it).
     conn: Option<PgConnection>,
-    /// Sessions this replica holds, and how many claims each has.
-    held: HashMap<SessionId, u32>,
+    /// Sessions this replica holds: how many claims each has, and the writer epoch its lock was taken under.
+    held: HashMap<SessionId, Held>,
     /// This replica stopped: it claims nothing more.
     left: bool,
+}
+
+struct Held {
+    claims: u32,
+    epoch: i64,
 }
 
 impl Leases {
@@ -67,24 +75,40 @@ impl Leases {
         self.connect(&mut state).await.map(|_| ())
     }
 
-    pub async fn claim(&self, id: &SessionId) -> Result<bool, sqlx::Error> {
+    /// The writer epoch this replica holds `id` under (taking its lock if it does not hold it yet); None when
+    /// another replica holds it.
+    pub async fn claim(&self, id: &SessionId) -> Result<Option<i64>, sqlx::Error> {
         let mut state = self.state.lock().await;
         if state.left {
-            return Ok(false);
+            return Ok(None);
         }
-        if let Some(claims) = state.held.get_mut(id) {
-            *claims += 1;
-            return Ok(true);
+        if let Some(held) = state.held.get_mut(id) {
+            held.claims += 1;
+            return Ok(Some(held.epoch));
         }
         let conn = self.connect(&mut state).await?;
-        let lock = concat!("SELECT pg_try_advisory_lock(", namespace!(), ", ", key!("$1"), ")");
-        let taken = sqlx::query_as::<_, (bool,)>(lock).bind(id.as_str()).fetch_one(conn).await;
+        // Taking the lock bumps the session's writer epoch in the same statement: a writer that lost the lock
+        // without noticing yet still commits under the old epoch, which every commit's guard now refuses. (A
+        // claim counted above, or a lock taken again after the lock connection dropped, keeps the epoch: the
+        // actors of this replica hold it.)
+        let lock = concat!(
+            "WITH taken AS (SELECT pg_try_advisory_lock(",
+            namespace!(),
+            ", ",
+            key!("$1"),
+            ") AS ok), fenced AS (UPDATE sessions SET writer_epoch = writer_epoch + 1 \
+             WHERE id = $1 AND (SELECT ok FROM taken) RETURNING writer_epoch) \
+             SELECT ok, (SELECT writer_epoch FROM fenced) FROM taken"
+        );
+        let taken = sqlx::query_as::<_, (bool, Option<i64>)>(lock).bind(id.as_str()).fetch_one(conn).await;
         match taken {
-            Ok((true,)) => {
-                state.held.insert(id.clone(), 1);
-                Ok(true)
+            Ok((true, epoch)) => {
+                // No such session: no epoch, and its read after the claim finds none.
+                let epoch = epoch.unwrap_or(0);
+                state.held.insert(id.clone(), Held { claims: 1, epoch });
+                Ok(Some(epoch))
             }
-            Ok((false,)) => Ok(false),
+            Ok((false, _)) => Ok(None),
             Err(e) => {
                 state.conn = None;
                 Err(e)
@@ -95,7 +119,7 @@ impl Leases {
     pub async fn release(&self, id: &SessionId) {
         let mut state = self.state.lock().await;
         match state.held.get_mut(id) {
-            Some(claims) if *claims > 1 => *claims -= 1,
+            Some(held) if held.claims > 1 => held.claims -= 1,
             Some(_) => {
                 state.held.remove(id);
                 let Some(conn) = state.conn.as_mut() else { return };

@@ -86,9 +86,10 @@ impl Cluster {
         &self.client
     }
 
-    /// Takes the right to write `id` (counted: each successful claim is matched by one [`Cluster::release`]);
-    /// false when another replica holds it.
-    pub async fn claim(&self, id: &SessionId) -> Result<bool, ClusterError> {
+    /// Takes the right to write `id` (counted: each successful claim is matched by one [`Cluster::release`]): the
+    /// writer epoch this replica holds it under, which a record read after the claim must still show (otherwise
+    /// another replica claimed it since: this replica's lock died unnoticed). None when another replica holds it.
+    pub async fn claim(&self, id: &SessionId) -> Result<Option<i64>, ClusterError> {
         Ok(self.leases.claim(id).await?)
     }
 

@@ -529,14 +529,22 @@ impl Sessions {
             let record = self.get(id).await?;
             return Ok(self.start_actor(record).0);
         };
-        let claimed = cluster.claim(id).await.map_err(|e| SessionError::Internal(e.to_string()))?;
-        if !claimed {
+        let elsewhere = async || {
             let owner = cluster.owner(id).await.map_err(|e| SessionError::Internal(e.to_string()))?;
-            return Err(SessionError::Elsewhere { id: id.clone(), owner });
-        }
-        // Read after claiming: every commit of the previous writer is in.
+            Err(SessionError::Elsewhere { id: id.clone(), owner })
+        };
+        let claimed = cluster.claim(id).await.map_err(|e| SessionError::Internal(e.to_string()))?;
+        let Some(epoch) = claimed else { return elsewhere().await };
+        // Read after claiming: every commit of the previous writer is in, and the claim fenced it out (cluster/
+        // leases.rs): none can follow.
         let started = match self.get(id).await {
-            Ok(record) => self.start_actor(record),
+            Ok(record) if record.writer_epoch == epoch => self.start_actor(record),
+            Ok(_) => {
+                // Another replica claimed it since this one took its lock, which died unnoticed (the lock
+                // connection is checked every second): this replica no longer writes it.
+                cluster.release(id).await;
+                return elsewhere().await;
+            }
             Err(e) => {
                 cluster.release(id).await;
                 return Err(e);

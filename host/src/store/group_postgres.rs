@@ -11,21 +11,22 @@ use super::rows::Rows;
 use super::{Result, StoreError, item_upsert};
 
 /// The guarded update of every session of the group and, only if each of them matched (was still at its expected
-/// `last_seq`), every row folded from their events. What `guard` updated is kept only if the statement's count is
+/// `last_seq` and its writer's epoch), every row folded from their events. What `guard` updated is kept only if the statement's count is
 /// the group's size: a group of more than one runs in a transaction that is rolled back otherwise.
 const GROUP: &str = concat!(
     "\
 WITH v AS (
     SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
-        $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::INT[], $13::TEXT[], $14::BOOL[])
+        $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::INT[], $13::TEXT[], $14::BOOL[], $35::BIGINT[])
     AS v(id, expected, last_seq, updated_at_us, title, labels, status, last_task_error, active_response_id,
-        usage_by_model, policy, archived, settings, clear_journal)
+        usage_by_model, policy, archived, settings, clear_journal, epoch)
 ), guard AS (
     UPDATE sessions SET last_seq = v.last_seq, updated_at_us = v.updated_at_us, title = v.title, labels = v.labels,
         status = v.status, last_task_error = v.last_task_error, active_response_id = v.active_response_id,
         usage_by_model = v.usage_by_model, policy = v.policy, archived = v.archived, settings = v.settings
     -- `= ANY` lets the planner find the sessions by their key (it cannot tell how many rows unnest yields).
     FROM v WHERE sessions.id = ANY($1::TEXT[]) AND sessions.id = v.id AND sessions.last_seq = v.expected
+        AND sessions.writer_epoch = v.epoch
     RETURNING sessions.id
 ), matched AS (
     SELECT count(*) = cardinality($1::TEXT[]) AS every FROM guard
@@ -67,7 +68,7 @@ WITH guard AS (
     UPDATE sessions SET last_seq = $1, updated_at_us = $2, title = $3, labels = $4, status = $5,
         last_task_error = $6, active_response_id = $7, usage_by_model = $8, policy = $9, archived = $10,
         settings = $11
-    WHERE id = $12 AND last_seq = $13 RETURNING id
+    WHERE id = $12 AND last_seq = $13 AND writer_epoch = $32 RETURNING id
 ), cleared AS (
     DELETE FROM turn_journal WHERE $14 AND session_id = $12 AND EXISTS (SELECT 1 FROM guard)
 ), journaled AS (
@@ -144,7 +145,8 @@ pub(super) async fn write(pool: &PgPool, rows: &[&Rows]) -> Result<()> {
         .bind(items.iter().map(|(_, i)| i.status.as_str()).collect::<Vec<_>>())
         .bind(items.iter().map(|(_, i)| i.created_at_us).collect::<Vec<_>>())
         .bind(items.iter().map(|(_, i)| i.data.as_str()).collect::<Vec<_>>())
-        .bind(items.iter().map(|(_, i)| i.created_by.as_deref()).collect::<Vec<_>>());
+        .bind(items.iter().map(|(_, i)| i.created_by.as_deref()).collect::<Vec<_>>())
+        .bind(sessions(|r| r.writer_epoch));
     let conflict = || StoreError::Conflict(rows[0].id.clone());
     let mut tx = pool.begin().await?;
     let (matched,) = query.fetch_one(&mut *tx).await?;
@@ -196,6 +198,7 @@ pub(super) async fn write_one<'e>(
         .bind(r.items.iter().map(|i| i.created_at_us).collect::<Vec<_>>())
         .bind(r.items.iter().map(|i| i.data.as_str()).collect::<Vec<_>>())
         .bind(r.items.iter().map(|i| i.created_by.as_deref()).collect::<Vec<_>>())
+        .bind(r.writer_epoch)
         .fetch_one(executor)
         .await?;
     if matched == 1 { Ok(()) } else { Err(StoreError::Conflict(r.id.clone())) }

@@ -1,5 +1,5 @@
 //! SQLite: a group of commits in one transaction — the guarded update of every session (each must still be at its
-//! expected `last_seq`, or nothing is written), then every table's rows in one statement each.
+//! expected `last_seq` and writer epoch, or nothing is written), then every table's rows in one statement each.
 
 use std::collections::BTreeMap;
 
@@ -20,13 +20,14 @@ pub(super) async fn write(pool: &SqlitePool, rows: &[&Rows]) -> Result<()> {
 /// The same, inside the caller's transaction (which may write more with it).
 pub(super) async fn write_in(tx: &mut SqliteConnection, rows: &[&Rows]) -> Result<()> {
     let mut update = QueryBuilder::<Sqlite>::new(
-        "WITH v(id, expected, last_seq, updated_at_us, title, labels, status, last_task_error, \
+        "WITH v(id, expected, epoch, last_seq, updated_at_us, title, labels, status, last_task_error, \
          active_response_id, usage_by_model, policy, archived, settings) AS (",
     );
     update.push_values(rows, |mut b, r| {
         let s = &r.session;
         b.push_bind(r.id.as_str())
             .push_bind(r.expected_last_seq)
+            .push_bind(r.writer_epoch)
             .push_bind(s.last_seq)
             .push_bind(s.updated_at_us)
             .push_bind(&s.title)
@@ -44,7 +45,8 @@ pub(super) async fn write_in(tx: &mut SqliteConnection, rows: &[&Rows]) -> Resul
          labels = v.labels, status = v.status, last_task_error = v.last_task_error, \
          active_response_id = v.active_response_id, usage_by_model = v.usage_by_model, policy = v.policy, \
          archived = v.archived, settings = v.settings \
-         FROM v WHERE sessions.id = v.id AND sessions.last_seq = v.expected",
+         FROM v WHERE sessions.id = v.id AND sessions.last_seq = v.expected \
+         AND sessions.writer_epoch = v.epoch",
     );
     let updated = update.build().execute(&mut *tx).await?;
     if updated.rows_affected() != rows.len() as u64 {

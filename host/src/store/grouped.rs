@@ -105,6 +105,7 @@ mod tests {
 
     use super::*;
     use crate::record::{Item, SessionRecord, StoredEvent, now_us};
+    use crate::store::on_pool;
 
     fn event(seq: i64) -> StoredEvent {
         StoredEvent { seq, event_type: "t".into(), data: json!({"n": seq}), created_at_us: now_us() }
@@ -143,7 +144,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn queued_commits_are_written_as_one_group_and_a_stale_one_fails_alone() {
+    async fn queued_commits_are_written_as_one_group_and_stale_or_fenced_ones_fail_alone() {
         for db in omnigent_testkit::databases().await {
             group_then_stale(&Store::connect(&db.url).await.unwrap()).await;
         }
@@ -160,22 +161,30 @@ mod tests {
     async fn group_then_stale(store: &Store) {
         let store = store.clone();
         let mut sessions = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..6 {
             let s = SessionRecord::new(json!({}), None, Map::new(), now_us());
             store.create_session(&s).await.unwrap();
             sessions.push(s);
         }
+        // The last one's writer was fenced out: another claimed the session (cluster/leases.rs bumps the epoch).
+        on_pool!(store, pool => {
+            sqlx::query("UPDATE sessions SET writer_epoch = writer_epoch + 1 WHERE id = $1")
+                .bind(sessions[5].id.as_str())
+                .execute(pool)
+                .await
+                .unwrap();
+        });
         // Hold the write turn so every commit below queues up; they are then written as one group.
         let turn = hold_turn(&store).await;
         let mut tasks = Vec::new();
         for (n, s) in sessions.iter().enumerate() {
             let (store, s) = (store.clone(), s.clone());
-            // The last one is stale: its writer thinks the log is at 7.
+            // The fifth is stale: its writer thinks the log is at 7.
             let expected = if n == 4 { 7 } else { 0 };
             tasks.push(tokio::spawn(async move { commit(&store, &s, expected).await }));
         }
         let queue = Arc::clone(&store.queue);
-        while queue.waiting.lock().unwrap().len() < 5 {
+        while queue.waiting.lock().unwrap().len() < 6 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         drop(turn);
@@ -186,9 +195,9 @@ mod tests {
         for (n, (s, result)) in sessions.iter().zip(&results).enumerate() {
             let events = store.events_after(&s.id, 0, None, 10).await.unwrap();
             let items = store.all_items(&s.id).await.unwrap();
-            if n == 4 {
+            if n >= 4 {
                 assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
-                assert!(events.is_empty() && items.is_empty(), "the stale commit wrote nothing");
+                assert!(events.is_empty() && items.is_empty(), "the stale or fenced commit wrote nothing");
             } else {
                 assert!(result.is_ok(), "{result:?}");
                 assert_eq!(events.len(), 1, "session {n}: its event once");

@@ -28,12 +28,12 @@ macro_rules! migrations {
 
 #[allow(clippy::zero_prefixed_literal)] // the versions read as the file names do
 const SQLITE: &[Migration] = migrations!("sqlite":
-    0001 "sessions", 0002 "agents", 0003 "files", 0004 "comments", 0005 "children", 0006 "turn_state", 0007 "policies", 0008 "settings", 0009 "spend", 0010 "runners");
+    0001 "sessions", 0002 "agents", 0003 "files", 0004 "comments", 0005 "children", 0006 "turn_state", 0007 "policies", 0008 "settings", 0009 "spend", 0010 "runners", 0011 "writer_epoch");
 #[allow(clippy::zero_prefixed_literal)]
 const POSTGRES: &[Migration] = migrations!("postgres":
     0001 "sessions", 0002 "agents", 0003 "files", 0004 "comments", 0005 "children", 0006 "turn_state", 0007 "policies", 0008 "settings", 0009 "spend",
     // Postgres only: replicas (host/src/cluster).
-    0010 "replicas", 0011 "runners");
+    0010 "replicas", 0011 "runners", 0012 "writer_epoch");
 
 /// Serializes concurrent migrations of one Postgres database.
 const MIGRATION_LOCK: i64 = 72436770;

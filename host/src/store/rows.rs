@@ -15,6 +15,8 @@ pub(super) const MAX_VALUES: usize = 30_000;
 pub(super) struct Rows {
     pub id: SessionId,
     pub expected_last_seq: i64,
+    /// The writer's fence: the session's `writer_epoch` must still be this one.
+    pub writer_epoch: i64,
     /// The session row after the commit.
     pub session: SessionColumns,
     pub clear_journal: bool,
@@ -39,7 +41,7 @@ pub(super) struct ItemValues {
 }
 
 /// Values bound per session row, journal entry, event and item.
-const SESSION_VALUES: usize = 13;
+const SESSION_VALUES: usize = 14;
 const JOURNAL_VALUES: usize = 4;
 const EVENT_VALUES: usize = 5;
 const ITEM_VALUES: usize = 9;
@@ -65,6 +67,7 @@ impl Rows {
         Rows {
             id: s.id.clone(),
             expected_last_seq: c.expected_last_seq,
+            writer_epoch: s.writer_epoch,
             session: SessionColumns::of(s),
             clear_journal: c.clear_journal,
             journal: c.journal.iter().map(|j| (j.idx, j.response_id.clone(), json_text(&j.entry))).collect(),

@@ -70,12 +70,13 @@ row! {
         policy: String,
         archived: i32,
         settings: String,
+        writer_epoch: i64,
     }
 }
 
 const SESSION_COLUMNS: &str = "id, created_at_us, updated_at_us, title, labels, status, last_task_error, config, \
                                agent_id, kind, parent_session_id, last_seq, active_response_id, usage_by_model, policy, \
-                               archived, settings";
+                               archived, settings, writer_epoch";
 
 impl Store {
     pub async fn create_session(&self, s: &SessionRecord) -> Result<()> {
@@ -253,6 +254,7 @@ impl SessionRow {
             policy,
             archived: self.archived != 0,
             settings: serde_json::from_str(&self.settings).map_err(|e| corrupt("settings", &e))?,
+            writer_epoch: self.writer_epoch,
         })
     }
 }

@@ -260,6 +260,17 @@ impl Journal {
         self.state.lock().unwrap().storage_failure.get_or_insert(why);
     }
 
+    /// A commit of the turn failed. When another replica took the session, that is how this turn learns it was
+    /// given up (its new writer resumes it): not an error of this one.
+    fn storage_failed(&self, what: &str, e: &SessionError) {
+        if let SessionError::Elsewhere { .. } = e {
+            tracing::info!(session = %self.session, "{what}: another replica writes the session now; the turn stops here");
+            self.state.lock().unwrap().storage_failure.get_or_insert_with(|| format!("{what}: {e}"));
+            return;
+        }
+        self.fail(format!("{what}: {e}"));
+    }
+
     /// Why the replay diverged, if it did.
     pub fn diverged(&self) -> Option<String> {
         self.state.lock().unwrap().diverged.clone()
@@ -288,14 +299,14 @@ impl Journal {
             return;
         }
         if let Err(e) = self.sessions.record(&self.session, events, waiters, entries).await {
-            self.fail(format!("recording a host call of the turn failed: {e}"));
+            self.storage_failed("recording a host call of the turn failed", &e);
         }
     }
 
     /// Publishes events that belong to no host call's result (streamed text, retries, errors).
     pub async fn emit(&self, events: Vec<NewEvent>) {
         if let Err(e) = self.sessions.emit(&self.session, events, Vec::new()).await {
-            self.fail(format!("recording the turn's events failed: {e}"));
+            self.storage_failed("recording the turn's events failed", &e);
         }
     }
 
@@ -313,7 +324,7 @@ impl Journal {
         let files = vec![FileChange::Put { meta, content }];
         let result = self.sessions.record_with_files(&self.session, events, entries, files).await;
         if let Err(e) = &result {
-            self.fail(format!("storing a file of the turn failed: {e}"));
+            self.storage_failed("storing a file of the turn failed", e);
         }
         result
     }
