@@ -158,8 +158,17 @@ impl Store {
                 .foreign_keys(true);
             // No ping before each use: a local file does not go stale, and the ping is a round trip to the
             // connection's worker thread on every query.
-            let pool =
-                SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .test_before_acquire(false)
+                // The commit guard (group_sqlite.rs) lives in each connection's temp schema.
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::Executor::execute(conn, sqlx::raw_sql(group_sqlite::GUARD)).await.map(|_| ())
+                    })
+                })
+                .connect_with(options)
+                .await?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let name = crate::ids::prefixed("replica");
