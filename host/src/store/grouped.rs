@@ -1,6 +1,6 @@
 //! Commits of different sessions written together (group commit). Commits queue for the write turn (SQLite has one
 //! writer at a time anyway; on Postgres one group is in flight at a time); whoever gets the turn writes every commit
-//! that queued up meanwhile as one group — on SQLite one transaction with one statement per table
+//! that queued up meanwhile as one group — on SQLite one script, a transaction with one statement per table
 //! (group_sqlite.rs), on Postgres one statement (group_postgres.rs) — instead of one transaction each. Each session
 //! keeps its order (its actor has one commit in flight) and publishes its events only once its own commit is
 //! answered (persist, then publish). If a group fails, nothing of it is written and each of its commits is written
