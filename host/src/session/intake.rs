@@ -84,6 +84,12 @@ impl Actor {
             Err(e) => (Err(e), Vec::new()),
         };
         let next = answer(outcomes, replies);
+        if !effects.is_empty() {
+            // Let the answered requests' tasks run first: a task spawned now (the turn) would take the worker's
+            // next slot ahead of them, and the 202 would wait for the turn's start (prepare, instantiate, the
+            // model request) on a busy machine.
+            tokio::task::yield_now().await;
+        }
         for effect in effects {
             self.apply(effect).await;
         }
