@@ -15,15 +15,24 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use super::rows::Rows;
 use super::{Result, StoreError, item_upsert};
 
+/// The guard's error message.
+macro_rules! stale {
+    () => {
+        "omnigent: stale commit"
+    };
+}
+const STALE: &str = stale!();
+
 /// The guard, made on every connection (store/mod.rs): inserting `(matched, expected)` into `commit_guard` aborts the
 /// statement — and so the script — with [`STALE`] unless they are equal. A view with a trigger, so nothing is stored.
-pub(super) const GUARD: &str = "\
+pub(super) const GUARD: &str = concat!(
+    "\
 CREATE TEMP VIEW IF NOT EXISTS commit_guard (matched, expected) AS SELECT 0, 0;
 CREATE TEMP TRIGGER IF NOT EXISTS commit_guard_check INSTEAD OF INSERT ON commit_guard
-    WHEN NEW.matched <> NEW.expected BEGIN SELECT RAISE(ABORT, 'omnigent: stale commit'); END;";
-
-/// The guard's error message.
-const STALE: &str = "omnigent: stale commit";
+    WHEN NEW.matched <> NEW.expected BEGIN SELECT RAISE(ABORT, '",
+    stale!(),
+    "'); END;"
+);
 
 /// One transaction for all of `rows`: written whole, or not at all when a session was not where its writer
 /// expected it.
