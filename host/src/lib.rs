@@ -7,6 +7,7 @@
 //! - `turn`: a WASM harness turn — its driver, the policy `gate` any kind of turn calls, the `journal` that makes
 //!   it durable, and one file per WIT interface the harness imports;
 //! - `protocol`: the wire vocabulary, every event name and payload; `record`: the session records it folds into;
+//!   `conversation`: the model's view of a transcript (items projected to harness messages);
 //! - `store`: the log and its folds on SQLite or Postgres; `stream`: replay-then-live for subscribers;
 //! - `cluster`: several replicas on one Postgres — who writes which session, commit wake-ups, adoption;
 //! - `remote`: runners — another machine makes a session's model and tool calls (`omnigent runner`);
@@ -22,6 +23,7 @@ pub(crate) mod bounds;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub(crate) mod conversation;
 pub mod credentials;
 pub mod files;
 pub mod ids;

@@ -1,6 +1,7 @@
 //! OpenAI-compatible Chat Completions (`POST {base_url}/chat/completions`, streaming). Works with any gateway that
 //! speaks it: Ollama, vLLM, OpenRouter, LiteLLM.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{ChatRequest, Endpoint, LlmError, Streamed, empty_usage, normalize_calls, open_stream, transport_error};
@@ -78,50 +79,156 @@ impl OpenAi {
     }
 }
 
-fn body(req: &ChatRequest) -> Value {
-    let mut messages = Vec::new();
-    if let Some(system) = &req.system {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    for m in &req.messages {
-        messages.push(match m.role {
-            Role::System => json!({"role": "system", "content": m.content}),
-            Role::User => json!({"role": "user", "content": m.content}),
-            Role::Assistant => {
-                let mut v = json!({"role": "assistant", "content": if m.content.is_empty() { Value::Null } else { m.content.clone().into() }});
-                if !m.tool_calls.is_empty() {
-                    v["tool_calls"] = m
+/// The request body, serialized straight from the request: a long conversation is hundreds of messages on every
+/// call, and building them as a JSON tree first cost more than sending them (~0.2 ms at 600 messages).
+fn body(req: &ChatRequest) -> Body<'_> {
+    let system = req.system.as_deref().map(|content| ChatMessage::System { content });
+    let messages = system
+        .into_iter()
+        .chain(req.messages.iter().map(|m| {
+            match m.role {
+                Role::System => ChatMessage::System { content: &m.content },
+                Role::User => ChatMessage::User { content: &m.content },
+                Role::Assistant => ChatMessage::Assistant {
+                    content: Some(m.content.as_str()).filter(|c| !c.is_empty()),
+                    tool_calls: m
                         .tool_calls
                         .iter()
-                        .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-                        .collect();
-                }
-                v
+                        .map(|c| CallOut {
+                            id: &c.id,
+                            kind: "function",
+                            function: FunctionOut { name: &c.name, arguments: &c.arguments },
+                        })
+                        .collect(),
+                },
+                Role::Tool => ChatMessage::Tool { tool_call_id: m.tool_call_id.as_deref(), content: &m.content },
             }
-            Role::Tool => json!({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}),
-        });
+        }))
+        .collect();
+    let tools = req
+        .tools
+        .iter()
+        .map(|t| {
+            let params: Value = serde_json::from_str(&t.parameters).unwrap_or(json!({"type": "object"}));
+            json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": params}})
+        })
+        .collect();
+    Body {
+        model: &req.model,
+        messages,
+        stream: true,
+        stream_options: StreamOptions { include_usage: true },
+        tools,
+        max_tokens: req.max_tokens,
+        reasoning_effort: req.reasoning_effort.as_deref(),
     }
-    let mut body = json!({
-        "model": req.model,
-        "messages": messages,
-        "stream": true,
-        "stream_options": {"include_usage": true},
-    });
-    if !req.tools.is_empty() {
-        body["tools"] = req
-            .tools
-            .iter()
-            .map(|t| {
-                let params: Value = serde_json::from_str(&t.parameters).unwrap_or(json!({"type": "object"}));
-                json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": params}})
+}
+
+/// `POST /chat/completions`, streamed.
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: Vec<ChatMessage<'a>>,
+    stream: bool,
+    stream_options: StreamOptions,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum ChatMessage<'a> {
+    System {
+        content: &'a str,
+    },
+    User {
+        content: &'a str,
+    },
+    Assistant {
+        /// Null when the message is only tool calls.
+        content: Option<&'a str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<CallOut<'a>>,
+    },
+    Tool {
+        tool_call_id: Option<&'a str>,
+        content: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+struct CallOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use omnigent_runtime::harness::{Message, ToolSpec};
+
+    use super::*;
+
+    fn message(role: Role, content: &str) -> Message {
+        Message { role, content: content.into(), tool_calls: vec![], tool_call_id: None }
+    }
+
+    #[test]
+    fn the_body_is_the_chat_completions_wire() {
+        let call = ToolCall { id: "c1".into(), name: "shell".into(), arguments: "{\"command\":\"ls\"}".into() };
+        let req = ChatRequest {
+            model: "gpt-x".into(),
+            system: Some("be brief".into()),
+            messages: vec![
+                message(Role::User, "list"),
+                Message { tool_calls: vec![call], ..message(Role::Assistant, "") },
+                Message { tool_call_id: Some("c1".into()), ..message(Role::Tool, "a b") },
+                message(Role::Assistant, "done"),
+            ],
+            tools: vec![ToolSpec {
+                name: "shell".into(),
+                description: "run".into(),
+                parameters: "{\"type\":\"object\"}".into(),
+            }],
+            max_tokens: Some(64),
+            reasoning_effort: Some("low".into()),
+        };
+        let wire = serde_json::to_value(body(&req)).unwrap();
+        assert_eq!(
+            wire,
+            json!({
+                "model": "gpt-x",
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "list"},
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "shell", "arguments": "{\"command\":\"ls\"}"}}
+                    ]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "a b"},
+                    {"role": "assistant", "content": "done"},
+                ],
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "tools": [{"type": "function", "function": {"name": "shell", "description": "run", "parameters": {"type": "object"}}}],
+                "max_tokens": 64,
+                "reasoning_effort": "low",
             })
-            .collect();
+        );
     }
-    if let Some(max) = req.max_tokens {
-        body["max_tokens"] = max.into();
-    }
-    if let Some(effort) = &req.reasoning_effort {
-        body["reasoning_effort"] = effort.as_str().into();
-    }
-    body
 }

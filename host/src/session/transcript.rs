@@ -1,11 +1,14 @@
 //! A live session's transcript in memory. Once a turn needs the conversation, the session's actor (the only writer
 //! of its items) reads the transcript once and then applies every item it commits, so each later turn projects its
 //! conversation from memory instead of reading and parsing the whole transcript from the store again — a read that
-//! grew with every turn (1.2–1.6 ms at 300 turns). It lives as long as the actor: a session that goes quiet drops it.
+//! grew with every turn (1.2–1.6 ms at 300 turns). It also keeps the conversation the model reads projected as items
+//! arrive, so a turn copies it instead of projecting every item again. It lives as long as the actor: a session
+//! that goes quiet drops it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::conversation::{Conversation, Projection};
 use crate::ids::SessionId;
 use crate::record::Item;
 use crate::store::{Store, StoreError};
@@ -19,12 +22,23 @@ struct Loaded {
     items: Arc<Vec<Item>>,
     /// Item id → index in `items`.
     index: HashMap<String, usize>,
+    /// The conversation of `items`, once a turn has read it; dropped by a change other than an append (projected
+    /// again on the next read).
+    projection: Option<Projection>,
 }
 
 impl Transcript {
     /// The transcript as committed so far, if the actor has loaded it.
     pub fn snapshot(&self) -> Option<Arc<Vec<Item>>> {
         self.0.lock().unwrap().as_ref().map(|l| l.items.clone())
+    }
+
+    /// The conversation the model reads, if the actor has loaded the transcript.
+    pub fn conversation(&self) -> Option<Conversation> {
+        let mut guard = self.0.lock().unwrap();
+        let loaded = guard.as_mut()?;
+        let items = &loaded.items;
+        Some(loaded.projection.get_or_insert_with(|| Projection::of(items)).conversation())
     }
 
     pub(super) fn is_loaded(&self) -> bool {
@@ -35,7 +49,7 @@ impl Transcript {
     pub(super) async fn load(&self, store: &Store, id: &SessionId) -> Result<(), StoreError> {
         let items = store.all_items(id).await?;
         let index = items.iter().enumerate().map(|(i, item)| (item.id.clone(), i)).collect();
-        *self.0.lock().unwrap() = Some(Loaded { items: Arc::new(items), index });
+        *self.0.lock().unwrap() = Some(Loaded { items: Arc::new(items), index, projection: None });
         Ok(())
     }
 
@@ -53,10 +67,16 @@ impl Transcript {
                 Some(&at) => {
                     let position = items[at].position;
                     items[at] = Item { position, ..item.clone() };
+                    loaded.projection = None;
                 }
                 None => {
                     loaded.index.insert(item.id.clone(), items.len());
                     items.push(item.clone());
+                    if let Some(projection) = &mut loaded.projection
+                        && !projection.append(item)
+                    {
+                        loaded.projection = None;
+                    }
                 }
             }
         }

@@ -14,9 +14,10 @@
 use omnigent_runtime::harness::{Message, Role};
 use serde_json::json;
 
-use super::history::{self, from_latest_compaction, project_items, with_summary};
+use super::history;
 use super::host::Host;
 use super::journal::{Entry, Kind};
+use crate::conversation::{from_latest_compaction, project_items, with_summary};
 use crate::ids::{prefixed, truncate};
 use crate::llm::ChatRequest;
 use crate::policy::Phase;
@@ -71,7 +72,8 @@ impl Host {
         if !resumed && !requested {
             let window = self.config.executor.context_window.unwrap_or(DEFAULT_CONTEXT_WINDOW) as f64;
             let threshold = settings.trigger_threshold.unwrap_or(DEFAULT_THRESHOLD);
-            let read = history::Conversation::of(&items);
+            // The actor's projection when it keeps the transcript (the same items, not projected again).
+            let read = self.transcript.conversation().unwrap_or_else(|| history::Conversation::of(&items));
             if (estimate_tokens(&read.messages) as f64) < threshold * window {
                 // Read once: the harness's history call takes this.
                 *self.history.lock().unwrap() = Some(read);
@@ -258,7 +260,7 @@ mod tests {
     use super::*;
 
     fn item(id: &str, item_type: &str, data: Value) -> Item {
-        history::test_item(id, item_type, data)
+        crate::conversation::test_item(id, item_type, data)
     }
 
     fn user(id: &str, text: &str) -> Item {
@@ -281,7 +283,7 @@ mod tests {
         items.push(assistant("a3", "3"));
         items.push(item("c1", COMPACTION, json!({"summary": "S", "last_item_id": "a2"})));
         items.push(user("u4", "four"));
-        let messages = history::project(&items);
+        let messages = crate::conversation::project(&items);
         assert_eq!(messages.len(), 3, "{messages:?}");
         assert!(messages[0].content.contains("S") && messages[0].content.ends_with("three"), "{}", messages[0].content);
         assert_eq!(messages[2].content, "four");
