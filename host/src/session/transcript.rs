@@ -82,3 +82,40 @@ impl Transcript {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::conversation::test_item;
+
+    fn said(id: &str, position: i64, text: &str) -> Item {
+        let data = json!({"role": "assistant", "content": [{"type": "output_text", "text": text}]});
+        Item { position, ..test_item(id, "message", data) }
+    }
+
+    fn texts(read: &Conversation) -> Vec<String> {
+        read.messages.iter().map(|m| m.content.clone()).collect()
+    }
+
+    #[test]
+    fn the_kept_conversation_follows_appends_and_rewrites() {
+        let first = said("a", 1, "one");
+        let transcript = Transcript::default();
+        assert!(transcript.conversation().is_none(), "not loaded: the turn reads the store");
+        let index = HashMap::from([(first.id.clone(), 0)]);
+        *transcript.0.lock().unwrap() = Some(Loaded { items: Arc::new(vec![first]), index, projection: None });
+        assert_eq!(texts(&transcript.conversation().unwrap()), ["one"]);
+        // Appended: folded into the kept projection.
+        transcript.apply(&[said("b", 2, "two")]);
+        let read = transcript.conversation().unwrap();
+        assert_eq!((texts(&read), read.through), (vec!["one".to_string(), "two".to_string()], Some(2)));
+        // Written again (same id, new text, position kept): the conversation reads the new text.
+        transcript.apply(&[said("a", 9, "one, corrected")]);
+        let read = transcript.conversation().unwrap();
+        assert_eq!((texts(&read), read.through), (vec!["one, corrected".to_string(), "two".to_string()], Some(2)));
+        let items = transcript.snapshot().unwrap();
+        assert_eq!(texts(&read), texts(&Conversation::of(&items)));
+    }
+}
