@@ -20,8 +20,10 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// The model's view of `items`: the newest summary (joined to the first user message that follows, so roles
+    /// still alternate), then the conversation after it.
     pub fn of(items: &[Item]) -> Conversation {
-        Conversation { messages: project(items), through: items.iter().map(|i| i.position).max() }
+        Projection::of(items).into_conversation()
     }
 }
 
@@ -33,13 +35,6 @@ pub fn from_latest_compaction(items: &[Item]) -> (Option<&str>, &[Item]) {
     let last = compaction.data["last_item_id"].as_str();
     let start = last.and_then(|id| items[..at].iter().position(|i| i.id == id)).map_or(at + 1, |k| k + 1);
     (compaction.data["summary"].as_str(), &items[start..])
-}
-
-/// The model's view of the transcript: the newest summary (joined to the first user message that follows, so
-/// roles still alternate), then the conversation after it.
-pub fn project(items: &[Item]) -> Vec<Message> {
-    let (summary, rest) = from_latest_compaction(items);
-    with_summary(summary, project_items(rest))
 }
 
 /// Puts a summary in front of a conversation.
@@ -108,7 +103,7 @@ fn fold(messages: &mut Vec<Message>, item: &Item) {
 }
 
 /// A transcript's conversation kept current as its items are appended, so a long session's turn copies its
-/// conversation instead of projecting every item again (at 600 items, ~0.5 ms of each turn).
+/// conversation instead of projecting every item again (~0.3 ms of each turn at 300 turns).
 #[derive(Clone, Debug)]
 pub struct Projection {
     /// The newest compaction's summary.
@@ -142,7 +137,11 @@ impl Projection {
 
     /// The conversation as the model reads it (what `Conversation::of` gives for the same items).
     pub fn conversation(&self) -> Conversation {
-        Conversation { messages: with_summary(self.summary.as_deref(), self.messages.clone()), through: self.through }
+        self.clone().into_conversation()
+    }
+
+    fn into_conversation(self) -> Conversation {
+        Conversation { messages: with_summary(self.summary.as_deref(), self.messages), through: self.through }
     }
 }
 
@@ -234,7 +233,7 @@ mod tests {
             item("function_call_output", json!({"call_id": "c2", "output": {"not": "text"}})),
             item("reasoning", json!({})),
         ];
-        let messages = project(&items);
+        let messages = Conversation::of(&items).messages;
         assert_eq!(messages.len(), 4);
         assert_eq!((messages[0].role, messages[0].content.as_str()), (Role::User, "list"));
         assert_eq!(messages[1].tool_calls.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);
@@ -245,7 +244,8 @@ mod tests {
 
     #[test]
     fn a_call_without_text_opens_an_assistant_message() {
-        let messages = project(&[item("function_call", json!({"call_id": "c", "name": "x", "arguments": "{}"}))]);
+        let call = item("function_call", json!({"call_id": "c", "name": "x", "arguments": "{}"}));
+        let messages = Conversation::of(&[call]).messages;
         assert_eq!(messages[0].role, Role::Assistant);
         assert!(messages[0].content.is_empty());
     }

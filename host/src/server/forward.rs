@@ -77,6 +77,7 @@ pub(super) async fn to_owner(State(state): State<AppState>, request: Request, ne
 
 /// How long a write waits for a moving session to settle before the client is told to retry.
 const MOVING_WAIT: Duration = Duration::from_secs(3);
+/// How often a waiting write asks again where its session is written.
 const MOVING_POLL: Duration = Duration::from_millis(50);
 
 /// The owner's answer, as it came.

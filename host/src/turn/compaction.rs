@@ -17,7 +17,7 @@ use serde_json::json;
 use super::history;
 use super::host::Host;
 use super::journal::{Entry, Kind};
-use crate::conversation::{from_latest_compaction, project_items, with_summary};
+use crate::conversation::{Conversation, from_latest_compaction, project_items, with_summary};
 use crate::ids::{prefixed, truncate};
 use crate::llm::ChatRequest;
 use crate::policy::Phase;
@@ -73,7 +73,7 @@ impl Host {
             let window = self.config.executor.context_window.unwrap_or(DEFAULT_CONTEXT_WINDOW) as f64;
             let threshold = settings.trigger_threshold.unwrap_or(DEFAULT_THRESHOLD);
             // The actor's projection when it keeps the transcript (the same items, not projected again).
-            let read = self.transcript.conversation().unwrap_or_else(|| history::Conversation::of(&items));
+            let read = self.transcript.conversation().unwrap_or_else(|| Conversation::of(&items));
             if (estimate_tokens(&read.messages) as f64) < threshold * window {
                 // Read once: the harness's history call takes this.
                 *self.history.lock().unwrap() = Some(read);
@@ -283,7 +283,7 @@ mod tests {
         items.push(assistant("a3", "3"));
         items.push(item("c1", COMPACTION, json!({"summary": "S", "last_item_id": "a2"})));
         items.push(user("u4", "four"));
-        let messages = crate::conversation::project(&items);
+        let messages = Conversation::of(&items).messages;
         assert_eq!(messages.len(), 3, "{messages:?}");
         assert!(messages[0].content.contains("S") && messages[0].content.ends_with("three"), "{}", messages[0].content);
         assert_eq!(messages[2].content, "four");

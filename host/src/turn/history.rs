@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-pub use crate::conversation::{Conversation, last_user_text};
+use crate::conversation::Conversation;
 use crate::ids::SessionId;
 use crate::record::Item;
 use crate::session::Sessions;

@@ -11,9 +11,9 @@ use omnigent_runtime::harness::{Error as HarnessError, LogLevel, Message, ToolSp
 use tokio::sync::oneshot;
 
 use super::gate::Gate;
-use super::history::Conversation;
 use super::journal::Journal;
 use crate::config::{SessionConfig, ToolConfig};
+use crate::conversation::Conversation;
 use crate::ids::SessionId;
 use crate::llm::{ChatRequest, LlmError, Provider, Streamed};
 use crate::remote::RunnerLink;

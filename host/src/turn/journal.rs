@@ -263,12 +263,12 @@ impl Journal {
     /// A commit of the turn failed. When another replica took the session, that is how this turn learns it was
     /// given up (its new writer resumes it): not an error of this one.
     fn storage_failed(&self, what: &str, e: &SessionError) {
-        if let SessionError::Elsewhere { .. } = e {
-            tracing::info!(session = %self.session, "{what}: another replica writes the session now; the turn stops here");
-            self.state.lock().unwrap().storage_failure.get_or_insert_with(|| format!("{what}: {e}"));
-            return;
+        let why = format!("{what}: {e}");
+        if !matches!(e, SessionError::Elsewhere { .. }) {
+            return self.fail(why);
         }
-        self.fail(format!("{what}: {e}"));
+        tracing::info!(session = %self.session, "{what}: another replica writes the session now; the turn stops here");
+        self.state.lock().unwrap().storage_failure.get_or_insert(why);
     }
 
     /// Why the replay diverged, if it did.

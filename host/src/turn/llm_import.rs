@@ -10,10 +10,10 @@ use omnigent_runtime::harness::{Error as HarnessError, ToolCall, llm};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::history::last_user_text;
 use super::host::{Host, harness_error};
 use super::journal::{Entry, Kind};
 use crate::config::ToolKind;
+use crate::conversation::last_user_text;
 use crate::ids::{SessionId, prefixed, truncate};
 use crate::llm::{ChatRequest, LlmError, Streamed};
 use crate::policy::Phase;

@@ -4,9 +4,9 @@
 use omnigent_runtime::harness::{Error as HarnessError, LogLevel, Message};
 use serde_json::Value;
 
-use super::history::Conversation;
 use super::host::{Host, harness_error};
 use super::journal::{Entry, Kind};
+use crate::conversation::Conversation;
 use crate::protocol::{self, HARNESS_EMITTABLE, HARNESS_PREFIX, NewEvent};
 
 /// Largest event payload a harness may emit.
