@@ -1,5 +1,12 @@
-//! Builds the guest components in `harnesses/` and `policies/` for wasm32-wasip2 so the builtin harness and
-//! policies can be embedded in the binary (omnigent then needs no files beside it).
+//! Builds the guest components in `harnesses/` and `policies/` so the builtin harness and policies can be embedded in
+//! the binary (omnigent then needs no files beside it).
+//!
+//! Guests that need nothing but our worlds (the builtin harness and policies) are built for `wasm32-unknown-unknown`
+//! and made components here with `wit-component` (what `wasm-tools component new` does): they import no WASI. A
+//! policy (whose world imports no functions) is then one core instance instead of three (its module, and the shim
+//! and fixup modules that link WASI into it), which is much of the cost of the fresh instance each evaluation gets. Test fixtures that exercise WASI (a
+//! networked policy, a WASI command, components from older WIT) are built for `wasm32-wasip2`, as plugin authors
+//! build theirs.
 //!
 //! Why a build script that runs cargo (which the anchors advise against): the design asks for `cargo build` /
 //! `cargo run` on a fresh clone to just work with the harness embedded. The guest build uses its own target dir
@@ -9,23 +16,31 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Guest workspaces and the components each builds.
-const GUESTS: [(&str, &[&str]); 2] = [
-    ("harnesses", &["agent", "hostile", "harness_0_1_0"]),
-    (
-        "policies",
-        &[
-            "ask_on_os_tools",
-            "max_tool_calls",
-            "cost_budget",
-            "detect_loop",
-            "tool_filter",
-            "hostile_policy",
-            "networked_policy",
-            "policy_0_1_0",
-            "not_a_plugin",
-        ],
-    ),
+/// What a guest is built for.
+#[derive(Clone, Copy)]
+enum Target {
+    /// `wasm32-unknown-unknown`, made a component here: no WASI imports.
+    Bare,
+    /// `wasm32-wasip2`: rustc links it as a component that imports WASI.
+    Wasi,
+}
+
+impl Target {
+    fn triple(self) -> &'static str {
+        match self {
+            Target::Bare => "wasm32-unknown-unknown",
+            Target::Wasi => "wasm32-wasip2",
+        }
+    }
+}
+
+/// Guest workspaces, and the packages each builds for each target. A package's component is named for the package
+/// with `-` as `_` (`ask-on-os-tools` → `ask_on_os_tools.wasm`).
+const GUESTS: [(&str, Target, &[&str]); 4] = [
+    ("harnesses", Target::Bare, &["agent"]),
+    ("harnesses", Target::Wasi, &["hostile", "harness-0-1-0"]),
+    ("policies", Target::Bare, &["ask-on-os-tools", "max-tool-calls", "cost-budget", "detect-loop", "tool-filter"]),
+    ("policies", Target::Wasi, &["hostile-policy", "networked-policy", "policy-0-1-0", "not-a-plugin"]),
 ];
 
 fn main() {
@@ -36,23 +51,29 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
-    ensure_wasm_target();
+    for target in [Target::Bare, Target::Wasi] {
+        ensure_wasm_target(target.triple());
+    }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let target_dir = guest_target_dir(&out_dir);
-    for (workspace, components) in GUESTS {
-        build_guests(&root.join(workspace), components, &target_dir, &out_dir);
+    for (workspace, target, packages) in GUESTS {
+        build_guests(&root.join(workspace), target, packages, &target_dir, &out_dir);
     }
     println!("cargo:rustc-env=OMNIGENT_GUEST_DIR={}", out_dir.display());
 }
 
-/// Builds one guest workspace (sequentially: one cargo at a time) and copies its components to `out_dir`.
-fn build_guests(workspace: &Path, components: &[&str], target_dir: &Path, out_dir: &Path) {
+/// Builds packages of one guest workspace (sequentially: one cargo at a time) and puts their components in
+/// `out_dir`.
+fn build_guests(workspace: &Path, target: Target, packages: &[&str], target_dir: &Path, out_dir: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
+    cmd.args(["build", "--release", "--locked", "--target", target.triple(), "--manifest-path"])
         .arg(workspace.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
     // The outer build's settings are for the host target; they must not leak into the guest build.
     for var in
         ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER"]
@@ -67,28 +88,39 @@ fn build_guests(workspace: &Path, components: &[&str], target_dir: &Path, out_di
     let status = cmd.status().expect("run cargo to build the guest components");
     if !status.success() {
         panic!(
-            "building the guest components in {} failed (see above). If the error says the wasm32-wasip2 \
-             target is missing, run: rustup target add wasm32-wasip2",
-            workspace.display()
+            "building the guest components in {} for {} failed (see above). If the error says the target is \
+             missing, run: rustup target add {}",
+            workspace.display(),
+            target.triple(),
+            target.triple()
         );
     }
-    let built = target_dir.join("wasm32-wasip2").join("release");
-    for guest in components {
-        let from = built.join(format!("{guest}.wasm"));
-        std::fs::copy(&from, out_dir.join(format!("{guest}.wasm")))
-            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    let built = target_dir.join(target.triple()).join("release");
+    for package in packages {
+        let name = package.replace('-', "_");
+        let from = built.join(format!("{name}.wasm"));
+        let bytes = std::fs::read(&from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+        let component = match target {
+            Target::Wasi => bytes,
+            Target::Bare => wit_component::ComponentEncoder::default()
+                .module(&bytes)
+                .and_then(|encoder| encoder.validate(true).encode())
+                .unwrap_or_else(|e| panic!("make {} a component: {e:#}", from.display())),
+        };
+        let to = out_dir.join(format!("{name}.wasm"));
+        std::fs::write(&to, component).unwrap_or_else(|e| panic!("write {}: {e}", to.display()));
     }
 }
 
-/// Installs the wasm32-wasip2 standard library through rustup when it is missing, so a fresh clone builds.
-fn ensure_wasm_target() {
+/// Installs a wasm target's standard library through rustup when it is missing, so a fresh clone builds.
+fn ensure_wasm_target(triple: &str) {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-wasip2"));
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == triple));
     if let Ok(false) = installed {
-        println!("cargo:warning=installing the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
-        let _ = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+        println!("cargo:warning=installing the {triple} target (rustup target add {triple})");
+        let _ = Command::new("rustup").args(["target", "add", triple]).status();
     }
 }
 

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
+use crate::wasi::EmptyWasi;
 use crate::{Failure, LoadError};
 
 wasmtime::component::bindgen!({
@@ -84,9 +85,9 @@ pub trait TurnHost: Send + Sync {
     }
 }
 
-/// Per-store state: WASI (empty: no files, env, sockets), limits, and the turn's host.
+/// Per-store state: WASI (wasi.rs), limits, and the turn's host.
 pub struct HostState {
-    wasi: WasiCtx,
+    wasi: EmptyWasi,
     table: ResourceTable,
     limits: StoreLimits,
     host: Arc<dyn TurnHost>,
@@ -94,7 +95,7 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView { ctx: self.wasi.ctx(), table: &mut self.table }
     }
 }
 
@@ -147,7 +148,7 @@ impl omnigent::harness::session::Host for HostState {
 
 pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
-    // Rust's std makes every wasip2 component import WASI; the context it gets grants nothing.
+    // A component built for wasm32-wasip2 (as plugin authors build theirs) imports WASI; see wasi.rs for what it gets.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Harness::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     Ok(linker)
@@ -178,7 +179,7 @@ impl HarnessComponent {
         let instantiating = tracing::info_span!(target: "stage", "instantiate");
         let memory = limits.memory_bytes.min(MAX_MEMORY_CEILING);
         let state = HostState {
-            wasi: WasiCtxBuilder::new().build(),
+            wasi: EmptyWasi::default(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory)

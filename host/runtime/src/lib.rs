@@ -14,6 +14,7 @@ pub mod inspect;
 mod loaded;
 pub mod policy;
 pub mod testing;
+mod wasi;
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
+use crate::wasi::EmptyWasi;
 use crate::{Failure, LoadError};
 
 wasmtime::component::bindgen!({
@@ -44,22 +45,22 @@ pub enum PolicyFailure {
     Params(String),
 }
 
-/// Per-store state: WASI that grants nothing, and the limits.
+/// Per-store state: WASI (wasi.rs) and the limits.
 pub struct PolicyState {
-    wasi: WasiCtx,
+    wasi: EmptyWasi,
     table: ResourceTable,
     limits: StoreLimits,
 }
 
 impl WasiView for PolicyState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView { ctx: self.wasi.ctx(), table: &mut self.table }
     }
 }
 
 pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<PolicyState>> {
     let mut linker = Linker::new(engine);
-    // Rust's std makes every wasip2 component import WASI; the context it gets grants nothing.
+    // A component built for wasm32-wasip2 (as plugin authors build theirs) imports WASI; see wasi.rs for what it gets.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Ok(linker)
 }
@@ -81,7 +82,7 @@ impl PolicyComponent {
     fn store(&self, limits: PolicyLimits) -> Store<PolicyState> {
         let memory = limits.memory_bytes.min(crate::harness::MAX_MEMORY_CEILING);
         let state = PolicyState {
-            wasi: WasiCtxBuilder::new().build(),
+            wasi: EmptyWasi::default(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory)

@@ -20,6 +20,7 @@ pub const POLICY_SDK: &[File] = &[
     file!("vendor/omnigent-policy/Cargo.toml", "../../../../policies/sdk/Cargo.toml"),
     file!("vendor/omnigent-policy/README.md", "../../../../policies/sdk/README.md"),
     file!("vendor/omnigent-policy/src/lib.rs", "../../../../policies/sdk/src/lib.rs"),
+    file!("vendor/omnigent-policy/src/arena.rs", "../../../../policies/sdk/src/arena.rs"),
     file!("vendor/omnigent-policy/src/testing.rs", "../../../../policies/sdk/src/testing.rs"),
     file!("vendor/omnigent-policy/wit/policy.wit", "../../../../wit/policy/policy.wit"),
     file!("Cargo.lock", "../../../../policies/Cargo.lock"),
