@@ -141,6 +141,27 @@ async fn detect_loop_asks_on_the_third_identical_call() {
     assert_eq!(verdicts, vec!["allow", "allow", "allow", "ask"]);
 }
 
+/// A builtin's allocator serves an evaluation from a fixed arena first (policies/sdk/src/arena.rs): an event and a
+/// state several times its size are judged the same, their bytes intact, through the fallback to the standard
+/// allocator (and reallocations that cross from one to the other).
+#[tokio::test]
+async fn a_builtin_judges_an_event_larger_than_its_allocator_arena() {
+    let rt = Runtime::new(None).unwrap();
+    let big = |i: usize| json!({"command": format!("{i}:{}", "x".repeat(8 << 10))});
+    let signature = |i: usize| format!("shell:{}", big(i));
+    // 99 earlier calls (~800 KiB of state), two of them the call about to be made.
+    let mut recent: Vec<String> = (0..97).map(signature).collect();
+    recent.insert(10, signature(7));
+    recent.insert(50, signature(7));
+    let mut e = call("shell", big(7));
+    e.context.state = json!({"p.recent": recent}).to_string();
+    let d = eval(&rt, "detect_loop", json!({"window": 100, "threshold": 3}), e).await;
+    assert_eq!(verdict(&d), "ask");
+    let kept: Vec<String> = serde_json::from_str(&d.state_updates[0].value).unwrap();
+    recent.push(signature(7));
+    assert_eq!(kept, recent);
+}
+
 #[tokio::test]
 async fn tool_filter_refuses_denied_and_unlisted_tools() {
     let rt = Runtime::new(None).unwrap();
