@@ -3,7 +3,10 @@
 //! output, the end with `idle`). Measured in one run against the same server, printed as ratios to the create.
 //!
 //! BENCH_STAGES=1 starts the server with `--stage-times` and prints where the time of the cold and the warm turns
-//! went (`GET /v1/debug/stages`).
+//! went (`GET /v1/debug/stages`), and the warm acks of the first and last 50 turns (a long session's acks grow).
+//! BENCH_SETTLE_MS=N waits N ms after each turn settles before the next message (default 0: the instant `idle`
+//! arrives, while the finished turn's tail still runs on the same cores). On this VM waiting makes every ack slower
+//! (3 ms: +10 %, 20 ms: ~2×): idle vCPUs wake slowly.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,7 +15,7 @@ use omnigent_testkit::mock_llm::{MockLlm, Reply};
 use omnigent_testkit::{Api, ServerProcess, Sse, TestDb, free_port};
 use serde_json::{Value, json};
 
-use super::{Row, n, p50_p99, pct, quick};
+use super::{Row, fmt, n, p50_p99, pct, quick};
 
 /// Whether the server keeps stage times and the suite prints them.
 pub(super) fn stages() -> bool {
@@ -36,6 +39,9 @@ impl Turns {
         sse.until("response.completed").await;
         self.done.push(t.elapsed());
         sse.statuses_until_settled().await;
+        if let Some(ms) = std::env::var("BENCH_SETTLE_MS").ok().and_then(|v| v.parse().ok()).filter(|ms| *ms > 0) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
     }
 }
 
@@ -92,6 +98,15 @@ pub async fn floor_suite(db: TestDb, rows: &mut Vec<Row>) -> Duration {
     }
     let warm_stages = stage_times(&api).await;
 
+    if stages() && warm.ack.len() >= 100 {
+        // Whether a warm ack grows with the session's history.
+        let (mut first, mut last) = (warm.ack[..50].to_vec(), warm.ack[warm.ack.len() - 50..].to_vec());
+        eprintln!(
+            "  {backend:<8} warm ack p50, first 50 / last 50 turns: {} / {}",
+            fmt(pct(&mut first, 0.5)),
+            fmt(pct(&mut last, 0.5))
+        );
+    }
     let create = pct(&mut creates, 0.5);
     let ratio = |d: Duration| d.as_secs_f64() / create.as_secs_f64();
     let (cold_ack, warm_ack) = (pct(&mut cold.ack, 0.5), pct(&mut warm.ack, 0.5));

@@ -6,6 +6,7 @@
 //! Postgres). The native suite drives the real Claude
 //! Code CLI named by OMNIGENT_TEST_CLAUDE (scripts/test installs it) and is skipped without it.
 //! BENCH_STAGES=1 starts the floor suite's servers with `--stage-times` and prints where each turn's time went.
+//! BENCH_SETTLE_MS=N makes the floor suite wait N ms between turns (see floor.rs).
 //! BENCH_EXTRA_POLICY=FILE.wasm [BENCH_EXTRA_PARAMS=JSON] adds rows for that policy component to the policy suite
 //! (describe, and evaluate of a shell call, each in a fresh instance), beside the builtins.
 
