@@ -348,7 +348,7 @@ async fn stage_times_are_kept_only_when_asked_for_and_start_over_on_delete() {
     let (status, body) = api.get("/v1/debug/stages").await;
     assert_eq!(status, 200, "{body}");
     let stage = |name: &str| body["data"].as_array().unwrap().iter().find(|s| s["stage"] == name).cloned();
-    for name in ["ack", "queue", "commit", "publish"] {
+    for name in ["request", "ack", "queue", "commit", "publish"] {
         let s = stage(name).unwrap_or_else(|| panic!("no {name} stage in {body}"));
         assert!(s["count"].as_u64().unwrap() >= 3, "{name}: {s}");
         assert!(s["p50_us"].as_u64().unwrap() <= s["p99_us"].as_u64().unwrap(), "{name}: {s}");

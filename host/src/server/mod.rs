@@ -320,6 +320,7 @@ pub fn router(
         ))
         .layer(middleware::from_fn(guards::refuse_nul_in_url))
         .layer(middleware::from_fn(guards::refuse_large_headers))
+        .layer(middleware::from_fn(stages::time_inputs))
         .with_state(state)
 }
 

@@ -2,10 +2,14 @@
 //! the server keeps stage times (`omnigent server --stage-times`).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use crate::stages::Stage;
 
 const OFF: &str = "stage times are off: start the server with --stage-times (or OMNIGENT_STAGE_TIMES=1)";
 
@@ -22,4 +26,14 @@ pub async fn get() -> Result<Json<Value>, ApiError> {
     responses((status = 204, description = "Reset"), (status = 404, description = "Stage times are off")))]
 pub async fn reset() -> Result<StatusCode, ApiError> {
     if crate::stages::reset() { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found(OFF)) }
+}
+
+/// The outermost layer: times each input's whole request inside the server (stage `request`), so what the `ack`
+/// stage does not see — the guards, forwarding, the body read — shows as the difference between the two.
+pub async fn time_inputs(request: Request, next: Next) -> Response {
+    if request.method() == Method::POST && request.uri().path().ends_with("/events") {
+        tracing::Instrument::instrument(next.run(request), Stage::Request.span()).await
+    } else {
+        next.run(request).await
+    }
 }
