@@ -4,9 +4,9 @@
 //! Guests that need nothing but our worlds (the builtin harness and policies) are built for `wasm32-unknown-unknown`
 //! and made components here with `wit-component` (what `wasm-tools component new` does): they import no WASI. A
 //! policy (whose world imports no functions) is then one core instance instead of three (its module, and the shim
-//! and fixup modules that link WASI into it), which is much of the cost of the fresh instance each evaluation gets. Test fixtures that exercise WASI (a
-//! networked policy, a WASI command, components from older WIT) are built for `wasm32-wasip2`, as plugin authors
-//! build theirs.
+//! and fixup modules that link WASI into it), which is much of the cost of the fresh instance each evaluation gets.
+//! Test fixtures that exercise WASI (a networked policy, a WASI command, components from older WIT) are built for
+//! `wasm32-wasip2`, as plugin authors build theirs.
 //!
 //! Why a build script that runs cargo (which the anchors advise against): the design asks for `cargo build` /
 //! `cargo run` on a fresh clone to just work with the harness embedded. The guest build uses its own target dir

@@ -61,7 +61,7 @@ macro_rules! stages {
 }
 
 stages! {
-    Request = "request": "A `POST /events` inside the server, head parsed to response ready: every middleware, the body read and `ack`.",
+    Request = "request": "A `POST /events` inside the server, head parsed to response ready (middleware, body, ack).",
     Ack = "ack": "An input's handler: parsed, committed by its session's actor, answered (the 202 of `POST /events`).",
     Queue = "queue": "An input waiting in its session's mailbox until the actor takes it.",
     Commit = "commit": "One transaction of one session: waiting for the writer's turn, writing, committing.",
