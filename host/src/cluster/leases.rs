@@ -10,9 +10,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 
+use super::Claim;
 use crate::ids::SessionId;
+use crate::store;
 
 /// The advisory lock namespace of session locks ("omni"), in every lock and `pg_locks` query below.
 macro_rules! namespace {
@@ -75,38 +77,53 @@ impl Leases {
         self.connect(&mut state).await.map(|_| ())
     }
 
-    /// The writer epoch this replica holds `id` under (taking its lock if it does not hold it yet); None when
-    /// another replica holds it.
-    pub async fn claim(&self, id: &SessionId) -> Result<Option<i64>, sqlx::Error> {
+    /// The writer epoch this replica holds `id` under (taking its lock if it does not hold it yet), with the session
+    /// when this call took the lock; None when another replica holds it.
+    pub async fn claim(&self, id: &SessionId) -> Result<Option<Claim>, sqlx::Error> {
         let mut state = self.state.lock().await;
         if state.left {
             return Ok(None);
         }
         if let Some(held) = state.held.get_mut(id) {
             held.claims += 1;
-            return Ok(Some(held.epoch));
+            return Ok(Some(Claim { epoch: held.epoch, session: None }));
         }
         let conn = self.connect(&mut state).await?;
         // Taking the lock bumps the session's writer epoch in the same statement: a writer that lost the lock
         // without noticing yet still commits under the old epoch, which every commit's guard now refuses. (A
         // claim counted above, or a lock taken again after the lock connection dropped, keeps the epoch: the
-        // actors of this replica hold it.)
+        // actors of this replica hold it.) The statement returns the session as the fence left it: the writer
+        // starts from it without reading it again (the fence waited for any commit of the previous writer).
         let lock = concat!(
             "WITH taken AS (SELECT pg_try_advisory_lock(",
             namespace!(),
             ", ",
             key!("$1"),
             ") AS ok), fenced AS (UPDATE sessions SET writer_epoch = writer_epoch + 1 \
-             WHERE id = $1 AND (SELECT ok FROM taken) RETURNING writer_epoch) \
-             SELECT ok, (SELECT writer_epoch FROM fenced) FROM taken"
+             WHERE id = $1 AND (SELECT ok FROM taken) RETURNING sessions.*) \
+             SELECT taken.ok, fenced.* FROM taken LEFT JOIN fenced ON true"
         );
-        let taken = sqlx::query_as::<_, (bool, Option<i64>)>(lock).bind(id.as_str()).fetch_one(conn).await;
+        let taken = sqlx::query(lock).bind(id.as_str()).fetch_one(conn).await.and_then(|row| {
+            let ok: bool = row.try_get("ok")?;
+            let epoch: Option<i64> = row.try_get("writer_epoch")?;
+            Ok((ok, epoch.map(|epoch| (epoch, row))))
+        });
         match taken {
-            Ok((true, epoch)) => {
+            Ok((true, fenced)) => {
                 // No such session: no epoch, and its read after the claim finds none.
-                let epoch = epoch.unwrap_or(0);
+                let (epoch, session) = match fenced {
+                    Some((epoch, row)) => match store::session_of_pg_row(&row) {
+                        Ok(session) => (epoch, Some(session)),
+                        // The caller reads it again, and that read says what is wrong with it.
+                        Err(e) => {
+                            tracing::warn!(session = %id, error = %e, "the claimed session's row does not read");
+                            (epoch, None)
+                        }
+                    },
+                    None => (0, None),
+                };
                 state.held.insert(id.clone(), Held { claims: 1, epoch });
-                Ok(Some(epoch))
+                Ok(Some(Claim { epoch, session }))
             }
             Ok((false, _)) => Ok(None),
             Err(e) => {

@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::SessionId;
-use crate::record::now_us;
+use crate::record::{SessionRecord, now_us};
 
 pub use wakeups::DELETED;
 
@@ -35,6 +35,17 @@ pub const ADOPT_EVERY: Duration = Duration::from_secs(1);
 pub const FORWARDED_BY: &str = "omnigent-forwarded-by";
 
 /// This replica's place among the others.
+/// What a successful claim holds.
+pub struct Claim {
+    /// The writer epoch this replica holds the session under. A record read after the claim must still show it
+    /// (otherwise another replica claimed the session since: this replica's lock died unnoticed).
+    pub epoch: i64,
+    /// The session as the claim's fence left it, when this claim took the lock: read in the same statement, after
+    /// every commit of the previous writer. None when this replica held the lock already (or there is no such
+    /// session): read it.
+    pub session: Option<SessionRecord>,
+}
+
 pub struct Cluster {
     id: String,
     url: String,
@@ -86,10 +97,9 @@ impl Cluster {
         &self.client
     }
 
-    /// Takes the right to write `id` (counted: each successful claim is matched by one [`Cluster::release`]): the
-    /// writer epoch this replica holds it under, which a record read after the claim must still show (otherwise
-    /// another replica claimed it since: this replica's lock died unnoticed). None when another replica holds it.
-    pub async fn claim(&self, id: &SessionId) -> Result<Option<i64>, ClusterError> {
+    /// Takes the right to write `id` (counted: each successful claim is matched by one [`Cluster::release`]). None
+    /// when another replica holds it.
+    pub async fn claim(&self, id: &SessionId) -> Result<Option<Claim>, ClusterError> {
         Ok(self.leases.claim(id).await?)
     }
 

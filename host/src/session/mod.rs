@@ -534,11 +534,15 @@ impl Sessions {
             Err(SessionError::Elsewhere { id: id.clone(), owner })
         };
         let claimed = cluster.claim(id).await.map_err(|e| SessionError::Internal(e.to_string()))?;
-        let Some(epoch) = claimed else { return elsewhere().await };
-        // Read after claiming: every commit of the previous writer is in, and the claim fenced it out (cluster/
-        // leases.rs): none can follow.
-        let started = match self.get(id).await {
-            Ok(record) if record.writer_epoch == epoch => self.start_actor(record),
+        let Some(claim) = claimed else { return elsewhere().await };
+        // Read after claiming (or by the claim itself): every commit of the previous writer is in, and the claim
+        // fenced it out (cluster/leases.rs): none can follow.
+        let read = match claim.session {
+            Some(session) => Ok(session),
+            None => self.get(id).await,
+        };
+        let started = match read {
+            Ok(record) if record.writer_epoch == claim.epoch => self.start_actor(record),
             Ok(_) => {
                 // Another replica claimed it since this one took its lock, which died unnoticed (the lock
                 // connection is checked every second): this replica no longer writes it.

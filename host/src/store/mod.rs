@@ -41,6 +41,7 @@ pub use files::{FileChange, FileMeta, FileSource};
 pub use log::JournalEntry;
 pub use paging::Page;
 pub use runners::RunnerRecord;
+pub(crate) use sessions::session_of_pg_row;
 pub use sessions::{SessionFilter, SessionSort};
 
 #[derive(Debug, thiserror::Error)]

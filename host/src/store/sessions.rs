@@ -74,6 +74,13 @@ row! {
     }
 }
 
+/// A session from a Postgres row that has the session's columns by name (the cluster's claim returns one from the
+/// statement that fences the session's previous writer).
+pub(crate) fn session_of_pg_row(row: &sqlx::postgres::PgRow) -> Result<SessionRecord> {
+    use sqlx::FromRow;
+    SessionRow::from_row(row)?.record()
+}
+
 const SESSION_COLUMNS: &str = "id, created_at_us, updated_at_us, title, labels, status, last_task_error, config, \
                                agent_id, kind, parent_session_id, last_seq, active_response_id, usage_by_model, policy, \
                                archived, settings, writer_epoch";
