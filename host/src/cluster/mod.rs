@@ -34,7 +34,6 @@ pub const ADOPT_EVERY: Duration = Duration::from_secs(1);
 /// The request header a forwarded write carries (the forwarding replica's id): it is never forwarded again.
 pub const FORWARDED_BY: &str = "omnigent-forwarded-by";
 
-/// This replica's place among the others.
 /// What a successful claim holds.
 pub struct Claim {
     /// The writer epoch this replica holds the session under. A record read after the claim must still show it
@@ -46,6 +45,7 @@ pub struct Claim {
     pub session: Option<SessionRecord>,
 }
 
+/// This replica's place among the others.
 pub struct Cluster {
     id: String,
     url: String,

@@ -37,8 +37,8 @@
 //! `omnigent plugin check`, replay a recorded session through it with `omnigent plugin test`, and name the `.wasm`
 //! in a session YAML (`component: ./dist/no_force_push.wasm`).
 //!
-//! The builtin policies are built for `wasm32-unknown-unknown` instead and made components with `wasm-tools
-//! component new`: they then import no WASI, and a fresh instance costs ~9–11 µs instead of ~11–15 µs. The SDK
+//! The builtin policies are built for `wasm32-unknown-unknown` instead and then made components (what `wasm-tools
+//! component new` does): they import no WASI, and a fresh instance costs ~9–11 µs instead of ~11–15 µs. The SDK
 //! brings its own allocator on that target (a static arena first; see `arena.rs`), so a policy built that way must
 //! not set a `#[global_allocator]`.
 //!
