@@ -51,9 +51,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
-    for target in [Target::Bare, Target::Wasi] {
-        ensure_wasm_target(target.triple());
-    }
+    ensure_wasm_targets(&[Target::Bare.triple(), Target::Wasi.triple()]);
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let target_dir = guest_target_dir(&out_dir);
     for (workspace, target, packages) in GUESTS {
@@ -112,15 +110,15 @@ fn build_guests(workspace: &Path, target: Target, packages: &[&str], target_dir:
     }
 }
 
-/// Installs a wasm target's standard library through rustup when it is missing, so a fresh clone builds.
-fn ensure_wasm_target(triple: &str) {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == triple));
-    if let Ok(false) = installed {
-        println!("cargo:warning=installing the {triple} target (rustup target add {triple})");
-        let _ = Command::new("rustup").args(["target", "add", triple]).status();
+/// Installs the wasm targets' standard libraries through rustup when they are missing (one listing, one install),
+/// so a fresh clone builds. If that fails, the guest build's error says which target to add.
+fn ensure_wasm_targets(triples: &[&str]) {
+    let Ok(listed) = Command::new("rustup").args(["target", "list", "--installed"]).output() else { return };
+    let installed = String::from_utf8_lossy(&listed.stdout).lines().map(|l| l.trim().to_string()).collect::<Vec<_>>();
+    let missing: Vec<&str> = triples.iter().copied().filter(|t| !installed.iter().any(|i| i == t)).collect();
+    if !missing.is_empty() {
+        println!("cargo:warning=installing {} (rustup target add {})", missing.join(", "), missing.join(" "));
+        let _ = Command::new("rustup").args(["target", "add"]).args(&missing).status();
     }
 }
 
